@@ -1,0 +1,662 @@
+/**
+ * The threshold state machine for many keys (devices). Each severity level of a rule is its own
+ * small machine: it raises when its condition has held long enough (immediately, for a duration,
+ * or for N readings in a row) and clears when its clear condition has held likewise. A key's
+ * alert is the most severe active level; an episode runs from the first level raised to the last
+ * level cleared and keeps one id throughout, so a downstream upsert on it never opens a second
+ * record.
+ *
+ * State lives in typed-array columns indexed by a slot per key (a few dozen bytes a key), and
+ * every key's timers share one deadline heap. Nothing here knows Node-RED or the clock: callers
+ * pass the time, and call tick() when nextDeadline() comes.
+ */
+import { createHash } from 'node:crypto';
+import { DeadlineQueue } from './deadline-queue';
+import {
+  isNumericRule,
+  Thresholds,
+  type Confirmation,
+  type EqualityValue,
+  type RuleConfig,
+  type Severity,
+  type ThresholdValue,
+} from './rules';
+
+export type AlertChange = 'raised' | 'escalated' | 'deescalated' | 'cleared';
+
+export interface AlertEvent {
+  /** Stable for one episode, from the first raise to the final clear. */
+  id: string;
+  key: string;
+  change: AlertChange;
+  state: 'raised' | 'cleared';
+  /** The alert's severity now; for a clear, the severity that cleared. */
+  severity: Severity;
+  previousSeverity?: Severity;
+  /** When the episode was raised (ms). */
+  since: number;
+  /** When this change happened (ms): the reading's time, or the deadline that confirmed it. */
+  at: number;
+  /** The value that caused the change (a rate for rate rules, ms of silence for silence rules). */
+  value: number | EqualityValue | undefined;
+  /** The threshold that was crossed. */
+  threshold: ThresholdValue | undefined;
+  /** Set when the change came from a reset or a changed rule rather than from readings. */
+  reason?: 'reset' | 'rule-changed';
+}
+
+export interface EngineListener {
+  alert(event: AlertEvent): void;
+  /** Every change of a key's active levels (also those that change no alert), for persistence. */
+  stateChanged?(key: string, active: Severity[], since: number): void;
+}
+
+export type ReadingErrorCode = 'missing_value' | 'not_numeric' | 'not_finite' | 'wrong_type';
+
+export interface ReadingError {
+  code: ReadingErrorCode;
+  message: string;
+}
+
+export interface KeyStatus {
+  key: string;
+  state: 'normal' | 'pending' | 'raised';
+  severity?: Severity;
+  id?: string;
+  since?: number;
+}
+
+/** Persisted form of the engine; NaN is written as null. */
+export interface EngineSnapshot {
+  version: 1;
+  rule: string;
+  severities: Severity[];
+  savedAt: number;
+  keys: SnapshotKey[];
+}
+
+/** [key, active severities, since, last measured, last value, last sample at, last seen at, runs [count, start] per level, last raw value] */
+export type SnapshotKey = [
+  string,
+  Severity[],
+  number | null,
+  number | null,
+  number | null,
+  number | null,
+  number | null,
+  Array<[number, number | null]>,
+  EqualityValue | null,
+];
+
+interface Need {
+  /** Readings in a row that confirm (Infinity: not counted). */
+  count: number;
+  /** Time the condition must hold to confirm (Infinity: not timed). */
+  ms: number;
+}
+
+function need(confirmation: Confirmation): Need {
+  switch (confirmation.mode) {
+    case 'immediate':
+      return { count: 1, ms: Infinity };
+    case 'count':
+      return { count: confirmation.count, ms: Infinity };
+    case 'duration':
+      return { count: Infinity, ms: confirmation.ms };
+  }
+}
+
+const INITIAL_CAPACITY = 1024;
+
+export class ThresholdEngine {
+  readonly base: Thresholds;
+  private readonly levelCount: number;
+  private readonly silence: boolean;
+  private readonly numeric: boolean;
+  private readonly rate: boolean;
+  private readonly rateUnitMs: number;
+  private readonly raiseNeed: Need;
+  private readonly clearNeed: Need;
+  private readonly fingerprint: string;
+
+  private readonly slots = new Map<string, number>();
+  private keys: (string | undefined)[] = [];
+  private readonly freeSlots: number[] = [];
+  private capacity = 0;
+  /** Bit i set: level i is active. */
+  private mask = new Uint8Array(0);
+  private since = new Float64Array(0);
+  /** The last value compared with thresholds (the rate, for rate rules). */
+  private lastMeasured = new Float64Array(0);
+  /** rate rules: the previous sample and its time. */
+  private lastValue = new Float64Array(0);
+  private lastSampleAt = new Float64Array(0);
+  private lastSeenAt = new Float64Array(0);
+  /** Time of this key's live entry in the deadline heap, NaN when it has none. */
+  private timerAt = new Float64Array(0);
+  /** Per (slot, level): when the current run towards toggling the level began, and its length. */
+  private runStart = new Float64Array(0);
+  private runCount = new Uint32Array(0);
+  /** equals / notEquals rules: the last raw value, for alerts fired by a timer. */
+  private readonly lastRaw: (EqualityValue | undefined)[] = [];
+  /** Keys whose last reading came with its own thresholds (msg.threshold or device metadata). */
+  private readonly overrides = new Map<number, Thresholds>();
+  private readonly deadlines = new DeadlineQueue();
+  /** Keys whose alert is at each level, for the status line. */
+  private readonly activeByLevel: Int32Array;
+
+  constructor(
+    readonly config: RuleConfig,
+    private readonly scope: string,
+    private readonly listener: EngineListener,
+  ) {
+    this.base = Thresholds.compile(config);
+    this.levelCount = this.base.levelCount;
+    this.silence = config.rule === 'silence';
+    this.numeric = isNumericRule(config.rule);
+    this.rate = config.measure === 'rate';
+    this.rateUnitMs = config.rateUnitMs;
+    this.raiseNeed = need(config.raise);
+    this.clearNeed = need(config.clear);
+    this.fingerprint = `${config.rule}/${config.measure}${this.rate ? `/${config.rateUnitMs}` : ''}`;
+    this.activeByLevel = new Int32Array(this.levelCount);
+    this.grow(INITIAL_CAPACITY);
+  }
+
+  get keyCount(): number {
+    return this.slots.size;
+  }
+
+  get severities(): readonly Severity[] {
+    return this.base.severities;
+  }
+
+  /** How many keys have their alert at each severity (same order as severities). */
+  activeCounts(): number[] {
+    return Array.from(this.activeByLevel);
+  }
+
+  /**
+   * One reading for a key. Bad input is returned as an error and leaves every state untouched.
+   * @param sampleAt when the value was measured (rate rules use it); defaults to now.
+   * @param thresholds this reading's own thresholds (see Thresholds.withOverride).
+   */
+  read(key: string, raw: unknown, now: number, sampleAt = now, thresholds?: Thresholds): ReadingError | undefined {
+    let measured: number | EqualityValue = 0;
+    if (this.numeric) {
+      const parsed = numericReading(raw);
+      if (typeof parsed !== 'number') return parsed;
+      measured = parsed;
+    } else if (!this.silence) {
+      const error = equalityReadingError(raw);
+      if (error) return error;
+      measured = raw as EqualityValue;
+    }
+    const slot = this.slotFor(key);
+    this.useThresholds(slot, thresholds);
+    if (this.silence) {
+      this.signOfLife(slot, now);
+      return undefined;
+    }
+    this.lastSeenAt[slot] = now;
+    if (this.rate) {
+      const previousAt = this.lastSampleAt[slot];
+      // An older or same-time sample has no rate to give; NaN (no previous sample) passes.
+      if (sampleAt <= previousAt) return undefined;
+      const previous = this.lastValue[slot];
+      this.lastValue[slot] = measured as number;
+      this.lastSampleAt[slot] = sampleAt;
+      if (Number.isNaN(previousAt)) return undefined;
+      measured = (((measured as number) - previous) / (sampleAt - previousAt)) * this.rateUnitMs;
+    }
+    if (this.numeric) this.lastMeasured[slot] = measured as number;
+    else this.lastRaw[slot] = measured;
+    this.evaluate(slot, measured, now, thresholds ?? this.base);
+    return undefined;
+  }
+
+  /** Processes every deadline due by now (duration confirmations, silences). */
+  tick(now: number): void {
+    const queue = this.deadlines;
+    while (queue.peekTime() <= now) {
+      const at = queue.peekTime();
+      const slot = queue.popSlot();
+      // Stale entries: the key was rescheduled earlier, or freed.
+      if (this.timerAt[slot] !== at || this.keys[slot] === undefined) continue;
+      this.timerAt[slot] = NaN;
+      this.fire(slot, at);
+      this.schedule(slot, this.deadlineOf(slot));
+    }
+  }
+
+  /** When tick() next has work to do (Infinity: never, until more readings come). */
+  nextDeadline(): number {
+    return this.deadlines.peekTime();
+  }
+
+  /**
+   * Forgets a key (or every key): an active alert is cleared with reason 'reset' first, so
+   * whoever opened a record for it hears that it ended.
+   */
+  reset(now: number, key?: string): void {
+    const slots = key === undefined ? [...this.slots.values()] : [this.slots.get(key)].filter((s) => s !== undefined);
+    for (const slot of slots) {
+      const value = this.silence ? undefined : this.lastValueOf(slot);
+      this.commit(slot, this.mask[slot], 0, now, value, this.thresholdsOf(slot), 'reset');
+      this.free(slot);
+    }
+  }
+
+  /**
+   * silence rules: starts watching keys that have no state yet, as if each had reported now, so
+   * a device that never reports is noticed.
+   */
+  expect(keys: readonly string[], now: number): void {
+    if (!this.silence) return;
+    for (const key of keys) {
+      if (this.slots.has(key)) continue;
+      const slot = this.slotFor(key);
+      this.lastSeenAt[slot] = now;
+      this.schedule(slot, this.deadlineOf(slot));
+    }
+  }
+
+  /** A key's alert state, for annotating readings. */
+  status(key: string): KeyStatus {
+    const slot = this.slots.get(key);
+    if (slot === undefined) return { key, state: 'normal' };
+    const mask = this.mask[slot];
+    if (mask !== 0) {
+      const since = this.since[slot];
+      return { key, state: 'raised', severity: this.severities[topLevel(mask)], id: this.episodeId(key, since), since };
+    }
+    const base = slot * this.levelCount;
+    for (let i = 0; i < this.levelCount; i++) {
+      if (this.runCount[base + i] > 0) return { key, state: 'pending' };
+    }
+    return { key, state: 'normal' };
+  }
+
+  snapshot(now: number): EngineSnapshot {
+    const keys: SnapshotKey[] = [];
+    for (const [key, slot] of this.slots) {
+      const runs: Array<[number, number | null]> = [];
+      for (let i = 0; i < this.levelCount; i++) {
+        const r = slot * this.levelCount + i;
+        runs.push([this.runCount[r], orNull(this.runStart[r])]);
+      }
+      keys.push([
+        key,
+        this.severitiesOf(this.mask[slot]),
+        orNull(this.since[slot]),
+        orNull(this.lastMeasured[slot]),
+        orNull(this.lastValue[slot]),
+        orNull(this.lastSampleAt[slot]),
+        orNull(this.lastSeenAt[slot]),
+        runs,
+        this.lastRaw[slot] ?? null,
+      ]);
+    }
+    return { version: 1, rule: this.fingerprint, severities: [...this.severities], savedAt: now, keys };
+  }
+
+  /**
+   * Takes back a snapshot (after a redeploy or restart). Alerts stay raised, with their episode
+   * ids, and are not announced again. Alerts whose rule or severity no longer exists are
+   * cleared with reason 'rule-changed'. Silence clocks restart at `now`: the time Node-RED was
+   * down says nothing about the devices.
+   */
+  restore(snapshot: EngineSnapshot, now: number): void {
+    const sameRule = snapshot.rule === this.fingerprint;
+    const levelOf = new Map(this.severities.map((s, i) => [s, i]));
+    for (const [key, active, since, measured, value, sampleAt, seenAt, runs, raw] of snapshot.keys) {
+      let mask = 0;
+      if (sameRule) for (const severity of active) mask |= levelOf.has(severity) ? 1 << (levelOf.get(severity) as number) : 0;
+      if (active.length > 0 && mask === 0) {
+        const top = active[active.length - 1];
+        this.listener.alert({
+          id: this.episodeId(key, since ?? now),
+          key,
+          change: 'cleared',
+          state: 'cleared',
+          severity: top,
+          since: since ?? now,
+          at: now,
+          value: undefined,
+          threshold: undefined,
+          reason: 'rule-changed',
+        });
+      }
+      if (!sameRule) continue;
+      const slot = this.slotFor(key);
+      this.lastMeasured[slot] = measured ?? NaN;
+      this.lastValue[slot] = value ?? NaN;
+      this.lastSampleAt[slot] = sampleAt ?? NaN;
+      this.lastSeenAt[slot] = this.silence ? now : (seenAt ?? NaN);
+      if (raw !== null) this.lastRaw[slot] = raw;
+      snapshot.severities.forEach((severity, savedLevel) => {
+        const level = levelOf.get(severity);
+        const run = runs[savedLevel];
+        if (level === undefined || !run) return;
+        this.runCount[slot * this.levelCount + level] = run[0];
+        this.runStart[slot * this.levelCount + level] = run[1] ?? NaN;
+      });
+      if (mask !== 0) {
+        this.mask[slot] = mask;
+        this.since[slot] = since ?? now;
+        this.activeByLevel[topLevel(mask)]++;
+      }
+      this.schedule(slot, this.deadlineOf(slot));
+    }
+  }
+
+  private evaluate(slot: number, value: number | EqualityValue, now: number, th: Thresholds): void {
+    const levels = this.levelCount;
+    const base = slot * levels;
+    const before = this.mask[slot];
+    let after = before;
+    let timed = false;
+    for (let i = 0; i < levels; i++) {
+      const bit = 1 << i;
+      const active = (after & bit) !== 0;
+      const r = base + i;
+      if (!(active ? th.clears(i, value) : th.raises(i, value))) {
+        this.runCount[r] = 0;
+        this.runStart[r] = NaN;
+        continue;
+      }
+      const needed = active ? this.clearNeed : this.raiseNeed;
+      const count = ++this.runCount[r];
+      if (count === 1) this.runStart[r] = now;
+      if (count >= needed.count || now - this.runStart[r] >= needed.ms) {
+        after ^= bit;
+        this.runCount[r] = 0;
+        this.runStart[r] = NaN;
+      } else if (needed.ms !== Infinity) {
+        timed = true;
+      }
+    }
+    this.commit(slot, before, after, now, value, th);
+    if (timed) this.schedule(slot, this.deadlineOf(slot));
+  }
+
+  /** silence rules: a message arrived. Clears a silence alert (after N in a row if so set). */
+  private signOfLife(slot: number, now: number): void {
+    const silentFor = now - this.lastSeenAt[slot];
+    this.lastSeenAt[slot] = now;
+    const before = this.mask[slot];
+    if (before !== 0) {
+      const r = slot * this.levelCount;
+      if (++this.runCount[r] >= this.clearNeed.count) {
+        this.runCount[r] = 0;
+        this.commit(slot, before, 0, now, silentFor, this.thresholdsOf(slot));
+      }
+    }
+    // Usually later than the key's heap entry, so nothing is pushed: tick() reschedules then.
+    this.schedule(slot, this.deadlineOf(slot));
+  }
+
+  /** A deadline of this key came due at `at`. */
+  private fire(slot: number, at: number): void {
+    const th = this.thresholdsOf(slot);
+    const before = this.mask[slot];
+    let after = before;
+    if (this.silence) {
+      const silentFor = at - this.lastSeenAt[slot];
+      for (let i = 0; i < this.levelCount; i++) {
+        if (silentFor >= th.silenceAfter(i)) after |= 1 << i;
+      }
+      // A new silence gap breaks a run of readings that was clearing the alert.
+      if (before !== 0 && silentFor >= th.silenceAfter(0)) this.runCount[slot * this.levelCount] = 0;
+      this.commit(slot, before, after, at, silentFor, th);
+      return;
+    }
+    const base = slot * this.levelCount;
+    for (let i = 0; i < this.levelCount; i++) {
+      const r = base + i;
+      if (this.runCount[r] === 0) continue;
+      const needed = (after & (1 << i)) !== 0 ? this.clearNeed : this.raiseNeed;
+      if (at - this.runStart[r] >= needed.ms) {
+        after ^= 1 << i;
+        this.runCount[r] = 0;
+        this.runStart[r] = NaN;
+      }
+    }
+    this.commit(slot, before, after, at, this.lastValueOf(slot), th);
+  }
+
+  /** The earliest time this key needs tick(), or Infinity. */
+  private deadlineOf(slot: number): number {
+    const th = this.thresholdsOf(slot);
+    const mask = this.mask[slot];
+    let deadline = Infinity;
+    if (this.silence) {
+      const seen = this.lastSeenAt[slot];
+      for (let i = 0; i < this.levelCount; i++) {
+        if ((mask & (1 << i)) === 0) deadline = Math.min(deadline, seen + th.silenceAfter(i));
+      }
+      if (mask !== 0 && this.runCount[slot * this.levelCount] > 0) deadline = Math.min(deadline, seen + th.silenceAfter(0));
+      return deadline;
+    }
+    const base = slot * this.levelCount;
+    for (let i = 0; i < this.levelCount; i++) {
+      const r = base + i;
+      if (this.runCount[r] === 0) continue;
+      const needed = (mask & (1 << i)) !== 0 ? this.clearNeed : this.raiseNeed;
+      deadline = Math.min(deadline, this.runStart[r] + needed.ms);
+    }
+    return deadline;
+  }
+
+  private schedule(slot: number, at: number): void {
+    if (at === Infinity) return;
+    const current = this.timerAt[slot];
+    // A live entry at or before `at` will reschedule when it fires.
+    if (current <= at) return;
+    this.timerAt[slot] = at;
+    this.deadlines.push(at, slot);
+  }
+
+  private commit(
+    slot: number,
+    before: number,
+    after: number,
+    at: number,
+    value: number | EqualityValue | undefined,
+    th: Thresholds,
+    reason?: 'reset',
+  ): void {
+    if (before === after) return;
+    const key = this.keys[slot] as string;
+    this.mask[slot] = after;
+    const previousTop = topLevel(before);
+    const top = topLevel(after);
+    if (previousTop >= 0) this.activeByLevel[previousTop]--;
+    if (top >= 0) this.activeByLevel[top]++;
+    if (before === 0) this.since[slot] = at;
+    const since = this.since[slot];
+    if (after === 0) this.since[slot] = NaN;
+    this.listener.stateChanged?.(key, this.severitiesOf(after), since);
+    if (top === previousTop) return;
+
+    const severities = this.severities;
+    const event: AlertEvent = {
+      id: this.episodeId(key, since),
+      key,
+      change: 'raised',
+      state: after === 0 ? 'cleared' : 'raised',
+      severity: severities[Math.max(top, previousTop)],
+      since,
+      at,
+      value,
+      threshold: undefined,
+    };
+    if (previousTop < 0) {
+      event.threshold = th.raiseThreshold(top);
+    } else if (top < 0) {
+      event.change = 'cleared';
+      event.severity = severities[previousTop];
+      event.threshold = th.clearThreshold(previousTop);
+    } else {
+      event.change = top > previousTop ? 'escalated' : 'deescalated';
+      event.severity = severities[top];
+      event.previousSeverity = severities[previousTop];
+      event.threshold = top > previousTop ? th.raiseThreshold(top) : th.clearThreshold(previousTop);
+    }
+    if (reason) event.reason = reason;
+    this.listener.alert(event);
+  }
+
+  private episodeId(key: string, since: number): string {
+    return createHash('sha1').update(`${this.scope}\u0000${key}\u0000${since}`).digest('hex').slice(0, 24);
+  }
+
+  private lastValueOf(slot: number): number | EqualityValue | undefined {
+    if (this.numeric) {
+      const v = this.lastMeasured[slot];
+      return Number.isNaN(v) ? undefined : v;
+    }
+    return this.lastRaw[slot];
+  }
+
+  private thresholdsOf(slot: number): Thresholds {
+    return this.overrides.size === 0 ? this.base : (this.overrides.get(slot) ?? this.base);
+  }
+
+  private useThresholds(slot: number, thresholds: Thresholds | undefined): void {
+    if (thresholds !== undefined && thresholds !== this.base) this.overrides.set(slot, thresholds);
+    else if (this.overrides.size > 0) this.overrides.delete(slot);
+  }
+
+  private severitiesOf(mask: number): Severity[] {
+    const out: Severity[] = [];
+    for (let i = 0; i < this.levelCount; i++) if ((mask & (1 << i)) !== 0) out.push(this.severities[i]);
+    return out;
+  }
+
+  private slotFor(key: string): number {
+    const existing = this.slots.get(key);
+    if (existing !== undefined) return existing;
+    let slot = this.freeSlots.pop();
+    if (slot === undefined) {
+      slot = this.keys.length;
+      if (slot >= this.capacity) this.grow(this.capacity * 2);
+    }
+    this.keys[slot] = key;
+    this.slots.set(key, slot);
+    this.mask[slot] = 0;
+    this.since[slot] = NaN;
+    this.lastMeasured[slot] = NaN;
+    this.lastValue[slot] = NaN;
+    this.lastSampleAt[slot] = NaN;
+    this.lastSeenAt[slot] = NaN;
+    this.timerAt[slot] = NaN;
+    const base = slot * this.levelCount;
+    this.runStart.fill(NaN, base, base + this.levelCount);
+    this.runCount.fill(0, base, base + this.levelCount);
+    return slot;
+  }
+
+  private free(slot: number): void {
+    const key = this.keys[slot];
+    if (key === undefined) return;
+    this.slots.delete(key);
+    this.keys[slot] = undefined;
+    this.lastRaw[slot] = undefined;
+    this.overrides.delete(slot);
+    this.timerAt[slot] = NaN;
+    this.freeSlots.push(slot);
+  }
+
+  private grow(capacity: number): void {
+    const levels = this.levelCount;
+    this.mask = resized(this.mask, capacity);
+    this.since = resized(this.since, capacity);
+    this.lastMeasured = resized(this.lastMeasured, capacity);
+    this.lastValue = resized(this.lastValue, capacity);
+    this.lastSampleAt = resized(this.lastSampleAt, capacity);
+    this.lastSeenAt = resized(this.lastSeenAt, capacity);
+    this.timerAt = resized(this.timerAt, capacity);
+    this.runStart = resized(this.runStart, capacity * levels);
+    this.runCount = resized(this.runCount, capacity * levels);
+    this.capacity = capacity;
+  }
+}
+
+function resized<T extends Float64Array | Uint8Array | Uint32Array>(array: T, length: number): T {
+  const next = new (array.constructor as new (n: number) => T)(length);
+  next.set(array);
+  return next;
+}
+
+function topLevel(mask: number): number {
+  return 31 - Math.clz32(mask);
+}
+
+function orNull(n: number): number | null {
+  return Number.isNaN(n) ? null : n;
+}
+
+const NUMBER_TEXT = /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/;
+
+/** A finite number from a number or a numeric string; anything else is an error. */
+export function numericReading(raw: unknown): number | ReadingError {
+  if (typeof raw === 'number') {
+    return Number.isFinite(raw) ? raw : { code: 'not_finite', message: `${raw} is not a finite number` };
+  }
+  if (typeof raw === 'string') {
+    if (NUMBER_TEXT.test(raw)) {
+      const n = Number(raw);
+      if (Number.isFinite(n)) return n;
+      return { code: 'not_finite', message: `"${clip(raw)}" is out of range` };
+    }
+    if (/^\s*[+-]?(NaN|Infinity)\s*$/.test(raw)) return { code: 'not_finite', message: `"${raw.trim()}" is not a finite number` };
+    return { code: 'not_numeric', message: `"${clip(raw)}" is not a number` };
+  }
+  if (raw === undefined || raw === null) return { code: 'missing_value', message: 'no value' };
+  return { code: 'wrong_type', message: `expected a number, got ${describeType(raw)}` };
+}
+
+function equalityReadingError(raw: unknown): ReadingError | undefined {
+  if (raw === undefined || raw === null) return { code: 'missing_value', message: 'no value' };
+  if (typeof raw === 'number') return Number.isFinite(raw) ? undefined : { code: 'not_finite', message: `${raw} is not a finite number` };
+  if (typeof raw === 'string' || typeof raw === 'boolean') return undefined;
+  return { code: 'wrong_type', message: `expected a number, string or boolean, got ${describeType(raw)}` };
+}
+
+function describeType(raw: unknown): string {
+  if (Array.isArray(raw)) return 'an array';
+  if (Buffer.isBuffer(raw)) return 'a buffer';
+  return typeof raw === 'object' ? 'an object' : `a ${typeof raw}`;
+}
+
+function clip(text: string): string {
+  return text.length > 40 ? `${text.slice(0, 37)}...` : text;
+}
+
+/** One journal line: a key's active severities and episode start after a change. */
+export interface JournalEntry {
+  k: string;
+  a: Severity[];
+  s: number | null;
+}
+
+/** The snapshot with journal entries applied in the order they were written. */
+export function applyJournal(snapshot: EngineSnapshot, entries: readonly JournalEntry[]): EngineSnapshot {
+  if (entries.length === 0) return snapshot;
+  const keys = [...snapshot.keys];
+  const indexOf = new Map(keys.map((k, i) => [k[0], i]));
+  for (const entry of entries) {
+    const i = indexOf.get(entry.k);
+    if (i === undefined) {
+      indexOf.set(entry.k, keys.length);
+      keys.push([entry.k, entry.a, entry.s, null, null, null, null, [], null]);
+    } else {
+      const updated: SnapshotKey = [...keys[i]];
+      updated[1] = entry.a;
+      updated[2] = entry.s;
+      keys[i] = updated;
+    }
+  }
+  return { ...snapshot, keys };
+}

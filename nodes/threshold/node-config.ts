@@ -1,0 +1,141 @@
+/**
+ * From the editor's properties (strings, as typed) to the rule the engine runs. Kept apart from
+ * the adapter so that a unit test can check every conversion without Node-RED.
+ */
+import {
+  RuleError,
+  SEVERITIES,
+  toDuration,
+  validateRule,
+  type Confirmation,
+  type EqualityValue,
+  type LevelConfig,
+  type RuleConfig,
+  type RuleKind,
+  type Severity,
+} from './rules';
+
+/** A level row as the editor stores it: every field may be a string. */
+export interface EditorLevel {
+  severity: string;
+  value?: string | number | boolean;
+  low?: string | number;
+  high?: string | number;
+  clear?: string | number;
+  clearLow?: string | number;
+  clearHigh?: string | number;
+}
+
+/** The threshold node's properties as saved in the flow. */
+export interface ThresholdProperties {
+  name?: string;
+  property?: string;
+  propertyType?: string;
+  field?: string;
+  reading?: string;
+  keyProperty?: string;
+  keyPropertyType?: string;
+  rule?: string;
+  measure?: string;
+  rateUnit?: string;
+  levels?: EditorLevel[];
+  hysteresis?: string;
+  deadband?: string | number;
+  raiseMode?: string;
+  raiseValue?: string | number;
+  raiseUnit?: string;
+  clearMode?: string;
+  clearValue?: string | number;
+  clearUnit?: string;
+  stateOutput?: boolean;
+  persist?: boolean;
+  startup?: string;
+  expectedKeys?: string;
+  catchErrors?: boolean;
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 };
+
+export function ruleFromProperties(p: ThresholdProperties): RuleConfig {
+  const rule = (p.rule ?? 'above') as RuleKind;
+  const config: RuleConfig = {
+    rule,
+    measure: p.measure === 'rate' ? 'rate' : 'value',
+    rateUnitMs: p.rateUnit === 'second' ? 1000 : 60_000,
+    hysteresis: p.hysteresis === 'deadband' || p.hysteresis === 'explicit' ? p.hysteresis : 'none',
+    deadband: optionalNumber(p.deadband, 'deadband') ?? 0,
+    levels: (p.levels ?? []).map((level) => levelFromEditor(rule, level)),
+    raise: confirmation(p.raiseMode, p.raiseValue, p.raiseUnit, 'raise'),
+    clear: confirmation(p.clearMode, p.clearValue, p.clearUnit, 'clear'),
+  };
+  const problems = validateRule(config);
+  if (problems.length > 0) throw new RuleError(problems.join('; '));
+  return config;
+}
+
+/** The name a reading goes by in alerts and in device metadata thresholds. */
+export function readingName(p: ThresholdProperties): string {
+  if (p.reading?.trim()) return p.reading.trim();
+  if (p.field?.trim()) return p.field.trim();
+  const path = (p.propertyType ?? 'msg') === 'msg' ? (p.property ?? 'payload') : '';
+  const last = path.split('.').pop() ?? '';
+  return last && last !== 'payload' ? last : 'value';
+}
+
+/** Keys expected to report from the start (silence rules): comma, space or newline separated. */
+export function expectedKeyList(text: string | undefined): string[] {
+  return (text ?? '')
+    .split(/[\s,]+/)
+    .map((k) => k.trim())
+    .filter((k) => k !== '');
+}
+
+function levelFromEditor(rule: RuleKind, level: EditorLevel): LevelConfig {
+  const severity = level.severity as Severity;
+  if (!SEVERITIES.includes(severity)) throw new RuleError(`unknown severity "${level.severity}"`);
+  const at = `level ${severity}`;
+  const out: LevelConfig = { severity };
+  if (rule === 'silence') {
+    out.value = toDuration(typeof level.value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(level.value) ? Number(level.value) : level.value, `${at} silence`);
+  } else if (rule === 'equals' || rule === 'notEquals') {
+    out.value = equalityValue(level.value);
+  } else {
+    out.value = optionalNumber(level.value, `${at} threshold`);
+    out.low = optionalNumber(level.low, `${at} low`);
+    out.high = optionalNumber(level.high, `${at} high`);
+    out.clear = optionalNumber(level.clear, `${at} clear`);
+    out.clearLow = optionalNumber(level.clearLow, `${at} clear low`);
+    out.clearHigh = optionalNumber(level.clearHigh, `${at} clear high`);
+  }
+  for (const name of Object.keys(out) as (keyof LevelConfig)[]) if (out[name] === undefined) delete out[name];
+  return out;
+}
+
+function confirmation(mode: string | undefined, value: string | number | undefined, unit: string | undefined, which: string): Confirmation {
+  if (mode === 'count') {
+    const count = optionalNumber(value, `${which} count`);
+    return { mode: 'count', count: count ?? NaN };
+  }
+  if (mode === 'duration') {
+    const amount = optionalNumber(value, `${which} duration`);
+    return { mode: 'duration', ms: (amount ?? NaN) * (UNIT_MS[unit ?? 's'] ?? NaN) };
+  }
+  return { mode: 'immediate' };
+}
+
+function optionalNumber(value: string | number | boolean | undefined, what: string): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const n = typeof value === 'number' ? value : typeof value === 'string' ? Number(value.trim()) : NaN;
+  if (!Number.isFinite(n)) throw new RuleError(`${what} is not a number: ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** "42" is the number 42, "true" the boolean, anything else the text itself. */
+function equalityValue(value: string | number | boolean | undefined): EqualityValue | undefined {
+  if (typeof value !== 'string') return value;
+  const text = value.trim();
+  if (text === '') return undefined;
+  if (text === 'true' || text === 'false') return text === 'true';
+  if (text !== '' && Number.isFinite(Number(text))) return Number(text);
+  return value;
+}

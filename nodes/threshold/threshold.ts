@@ -1,0 +1,389 @@
+/**
+ * iot-threshold: the Node-RED side of the threshold engine. It reads the key, the value and any
+ * per-message or per-device thresholds from each message, feeds the engine, turns its events
+ * into messages, runs the one timer, keeps the status line, and saves state across restarts.
+ */
+import { join } from 'node:path';
+import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
+import { reject } from '../shared/coded-error';
+import { defaultKey, deviceOf } from '../shared/device';
+import { propertyReader, type PropertyReader } from '../shared/typed-property';
+import { describeAlert, type AlertWording } from './alert-text';
+import { applyJournal, ThresholdEngine, type AlertEvent, type EngineSnapshot, type JournalEntry } from './engine';
+import { expectedKeyList, readingName, ruleFromProperties, type ThresholdProperties } from './node-config';
+import { RuleError, Thresholds, type RuleConfig } from './rules';
+import { StateFile } from './state-file';
+
+type ThresholdDef = NodeDef & ThresholdProperties;
+type Send = (msg: Array<NodeMessage | NodeMessage[] | null>) => void;
+type Done = (err?: Error) => void;
+
+/** What is saved for a node: the engine's state and the last device seen per key. */
+interface SavedState {
+  engine: EngineSnapshot;
+  devices: Record<string, unknown>;
+}
+
+const SAVE_EVERY_MS = 10_000;
+const STATUS_EVERY_MS = 500;
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
+const OVERRIDE_CACHE_SIZE = 1000;
+const OUTPUT = { raised: 0, cleared: 1, state: 2 } as const;
+
+export = function register(RED: NodeAPI): void {
+  function IotThresholdNode(this: Node, def: ThresholdDef): void {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const outputs = def.stateOutput ? 4 : 3;
+    const rejection = { outputs, catchErrors: def.catchErrors === true };
+
+    let rule: RuleConfig;
+    let valueReader: PropertyReader | undefined;
+    let keyReader: PropertyReader | undefined;
+    try {
+      rule = ruleFromProperties(def);
+      if (rule.rule !== 'silence') valueReader = propertyReader(RED, node, def.property || 'payload', def.propertyType || 'msg');
+      if (def.keyProperty) keyReader = propertyReader(RED, node, def.keyProperty, def.keyPropertyType || 'msg');
+    } catch (err) {
+      const message = (err as Error).message;
+      node.error(RED._('iot-threshold.errors.invalid-config', { message }));
+      node.status({ fill: 'red', shape: 'ring', text: RED._('iot-threshold.status.invalid-config') });
+      node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
+        reject(node, msg, 'invalid_config', message, send, done, rejection);
+      });
+      return;
+    }
+
+    const reading = readingName(def);
+    const field = def.field?.trim() || undefined;
+    const wording: AlertWording = { reading, rule: rule.rule, measure: rule.measure, rateUnit: rule.rateUnitMs === 1000 ? '/s' : '/min' };
+    const pending: AlertEvent[] = [];
+    const lastDevice = new Map<string, unknown>();
+    const overrideCache = new Map<string, Thresholds>();
+    let stateFile: StateFile<SavedState, JournalEntry> | undefined;
+    let saveProblem: string | undefined;
+    let dirty = false;
+
+    const engine = new ThresholdEngine(rule, node.id, {
+      alert: (event) => pending.push(event),
+      stateChanged: (key, active, since) => {
+        if (!stateFile) return;
+        try {
+          stateFile.append({ k: key, a: active, s: Number.isNaN(since) ? null : since });
+        } catch (err) {
+          persistenceFailed(err as Error);
+        }
+      },
+    });
+
+    function persistenceFailed(err: Error): void {
+      if (!saveProblem) node.warn(RED._('iot-threshold.errors.not-saved', { message: err.message }));
+      saveProblem = err.message;
+      scheduleStatus();
+    }
+
+    // --- restoring state -------------------------------------------------------------------
+    const userDir = RED.settings.userDir as string | undefined;
+    if (def.persist !== false) {
+      if (!userDir) {
+        node.warn(RED._('iot-threshold.errors.no-user-dir'));
+      } else {
+        try {
+          stateFile = new StateFile(join(userDir, 'iot-state'), `threshold-${node.id}`);
+          const loaded = stateFile.load();
+          for (const problem of loaded.problems) node.warn(problem);
+          const now = Date.now();
+          const snapshot = applyJournal(loaded.snapshot?.engine ?? engine.snapshot(now), loaded.entries);
+          for (const [key, device] of Object.entries(loaded.snapshot?.devices ?? {})) lastDevice.set(key, device);
+          engine.restore(snapshot, now);
+        } catch (err) {
+          stateFile = undefined;
+          persistenceFailed(err as Error);
+        }
+      }
+    }
+    if (def.startup === 'expect') engine.expect(expectedKeyList(def.expectedKeys), Date.now());
+    // Alerts ended by a changed rule are announced once every node of the flow is running.
+    const startup = setImmediate(() => {
+      deliverUnprompted();
+      armTimer();
+      updateStatus();
+    });
+
+    // --- messages in -----------------------------------------------------------------------
+    node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
+      try {
+        if (msg.reset !== undefined && msg.reset !== false) {
+          resetFrom(msg);
+          done();
+          return;
+        }
+        const key = keyOf(msg);
+        if (key instanceof Promise) {
+          key.then((k) => handle(msg, k, send, done), (err: Error) => reject(node, msg, 'bad_key', err.message, send, done, rejection));
+        } else {
+          handle(msg, key, send, done);
+        }
+      } catch (err) {
+        reject(node, msg, 'internal', (err as Error).message, send, done, rejection);
+      }
+    });
+
+    function handle(msg: NodeMessage, key: unknown, send: Send, done: Done): void {
+      if (typeof key !== 'string') {
+        const { code, message } = key as { code: string; message: string };
+        reject(node, msg, code, message, send, done, rejection);
+        return;
+      }
+      if (!valueReader) {
+        evaluate(msg, key, undefined, send, done);
+        return;
+      }
+      const value = valueReader.read(msg);
+      if (valueReader.async) {
+        (value as Promise<unknown>).then(
+          (v) => evaluate(msg, key, v, send, done),
+          (err: Error) => reject(node, msg, 'missing_value', err.message, send, done, rejection),
+        );
+      } else {
+        evaluate(msg, key, value, send, done);
+      }
+    }
+
+    function evaluate(msg: NodeMessage, key: string, raw: unknown, send: Send, done: Done): void {
+      if (field !== undefined && raw !== null && typeof raw === 'object' && !Array.isArray(raw) && !Buffer.isBuffer(raw)) {
+        raw = (raw as Record<string, unknown>)[field];
+      }
+      const now = Date.now();
+      let thresholds: Thresholds | undefined;
+      let sampleAt = now;
+      try {
+        thresholds = thresholdsFor(msg);
+        if (rule.measure === 'rate') sampleAt = timestampOf(msg, now);
+      } catch (err) {
+        const code = err instanceof RuleError ? 'bad_threshold' : 'bad_timestamp';
+        reject(node, msg, code, (err as Error).message, send, done, rejection);
+        return;
+      }
+      const error = engine.read(key, raw, now, sampleAt, thresholds);
+      if (error) {
+        reject(node, msg, error.code, `${valueName()}: ${error.message}`, send, done, rejection);
+        return;
+      }
+      dirty = true;
+      const device = msg.device;
+      if (device !== undefined) lastDevice.set(key, device);
+      const out = routeEvents(msg);
+      if (def.stateOutput) {
+        msg.alertState = engine.status(key);
+        out[OUTPUT.state] = msg;
+      }
+      if (out.some((o) => o !== null)) send(out);
+      scheduleStatus();
+      if (rule.raise.mode === 'duration' || rule.clear.mode === 'duration' || rule.rule === 'silence') armTimer();
+      done();
+    }
+
+    function keyOf(msg: NodeMessage): unknown {
+      if (!keyReader) return defaultKey(msg);
+      const value = keyReader.read(msg);
+      return keyReader.async ? (value as Promise<unknown>).then(keyFromValue) : keyFromValue(value);
+    }
+
+    function keyFromValue(value: unknown): string | { code: string; message: string } {
+      if (typeof value === 'string' && value !== '') return value;
+      if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+      if (value === undefined || value === null || value === '') {
+        return { code: 'missing_key', message: `${def.keyPropertyType || 'msg'}.${def.keyProperty} is empty: no key to keep state by` };
+      }
+      return { code: 'bad_key', message: `${def.keyPropertyType || 'msg'}.${def.keyProperty} must be a string or a number` };
+    }
+
+    function valueName(): string {
+      const base = `${def.propertyType || 'msg'}.${def.property || 'payload'}`;
+      return field ? `${base}.${field}` : base;
+    }
+
+    /** Device thresholds (msg.device.meta.thresholds[reading]), then msg.threshold. */
+    function thresholdsFor(msg: NodeMessage): Thresholds | undefined {
+      const meta = deviceOf(msg)?.meta?.thresholds as Record<string, unknown> | undefined;
+      const fromDevice = meta !== null && typeof meta === 'object' ? meta[reading] : undefined;
+      const fromMessage = msg.threshold;
+      if (fromDevice === undefined && fromMessage === undefined) return undefined;
+      const overrides = [fromDevice, fromMessage].filter((o) => o !== undefined);
+      const cacheKey = JSON.stringify(overrides);
+      let compiled = overrideCache.get(cacheKey);
+      if (!compiled) {
+        compiled = Thresholds.withOverrides(rule, overrides);
+        if (overrideCache.size >= OVERRIDE_CACHE_SIZE) overrideCache.clear();
+        overrideCache.set(cacheKey, compiled);
+      }
+      return compiled;
+    }
+
+    function resetFrom(msg: NodeMessage): void {
+      const explicit = keyReader && !keyReader.async ? keyReader.read(msg) : undefined;
+      const key = typeof explicit === 'string' ? explicit : defaultKey(msg);
+      engine.reset(Date.now(), key === '' ? undefined : key);
+      if (key === '') lastDevice.clear();
+      else lastDevice.delete(key);
+      dirty = true;
+      deliverUnprompted();
+    }
+
+    // --- alerts out ------------------------------------------------------------------------
+    /** Attaches this reading's alert events to it (and to clones when there are several). */
+    function routeEvents(msg: NodeMessage): Array<NodeMessage | NodeMessage[] | null> {
+      const out: Array<NodeMessage | NodeMessage[] | null> = new Array(outputs).fill(null);
+      if (pending.length === 0) return out;
+      const events = pending.splice(0);
+      events.forEach((event, i) => {
+        const carrier = i === events.length - 1 ? msg : RED.util.cloneMessage(msg);
+        carrier.alert = alertOf(event);
+        addTo(out, event.state === 'raised' ? OUTPUT.raised : OUTPUT.cleared, carrier);
+      });
+      return out;
+    }
+
+    /** Alerts that no message brought: timers, resets, a changed rule at start. */
+    function deliverUnprompted(): void {
+      if (pending.length === 0) return;
+      const out: Array<NodeMessage | NodeMessage[] | null> = new Array(outputs).fill(null);
+      for (const event of pending.splice(0)) {
+        const msg: NodeMessage = { _msgid: RED.util.generateId(), topic: event.key, payload: event.value };
+        const device = lastDevice.get(event.key);
+        if (device !== undefined) msg.device = RED.util.cloneMessage({ device } as NodeMessage).device;
+        msg.alert = alertOf(event);
+        addTo(out, event.state === 'raised' ? OUTPUT.raised : OUTPUT.cleared, msg);
+      }
+      node.send(out);
+      scheduleStatus();
+    }
+
+    function alertOf(event: AlertEvent): Record<string, unknown> {
+      const alert: Record<string, unknown> = {
+        id: event.id,
+        key: event.key,
+        reading,
+        rule: rule.rule,
+        severity: event.severity,
+        state: event.state,
+        change: event.change,
+        value: event.value,
+        threshold: event.threshold,
+        since: event.since,
+        at: event.at,
+        text: describeAlert(event, wording),
+      };
+      if (rule.measure === 'rate') alert.measure = rule.rateUnitMs === 1000 ? 'rate per second' : 'rate per minute';
+      if (event.previousSeverity) alert.previousSeverity = event.previousSeverity;
+      if (event.reason) alert.reason = event.reason;
+      return alert;
+    }
+
+    // --- the one timer ---------------------------------------------------------------------
+    let timer: NodeJS.Timeout | undefined;
+    let timerAt = Infinity;
+
+    function armTimer(): void {
+      const next = engine.nextDeadline();
+      if (next >= timerAt) return;
+      if (timer) clearTimeout(timer);
+      timerAt = next;
+      timer = setTimeout(onTimer, Math.min(LONGEST_TIMER_MS, Math.max(0, next - Date.now())));
+    }
+
+    function onTimer(): void {
+      timer = undefined;
+      timerAt = Infinity;
+      engine.tick(Date.now());
+      dirty = true;
+      deliverUnprompted();
+      armTimer();
+    }
+
+    // --- status ----------------------------------------------------------------------------
+    let statusTimer: NodeJS.Timeout | undefined;
+
+    function scheduleStatus(): void {
+      statusTimer ??= setTimeout(() => {
+        statusTimer = undefined;
+        updateStatus();
+      }, STATUS_EVERY_MS);
+    }
+
+    function updateStatus(): void {
+      const counts = engine.activeCounts();
+      const severities = engine.severities;
+      const parts: string[] = [];
+      let top = -1;
+      for (let i = severities.length - 1; i >= 0; i--) {
+        if (counts[i] > 0) {
+          parts.push(`${counts[i]} ${severities[i]}`);
+          top = Math.max(top, i);
+        }
+      }
+      const keys = `${engine.keyCount.toLocaleString('en-US')} ${engine.keyCount === 1 ? 'key' : 'keys'}`;
+      let text = `${parts.length > 0 ? parts.join(', ') : RED._('iot-threshold.status.ok')} · ${keys}`;
+      if (saveProblem) text += ` · ${RED._('iot-threshold.status.not-saved')}`;
+      const severity = top >= 0 ? severities[top] : undefined;
+      const fill = severity === 'critical' || severity === 'major' ? 'red' : severity ? 'yellow' : 'green';
+      node.status({ fill, shape: parts.length > 0 ? 'dot' : 'ring', text });
+    }
+
+    // --- saving ----------------------------------------------------------------------------
+    function currentState(): SavedState {
+      return { engine: engine.snapshot(Date.now()), devices: Object.fromEntries(lastDevice) };
+    }
+
+    const saver = stateFile
+      ? setInterval(() => {
+          if (!dirty || !stateFile) return;
+          dirty = false;
+          stateFile.save(currentState()).catch((err: Error) => persistenceFailed(err));
+        }, SAVE_EVERY_MS)
+      : undefined;
+
+    node.on('close', (removed: boolean, done: () => void) => {
+      clearImmediate(startup);
+      if (timer) clearTimeout(timer);
+      if (statusTimer) clearTimeout(statusTimer);
+      if (saver) clearInterval(saver);
+      const file = stateFile;
+      if (!file) {
+        done();
+        return;
+      }
+      let finished: Promise<void>;
+      if (removed) {
+        finished = file.remove();
+      } else {
+        try {
+          file.saveSync(currentState());
+        } catch (err) {
+          node.warn(RED._('iot-threshold.errors.not-saved', { message: (err as Error).message }));
+        }
+        finished = file.close();
+      }
+      finished.catch((err: Error) => node.warn(err.message)).finally(done);
+    });
+  }
+
+  RED.nodes.registerType('iot-threshold', IotThresholdNode);
+};
+
+function addTo(out: Array<NodeMessage | NodeMessage[] | null>, port: number, msg: NodeMessage): void {
+  const current = out[port];
+  if (current === null) out[port] = msg;
+  else if (Array.isArray(current)) current.push(msg);
+  else out[port] = [current, msg];
+}
+
+/** When the reading was measured: msg.timestamp (ms, ISO text or Date) or now. */
+function timestampOf(msg: NodeMessage, now: number): number {
+  const stamp = msg.timestamp as unknown;
+  if (stamp === undefined || stamp === null) return now;
+  const ms = typeof stamp === 'number' ? stamp : stamp instanceof Date ? stamp.getTime() : typeof stamp === 'string' ? Date.parse(stamp) : NaN;
+  if (!Number.isFinite(ms)) throw new Error(`msg.timestamp ${JSON.stringify(stamp)} is not a time (ms since epoch, ISO 8601 or Date)`);
+  return ms;
+}

@@ -1,0 +1,41 @@
+/**
+ * The second half of `npm run build`: tsc compiles the code, this puts beside each compiled node
+ * what Node-RED loads from there (its .html, locales/ and icons/), and copies the flows to
+ * examples/, the only folder Node-RED offers under Import > Examples.
+ */
+import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+const root = resolve(__dirname, '..', '..');
+const ASSET_DIRS = ['locales', 'icons'];
+
+function copyNodeAssets(): number {
+  let copied = 0;
+  const nodesDir = join(root, 'nodes');
+  for (const name of readdirSync(nodesDir)) {
+    const source = join(nodesDir, name);
+    if (!statSync(source).isDirectory()) continue;
+    const target = join(root, 'dist', 'nodes', name);
+    for (const entry of readdirSync(source)) {
+      const from = join(source, entry);
+      if (entry.endsWith('.html') || (ASSET_DIRS.includes(entry) && statSync(from).isDirectory())) {
+        cpSync(from, join(target, entry), { recursive: true });
+        copied++;
+      }
+    }
+  }
+  return copied;
+}
+
+function copyExamples(): number {
+  const flows = join(root, 'flows');
+  const examples = join(root, 'examples');
+  rmSync(examples, { recursive: true, force: true });
+  if (!existsSync(flows)) return 0;
+  cpSync(flows, examples, { recursive: true, filter: (path) => statSync(path).isDirectory() || path.endsWith('.json') });
+  return readdirSync(examples).length;
+}
+
+const assets = copyNodeAssets();
+const examples = copyExamples();
+if (process.env.npm_lifecycle_event === 'build') console.log(`build: ${assets} node asset(s), ${examples} example flow(s)`);
