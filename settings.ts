@@ -1,0 +1,76 @@
+/**
+ * Node-RED settings for `npm start` and for the tests that run a whole Node-RED. Everything a
+ * deployment changes comes from the environment:
+ *
+ *   PORT                        editor and HTTP endpoints (default 1880)
+ *   NODE_RED_HOST               interface to listen on (default 127.0.0.1)
+ *   IOT_DATA_DIR                where runtime data lives (default .data/ in the repository)
+ *   NODE_RED_USER_DIR           the Node-RED user directory (default $IOT_DATA_DIR/node-red)
+ *   NODE_RED_CREDENTIAL_SECRET  key that encrypts node credentials (default: generated once,
+ *                               kept in $IOT_DATA_DIR/credential-secret)
+ *   NODE_RED_LOG_LEVEL          fatal, error, warn, info (default), debug, trace
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+/** The repository (this file compiles to dist/settings.js). */
+const packageRoot = resolve(__dirname, '..');
+const dataDir = resolve(process.env.IOT_DATA_DIR ?? join(packageRoot, '.data'));
+const userDir = resolve(process.env.NODE_RED_USER_DIR ?? join(dataDir, 'node-red'));
+
+function credentialSecret(): string {
+  const fromEnv = process.env.NODE_RED_CREDENTIAL_SECRET;
+  if (fromEnv) return fromEnv;
+  const file = join(dataDir, 'credential-secret');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  mkdirSync(dataDir, { recursive: true });
+  const secret = randomBytes(32).toString('hex');
+  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  console.warn(
+    `[settings] NODE_RED_CREDENTIAL_SECRET is not set: generated a secret and stored it in ${file}. ` +
+      'Keep that file, or set the variable, or credentials saved with it cannot be read.',
+  );
+  return secret;
+}
+
+mkdirSync(userDir, { recursive: true });
+
+const settings = {
+  uiHost: process.env.NODE_RED_HOST ?? '127.0.0.1',
+  uiPort: Number(process.env.PORT ?? 1880),
+  userDir,
+  flowFile: 'flows.json',
+  flowFilePretty: true,
+  credentialSecret: credentialSecret(),
+  /** This package is loaded as a module from here, with its examples/ folder. */
+  nodesDir: [packageRoot],
+  httpAdminRoot: '/',
+  httpNodeRoot: '/',
+  functionExternalModules: false,
+  diagnostics: { enabled: true, ui: true },
+  runtimeState: { enabled: false, ui: false },
+  telemetry: { enabled: false, updateNotification: false },
+  externalModules: {
+    autoInstall: false,
+    palette: {
+      // Development dependencies with nodes of their own (benchmark peers) stay out of the palette.
+      denyList: ['node-red-contrib-influxdb'],
+    },
+    modules: { allowInstall: false },
+  },
+  editorTheme: {
+    page: { title: 'IoT patterns · Node-RED' },
+    header: { title: 'IoT patterns' },
+    projects: { enabled: false },
+    tours: false,
+    // The machine is offline: no online catalogue, so the palette manager shows no error.
+    palette: { catalogues: [] },
+  },
+  logging: {
+    console: { level: process.env.NODE_RED_LOG_LEVEL ?? 'info', metrics: false, audit: false },
+  },
+};
+
+export = settings;

@@ -1,0 +1,111 @@
+/**
+ * `npm start` as a newcomer meets it: Node-RED with the pack, the example flows as tabs on first
+ * start, the user's edits kept afterwards, an embedded MQTT broker (or the one MQTT_URL names),
+ * and a clean stop on Ctrl-C.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { afterAll, describe, expect, it } from 'vitest';
+import { NodeRedProcess } from '../support/node-red-process';
+import { startMosquitto, type ManagedServer } from '../support/services';
+
+const PACKAGE = '@iot-patterns/node-red-enterprise-iot';
+const cleanup: Array<() => Promise<void>> = [];
+afterAll(async () => {
+  for (const step of cleanup.reverse()) await step();
+});
+
+async function started(options?: Parameters<typeof NodeRedProcess.start>[0]): Promise<NodeRedProcess> {
+  const node = await NodeRedProcess.start(options);
+  cleanup.push(() => node.dispose());
+  return node;
+}
+
+async function json<T>(url: string, init?: RequestInit): Promise<T> {
+  const response = await fetch(url, init);
+  expect(response.ok, `${init?.method ?? 'GET'} ${url}: ${response.status}`).toBe(true);
+  return (await response.json()) as T;
+}
+
+describe('npm start', () => {
+  it('starts Node-RED with the pack and the examples deployed as tabs, then stops cleanly on Ctrl-C', async () => {
+    const node = await started();
+    expect(node.output).toMatch(/First start: deployed \d+ example flow\(s\) as tabs/);
+    expect(node.editorUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(node.mqttUrl).toMatch(/^mqtt:\/\/127\.0\.0\.1:\d+$/);
+    expect(node.output).toContain('(embedded)');
+
+    const editor = await fetch(`${node.editorUrl}/`).then((r) => r.text());
+    expect(editor).toContain('<title>IoT patterns · Node-RED</title>');
+
+    const modules = await json<Array<{ module: string; types: string[]; enabled: boolean }>>(`${node.editorUrl}/nodes`, { headers: { Accept: 'application/json' } });
+    const pack = modules.filter((m) => m.module === PACKAGE);
+    const declared = Object.keys(JSON.parse(readFileSync('package.json', 'utf8'))['node-red'].nodes);
+    expect(pack.flatMap((m) => m.types).sort()).toEqual(expect.arrayContaining(declared.map((name) => name)));
+    expect(pack.every((m) => m.enabled)).toBe(true);
+    expect(modules.some((m) => m.module === 'node-red-contrib-influxdb')).toBe(false);
+
+    const flows = await json<Array<{ type: string; label?: string }>>(`${node.editorUrl}/flows`);
+    const tabs = flows.filter((n) => n.type === 'tab').map((n) => n.label);
+    expect(tabs).toContain('Threshold alerts');
+
+    const examples = await json<Array<{ fn: string }>>(`${node.editorUrl}/library/examples/flows/${PACKAGE}`);
+    expect(examples.map((e) => e.fn)).toContain('threshold-alerts');
+
+    const client = await mqtt.connectAsync(node.mqttUrl);
+    await client.subscribeAsync('start/test');
+    const got = new Promise<string>((resolve) => client.on('message', (_t, payload) => resolve(payload.toString())));
+    await client.publishAsync('start/test', 'hello');
+    expect(await got).toBe('hello');
+    await client.endAsync();
+
+    expect(await node.stop('SIGINT')).toBe(0);
+    expect(node.output).toContain('SIGINT: stopping');
+    expect(node.output).toContain('Stopped.');
+    expect(node.output).not.toMatch(/^\s+at .+\(.+:\d+:\d+\)$/m);
+  });
+
+  it('keeps the user edits on later starts, and stops on SIGTERM too', async () => {
+    const first = await started();
+    const flows = await json<Array<Record<string, unknown>>>(`${first.editorUrl}/flows`);
+    const tab = flows.find((n) => n.type === 'tab') as Record<string, unknown>;
+    tab.label = 'My edited tab';
+    const deployed = await fetch(`${first.editorUrl}/flows`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'Node-RED-Deployment-Type': 'full' },
+      body: JSON.stringify(flows),
+    });
+    expect(deployed.status).toBe(204);
+    expect(await first.stop('SIGTERM')).toBe(0);
+
+    const second = await started({ dataDir: first.dataDir });
+    expect(second.output).not.toContain('First start');
+    const again = await json<Array<Record<string, unknown>>>(`${second.editorUrl}/flows`);
+    expect(again.filter((n) => n.type === 'tab').map((n) => n.label)).toContain('My edited tab');
+    expect(await second.stop()).toBe(0);
+  });
+
+  it('uses the broker MQTT_URL names instead of starting one', async () => {
+    const mosquitto: ManagedServer = await startMosquitto();
+    cleanup.push(() => mosquitto.dispose());
+    const node = await started({ env: { MQTT_URL: mosquitto.url } });
+    expect(node.mqttUrl).toBe(mosquitto.url);
+    expect(node.output).not.toContain('(embedded)');
+    expect(await node.stop()).toBe(0);
+  });
+
+  it('generates the credential secret once, keeps it private, and warns', async () => {
+    const first = await started({ env: { NODE_RED_CREDENTIAL_SECRET: '' } });
+    expect(first.output).toContain('NODE_RED_CREDENTIAL_SECRET is not set');
+    const file = join(first.dataDir, 'credential-secret');
+    const secret = readFileSync(file, 'utf8');
+    expect(secret.trim()).toMatch(/^[0-9a-f]{64}$/);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    await first.stop();
+    const second = await started({ dataDir: first.dataDir, env: { NODE_RED_CREDENTIAL_SECRET: '' } });
+    expect(second.output).not.toContain('NODE_RED_CREDENTIAL_SECRET is not set');
+    expect(readFileSync(file, 'utf8')).toBe(secret);
+    await second.stop();
+  });
+});

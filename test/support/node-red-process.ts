@@ -1,0 +1,95 @@
+/**
+ * A whole Node-RED, started the way `npm start` starts it (dist/scripts/start.js), as a child
+ * process on free ports with its own data folder. For end-to-end and browser tests.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const repoRoot = resolve(__dirname, '..', '..');
+
+export interface NodeRedOptions {
+  /** Reuse a data folder (a restart); a new temporary one otherwise. */
+  dataDir?: string;
+  env?: Record<string, string>;
+  args?: string[];
+}
+
+export class NodeRedProcess {
+  editorUrl = '';
+  mqttUrl = '';
+  output = '';
+  private constructor(
+    readonly child: ChildProcess,
+    readonly dataDir: string,
+    private readonly ownsDataDir: boolean,
+  ) {}
+
+  static async start(options: NodeRedOptions = {}): Promise<NodeRedProcess> {
+    const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'iot-node-red-'));
+    const child = spawn(process.execPath, [join(repoRoot, 'dist/scripts/start.js'), ...(options.args ?? [])], {
+      cwd: repoRoot,
+      env: {
+        ...process.env,
+        PORT: '0',
+        MQTT_PORT: '0',
+        IOT_DATA_DIR: dataDir,
+        NODE_RED_CREDENTIAL_SECRET: 'test-secret',
+        NODE_RED_LOG_LEVEL: 'warn',
+        ...options.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const node = new NodeRedProcess(child, dataDir, options.dataDir === undefined);
+    child.stdout?.on('data', (chunk: Buffer) => (node.output += chunk.toString()));
+    child.stderr?.on('data', (chunk: Buffer) => (node.output += chunk.toString()));
+    await new Promise<void>((ready, fail) => {
+      const timer = setTimeout(() => fail(new Error(`Node-RED did not start within 60 s:\n${node.output}`)), 60_000);
+      const check = () => {
+        const editor = /Node-RED editor: (\S+)/.exec(node.output);
+        const mqtt = /MQTT broker:\s+(\S+)/.exec(node.output);
+        if (editor && mqtt) {
+          clearTimeout(timer);
+          node.editorUrl = editor[1].replace(/\/$/, '');
+          node.mqttUrl = mqtt[1];
+          ready();
+        }
+      };
+      child.stdout?.on('data', check);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        fail(new Error(`Node-RED exited with code ${code} at start:\n${node.output}`));
+      });
+    });
+    return node;
+  }
+
+  /** A full deploy through the admin API. The flows start a moment after it answers. */
+  async deploy(flows: unknown[]): Promise<void> {
+    const response = await fetch(`${this.editorUrl}/flows`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'Node-RED-Deployment-Type': 'full' },
+      body: JSON.stringify(flows),
+    });
+    if (response.status !== 204) throw new Error(`deploy failed: ${response.status} ${await response.text()}`);
+  }
+
+  /** Ctrl-C: resolves with the exit code once the process has stopped. */
+  stop(signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve(this.child.exitCode);
+    const exited = new Promise<number | null>((done) => this.child.once('exit', (code) => done(code)));
+    this.child.kill(signal);
+    return exited;
+  }
+
+  /** kill -9: no chance to save anything. */
+  async crash(): Promise<void> {
+    await this.stop('SIGKILL');
+  }
+
+  async dispose(): Promise<void> {
+    await this.stop('SIGKILL');
+    if (this.ownsDataDir) rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
