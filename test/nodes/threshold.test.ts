@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import thresholdNode from '../../nodes/threshold/threshold';
 import { helper } from '../support/node-red';
 
-type Flow = Array<Record<string, unknown>>;
+type Flow = Array<{ id: string; type: string; [property: string]: unknown }>;
 type Alert = Record<string, unknown>;
 
 let userDir: string;

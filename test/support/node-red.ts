@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import helper from 'node-red-node-test-helper';
 
-const require = createRequire(import.meta.url);
+const require = createRequire(__filename);
 
 export const nodeRedPath = process.env.NODE_RED_PATH ?? require.resolve('node-red');
 helper.init(nodeRedPath);
