@@ -43,7 +43,9 @@ export = function register(RED: NodeAPI): void {
     try {
       rule = ruleFromProperties(def);
       if (rule.rule !== 'silence') valueReader = propertyReader(RED, node, def.property || 'payload', def.propertyType || 'msg');
-      if (def.keyProperty) keyReader = propertyReader(RED, node, def.keyProperty, def.keyPropertyType || 'msg');
+      if (def.keyPropertyType && def.keyPropertyType !== 'device' && def.keyProperty) {
+        keyReader = propertyReader(RED, node, def.keyProperty, def.keyPropertyType);
+      }
     } catch (err) {
       const message = (err as Error).message;
       node.error(RED._('iot-threshold.errors.invalid-config', { message }));

@@ -1,0 +1,143 @@
+/**
+ * The editor in Debian's Chromium, driven by playwright-core: the pack's palette category holds
+ * every node of the pack, each node can be dragged onto the workspace and its edit dialog opened
+ * (config nodes too), the examples are offered under Import > Examples, and the page logs no
+ * error at all.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NodeRedProcess, repoRoot } from '../support/node-red-process';
+
+const PACKAGE = '@iot-patterns/node-red-enterprise-iot';
+const CATEGORY_ID = 'enterprise_IoT';
+const screenshots = join(repoRoot, 'test-results', process.env.NODE_RED_PATH ? 'node-red-5' : 'node-red-4');
+
+let node: NodeRedProcess;
+let browser: Browser;
+let page: Page;
+const pageErrors: string[] = [];
+
+beforeAll(async () => {
+  mkdirSync(screenshots, { recursive: true });
+  node = await NodeRedProcess.start();
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
+  page.on('console', (message) => {
+    if (message.type() === 'error') pageErrors.push(`console: ${message.text()}`);
+  });
+  page.on('pageerror', (error) => pageErrors.push(`page: ${error.message}`));
+  await page.goto(`${node.editorUrl}/`);
+  await page.waitForSelector('#red-ui-palette-search', { timeout: 60_000 });
+  await page.waitForFunction(() => (window as unknown as { RED?: { nodes?: { getType(t: string): unknown } } }).RED?.nodes?.getType('inject') !== undefined);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await node?.dispose();
+});
+
+async function packTypes(): Promise<{ nodes: string[]; configs: string[] }> {
+  const modules = (await fetch(`${node.editorUrl}/nodes`, { headers: { Accept: 'application/json' } }).then((r) => r.json())) as Array<{ module: string; types: string[] }>;
+  const types = modules.filter((m) => m.module === PACKAGE).flatMap((m) => m.types);
+  const categories = await page.evaluate(
+    (all) => all.map((t) => (window as unknown as { RED: { nodes: { getType(t: string): { category: string } } } }).RED.nodes.getType(t).category),
+    types,
+  );
+  return {
+    nodes: types.filter((_, i) => categories[i] !== 'config'),
+    configs: types.filter((_, i) => categories[i] === 'config'),
+  };
+}
+
+async function closeDialog(): Promise<void> {
+  await page.click('#node-dialog-cancel');
+  await page.waitForSelector('#node-dialog-cancel', { state: 'detached' });
+}
+
+describe('the editor in Chromium', () => {
+  it('shows the pack palette category with every node of the pack', async () => {
+    const { nodes } = await packTypes();
+    const declared = Object.keys(require(join(repoRoot, 'package.json'))['node-red'].nodes);
+    expect(nodes.length).toBeGreaterThan(0);
+    expect([...nodes, ...(await packTypes()).configs].sort()).toEqual(expect.arrayContaining(declared));
+    const category = page.locator(`#red-ui-palette-container-${CATEGORY_ID}`);
+    await expect(category.isVisible()).resolves.toBe(true);
+    for (const type of nodes) {
+      await expect(category.locator(`.red-ui-palette-node[data-palette-type="${type}"]`).count(), type).resolves.toBe(1);
+    }
+    await category.screenshot({ path: join(screenshots, 'palette.png') });
+    // The picture for the README: the example flow as first deployed, running.
+    await page.evaluate(() => (window as unknown as { RED: { workspaces: { show(id: string): void } } }).RED.workspaces.show('threshold.tab'));
+    await page.waitForTimeout(1_500);
+    await page.screenshot({ path: join(screenshots, 'editor.png') });
+  });
+
+  it('drags each node onto the workspace and opens its edit dialog', async () => {
+    const { nodes } = await packTypes();
+    const workspace = page.locator('#red-ui-workspace-chart');
+    for (const [i, type] of nodes.entries()) {
+      const before = await page.evaluate(() => (window as unknown as { RED: { nodes: { filterNodes(f: object): unknown[] } } }).RED.nodes.filterNodes({}).length);
+      await page.locator(`#red-ui-palette-container-${CATEGORY_ID} .red-ui-palette-node[data-palette-type="${type}"]`).dragTo(workspace, {
+        targetPosition: { x: 300 + 40 * i, y: 500 + 60 * i },
+      });
+      const added = await page.evaluate(
+        ({ t, n }) => {
+          const RED = (window as unknown as { RED: { nodes: { filterNodes(f: object): Array<{ id: string; type: string }> } } }).RED;
+          const all = RED.nodes.filterNodes({});
+          return all.length > n ? all.filter((x) => x.type === t).map((x) => x.id).pop() : undefined;
+        },
+        { t: type, n: before },
+      );
+      expect(added, `${type} dropped onto the workspace`).toBeDefined();
+      await page.locator(`[id="${added as string}"]`).dblclick();
+      await page.waitForSelector('#node-dialog-ok', { state: 'visible' });
+      await page.waitForTimeout(300);
+      await page.screenshot({ path: join(screenshots, `edit-${type}.png`) });
+      expect(await page.locator('.red-ui-tray .red-ui-tray-header').innerText()).toContain('Edit');
+      await closeDialog();
+    }
+  });
+
+  it('opens the edit dialog of each config node of the pack', async () => {
+    const { configs } = await packTypes();
+    for (const type of configs) {
+      await page.evaluate((t) => (window as unknown as { RED: { editor: { editConfig(n: string, t: string, id: string): void } } }).RED.editor.editConfig('', t, '_ADD_'), type);
+      await page.waitForSelector('#node-config-dialog-cancel, #node-dialog-cancel', { state: 'visible' });
+      await page.waitForTimeout(300);
+      await page.screenshot({ path: join(screenshots, `config-${type}.png`) });
+      await page.click('#node-config-dialog-cancel, #node-dialog-cancel');
+      await page.waitForTimeout(300);
+    }
+  });
+
+  it('offers the examples under Import > Examples', async () => {
+    await page.click('#red-ui-header-button-sidemenu');
+    await page.click('#menu-item-import');
+    await page.locator('#red-ui-clipboard-dialog-import-tabs').getByText('Examples').click();
+    const examples = page.locator('div#red-ui-clipboard-dialog-import-tab-examples');
+    await examples.getByText(PACKAGE, { exact: true }).click();
+    await examples.getByText('threshold-alerts', { exact: true }).waitFor({ state: 'visible' });
+    await page.screenshot({ path: join(screenshots, 'import-examples.png') });
+    await page.click('#red-ui-clipboard-dialog-cancel');
+  });
+
+  it('opens the palette manager without a catalogue error (the machine is offline)', async () => {
+    await page.evaluate(() => (window as unknown as { RED: { actions: { invoke(a: string): void } } }).RED.actions.invoke('core:manage-palette'));
+    await page.waitForSelector('#red-ui-palette-editor', { state: 'visible' });
+    await page.waitForTimeout(1_000);
+    await expect(page.locator('.red-ui-notification-error').count()).resolves.toBe(0);
+    await page.screenshot({ path: join(screenshots, 'palette-manager.png') });
+    await page.locator('.red-ui-tray').getByRole('button', { name: 'Close' }).click();
+    await page.waitForSelector('#red-ui-palette-editor', { state: 'detached' });
+  });
+
+  it('has logged no error in the page', () => {
+    expect(pageErrors).toEqual([]);
+  });
+});
