@@ -38,4 +38,4 @@ function copyExamples(): number {
 
 const assets = copyNodeAssets();
 const examples = copyExamples();
-if (process.env.npm_lifecycle_event === 'build') console.log(`build: ${assets} node asset(s), ${examples} example flow(s)`);
+console.error(`build: ${assets} node asset(s), ${examples} example flow(s)`);

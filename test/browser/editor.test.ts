@@ -61,6 +61,11 @@ async function closeDialog(): Promise<void> {
 }
 
 describe('the editor in Chromium', () => {
+  it('runs on the Node-RED under test', async () => {
+    const settings = (await fetch(`${node.editorUrl}/settings`).then((r) => r.json())) as { version: string };
+    expect(settings.version).toMatch(process.env.NODE_RED_PATH ? /^5\./ : /^4\.1\./);
+  });
+
   it('shows the pack palette category with every node of the pack', async () => {
     const { nodes } = await packTypes();
     const declared = Object.keys(require(join(repoRoot, 'package.json'))['node-red'].nodes);
