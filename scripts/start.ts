@@ -24,15 +24,21 @@ interface NodeRedRuntime {
 
 const root = resolve(__dirname, '..', '..');
 
-async function main(): Promise<void> {
+/** What is running, so that a signal at any moment stops exactly that. */
+interface Running {
+  broker?: EmbeddedBroker;
+  server?: Server;
+  RED?: NodeRedRuntime;
+}
+
+async function startAll(running: Running): Promise<void> {
   // Settings read the environment: set what the flows need before loading them.
   const settings = require('../settings') as { uiHost: string; uiPort: number; userDir: string; flowFile: string; httpAdminRoot: string; httpNodeRoot: string };
   const host = settings.uiHost;
 
-  let broker: EmbeddedBroker | undefined;
   if (!process.env.MQTT_URL) {
-    broker = await startEmbeddedBroker(host, Number(process.env.MQTT_PORT ?? 1883));
-    process.env.MQTT_URL = broker.url;
+    running.broker = await startEmbeddedBroker(host, Number(process.env.MQTT_PORT ?? 1883));
+    process.env.MQTT_URL = running.broker.url;
   }
   const mqtt = new URL(process.env.MQTT_URL as string);
   process.env.MQTT_HOST ??= mqtt.hostname;
@@ -54,44 +60,64 @@ async function main(): Promise<void> {
     server.once('error', fail);
     server.listen(settings.uiPort, host, () => done());
   });
+  running.server = server;
   // RED.start() resolves before the flows run: the URLs are printed once they do.
   const flowsStarted = new Promise<void>((done) => RED.events.once('flows:started', done));
+  running.RED = RED;
   await RED.start();
   await flowsStarted;
   const port = (server.address() as AddressInfo).port;
 
   console.log('');
   console.log(`Node-RED editor: http://${host}:${port}/`);
-  console.log(`MQTT broker:     ${process.env.MQTT_URL}${broker ? ' (embedded)' : ''}`);
+  console.log(`MQTT broker:     ${process.env.MQTT_URL}${running.broker ? ' (embedded)' : ''}`);
   console.log(`User directory:  ${settings.userDir}`);
   console.log('Press Ctrl-C to stop.');
+}
 
+async function stopAll(running: Running): Promise<void> {
+  await running.RED?.stop();
+  if (running.server) {
+    const server = running.server;
+    server.closeAllConnections();
+    await new Promise<void>((done) => server.close(() => done()));
+  }
+  await running.broker?.close();
+}
+
+function main(): void {
+  const running: Running = {};
+  const startup = startAll(running);
   let stopping = false;
-  const stop = async (signal: string): Promise<void> => {
+  // Handlers go in first: a signal during start-up waits for it, then stops what started.
+  const stop = (signal: string): void => {
     if (stopping) {
       console.log(`${signal} again: exiting now`);
       process.exit(1);
     }
     stopping = true;
     console.log(`\n${signal}: stopping`);
-    try {
-      await RED.stop();
-      server.closeAllConnections();
-      await new Promise<void>((done) => server.close(() => done()));
-      await broker?.close();
-      console.log('Stopped.');
-      process.exit(0);
-    } catch (err) {
-      console.error(`Could not stop cleanly: ${(err as Error).message}`);
-      process.exit(1);
-    }
+    startup
+      .catch(() => undefined)
+      .then(() => stopAll(running))
+      .then(
+        () => {
+          console.log('Stopped.');
+          process.exit(0);
+        },
+        (err: Error) => {
+          console.error(`Could not stop cleanly: ${err.message}`);
+          process.exit(1);
+        },
+      );
   };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  startup.catch((err: Error & { code?: string }) => {
+    const hint = err.code === 'EADDRINUSE' ? ' (is another Node-RED or MQTT broker running? set PORT or MQTT_PORT)' : '';
+    console.error(`Could not start: ${err.message}${hint}`);
+    stopAll(running).finally(() => process.exit(1));
+  });
 }
 
-main().catch((err: Error & { code?: string }) => {
-  const hint = err.code === 'EADDRINUSE' ? ' (is another Node-RED or MQTT broker running? set PORT or MQTT_PORT)' : '';
-  console.error(`Could not start: ${err.message}${hint}`);
-  process.exit(1);
-});
+main();

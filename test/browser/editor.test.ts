@@ -81,6 +81,14 @@ describe('the editor in Chromium', () => {
     await page.evaluate(() => (window as unknown as { RED: { workspaces: { show(id: string): void } } }).RED.workspaces.show('threshold.tab'));
     await page.waitForTimeout(1_500);
     await page.screenshot({ path: join(screenshots, 'editor.png') });
+    // And one node of the example opened, as a user finds it.
+    await page.locator('[id="threshold.temp"]').dblclick();
+    await page.waitForSelector('#node-dialog-ok', { state: 'visible' });
+    await expect(page.locator('#node-input-level-container .iot-l-severity').count()).resolves.toBe(2);
+    await expect(page.locator('#node-input-hysteresis').inputValue()).resolves.toBe('explicit');
+    await page.waitForTimeout(300);
+    await page.screenshot({ path: join(screenshots, 'threshold-edit.png') });
+    await closeDialog();
   });
 
   it('drags each node onto the workspace and opens its edit dialog', async () => {

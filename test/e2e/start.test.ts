@@ -4,6 +4,7 @@
  * and a clean stop on Ctrl-C.
  */
 import { readFileSync, statSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -93,6 +94,14 @@ describe('npm start', () => {
     expect(node.mqttUrl).toBe(mosquitto.url);
     expect(node.output).not.toContain('(embedded)');
     expect(await node.stop()).toBe(0);
+  });
+
+  it('says what is wrong, and exits, when its port is taken', async () => {
+    const blocker = createServer();
+    await new Promise<void>((done) => blocker.listen(0, '127.0.0.1', () => done()));
+    cleanup.push(() => new Promise<void>((done) => blocker.close(() => done())));
+    const port = String((blocker.address() as AddressInfo).port);
+    await expect(NodeRedProcess.start({ env: { PORT: port } })).rejects.toThrow(/exited with code 1 at start[\s\S]*Could not start: .*EADDRINUSE.*set PORT or MQTT_PORT/);
   });
 
   it('generates the credential secret once, keeps it private, and warns', async () => {
