@@ -65,8 +65,10 @@ describe('iot-threshold across a crash', () => {
     const first = await NodeRedProcess.start();
     running.push(first);
     await first.deploy(flow);
+    // The flows start a moment after the deploy answers: wait until the endpoint takes readings.
     const endpoint = `${first.editorUrl}/reading`;
-    await eventually('the deployed HTTP endpoint', async () => ((await fetch(endpoint, { method: 'OPTIONS' })).status !== 404 ? true : undefined));
+    const probe = { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ id: 'probe', temperature: 0 }) };
+    await eventually('the deployed HTTP endpoint', async () => ((await fetch(endpoint, probe)).status === 200 ? true : undefined));
 
     expect((await reading(first, 'pump-17', 70)).state?.state).toBe('normal');
     const raised = await reading(first, 'pump-17', 85);
