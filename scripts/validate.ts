@@ -22,7 +22,21 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { na
 
 interface Check {
   test: boolean;
+  packages?: string[];
   [detail: string]: unknown;
+}
+
+/**
+ * Scorecard warnings this package accepts on purpose, and why. A check listed here may fail only
+ * for the packages named; anything else fails the run.
+ */
+const ACCEPTED: Record<string, { packages: string[]; why: string }> = {
+  D03: { packages: ['jsforce'], why: 'jsforce is held at 3.10.16: releases from 3.10.19 crash on Node 20 (inside undici)' },
+};
+
+function accepted(code: string, check: Check): boolean {
+  const rule = ACCEPTED[code];
+  return rule !== undefined && Array.isArray(check.packages) && check.packages.every((p) => rule.packages.includes(p));
 }
 
 /** The catalogue as far as the registry can tell: a package with this unscoped name, if there is one. */
@@ -95,13 +109,17 @@ async function main(): Promise<number> {
       return 1;
     }
     const scorecard = JSON.parse(readFileSync(scorecardFile, 'utf8')) as Record<string, Check | unknown>;
-    const failed = Object.entries(scorecard).filter(([, v]) => typeof v === 'object' && v !== null && (v as Check).test === false);
+    const failing = Object.entries(scorecard).filter(([, v]) => typeof v === 'object' && v !== null && (v as Check).test === false) as Array<[string, Check]>;
+    for (const [code, check] of failing.filter(([c, v]) => accepted(c, v))) {
+      console.log(`${code} accepted on purpose for ${check.packages?.join(', ')}: ${ACCEPTED[code].why}`);
+    }
+    const failed = failing.filter(([c, v]) => !accepted(c, v));
     console.log(`\nscorecard: ${Object.keys(scorecard).filter((k) => k !== 'package').join(' ')}`);
     if (failed.length > 0) {
       console.error(`failing checks: ${failed.map(([k, v]) => `${k} ${JSON.stringify(v)}`).join('; ')}`);
       return 1;
     }
-    console.log('every check passes');
+    console.log(failing.length > 0 ? 'every other check passes' : 'every check passes');
     return 0;
   } finally {
     proxy.close();
