@@ -12,7 +12,7 @@ import { describeAlert, type AlertWording } from './alert-text';
 import { applyJournal, ThresholdEngine, type AlertEvent, type EngineSnapshot, type JournalEntry } from './engine';
 import { expectedKeyList, readingName, ruleFromProperties, type ThresholdProperties } from './node-config';
 import { RuleError, Thresholds, type RuleConfig } from './rules';
-import { StateFile } from './state-file';
+import { StateFile } from '../shared/state-file';
 
 type ThresholdDef = NodeDef & ThresholdProperties;
 type Send = (msg: Array<NodeMessage | NodeMessage[] | null>) => void;

@@ -1,16 +1,12 @@
 /**
  * The threshold node's smaller pure parts: the deadline heap, the alert wording, the editor's
- * properties turned into a rule, and the state file (snapshot + journal).
+ * properties turned into a rule.
  */
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { describeAlert, formatDuration } from '../../nodes/threshold/alert-text';
 import { DeadlineQueue } from '../../nodes/threshold/deadline-queue';
 import type { AlertEvent } from '../../nodes/threshold/engine';
 import { expectedKeyList, readingName, ruleFromProperties } from '../../nodes/threshold/node-config';
-import { StateFile } from '../../nodes/threshold/state-file';
 
 describe('DeadlineQueue', () => {
   it('pops 10,000 random deadlines in time order', () => {
@@ -123,87 +119,5 @@ describe('editor properties to rule', () => {
 
   it('splits expected keys on commas, spaces and new lines', () => {
     expect(expectedKeyList('pump-1, pump-2\npump-3  pump-4,')).toEqual(['pump-1', 'pump-2', 'pump-3', 'pump-4']);
-  });
-});
-
-describe('StateFile', () => {
-  const dirs: string[] = [];
-  afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
-  const fresh = () => {
-    const dir = mkdtempSync(join(tmpdir(), 'state-file-'));
-    dirs.push(dir);
-    return dir;
-  };
-
-  it('gives back the snapshot and the journal written after it, in order', async () => {
-    const dir = fresh();
-    const file = new StateFile<{ n: number }, { e: number }>(dir, 'thing');
-    file.append({ e: 1 });
-    await file.save({ n: 1 });
-    file.append({ e: 2 });
-    file.append({ e: 3 });
-    const loaded = new StateFile<{ n: number }, { e: number }>(dir, 'thing').load();
-    expect(loaded).toEqual({ snapshot: { n: 1 }, entries: [{ e: 2 }, { e: 3 }], problems: [] });
-    await file.close();
-  });
-
-  it('keeps entries written while a save is under way', async () => {
-    const dir = fresh();
-    const file = new StateFile<{ n: number }, { e: number }>(dir, 'thing');
-    file.append({ e: 1 });
-    const saving = file.save({ n: 1 });
-    file.append({ e: 2 });
-    await saving;
-    expect(new StateFile(dir, 'thing').load().entries).toEqual([{ e: 2 }]);
-    await file.close();
-  });
-
-  it('after a crash in the middle of a save, replays both journals over the old snapshot', async () => {
-    const dir = fresh();
-    const file = new StateFile<{ n: number }, { e: number }>(dir, 'thing');
-    await file.save({ n: 1 });
-    file.append({ e: 1 });
-    await file.close();
-    // What a crash between moving the journal aside and writing the new snapshot leaves behind.
-    writeFileSync(join(dir, 'thing.journal.prev'), readFileSync(join(dir, 'thing.journal')));
-    writeFileSync(join(dir, 'thing.journal'), '{"e":2}\n');
-    writeFileSync(join(dir, 'thing.json.tmp'), '{"n":');
-    const loaded = new StateFile<{ n: number }, { e: number }>(dir, 'thing').load();
-    expect(loaded.snapshot).toEqual({ n: 1 });
-    expect(loaded.entries).toEqual([{ e: 1 }, { e: 2 }]);
-  });
-
-  it('skips a torn last line and an unreadable snapshot, and says so', () => {
-    const dir = fresh();
-    writeFileSync(join(dir, 'thing.json'), '{"n": 1');
-    writeFileSync(join(dir, 'thing.journal'), '{"e":1}\n{"e":2}\n{"e":');
-    const loaded = new StateFile<{ n: number }, { e: number }>(dir, 'thing').load();
-    expect(loaded.snapshot).toBeUndefined();
-    expect(loaded.entries).toEqual([{ e: 1 }, { e: 2 }]);
-    expect(loaded.problems).toHaveLength(2);
-    expect(loaded.problems.join(' ')).toMatch(/unreadable/);
-  });
-
-  it('a second save after a failed one keeps the older journal too', async () => {
-    const dir = fresh();
-    const file = new StateFile<{ n: number }, { e: number }>(dir, 'thing');
-    file.append({ e: 1 });
-    // A save that could not finish leaves journal.prev behind.
-    writeFileSync(join(dir, 'thing.journal.prev'), '{"e":0}\n');
-    file.append({ e: 2 });
-    file.saveSync({ n: 2 });
-    expect(existsSync(join(dir, 'thing.journal.prev'))).toBe(false);
-    appendFileSync(join(dir, 'thing.journal'), '{"e":3}\n');
-    expect(new StateFile(dir, 'thing').load()).toMatchObject({ snapshot: { n: 2 }, entries: [{ e: 3 }] });
-  });
-
-  it('removes all its files', async () => {
-    const dir = fresh();
-    const file = new StateFile<{ n: number }, { e: number }>(dir, 'thing');
-    file.append({ e: 1 });
-    file.saveSync({ n: 1 });
-    file.append({ e: 2 });
-    await file.remove();
-    expect(new StateFile(dir, 'thing').load()).toEqual({ snapshot: undefined, entries: [], problems: [] });
   });
 });

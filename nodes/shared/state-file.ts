@@ -51,8 +51,14 @@ export class StateFile<S, E> {
 
   /** Records one change; it survives a crash of the process once this returns. */
   append(entry: E): void {
+    this.appendAll([entry]);
+  }
+
+  /** Records several changes with one write. */
+  appendAll(entries: readonly E[]): void {
+    if (entries.length === 0) return;
     this.journalFd ??= openSync(this.journalPath, 'a');
-    writeSync(this.journalFd, `${JSON.stringify(entry)}\n`);
+    writeSync(this.journalFd, `${entries.map((entry) => JSON.stringify(entry)).join('\n')}\n`);
   }
 
   /**
