@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { reject } from '../shared/coded-error';
+import { DeadlineTimer } from '../shared/deadline-timer';
 import { defaultKey, deviceOf } from '../shared/device';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { describeAlert, type AlertWording } from './alert-text';
@@ -26,7 +27,6 @@ interface SavedState {
 
 const SAVE_EVERY_MS = 10_000;
 const STATUS_EVERY_MS = 500;
-const LONGEST_TIMER_MS = 2 ** 31 - 1;
 const OVERRIDE_CACHE_SIZE = 1000;
 const OUTPUT = { raised: 0, cleared: 1, state: 2 } as const;
 
@@ -284,24 +284,15 @@ export = function register(RED: NodeAPI): void {
     }
 
     // --- the one timer ---------------------------------------------------------------------
-    let timer: NodeJS.Timeout | undefined;
-    let timerAt = Infinity;
-
-    function armTimer(): void {
-      const next = engine.nextDeadline();
-      if (next >= timerAt) return;
-      if (timer) clearTimeout(timer);
-      timerAt = next;
-      timer = setTimeout(onTimer, Math.min(LONGEST_TIMER_MS, Math.max(0, next - Date.now())));
-    }
-
-    function onTimer(): void {
-      timer = undefined;
-      timerAt = Infinity;
+    const timer = new DeadlineTimer(() => {
       engine.tick(Date.now());
       dirty = true;
       deliverUnprompted();
       armTimer();
+    });
+
+    function armTimer(): void {
+      timer.arm(engine.nextDeadline());
     }
 
     // --- status ----------------------------------------------------------------------------
@@ -348,7 +339,7 @@ export = function register(RED: NodeAPI): void {
 
     node.on('close', (removed: boolean, done: () => void) => {
       clearImmediate(startup);
-      if (timer) clearTimeout(timer);
+      timer.cancel();
       if (statusTimer) clearTimeout(statusTimer);
       if (saver) clearInterval(saver);
       const file = stateFile;
