@@ -3,7 +3,6 @@
  * per-message or per-device thresholds from each message, feeds the engine, turns its events
  * into messages, runs the one timer, keeps the status line, and saves state across restarts.
  */
-import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
@@ -13,7 +12,8 @@ import { describeAlert, type AlertWording } from './alert-text';
 import { applyJournal, ThresholdEngine, type AlertEvent, type EngineSnapshot, type JournalEntry } from './engine';
 import { expectedKeyList, readingName, ruleFromProperties, type ThresholdProperties } from './node-config';
 import { RuleError, Thresholds, type RuleConfig } from './rules';
-import { StateFile } from '../shared/state-file';
+import { NodeState } from '../shared/node-state';
+import { badTimestampMessage, messageTime } from '../shared/timestamp';
 
 type ThresholdDef = NodeDef & ThresholdProperties;
 type Send = (msg: Array<NodeMessage | NodeMessage[] | null>) => void;
@@ -25,7 +25,6 @@ interface SavedState {
   devices: Record<string, unknown>;
 }
 
-const SAVE_EVERY_MS = 10_000;
 const STATUS_EVERY_MS = 500;
 const OVERRIDE_CACHE_SIZE = 1000;
 const OUTPUT = { raised: 0, cleared: 1, state: 2 } as const;
@@ -62,45 +61,33 @@ export = function register(RED: NodeAPI): void {
     const pending: AlertEvent[] = [];
     const lastDevice = new Map<string, unknown>();
     const overrideCache = new Map<string, Thresholds>();
-    let stateFile: StateFile<SavedState, JournalEntry> | undefined;
-    let saveProblem: string | undefined;
-    let dirty = false;
+    let state: NodeState<SavedState, JournalEntry> | undefined;
 
     const engine = new ThresholdEngine(rule, node.id, {
       alert: (event) => pending.push(event),
-      stateChanged: (key, active, since) => {
-        if (!stateFile) return;
-        try {
-          stateFile.append({ k: key, a: active, s: Number.isNaN(since) ? null : since });
-        } catch (err) {
-          persistenceFailed(err as Error);
-        }
-      },
+      stateChanged: (key, active, since) => state?.journal({ k: key, a: active, s: Number.isNaN(since) ? null : since }),
     });
-
-    function persistenceFailed(err: Error): void {
-      if (!saveProblem) node.warn(RED._('iot-threshold.errors.not-saved', { message: err.message }));
-      saveProblem = err.message;
-      scheduleStatus();
-    }
 
     // --- restoring state -------------------------------------------------------------------
     const userDir = RED.settings.userDir as string | undefined;
     if (def.persist !== false) {
+      const notSaved = (message: string) => {
+        node.warn(RED._('iot-threshold.errors.not-saved', { message }));
+        scheduleStatus();
+      };
       if (!userDir) {
         node.warn(RED._('iot-threshold.errors.no-user-dir'));
       } else {
         try {
-          stateFile = new StateFile(join(userDir, 'iot-state'), `threshold-${node.id}`);
-          const loaded = stateFile.load();
-          for (const problem of loaded.problems) node.warn(problem);
+          const opened = NodeState.open<SavedState, JournalEntry>(userDir, { name: `threshold-${node.id}`, current: currentState, onFailure: notSaved });
+          state = opened.state;
+          for (const problem of opened.saved.problems) node.warn(problem);
           const now = Date.now();
-          const snapshot = applyJournal(loaded.snapshot?.engine ?? engine.snapshot(now), loaded.entries);
-          for (const [key, device] of Object.entries(loaded.snapshot?.devices ?? {})) lastDevice.set(key, device);
+          const snapshot = applyJournal(opened.saved.snapshot?.engine ?? engine.snapshot(now), opened.saved.entries);
+          for (const [key, device] of Object.entries(opened.saved.snapshot?.devices ?? {})) lastDevice.set(key, device);
           engine.restore(snapshot, now);
         } catch (err) {
-          stateFile = undefined;
-          persistenceFailed(err as Error);
+          notSaved((err as Error).message);
         }
       }
     }
@@ -161,18 +148,23 @@ export = function register(RED: NodeAPI): void {
       let sampleAt = now;
       try {
         thresholds = thresholdsFor(msg);
-        if (rule.measure === 'rate') sampleAt = timestampOf(msg, now);
       } catch (err) {
-        const code = err instanceof RuleError ? 'bad_threshold' : 'bad_timestamp';
-        reject(node, msg, code, (err as Error).message, send, done, rejection);
+        reject(node, msg, err instanceof RuleError ? 'bad_threshold' : 'internal', (err as Error).message, send, done, rejection);
         return;
+      }
+      if (rule.measure === 'rate') {
+        sampleAt = messageTime(msg, now);
+        if (Number.isNaN(sampleAt)) {
+          reject(node, msg, 'bad_timestamp', badTimestampMessage(msg), send, done, rejection);
+          return;
+        }
       }
       const error = engine.read(key, raw, now, sampleAt, thresholds);
       if (error) {
         reject(node, msg, error.code, `${valueName()}: ${error.message}`, send, done, rejection);
         return;
       }
-      dirty = true;
+      state?.changed();
       const device = msg.device;
       if (device !== undefined) lastDevice.set(key, device);
       const out = routeEvents(msg);
@@ -229,7 +221,7 @@ export = function register(RED: NodeAPI): void {
       engine.reset(Date.now(), key === '' ? undefined : key);
       if (key === '') lastDevice.clear();
       else lastDevice.delete(key);
-      dirty = true;
+      state?.changed();
       deliverUnprompted();
     }
 
@@ -286,7 +278,7 @@ export = function register(RED: NodeAPI): void {
     // --- the one timer ---------------------------------------------------------------------
     const timer = new DeadlineTimer(() => {
       engine.tick(Date.now());
-      dirty = true;
+      state?.changed();
       deliverUnprompted();
       armTimer();
     });
@@ -318,7 +310,7 @@ export = function register(RED: NodeAPI): void {
       }
       const keys = `${engine.keyCount.toLocaleString('en-US')} ${engine.keyCount === 1 ? 'key' : 'keys'}`;
       let text = `${parts.length > 0 ? parts.join(', ') : RED._('iot-threshold.status.ok')} · ${keys}`;
-      if (saveProblem) text += ` · ${RED._('iot-threshold.status.not-saved')}`;
+      if (state?.problem) text += ` · ${RED._('iot-threshold.status.not-saved')}`;
       const severity = top >= 0 ? severities[top] : undefined;
       const fill = severity === 'critical' || severity === 'major' ? 'red' : severity ? 'yellow' : 'green';
       node.status({ fill, shape: parts.length > 0 ? 'dot' : 'ring', text });
@@ -329,36 +321,11 @@ export = function register(RED: NodeAPI): void {
       return { engine: engine.snapshot(Date.now()), devices: Object.fromEntries(lastDevice) };
     }
 
-    const saver = stateFile
-      ? setInterval(() => {
-          if (!dirty || !stateFile) return;
-          dirty = false;
-          stateFile.save(currentState()).catch((err: Error) => persistenceFailed(err));
-        }, SAVE_EVERY_MS)
-      : undefined;
-
     node.on('close', (removed: boolean, done: () => void) => {
       clearImmediate(startup);
       timer.cancel();
       if (statusTimer) clearTimeout(statusTimer);
-      if (saver) clearInterval(saver);
-      const file = stateFile;
-      if (!file) {
-        done();
-        return;
-      }
-      let finished: Promise<void>;
-      if (removed) {
-        finished = file.remove();
-      } else {
-        try {
-          file.saveSync(currentState());
-        } catch (err) {
-          node.warn(RED._('iot-threshold.errors.not-saved', { message: (err as Error).message }));
-        }
-        finished = file.close();
-      }
-      finished.catch((err: Error) => node.warn(err.message)).finally(done);
+      (state?.close(removed) ?? Promise.resolve()).catch((err: Error) => node.warn(err.message)).finally(done);
     });
   }
 
@@ -370,13 +337,4 @@ function addTo(out: Array<NodeMessage | NodeMessage[] | null>, port: number, msg
   if (current === null) out[port] = msg;
   else if (Array.isArray(current)) current.push(msg);
   else out[port] = [current, msg];
-}
-
-/** When the reading was measured: msg.timestamp (ms, ISO text or Date) or now. */
-function timestampOf(msg: NodeMessage, now: number): number {
-  const stamp = msg.timestamp as unknown;
-  if (stamp === undefined || stamp === null) return now;
-  const ms = typeof stamp === 'number' ? stamp : stamp instanceof Date ? stamp.getTime() : typeof stamp === 'string' ? Date.parse(stamp) : NaN;
-  if (!Number.isFinite(ms)) throw new Error(`msg.timestamp ${JSON.stringify(stamp)} is not a time (ms since epoch, ISO 8601 or Date)`);
-  return ms;
 }

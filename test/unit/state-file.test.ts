@@ -5,6 +5,7 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { NodeState } from '../../nodes/shared/node-state';
 import { StateFile } from '../../nodes/shared/state-file';
 
 describe('StateFile', () => {
@@ -95,5 +96,41 @@ describe('StateFile', () => {
     file.append({ e: 2 });
     await file.remove();
     expect(new StateFile(dir, 'thing').load()).toEqual({ snapshot: undefined, entries: [], problems: [] });
+  });
+});
+
+describe('NodeState', () => {
+  const dirs: string[] = [];
+  afterEach(() => dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+  it('journals at once, snapshots what changed, and says once when writing fails', async () => {
+    const userDir = mkdtempSync(join(tmpdir(), 'node-state-'));
+    dirs.push(userDir);
+    const failures: string[] = [];
+    let value = 1;
+    const { state, saved } = NodeState.open<{ n: number }, { e: number }>(userDir, { name: 'n1', current: () => ({ n: value }), onFailure: (m) => failures.push(m), snapshotEveryMs: 20 });
+    expect(saved).toEqual({ snapshot: undefined, entries: [], problems: [] });
+    state.journal({ e: 1 });
+    expect(NodeState.open(userDir, { name: 'n1', current: () => 0, onFailure: () => undefined }).saved.entries).toEqual([{ e: 1 }]);
+    value = 2;
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    expect(readFileSync(join(userDir, 'iot-state', 'n1.json'), 'utf8')).toBe('{"n":2}');
+    rmSync(join(userDir, 'iot-state'), { recursive: true });
+    writeFileSync(join(userDir, 'iot-state'), 'a file where the folder was');
+    state.journal({ e: 2 });
+    state.journal({ e: 3 });
+    expect(failures).toHaveLength(1);
+    expect(state.problem).toBeDefined();
+    await state.close(false);
+  });
+
+  it('deletes its files when the node is removed', async () => {
+    const userDir = mkdtempSync(join(tmpdir(), 'node-state-'));
+    dirs.push(userDir);
+    const { state } = NodeState.open<{ n: number }, { e: number }>(userDir, { name: 'n2', current: () => ({ n: 1 }), onFailure: () => undefined });
+    state.journal({ e: 1 });
+    await state.close(true);
+    expect(existsSync(join(userDir, 'iot-state', 'n2.journal'))).toBe(false);
+    expect(existsSync(join(userDir, 'iot-state', 'n2.json'))).toBe(false);
   });
 });

@@ -1,0 +1,201 @@
+/**
+ * iot-summary: per-device windows of readings (count, min, max, mean, first, last) for sending
+ * a CRM summaries instead of every reading. Windows survive redeploys, restarts and crashes:
+ * every reading is journalled before the node goes on, and the open windows are snapshotted.
+ */
+import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
+import { reject } from '../shared/coded-error';
+import { DeadlineTimer } from '../shared/deadline-timer';
+import { defaultKey } from '../shared/device';
+import { NodeState } from '../shared/node-state';
+import { badTimestampMessage, messageTime } from '../shared/timestamp';
+import { propertyReader, type PropertyReader } from '../shared/typed-property';
+import { windowConfig, type SummaryProperties } from './node-config';
+import { WindowAggregator, type Summary, type WindowsJournalEntry, type WindowsSnapshot } from './windows';
+
+type Send = (msg: Array<NodeMessage | NodeMessage[] | null>) => void;
+type Done = (err?: Error) => void;
+
+interface SavedState {
+  windows: WindowsSnapshot;
+  devices: Record<string, unknown>;
+}
+
+const STATUS_EVERY_MS = 1_000;
+
+export = function register(RED: NodeAPI): void {
+  function IotSummaryNode(this: Node, def: NodeDef & SummaryProperties): void {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const rejection = { outputs: 2, catchErrors: def.catchErrors === true };
+
+    let aggregator: WindowAggregator;
+    let valueReader: PropertyReader;
+    let keyReader: PropertyReader | undefined;
+    try {
+      aggregator = new WindowAggregator(windowConfig(def));
+      valueReader = propertyReader(RED, node, def.property || 'payload', def.propertyType || 'msg');
+      if (def.keyPropertyType && def.keyPropertyType !== 'device' && def.keyProperty) keyReader = propertyReader(RED, node, def.keyProperty, def.keyPropertyType);
+    } catch (err) {
+      const message = (err as Error).message;
+      node.error(RED._('iot-summary.errors.invalid-config', { message }));
+      node.status({ fill: 'red', shape: 'ring', text: RED._('iot-summary.status.invalid-config') });
+      node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', message, send, done, rejection));
+      return;
+    }
+    const eventTime = def.timeSource === 'message';
+    const lastDevice = new Map<string, unknown>();
+    let state: NodeState<SavedState, WindowsJournalEntry> | undefined;
+    let summariesSent = 0;
+
+    // --- restoring -------------------------------------------------------------------------
+    let replayed: Summary[] = [];
+    const userDir = RED.settings.userDir as string | undefined;
+    if (def.persist !== false) {
+      const notSaved = (message: string) => node.warn(RED._('iot-summary.errors.not-saved', { message }));
+      if (!userDir) {
+        node.warn(RED._('iot-summary.errors.no-user-dir'));
+      } else {
+        try {
+          const opened = NodeState.open<SavedState, WindowsJournalEntry>(userDir, { name: `summary-${node.id}`, current: currentState, onFailure: notSaved });
+          state = opened.state;
+          for (const problem of opened.saved.problems) node.warn(problem);
+          for (const [key, device] of Object.entries(opened.saved.snapshot?.devices ?? {})) lastDevice.set(key, device);
+          replayed = aggregator.restore(opened.saved.snapshot?.windows, opened.saved.entries);
+        } catch (err) {
+          notSaved((err as Error).message);
+        }
+      }
+    }
+
+    // --- summaries out ---------------------------------------------------------------------
+    function summaryMessage(summary: Summary): NodeMessage {
+      const msg: NodeMessage = {
+        _msgid: RED.util.generateId(),
+        topic: summary.key,
+        payload: summary.readings,
+        summary: { id: summary.id, key: summary.key, start: summary.start, end: summary.end, count: summary.count },
+      };
+      const device = lastDevice.get(summary.key);
+      if (device !== undefined) msg.device = RED.util.cloneMessage({ device } as NodeMessage).device;
+      return msg;
+    }
+
+    function emit(summaries: Summary[], send: Send): void {
+      if (summaries.length === 0) return;
+      summariesSent += summaries.length;
+      send([summaries.map(summaryMessage), null]);
+    }
+
+    const timer = new DeadlineTimer(closeDueWindows);
+
+    function closeDueWindows(): void {
+      const due = aggregator.closeDue(Date.now());
+      if (due.length > 0) state?.journal(...due.map((summary) => ({ k: summary.key, c: summary.start })));
+      emit(due, (out) => node.send(out));
+      timer.arm(aggregator.nextClose());
+      updateStatus();
+    }
+
+    // Windows that ended while Node-RED was down close at start; replayed ones leave again.
+    const startup = setImmediate(() => {
+      emit(replayed, (out) => node.send(out));
+      replayed = [];
+      closeDueWindows();
+    });
+
+    // --- messages in -----------------------------------------------------------------------
+    node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
+      try {
+        if (msg.flush !== undefined && msg.flush !== false) {
+          const all = aggregator.closeAll();
+          if (all.length > 0) state?.journal(...all.map((summary) => ({ k: summary.key, c: summary.start })));
+          emit(all, send);
+          updateStatus();
+          done();
+          return;
+        }
+        const key = keyOf(msg);
+        if (typeof key !== 'string') {
+          reject(node, msg, key.code, key.message, send, done, rejection);
+          return;
+        }
+        const raw = valueReader.read(msg);
+        if (valueReader.async) {
+          (raw as Promise<unknown>).then(
+            (value) => accept(msg, key, value, send, done),
+            (err: Error) => reject(node, msg, 'no_numeric_reading', err.message, send, done, rejection),
+          );
+        } else {
+          accept(msg, key, raw, send, done);
+        }
+      } catch (err) {
+        reject(node, msg, 'internal', (err as Error).message, send, done, rejection);
+      }
+    });
+
+    function accept(msg: NodeMessage, key: string, raw: unknown, send: Send, done: Done): void {
+      const values = aggregator.valuesOf(raw);
+      if ('code' in values) {
+        reject(node, msg, values.code as string, `${def.propertyType || 'msg'}.${def.property || 'payload'}: ${values.message as string}`, send, done, rejection);
+        return;
+      }
+      const now = Date.now();
+      const at = eventTime ? messageTime(msg, now) : now;
+      if (Number.isNaN(at)) {
+        reject(node, msg, 'bad_timestamp', badTimestampMessage(msg), send, done, rejection);
+        return;
+      }
+      const closed = aggregator.add(key, values, at);
+      if (!Array.isArray(closed)) {
+        reject(node, msg, closed.code, closed.message, send, done, rejection);
+        return;
+      }
+      state?.journal({ k: key, v: values, t: at });
+      if (msg.device !== undefined) lastDevice.set(key, msg.device);
+      emit(closed, send);
+      timer.arm(aggregator.nextClose());
+      scheduleStatus();
+      done();
+    }
+
+    function keyOf(msg: NodeMessage): string | { code: string; message: string } {
+      if (!keyReader) return defaultKey(msg);
+      const value = keyReader.read(msg);
+      if (typeof value === 'string' && value !== '') return value;
+      if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+      return { code: 'missing_key', message: `${def.keyPropertyType}.${def.keyProperty} gives no key (a string or a number)` };
+    }
+
+    // --- status and saving -----------------------------------------------------------------
+    let statusTimer: NodeJS.Timeout | undefined;
+    function scheduleStatus(): void {
+      statusTimer ??= setTimeout(() => {
+        statusTimer = undefined;
+        updateStatus();
+      }, STATUS_EVERY_MS);
+    }
+
+    function updateStatus(): void {
+      const keys = aggregator.keyCount;
+      const next = aggregator.nextClose();
+      const closes = Number.isFinite(next) ? ` · ${RED._('iot-summary.status.next', { time: new Date(next).toISOString().slice(11, 19) })}` : '';
+      const text = `${keys} ${keys === 1 ? 'key' : 'keys'} · ${aggregator.pendingReadings} open · ${summariesSent} sent${closes}${state?.problem ? ` · ${RED._('iot-summary.status.not-saved')}` : ''}`;
+      node.status({ fill: state?.problem ? 'yellow' : 'green', shape: keys > 0 ? 'dot' : 'ring', text });
+    }
+    updateStatus();
+
+    function currentState(): SavedState {
+      return { windows: aggregator.snapshot(), devices: Object.fromEntries(lastDevice) };
+    }
+
+    node.on('close', (removed: boolean, done: () => void) => {
+      clearImmediate(startup);
+      timer.cancel();
+      if (statusTimer) clearTimeout(statusTimer);
+      (state?.close(removed) ?? Promise.resolve()).catch((err: Error) => node.warn(err.message)).finally(done);
+    });
+  }
+
+  RED.nodes.registerType('iot-summary', IotSummaryNode);
+};
