@@ -56,3 +56,12 @@ function messagePathReader(RED: NodeAPI, path: string): PropertyReader {
     },
   };
 }
+
+/** Reads the property and hands it on: at once when the reader is synchronous, later otherwise. */
+export function readProperty(reader: PropertyReader, msg: NodeMessage, next: (value: unknown) => void, failed: (err: Error) => void): void {
+  if (!reader.async) {
+    next(reader.read(msg));
+    return;
+  }
+  (reader.read(msg) as Promise<unknown>).then(next, failed);
+}

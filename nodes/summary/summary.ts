@@ -6,10 +6,10 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
-import { defaultKey } from '../shared/device';
+import { StateKeyReader } from '../shared/device';
 import { NodeState } from '../shared/node-state';
 import { badTimestampMessage, messageTime } from '../shared/timestamp';
-import { propertyReader, type PropertyReader } from '../shared/typed-property';
+import { propertyReader, readProperty, type PropertyReader } from '../shared/typed-property';
 import { windowConfig, type SummaryProperties } from './node-config';
 import { WindowAggregator, type Summary, type WindowsJournalEntry, type WindowsSnapshot } from './windows';
 
@@ -31,11 +31,11 @@ export = function register(RED: NodeAPI): void {
 
     let aggregator: WindowAggregator;
     let valueReader: PropertyReader;
-    let keyReader: PropertyReader | undefined;
+    let keys: StateKeyReader;
     try {
       aggregator = new WindowAggregator(windowConfig(def));
       valueReader = propertyReader(RED, node, def.property || 'payload', def.propertyType || 'msg');
-      if (def.keyPropertyType && def.keyPropertyType !== 'device' && def.keyProperty) keyReader = propertyReader(RED, node, def.keyProperty, def.keyPropertyType);
+      keys = new StateKeyReader(RED, node, def.keyProperty, def.keyPropertyType);
     } catch (err) {
       const message = (err as Error).message;
       node.error(RED._('iot-summary.errors.invalid-config', { message }));
@@ -115,20 +115,11 @@ export = function register(RED: NodeAPI): void {
           done();
           return;
         }
-        const key = keyOf(msg);
-        if (typeof key !== 'string') {
-          reject(node, msg, key.code, key.message, send, done, rejection);
-          return;
-        }
-        const raw = valueReader.read(msg);
-        if (valueReader.async) {
-          (raw as Promise<unknown>).then(
-            (value) => accept(msg, key, value, send, done),
-            (err: Error) => reject(node, msg, 'no_numeric_reading', err.message, send, done, rejection),
-          );
-        } else {
-          accept(msg, key, raw, send, done);
-        }
+        keys.read(
+          msg,
+          (key) => readProperty(valueReader, msg, (value) => accept(msg, key, value, send, done), (err) => reject(node, msg, 'no_numeric_reading', err.message, send, done, rejection)),
+          (problem) => reject(node, msg, problem.code, problem.message, send, done, rejection),
+        );
       } catch (err) {
         reject(node, msg, 'internal', (err as Error).message, send, done, rejection);
       }
@@ -157,14 +148,6 @@ export = function register(RED: NodeAPI): void {
       timer.arm(aggregator.nextClose());
       scheduleStatus();
       done();
-    }
-
-    function keyOf(msg: NodeMessage): string | { code: string; message: string } {
-      if (!keyReader) return defaultKey(msg);
-      const value = keyReader.read(msg);
-      if (typeof value === 'string' && value !== '') return value;
-      if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-      return { code: 'missing_key', message: `${def.keyPropertyType}.${def.keyProperty} gives no key (a string or a number)` };
     }
 
     // --- status and saving -----------------------------------------------------------------

@@ -6,8 +6,8 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
-import { defaultKey, deviceOf } from '../shared/device';
-import { propertyReader, type PropertyReader } from '../shared/typed-property';
+import { deviceOf, StateKeyReader } from '../shared/device';
+import { propertyReader, readProperty, type PropertyReader } from '../shared/typed-property';
 import { describeAlert, type AlertWording } from './alert-text';
 import { applyJournal, ThresholdEngine, type AlertEvent, type EngineSnapshot, type JournalEntry } from './engine';
 import { expectedKeyList, readingName, ruleFromProperties, type ThresholdProperties } from './node-config';
@@ -38,13 +38,11 @@ export = function register(RED: NodeAPI): void {
 
     let rule: RuleConfig;
     let valueReader: PropertyReader | undefined;
-    let keyReader: PropertyReader | undefined;
+    let keys: StateKeyReader;
     try {
       rule = ruleFromProperties(def);
       if (rule.rule !== 'silence') valueReader = propertyReader(RED, node, def.property || 'payload', def.propertyType || 'msg');
-      if (def.keyPropertyType && def.keyPropertyType !== 'device' && def.keyProperty) {
-        keyReader = propertyReader(RED, node, def.keyProperty, def.keyPropertyType);
-      }
+      keys = new StateKeyReader(RED, node, def.keyProperty, def.keyPropertyType);
     } catch (err) {
       const message = (err as Error).message;
       node.error(RED._('iot-threshold.errors.invalid-config', { message }));
@@ -107,37 +105,21 @@ export = function register(RED: NodeAPI): void {
           done();
           return;
         }
-        const key = keyOf(msg);
-        if (key instanceof Promise) {
-          key.then((k) => handle(msg, k, send, done), (err: Error) => reject(node, msg, 'bad_key', err.message, send, done, rejection));
-        } else {
-          handle(msg, key, send, done);
-        }
+        keys.read(
+          msg,
+          (key) => {
+            if (!valueReader) {
+              evaluate(msg, key, undefined, send, done);
+              return;
+            }
+            readProperty(valueReader, msg, (value) => evaluate(msg, key, value, send, done), (err) => reject(node, msg, 'missing_value', err.message, send, done, rejection));
+          },
+          (problem) => reject(node, msg, problem.code, problem.message, send, done, rejection),
+        );
       } catch (err) {
         reject(node, msg, 'internal', (err as Error).message, send, done, rejection);
       }
     });
-
-    function handle(msg: NodeMessage, key: unknown, send: Send, done: Done): void {
-      if (typeof key !== 'string') {
-        const { code, message } = key as { code: string; message: string };
-        reject(node, msg, code, message, send, done, rejection);
-        return;
-      }
-      if (!valueReader) {
-        evaluate(msg, key, undefined, send, done);
-        return;
-      }
-      const value = valueReader.read(msg);
-      if (valueReader.async) {
-        (value as Promise<unknown>).then(
-          (v) => evaluate(msg, key, v, send, done),
-          (err: Error) => reject(node, msg, 'missing_value', err.message, send, done, rejection),
-        );
-      } else {
-        evaluate(msg, key, value, send, done);
-      }
-    }
 
     function evaluate(msg: NodeMessage, key: string, raw: unknown, send: Send, done: Done): void {
       if (field !== undefined && raw !== null && typeof raw === 'object' && !Array.isArray(raw) && !Buffer.isBuffer(raw)) {
@@ -178,21 +160,6 @@ export = function register(RED: NodeAPI): void {
       done();
     }
 
-    function keyOf(msg: NodeMessage): unknown {
-      if (!keyReader) return defaultKey(msg);
-      const value = keyReader.read(msg);
-      return keyReader.async ? (value as Promise<unknown>).then(keyFromValue) : keyFromValue(value);
-    }
-
-    function keyFromValue(value: unknown): string | { code: string; message: string } {
-      if (typeof value === 'string' && value !== '') return value;
-      if (typeof value === 'number' && Number.isFinite(value)) return String(value);
-      if (value === undefined || value === null || value === '') {
-        return { code: 'missing_key', message: `${def.keyPropertyType || 'msg'}.${def.keyProperty} is empty: no key to keep state by` };
-      }
-      return { code: 'bad_key', message: `${def.keyPropertyType || 'msg'}.${def.keyProperty} must be a string or a number` };
-    }
-
     function valueName(): string {
       const base = `${def.propertyType || 'msg'}.${def.property || 'payload'}`;
       return field ? `${base}.${field}` : base;
@@ -216,8 +183,7 @@ export = function register(RED: NodeAPI): void {
     }
 
     function resetFrom(msg: NodeMessage): void {
-      const explicit = keyReader && !keyReader.async ? keyReader.read(msg) : undefined;
-      const key = typeof explicit === 'string' ? explicit : defaultKey(msg);
+      const key = keys.readNow(msg);
       engine.reset(Date.now(), key === '' ? undefined : key);
       if (key === '') lastDevice.clear();
       else lastDevice.delete(key);
