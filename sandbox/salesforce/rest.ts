@@ -68,6 +68,12 @@ export class RestApi {
     this.replayId = options.store.events.length;
   }
 
+  /** Numbering starts again (the records are gone). */
+  reset(): void {
+    this.caseNumber = 1000;
+    this.replayId = 0;
+  }
+
   private get schema(): Schema {
     return this.options.schema;
   }

@@ -243,6 +243,7 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
     issueRefreshToken: (username, consumerKey) => oauth.issueRefreshToken(username, consumerKey),
     reset: () => {
       store.clear();
+      rest.reset();
       faults.clear();
       apiUsage.set(0);
       apiCalls = 0;
