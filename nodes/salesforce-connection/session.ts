@@ -34,6 +34,7 @@ export class SalesforceSession implements SalesforceClient {
   private loggingIn: Promise<void> | undefined;
   private phase: ClientState['phase'];
   private error: string | undefined;
+  private retryAt: number | undefined;
 
   constructor(settings: SessionSettings, secrets: AuthSecrets) {
     this.webTo = settings.webTo;
@@ -55,7 +56,7 @@ export class SalesforceSession implements SalesforceClient {
   }
 
   state(): ClientState {
-    return { phase: this.phase, error: this.error, usage: this.guard.usage, hold: this.guard.hold };
+    return { phase: this.phase, error: this.error, retryAt: this.retryAt, usage: this.guard.usage, hold: this.guard.hold };
   }
 
   subscribe(listener: (state: ClientState) => void): () => void {
@@ -96,16 +97,13 @@ export class SalesforceSession implements SalesforceClient {
     if (this.loggingIn) return this.loggingIn;
     const login = this.login;
     const permission = this.keeper.mayLogin();
-    const refusal = !login
-      ? 'the access token was refused, and a static token cannot be renewed: paste a new one'
-      : !permission.ok
-        ? `not logging in again before ${new Date(permission.retryAt).toISOString()}: ${permission.reason}`
-        : undefined;
-    if (!login || refusal) {
+    if (!login || !permission.ok) {
       this.phase = 'failed';
-      this.error = refusal;
+      this.error = !login ? 'the access token was refused, and a static token cannot be renewed: paste a new one' : permission.ok ? undefined : permission.reason;
+      this.retryAt = permission.ok ? undefined : permission.retryAt;
       this.changed();
-      return Promise.reject(new Error(refusal));
+      const when = this.retryAt ? `not logging in again before ${new Date(this.retryAt).toISOString()}: ` : '';
+      return Promise.reject(new Error(`${when}${this.error}`));
     }
     this.phase = 'connecting';
     this.changed();
@@ -114,6 +112,7 @@ export class SalesforceSession implements SalesforceClient {
         this.keeper.loggedIn();
         this.phase = 'connected';
         this.error = undefined;
+        this.retryAt = undefined;
         this.loggingIn = undefined;
         this.changed();
       },
@@ -122,6 +121,7 @@ export class SalesforceSession implements SalesforceClient {
         this.keeper.loginFailed(reason);
         this.phase = 'failed';
         this.error = reason;
+        this.retryAt = this.keeper.mayLoginAfter();
         this.loggingIn = undefined;
         this.changed();
         throw new Error(`login failed: ${reason}`);

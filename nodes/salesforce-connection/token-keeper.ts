@@ -56,6 +56,11 @@ export class TokenKeeper {
     return { ok: true };
   }
 
+  /** When the next login may be made, after a failure. */
+  mayLoginAfter(): number | undefined {
+    return this.blockedUntil > this.now() ? this.blockedUntil : undefined;
+  }
+
   loggedIn(): void {
     this.logins.push(this.now());
     this.hasToken = true;

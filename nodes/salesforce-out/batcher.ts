@@ -70,17 +70,18 @@ export class Batcher<T> {
   }
 
   /**
-   * The calls to make now (marked in flight). With `flush`, waiting records go without waiting
-   * for the delay (at stop). A group sends when it has maxSize records ready, or when its oldest
-   * ready record has waited delayMs.
+   * The calls to make now (marked in flight), so that at most maxCalls are under way. With
+   * `flush`, waiting records go without waiting for the delay (at stop). A group sends when it
+   * has maxSize records ready, or when its oldest ready record has waited delayMs.
    */
-  take(now: number, flush = false): Array<Batch<T>> {
+  take(now: number, flush = false, maxCalls = this.options.maxInFlight): Array<Batch<T>> {
     const batches: Array<Batch<T>> = [];
+    const limit = Math.min(this.options.maxInFlight, maxCalls);
     let progress = true;
-    while (progress && this.inFlight < this.options.maxInFlight) {
+    while (progress && this.inFlight < limit) {
       progress = false;
       for (const [group, queue] of this.queues) {
-        if (this.inFlight >= this.options.maxInFlight) break;
+        if (this.inFlight >= limit) break;
         const picked = this.pick(queue, now);
         if (picked.length === 0) continue;
         const oldest = Math.min(...picked.map((i) => queue[i].enqueuedAt));

@@ -23,6 +23,8 @@ export interface ClientState {
   phase: 'idle' | 'connecting' | 'connected' | 'failed' | 'webTo';
   /** Why the last login or renewal failed (no secret in it). */
   error?: string;
+  /** When the session will try to log in again after a failure (ms since epoch). */
+  retryAt?: number;
   usage?: ApiUsage;
   hold?: LimitHold;
 }
@@ -44,6 +46,13 @@ export interface SalesforceClient {
   state(): ClientState;
   /** Calls the listener on every change of state; returns the unsubscribe function. */
   subscribe(listener: (state: ClientState) => void): () => void;
+}
+
+/** What a node using an iot-salesforce-connection finds on it (RED.nodes.getNode). */
+export interface SalesforceConnection {
+  client?: SalesforceClient;
+  /** Why there is no client: the settings are incomplete or wrong. */
+  problem?: string;
 }
 
 /** Thrown by call() instead of calling while the limit holds. */
