@@ -1,12 +1,14 @@
 /**
  * The pure parts of iot-salesforce-connection: the renewal cap (TokenKeeper), the daily
- * allowance guard (LimitGuard, Sforce-Limit-Info), and the authentication settings (JWT
- * audience, assertion signing, key reading, what each method needs).
+ * allowance guard (LimitGuard, Sforce-Limit-Info), the authentication settings (JWT audience,
+ * assertion signing, key reading, what each method needs) and the node's settings.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { decodeProtectedHeader, importSPKI, jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { defaultAudience, missingSettings, readPrivateKey, signAssertion, type AuthSecrets, type AuthSettings } from '../../nodes/salesforce-connection/auth';
+import { readConnectionConfig, sessionKey } from '../../nodes/salesforce-connection/connection-config';
+import type { SessionSettings } from '../../nodes/salesforce-connection/session';
 import { LimitGuard, parseLimitInfo } from '../../nodes/salesforce-connection/limit-guard';
 import { TokenKeeper } from '../../nodes/salesforce-connection/token-keeper';
 
@@ -160,5 +162,56 @@ describe('authentication settings', () => {
     expect(() => readPrivateKey('not a key')).toThrow(/^the private key cannot be read/);
     const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
     expect(() => readPrivateKey(ec)).toThrow(/an RSA key is needed, this is ec/);
+  });
+});
+
+describe('connection settings', () => {
+  const jwt = { loginUrl: 'https://login.salesforce.com/', authMethod: 'jwt', consumerKey: 'ck', username: 'u@example.com' };
+
+  it('reads a complete JWT connection, with defaults', () => {
+    const config = readConnectionConfig(jwt, { privateKey: 'PEM' });
+    expect(config).toEqual({
+      settings: {
+        method: 'jwt',
+        loginUrl: 'https://login.salesforce.com',
+        consumerKey: 'ck',
+        username: 'u@example.com',
+        audience: undefined,
+        instanceUrl: undefined,
+        apiVersion: '62.0',
+        webTo: { url: 'https://webto.salesforce.com', orgId: '' },
+        guardShare: 0.9,
+        holdMs: 300_000,
+      },
+      secrets: { privateKey: 'PEM' },
+    });
+  });
+
+  it('reads the key from a file when none is pasted, and serves Web-to from a local login URL', () => {
+    const config = readConnectionConfig({ ...jwt, loginUrl: 'http://127.0.0.1:4444', privateKeyFile: '/keys/server.key', orgId: '00D8d0000IoTorgAAA' }, {}, (path) => `key from ${path}`);
+    expect(config).toMatchObject({ secrets: { privateKey: 'key from /keys/server.key' }, settings: { webTo: { url: 'http://127.0.0.1:4444', orgId: '00D8d0000IoTorg' } } });
+  });
+
+  it.each<[string, Record<string, unknown>, Record<string, string>, RegExp]>([
+    ['an unknown method', { ...jwt, authMethod: 'magic' }, { privateKey: 'k' }, /unknown authentication method "magic"/],
+    ['a login URL that is not one', { ...jwt, loginUrl: 'login.salesforce.com' }, { privateKey: 'k' }, /not an http\(s\) URL/],
+    ['an old API version', { ...jwt, apiVersion: '45.0' }, { privateKey: 'k' }, /API version 45.0: 46.0 or later/],
+    ['a guard out of range', { ...jwt, guardPercent: '120' }, { privateKey: 'k' }, /between 1 and 100/],
+    ['a bad hold time', { ...jwt, holdMinutes: '0' }, { privateKey: 'k' }, /positive number of minutes/],
+    ['a bad org id', { ...jwt, orgId: '001abc' }, { privateKey: 'k' }, /not an org id/],
+    ['a missing key', jwt, {}, /private key missing/],
+  ])('refuses %s', (_what, props, credentials, problem) => {
+    expect((readConnectionConfig(props, credentials, () => 'unused') as { problem: string }).problem).toMatch(problem);
+  });
+
+  it('refuses an unreadable key file, and keys sessions by settings and secrets', () => {
+    expect(readConnectionConfig({ ...jwt, privateKeyFile: '/nope' }, {}, () => {
+      throw new Error('ENOENT: no such file');
+    })).toEqual({ problem: 'the private key file cannot be read: ENOENT: no such file' });
+    const a = readConnectionConfig(jwt, { privateKey: 'k1' }) as { settings: SessionSettings; secrets: AuthSecrets };
+    const b = readConnectionConfig(jwt, { privateKey: 'k2' }) as { settings: SessionSettings; secrets: AuthSecrets };
+    expect(sessionKey(a.settings, a.secrets)).toBe(sessionKey(a.settings, { ...a.secrets }));
+    expect(sessionKey(a.settings, a.secrets)).not.toBe(sessionKey(b.settings, b.secrets));
+    expect(sessionKey(a.settings, a.secrets)).toMatch(/^[0-9a-f]{64}$/);
   });
 });

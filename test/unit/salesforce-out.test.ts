@@ -1,11 +1,12 @@
 /**
  * The pure parts of iot-salesforce-out: the error policy (the table of shared/salesforce.md),
- * the batcher (T ms, up to 200, order per record, merging, retries), and the ready-made Case and
- * Lead mappings from msg.alert and msg.device.
+ * the batcher (T ms, up to 200, order per record, merging, retries), the ready-made Case and
+ * Lead mappings from msg.alert and msg.device, and the node's settings.
  */
 import { describe, expect, it } from 'vitest';
 import { Batcher, type Batch } from '../../nodes/salesforce-out/batcher';
 import { backoffMs, classifyCallError, classifyRecordError } from '../../nodes/salesforce-out/error-policy';
+import { readOutConfig } from '../../nodes/salesforce-out/out-config';
 import { caseFromAlert, describeAlert, externalIdForPath, externalIdValue, leadFromAlert, readAlert, subjectOf, webToCaseFromAlert, webToLeadFromAlert, type Alert } from '../../nodes/salesforce-out/record-mapping';
 
 describe('error policy', () => {
@@ -246,5 +247,44 @@ describe('record mapping', () => {
     expect(readAlert(alert)).toBe(alert);
     expect([externalIdValue('a'), externalIdValue(' '), externalIdValue(7), externalIdValue(NaN), externalIdValue({})]).toEqual(['a', undefined, '7', undefined, undefined]);
     expect(externalIdForPath('pump/17 #1?x=y')).toBe('pump%2F17%20%231%3Fx%3Dy');
+  });
+});
+
+describe('output settings', () => {
+  it('reads defaults: upsert Cases from alerts, 100 ms batches of 200, 2 calls at a time, 5 retries from 1 s', () => {
+    expect(readOutConfig({ externalIdField: 'IoT_Alert_Id__c', object: 'Case' })).toEqual({
+      operation: 'upsert',
+      object: 'Case',
+      recordFrom: 'alert',
+      externalIdField: 'IoT_Alert_Id__c',
+      fields: [],
+      origin: 'IoT',
+      closeOnClear: false,
+      leadSource: 'IoT',
+      batchDelayMs: 100,
+      batchSize: 200,
+      parallel: 2,
+      retries: 5,
+      retryDelayMs: 1000,
+      timeoutMs: 60_000,
+    });
+  });
+
+  it('takes Case and Lead for the Web-to operations whatever the object says, and form field names', () => {
+    expect(readOutConfig({ operation: 'webToLead', object: '', fields: [{ field: '00N8d00000IoTA2', value: 'x', valueType: 'str' }] })).toMatchObject({ object: 'Lead', fields: [{ field: '00N8d00000IoTA2' }] });
+  });
+
+  it.each<[string, Record<string, unknown>, RegExp]>([
+    ['an unknown operation', { operation: 'delete' }, /unknown operation "delete"/],
+    ['an unknown source', { recordFrom: 'xml' }, /unknown record source/],
+    ['an object name with spaces', { object: 'My Object', recordFrom: 'payload' }, /not an sObject name/],
+    ['an event that is not one', { operation: 'event', object: 'Case', recordFrom: 'payload' }, /not a platform event/],
+    ['the alert mapping for an Asset', { object: 'Asset' }, /makes a Case or a Lead, not a Asset/],
+    ['an upsert without an external id field', { object: 'Case' }, /needs an external id field/],
+    ['a bad field name', { object: 'Case', recordFrom: 'payload', operation: 'create', fields: [{ field: 'Bad Name', value: '', valueType: 'str' }] }, /"Bad Name" is not a field name/],
+    ['batches over 200', { object: 'Case', operation: 'create', batchSize: '500' }, /batch size must be a number from 1 to 200/],
+    ['a negative delay', { object: 'Case', operation: 'create', batchDelay: '-1' }, /batch delay/],
+  ])('refuses %s', (_what, props, problem) => {
+    expect((readOutConfig(props) as { problem: string }).problem).toMatch(problem);
   });
 });
