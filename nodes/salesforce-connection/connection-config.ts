@@ -28,7 +28,16 @@ export type ConnectionCredentials = AuthSecrets;
 /** jsforce needs 46.0 or later for upsert collections. */
 const MIN_API_VERSION = 46;
 
-export function readConnectionConfig(props: ConnectionProperties, credentials: ConnectionCredentials, readFile: (path: string) => string = (p) => readFileSync(p, 'utf8')): { settings: SessionSettings; secrets: AuthSecrets } | { problem: string } {
+/** Node-RED leaves `${NAME}` as it is when the variable is not set. */
+const UNSET_ENV = /^\$\{([^}]+)\}$/;
+
+export function readConnectionConfig(
+  props: ConnectionProperties,
+  credentials: ConnectionCredentials,
+  readFile: (path: string) => string = (p) => readFileSync(p, 'utf8'),
+): { settings: SessionSettings; secrets: AuthSecrets } | { problem: string; unsetEnv?: string[] } {
+  const unsetEnv = [...Object.values(props), ...Object.values(credentials)].flatMap((v) => (typeof v === 'string' ? (UNSET_ENV.exec(v.trim())?.slice(1) ?? []) : []));
+  if (unsetEnv.length > 0) return { problem: `environment variable ${unsetEnv.join(', ')} not set`, unsetEnv };
   const method = (props.authMethod || 'jwt') as AuthMethod;
   if (!AUTH_METHODS.includes(method)) return { problem: `unknown authentication method "${props.authMethod}"` };
   const loginUrl = (props.loginUrl ?? '').trim().replace(/\/+$/, '');

@@ -29,7 +29,9 @@ export = function register(RED: NodeAPI): void {
     const config = readConnectionConfig(def, (node.credentials ?? {}) as ConnectionCredentials);
     if ('problem' in config) {
       node.problem = config.problem;
-      node.error(RED._('iot-salesforce-connection.errors.invalid-config', { message: config.problem }));
+      // Variables not set are the usual state of an imported example, not a fault of the flow.
+      if (config.unsetEnv) node.warn(RED._('iot-salesforce-connection.errors.invalid-config', { message: config.problem }));
+      else node.error(RED._('iot-salesforce-connection.errors.invalid-config', { message: config.problem }));
       return;
     }
     const key = sessionKey(config.settings, config.secrets);

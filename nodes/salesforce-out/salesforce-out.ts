@@ -44,7 +44,9 @@ export = function register(RED: NodeAPI): void {
     if ('problem' in config || !client) {
       const message =
         'problem' in config ? config.problem : connection?.problem ? `the connection is not usable: ${connection.problem}` : 'no Salesforce connection is selected';
-      node.error(RED._('iot-salesforce-out.errors.invalid-config', { message }));
+      // A connection that is not usable has said why itself (an error, or a warning for unset variables).
+      if ('problem' in config || !connection?.problem) node.error(RED._('iot-salesforce-out.errors.invalid-config', { message }));
+      else node.warn(RED._('iot-salesforce-out.errors.invalid-config', { message }));
       node.status({ fill: 'red', shape: 'ring', text: RED._('iot-salesforce-out.status.invalid-config') });
       node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
         settleDelivery(RED, msg, { ok: false, retry: false, reason: message });

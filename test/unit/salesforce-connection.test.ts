@@ -215,3 +215,12 @@ describe('connection settings', () => {
     expect(sessionKey(a.settings, a.secrets)).toMatch(/^[0-9a-f]{64}$/);
   });
 });
+
+describe('environment variables', () => {
+  it('names the variables Node-RED left unset', () => {
+    expect(readConnectionConfig({ loginUrl: '${SF_LOGIN_URL}', consumerKey: '${SF_CONSUMER_KEY}', username: 'u' }, { privateKey: 'k' })).toEqual({
+      problem: 'environment variable SF_LOGIN_URL, SF_CONSUMER_KEY not set',
+      unsetEnv: ['SF_LOGIN_URL', 'SF_CONSUMER_KEY'],
+    });
+  });
+});
