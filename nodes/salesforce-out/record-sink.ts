@@ -54,6 +54,7 @@ export class RecordSink<T> {
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private closing = false;
+  private releasedForHold = false;
 
   constructor(
     private readonly client: SalesforceClient,
@@ -77,14 +78,15 @@ export class RecordSink<T> {
   add(key: string | undefined, record: Record<string, unknown>, item: T): boolean {
     if (this.batcher.waiting >= this.options.maxWaiting) return false;
     const hold = this.client.state().hold;
-    if (hold && this.options.buffered(item)) {
+    // Once the hold time is over, a buffered record may be the probe: it is kept.
+    if (hold && Date.now() < hold.until && this.options.buffered(item)) {
       this.counts.released++;
       this.callbacks.released(item);
       this.callbacks.changed();
       return true;
     }
     this.batcher.add(GROUP, key, record, item, Date.now());
-    this.pump();
+    this.pump(false);
     return true;
   }
 
@@ -99,25 +101,33 @@ export class RecordSink<T> {
     return this.batcher.remove(() => false).flatMap((e) => e.items);
   }
 
-  private pump(): void {
+  /**
+   * Sends what is due and sets the timer for what comes next. After an add, the next thing due is
+   * that record's batch (`full` false spares a look at every waiting record on every message).
+   */
+  private pump(full = true): void {
     const now = Date.now();
     const hold = this.client.state().hold;
     let maxCalls = this.options.parallel;
     if (hold) {
-      this.release();
+      // Buffered records let go once when the hold starts; those arriving later, in add().
+      if (!this.releasedForHold) this.release();
+      this.releasedForHold = true;
       // While the limit holds, no call; once the hold time is over, one call: the probe.
       if (now < hold.until || this.batcher.calls > 0) {
         if (!this.closing) this.arm(Math.max(hold.until, now + MIN_HOLD_RETRY_MS));
         return;
       }
       maxCalls = 1;
+    } else {
+      this.releasedForHold = false;
     }
     for (const batch of this.batcher.take(now, this.closing, maxCalls)) {
       const run = this.write(batch).finally(() => this.running.delete(run));
       this.running.add(run);
     }
     if (this.closing) return;
-    const wake = this.batcher.nextWakeAt(now);
+    const wake = full ? this.batcher.nextWakeAt(now) : now + this.options.batchDelayMs;
     if (wake !== undefined) this.arm(wake);
   }
 

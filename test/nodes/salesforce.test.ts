@@ -354,6 +354,23 @@ describe('the API limit', () => {
     expect(settled).toEqual([['d-held', { ok: true }]]);
   });
 
+  it('makes no call for buffered messages while it holds, and lets one through as the probe after the hold time', async () => {
+    const seen = await load(flow({ batchDelay: '10' }, { holdMinutes: '0.01', guardPercent: '99' }));
+    await connected();
+    const buffered = () => ({ ...alertMsg('only-buffered'), _delivery: { buffer: 'buffer', id: 'd-only' } });
+    sf.sandbox.setApiUsage(15_000);
+    send(buffered());
+    await until('the refusal', () => (sf.sandbox.stats().rejectedForLimit === 1 ? true : undefined));
+    send(buffered());
+    await sleep(100);
+    expect(sf.sandbox.stats().rejectedForLimit).toBe(1);
+    sf.sandbox.setApiUsage(0);
+    await sleep(600);
+    send(buffered());
+    await until('the probe written', () => (seen.ok.length === 1 ? true : undefined));
+    expect(settled).toEqual([['d-only', { ok: true }]]);
+  });
+
   it('stops at the guard share of the daily allowance and says so', async () => {
     const seen = await load(flow({ batchDelay: '10' }, { guardPercent: '50', holdMinutes: '10' }));
     const statuses = watchStatus();
