@@ -72,6 +72,7 @@ export function readConnectionConfig(
     guardShare: guardPercent / 100,
     holdMs: holdMinutes * 60_000,
   };
+  if (method === 'none' && !settings.webTo.orgId) return { problem: 'a connection for Web-to forms only needs the org id' };
   const missing = missingSettings(settings, secrets);
   return missing ? { problem: missing } : { settings, secrets };
 }

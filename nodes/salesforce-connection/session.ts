@@ -25,7 +25,7 @@ export interface SessionSettings extends AuthSettings {
 
 export class SalesforceSession implements SalesforceClient {
   readonly apiAccess: boolean;
-  readonly webTo: WebToSettings;
+  private readonly webToSettings: WebToSettings;
   private readonly conn: Connection;
   private readonly login: Login | undefined;
   private readonly keeper: TokenKeeper;
@@ -37,7 +37,7 @@ export class SalesforceSession implements SalesforceClient {
   private retryAt: number | undefined;
 
   constructor(settings: SessionSettings, secrets: AuthSecrets) {
-    this.webTo = settings.webTo;
+    this.webToSettings = settings.webTo;
     this.apiAccess = settings.method !== 'none';
     this.phase = this.apiAccess ? 'idle' : 'webTo';
     this.login = loginFor(settings, secrets);
@@ -53,6 +53,12 @@ export class SalesforceSession implements SalesforceClient {
       ...(this.login ? { refreshFn: (conn, callback) => this.renew().then(() => callback(null, conn.accessToken as string), (err: Error) => callback(err)) } : {}),
     });
     if (settings.method === 'accessToken') this.phase = 'connected';
+  }
+
+  /** Web-to settings; without an org id set, the org the session logged in to. */
+  get webTo(): WebToSettings {
+    const orgId = this.webToSettings.orgId || this.conn.userInfo?.organizationId?.slice(0, 15) || '';
+    return { ...this.webToSettings, orgId };
   }
 
   state(): ClientState {

@@ -41,9 +41,16 @@ export = function register(RED: NodeAPI): void {
     const connection = def.connection ? (RED.nodes.getNode(def.connection) as (Node & SalesforceConnection) | null) : null;
     const config = readOutConfig(def);
     const client = connection?.client;
-    if ('problem' in config || !client) {
+    const webTo = 'problem' in config ? false : config.operation === 'webToCase' || config.operation === 'webToLead';
+    if ('problem' in config || !client || (!webTo && !client.apiAccess)) {
       const message =
-        'problem' in config ? config.problem : connection?.problem ? `the connection is not usable: ${connection.problem}` : 'no Salesforce connection is selected';
+        'problem' in config
+          ? config.problem
+          : connection?.problem
+            ? `the connection is not usable: ${connection.problem}`
+            : client
+              ? 'the connection is set for Web-to forms only (no login): choose how it logs in to write records'
+              : 'no Salesforce connection is selected';
       // A connection that is not usable has said why itself (an error, or a warning for unset variables).
       if ('problem' in config || !connection?.problem) node.error(RED._('iot-salesforce-out.errors.invalid-config', { message }));
       else node.warn(RED._('iot-salesforce-out.errors.invalid-config', { message }));
@@ -57,7 +64,6 @@ export = function register(RED: NodeAPI): void {
     const settings: OutSettings = config;
     const session: SalesforceClient = client;
     const webToKind: WebToKind | undefined = settings.operation === 'webToCase' ? 'case' : settings.operation === 'webToLead' ? 'lead' : undefined;
-    if (!webToKind && !session.apiAccess) node.warn(RED._('iot-salesforce-out.errors.no-api'));
     const fieldReaders: Array<[string, PropertyReader]> = settings.fields.map((row) => [row.field, propertyReader(RED, node, row.value, row.valueType || 'str')]);
     const mapping = { externalIdField: settings.externalIdField, origin: settings.origin, closeOnClear: settings.closeOnClear, leadSource: settings.leadSource };
     const what = { operation: settings.operation, object: settings.object };
@@ -144,6 +150,8 @@ export = function register(RED: NodeAPI): void {
     async function submit(item: Item, kind: WebToKind, record: Record<string, unknown>): Promise<void> {
       const form = formValues(record);
       if (typeof form === 'string') return refuse(item, 'invalid_input', form);
+      // No org id set: the org the connection logs in to.
+      if (!session.webTo.orgId && session.apiAccess) await session.connect().catch(() => undefined);
       if (!session.webTo.orgId) return refuse(item, 'invalid_config', 'Web-to forms need the org id: set it on the connection');
       webToPending++;
       scheduleStatus();

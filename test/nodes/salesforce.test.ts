@@ -431,6 +431,20 @@ describe('other operations', () => {
   });
 });
 
+describe('Web-to and the API on one connection', () => {
+  it('takes the org id from the login when none is set, and refuses API writes on a Web-to only connection', async () => {
+    const seen = await load(flow({ operation: 'webToCase', recordFrom: 'payload' }, { guardPercent: '93' }));
+    send({ payload: { subject: 'from a logged-in connection' } });
+    await until('the post', () => (seen.ok.length === 1 ? true : undefined));
+    await until('the Case', () => (sf.sandbox.records('Case').length === 1 ? true : undefined));
+    await helper.unload();
+    const webToOnly = await load(flow({}, { authMethod: 'none', loginUrl: '', consumerKey: '', username: '', orgId: sf.sandbox.orgId }), {});
+    send(alertMsg('api-1'));
+    await until('the refusal', () => (webToOnly.failed.length === 1 ? true : undefined));
+    expect(errorOf(webToOnly.failed[0])).toMatchObject({ code: 'invalid_config', message: expect.stringMatching(/Web-to forms only/) });
+  });
+});
+
 describe('configuration and secrets', () => {
   it('refuses messages with a coded error when the configuration is not usable', async () => {
     const seen = await load(flow({}, { consumerKey: '' }));
