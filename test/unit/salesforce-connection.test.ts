@@ -200,6 +200,7 @@ describe('connection settings', () => {
     ['a bad hold time', { ...jwt, holdMinutes: '0' }, { privateKey: 'k' }, /positive number of minutes/],
     ['a bad org id', { ...jwt, orgId: '001abc' }, { privateKey: 'k' }, /not an org id/],
     ['a missing key', jwt, {}, /private key missing/],
+    ['Web-to only without the org id', { authMethod: 'none', loginUrl: '' }, {}, /Web-to forms only needs the org id/],
   ])('refuses %s', (_what, props, credentials, problem) => {
     expect((readConnectionConfig(props, credentials, () => 'unused') as { problem: string }).problem).toMatch(problem);
   });
