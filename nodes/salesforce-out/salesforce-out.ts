@@ -15,6 +15,7 @@ import { readOutConfig, type OutProperties, type OutSettings } from './out-confi
 import { caseFromAlert, externalIdValue, leadFromAlert, readAlert, webToCaseFromAlert, webToLeadFromAlert } from './record-mapping';
 import { RecordSink, type Written } from './record-sink';
 import { DAILY_CAP, DailyCount, formValues, postWebTo, type WebToKind } from './web-to-form';
+import type { Operation } from './writer';
 
 type OutDef = NodeDef & OutProperties & { connection?: string; catchErrors?: boolean };
 type Send = (msg: Array<NodeMessage | null>) => void;
@@ -78,7 +79,7 @@ export = function register(RED: NodeAPI): void {
       : new RecordSink<Item>(
           session,
           {
-            spec: { operation: settings.operation as 'create' | 'upsert' | 'update' | 'event', object: settings.object, externalIdField: settings.externalIdField },
+            spec: { operation: settings.operation as Operation, object: settings.object, externalIdField: settings.externalIdField },
             batchSize: settings.batchSize,
             batchDelayMs: settings.batchDelayMs,
             parallel: settings.parallel,
