@@ -1,16 +1,20 @@
 /**
  * `npm start`: Node-RED with this pack on 127.0.0.1:1880, an embedded MQTT broker on
- * 127.0.0.1:1883 (unless MQTT_URL names another), and on first start the example flows deployed
- * as tabs. Ctrl-C (SIGINT) or SIGTERM stops everything cleanly.
+ * 127.0.0.1:1883 (unless MQTT_URL names another), the local Salesforce sandbox on
+ * 127.0.0.1:1882 (unless SF_LOGIN_URL names an org), and on first start the example flows
+ * deployed as tabs. Ctrl-C (SIGINT) or SIGTERM stops everything cleanly.
  *
- * PORT and MQTT_PORT may be 0 for free ports (the tests do this); the URLs printed are the real ones.
+ * PORT, MQTT_PORT and SF_SANDBOX_PORT may be 0 for free ports (the tests do this); the URLs
+ * printed are the real ones.
  * NODE_RED_PATH runs another Node-RED than the development dependency (the Node-RED 5 leg).
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
+import type { SalesforceSandbox } from '../sandbox/salesforce/server';
 import { startEmbeddedBroker, type EmbeddedBroker } from './embedded-broker';
+import { startLocalSalesforce } from './salesforce-sandbox';
 import { seedFlows } from './seed-flows';
 
 interface NodeRedRuntime {
@@ -27,6 +31,7 @@ const root = resolve(__dirname, '..', '..');
 /** What is running, so that a signal at any moment stops exactly that. */
 interface Running {
   broker?: EmbeddedBroker;
+  salesforce?: SalesforceSandbox;
   server?: Server;
   RED?: NodeRedRuntime;
 }
@@ -43,6 +48,11 @@ async function startAll(running: Running): Promise<void> {
   const mqtt = new URL(process.env.MQTT_URL as string);
   process.env.MQTT_HOST ??= mqtt.hostname;
   process.env.MQTT_PORT = mqtt.port || '1883';
+
+  if (!process.env.SF_LOGIN_URL) {
+    const dataDir = resolve(process.env.IOT_DATA_DIR ?? join(root, '.data'));
+    running.salesforce = await startLocalSalesforce(host, Number(process.env.SF_SANDBOX_PORT ?? 1882), dataDir);
+  }
 
   const seed = seedFlows(join(root, 'flows'), settings.userDir, settings.flowFile);
   if (seed.seeded) console.log(`First start: deployed ${seed.tabs.length} example flow(s) as tabs: ${seed.tabs.join(', ')}`);
@@ -71,6 +81,7 @@ async function startAll(running: Running): Promise<void> {
   console.log('');
   console.log(`Node-RED editor: http://${host}:${port}/`);
   console.log(`MQTT broker:     ${process.env.MQTT_URL}${running.broker ? ' (embedded)' : ''}`);
+  console.log(running.salesforce ? `Salesforce:      ${running.salesforce.url}/ (local sandbox: its Cases, Leads and events)` : `Salesforce:      ${process.env.SF_LOGIN_URL}`);
   console.log(`User directory:  ${settings.userDir}`);
   console.log('Press Ctrl-C to stop.');
 }
@@ -83,6 +94,7 @@ async function stopAll(running: Running): Promise<void> {
     await new Promise<void>((done) => server.close(() => done()));
   }
   await running.broker?.close();
+  await running.salesforce?.close();
 }
 
 function main(): void {
@@ -114,7 +126,7 @@ function main(): void {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   startup.catch((err: Error & { code?: string }) => {
-    const hint = err.code === 'EADDRINUSE' ? ' (is another Node-RED or MQTT broker running? set PORT or MQTT_PORT)' : '';
+    const hint = err.code === 'EADDRINUSE' ? ' (is another Node-RED, MQTT broker or Salesforce sandbox running? set PORT or MQTT_PORT, or SF_SANDBOX_PORT)' : '';
     console.error(`Could not start: ${err.message}${hint}`);
     stopAll(running).finally(() => process.exit(1));
   });

@@ -19,6 +19,10 @@ export interface RejectOptions {
   catchErrors: boolean;
 }
 
+/**
+ * `details` adds what a node knows beyond code and message (a sink's upstream error code and
+ * fields, say); it never overrides code, message or node.
+ */
 export function reject(
   node: Node,
   msg: NodeMessage,
@@ -27,8 +31,9 @@ export function reject(
   send: (msg: Array<NodeMessage | null>) => void,
   done: (err?: Error) => void,
   options: RejectOptions,
+  details?: Record<string, unknown>,
 ): void {
-  const error: CodedError = { code, message, node: node.id };
+  const error: CodedError = { ...details, code, message, node: node.id };
   msg.error = error;
   const out: Array<NodeMessage | null> = new Array(options.outputs).fill(null);
   out[options.outputs - 1] = msg;

@@ -1,7 +1,8 @@
 /**
  * `npm start` as a newcomer meets it: Node-RED with the pack, the example flows as tabs on first
  * start, the user's edits kept afterwards, an embedded MQTT broker (or the one MQTT_URL names),
- * and a clean stop on Ctrl-C.
+ * the local Salesforce sandbox with its CRM page (unless SF_LOGIN_URL names an org), and a clean
+ * stop on Ctrl-C.
  */
 import { readFileSync, statSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
@@ -10,6 +11,7 @@ import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { NodeRedProcess } from '../support/node-red-process';
 import { startMosquitto, type ManagedServer } from '../support/services';
+import { eventually } from '../support/wait';
 
 const PACKAGE = '@iot-patterns/node-red-enterprise-iot';
 const cleanup: Array<() => Promise<void>> = [];
@@ -27,6 +29,11 @@ async function json<T>(url: string, init?: RequestInit): Promise<T> {
   const response = await fetch(url, init);
   expect(response.ok, `${init?.method ?? 'GET'} ${url}: ${response.status}`).toBe(true);
   return (await response.json()) as T;
+}
+
+/** The CRM page of the local Salesforce sandbox, as npm start prints it (just after the editor URL). */
+function salesforceUrl(node: NodeRedProcess): Promise<string> {
+  return eventually(`the Salesforce sandbox URL in:\n${node.output}`, () => /Salesforce:\s+(http\S+?)\/? \(local sandbox/.exec(node.output)?.[1], 5_000, 20);
 }
 
 describe('npm start', () => {
@@ -53,6 +60,12 @@ describe('npm start', () => {
 
     const examples = await json<Array<{ fn: string }>>(`${node.editorUrl}/library/examples/flows/${PACKAGE}`);
     expect(examples.map((e) => e.fn)).toContain('threshold-alerts');
+
+    expect(tabs).toContain('Salesforce: alert to Case');
+    const salesforce = await salesforceUrl(node);
+    expect(salesforce).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const page = await fetch(`${salesforce}/`).then((r) => r.text());
+    expect(page).toContain('<title>Salesforce sandbox');
 
     const client = await mqtt.connectAsync(node.mqttUrl);
     await client.subscribeAsync('start/test');
@@ -93,6 +106,46 @@ describe('npm start', () => {
     const node = await started({ env: { MQTT_URL: mosquitto.url } });
     expect(node.mqttUrl).toBe(mosquitto.url);
     expect(node.output).not.toContain('(embedded)');
+    expect(await node.stop()).toBe(0);
+  });
+
+  it('runs the local Salesforce sandbox: the example flow opens a Case there, kept across restarts', async () => {
+    const first = await started();
+    const salesforce = await salesforceUrl(first);
+    for (const inject of ['salesforce.raise', 'salesforce.escalate', 'salesforce.clear']) {
+      const pressed = await fetch(`${first.editorUrl}/inject/${inject}`, { method: 'POST' });
+      expect(pressed.status).toBe(200);
+      // Each change after the previous one is written, as a person would press them.
+      await eventually(`${inject} written`, async () => {
+        const cases = await json<Array<Record<string, unknown>>>(`${salesforce}/_sandbox/records?type=Case`);
+        const done = { 'salesforce.raise': 'Medium', 'salesforce.escalate': 'High', 'salesforce.clear': 'High' }[inject];
+        return cases.length === 1 && cases[0].Priority === done && (inject !== 'salesforce.clear' || String(cases[0].Description).includes('Cleared:')) ? true : undefined;
+      });
+    }
+    const view = await json<{ cases: { total: number; rows: Array<Record<string, unknown>> } }>(`${salesforce}/_sandbox/view`);
+    expect(view.cases.total).toBe(1);
+    expect(view.cases.rows[0]).toMatchObject({ Subject: 'temperature above 90 on pump-17', Priority: 'High', Origin: 'IoT', IoT_Device_Id__c: 'pump-17', IoT_Alert_Id__c: 'pump-17-temperature-1795300000000' });
+    expect(statSync(join(first.dataDir, 'salesforce', 'connected-app.key')).mode & 0o777).toBe(0o600);
+    expect(await first.stop()).toBe(0);
+
+    const second = await started({ dataDir: first.dataDir });
+    const secondUrl = await salesforceUrl(second);
+    const cases = await json<Array<Record<string, unknown>>>(`${secondUrl}/_sandbox/records?type=Case`);
+    expect(cases.map((c) => c.IoT_Alert_Id__c)).toEqual(['pump-17-temperature-1795300000000']);
+    // The same connected app: the flow logs in again and updates the same Case.
+    await fetch(`${second.editorUrl}/inject/salesforce.raise`, { method: 'POST' });
+    await eventually('the Case updated after the restart', async () => {
+      const again = await json<Array<Record<string, unknown>>>(`${secondUrl}/_sandbox/records?type=Case`);
+      return again.length === 1 && again[0].Priority === 'Medium' ? true : undefined;
+    });
+    expect(await second.stop()).toBe(0);
+  });
+
+  it('uses the org SF_LOGIN_URL names instead of starting the sandbox', async () => {
+    const node = await started({ env: { SF_LOGIN_URL: 'https://login.salesforce.com' } });
+    await eventually('the Salesforce line', () => (node.output.includes('User directory:') ? true : undefined), 5_000, 20);
+    expect(node.output).toMatch(/Salesforce:\s+https:\/\/login\.salesforce\.com\n/);
+    expect(node.output).not.toContain('local sandbox');
     expect(await node.stop()).toBe(0);
   });
 

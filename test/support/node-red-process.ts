@@ -34,6 +34,7 @@ export class NodeRedProcess {
         ...process.env,
         PORT: '0',
         MQTT_PORT: '0',
+        SF_SANDBOX_PORT: '0',
         IOT_DATA_DIR: dataDir,
         NODE_RED_CREDENTIAL_SECRET: 'test-secret',
         NODE_RED_LOG_LEVEL: 'warn',

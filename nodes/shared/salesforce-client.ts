@@ -1,0 +1,65 @@
+/**
+ * What an iot-salesforce-connection offers the nodes that use it: one session with the org,
+ * shared by all of them (one login per token lifetime), API calls made through it, Web-to form
+ * settings, and its state for their status lines. The connection node implements it; the output
+ * node uses it.
+ */
+import type { Connection } from 'jsforce';
+
+export interface ApiUsage {
+  used: number;
+  limit: number;
+}
+
+/** The connection stopped calling: the org's daily allowance is spent, or its guard share reached. */
+export interface LimitHold {
+  reason: 'exceeded' | 'guard';
+  /** When a call will be tried again (ms since epoch). */
+  until: number;
+}
+
+export interface ClientState {
+  /** idle: not logged in yet; webTo: no API access configured (Web-to forms only). */
+  phase: 'idle' | 'connecting' | 'connected' | 'failed' | 'webTo';
+  /** Why the last login or renewal failed (no secret in it). */
+  error?: string;
+  /** When the session will try to log in again after a failure (ms since epoch). */
+  retryAt?: number;
+  usage?: ApiUsage;
+  hold?: LimitHold;
+}
+
+export interface WebToSettings {
+  /** Base URL of the servlets: https://webto.salesforce.com, or the local sandbox. */
+  url: string;
+  /** The org id (15 characters) the forms carry. */
+  orgId: string;
+}
+
+export interface SalesforceClient {
+  readonly apiAccess: boolean;
+  readonly webTo: WebToSettings;
+  /** Logs in unless a session exists or a login is under way (then waits for that one). */
+  connect(): Promise<void>;
+  /** Runs an API call with the shared session. Throws LimitHeldError while the limit holds. */
+  call<T>(operation: (conn: Connection) => Promise<T>): Promise<T>;
+  state(): ClientState;
+  /** Calls the listener on every change of state; returns the unsubscribe function. */
+  subscribe(listener: (state: ClientState) => void): () => void;
+}
+
+/** What a node using an iot-salesforce-connection finds on it (RED.nodes.getNode). */
+export interface SalesforceConnection {
+  client?: SalesforceClient;
+  /** Why there is no client: the settings are incomplete or wrong. */
+  problem?: string;
+}
+
+/** Thrown by call() instead of calling while the limit holds. */
+export class LimitHeldError extends Error {
+  readonly errorCode = 'REQUEST_LIMIT_EXCEEDED';
+
+  constructor(readonly hold: LimitHold) {
+    super(hold.reason === 'exceeded' ? "the org's daily API allowance is spent: holding until it recovers" : 'the API guard share of the daily allowance is reached: holding');
+  }
+}

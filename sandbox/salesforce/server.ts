@@ -1,0 +1,280 @@
+/**
+ * The local Salesforce sandbox: one HTTP server that answers, on the wire, the way Salesforce
+ * does for everything the pack uses (OAuth token endpoint, REST API, Web-to-Case/Lead servlets),
+ * keeps its records in a file, shows them on a page, and lets tests inject faults.
+ *
+ *   const sf = await startSalesforceSandbox({ apps: [...], users: [...] });
+ *   sf.url              // login URL, instance URL and CRM page
+ *   sf.faults.inject({ unavailable: 3 })
+ *   sf.expireTokens()
+ *   await sf.close()
+ *
+ * The same controls are offered over HTTP under /_sandbox/ for tests that run it in another
+ * process (see README "Salesforce sandbox"). It listens on loopback by default and has no
+ * protection of its own: it is a test double, not a server to expose.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Faults, type FaultPlan } from './faults';
+import { IdFactory, toId18 } from './ids';
+import { OAuthServer, type ConnectedApp, type SandboxUser } from './oauth';
+import { PAGE, pageView } from './page';
+import { RestApi, type RestAnswer } from './rest';
+import { RollingCount } from './rolling-count';
+import { defaultObjects, Schema, type ObjectSpec, type ValidationRule } from './schema';
+import { RecordStore, type PublishedEvent, type StoredRecord } from './store';
+import { WebToServlets, type DroppedPost, type WebToKind } from './web-to';
+
+export type { ConnectedApp, SandboxUser, FaultPlan };
+
+export interface SandboxOptions {
+  host?: string;
+  /** 0 (the default) for any free port. */
+  port?: number;
+  /** The records file (JSON lines); records are kept in memory only without one. */
+  dataFile?: string;
+  /** The org id (18 characters; Web-to forms carry its first 15). */
+  orgId?: string;
+  apps?: ConnectedApp[];
+  users?: SandboxUser[];
+  /** Daily API allowance (Developer Edition: 15,000). */
+  apiAllowance?: number;
+  tokenLifetimeMs?: number;
+  /** The username-password flow, which orgs created since Summer '23 block. */
+  passwordFlow?: boolean;
+  webTo?: { caseCap?: number; leadCap?: number; pendingCap?: number; delayMs?: number; requireCaptcha?: boolean };
+  /** The length of Salesforce's "day" for allowances and caps (tests shorten it). */
+  dayMs?: number;
+  /** Objects besides the standard ones (custom objects, platform events). */
+  objects?: ObjectSpec[];
+  validationRules?: ValidationRule[];
+}
+
+export interface SandboxStats {
+  apiCalls: number;
+  apiUsed: number;
+  apiAllowance: number;
+  logins: number;
+  rejectedForLimit: number;
+  faults: Faults['fired'];
+}
+
+export interface SalesforceSandbox {
+  /** Login URL, instance URL and the CRM page, all one. */
+  readonly url: string;
+  readonly orgId: string;
+  readonly faults: Faults;
+  records(type: string): StoredRecord['fields'][];
+  events(type?: string): PublishedEvent['fields'][];
+  droppedWebTo(): DroppedPost[];
+  stats(): SandboxStats;
+  /** Every access token stops working now. */
+  expireTokens(): void;
+  /** Pretends this many API requests were made in the last 24 hours. */
+  setApiUsage(used: number): void;
+  issueRefreshToken(username: string, consumerKey: string): string;
+  /** Forgets records, events, faults and usage. */
+  reset(): void;
+  close(): Promise<void>;
+}
+
+const DEFAULT_ORG_ID = toId18('00D8d0000IoTorg');
+const API_PATH = /^\/services\/data\/v(\d+\.\d)(\/.*)?$/;
+const DAY_MS = 86_400_000;
+
+export async function startSalesforceSandbox(options: SandboxOptions = {}): Promise<SalesforceSandbox> {
+  const now = Date.now;
+  const orgId = options.orgId ?? DEFAULT_ORG_ID;
+  const dayMs = options.dayMs ?? DAY_MS;
+  const apiMax = options.apiAllowance ?? 15_000;
+  const schema = new Schema([...defaultObjects(), ...(options.objects ?? [])], options.validationRules);
+  const indexed = (type: string): string[] => {
+    const spec = schema.object(type);
+    return spec ? Object.entries(spec.fields).filter(([, f]) => f.externalId || f.unique).map(([name]) => name) : [];
+  };
+  const store = new RecordStore(indexed, options.dataFile);
+  const ids = new IdFactory();
+  for (const id of store.open()) ids.reserve(id);
+  const faults = new Faults();
+  const apiUsage = new RollingCount(dayMs, now);
+  let apiCalls = 0;
+  let rejectedForLimit = 0;
+  let baseUrl = '';
+
+  const users = options.users ?? [];
+  const oauth = new OAuthServer(
+    { orgId, baseUrl: () => baseUrl, apps: options.apps ?? [], users, tokenLifetimeMs: options.tokenLifetimeMs ?? 2 * 3600_000, passwordFlow: options.passwordFlow ?? true },
+    () => ids.create('005'),
+  );
+  const rest = new RestApi({ schema, store, ids, faults, now, allowance: () => ({ used: apiUsage.value, max: apiMax }) });
+  const automatedUser = ids.create('005');
+  const webTo = new WebToServlets({
+    orgId,
+    schema,
+    insert: (object, fields) => rest.insertFromForm(schema.object(object) as ObjectSpec, fields, automatedUser),
+    delayMs: options.webTo?.delayMs ?? 200,
+    caps: { case: options.webTo?.caseCap ?? 5000, lead: options.webTo?.leadCap ?? 500 },
+    pendingCap: options.webTo?.pendingCap ?? 50_000,
+    dayMs,
+    requireCaptcha: options.webTo?.requireCaptcha ?? false,
+    now,
+  });
+
+  const limitHeader = (): string => `api-usage=${apiUsage.value}/${apiMax}`;
+
+  async function api(req: IncomingMessage, res: ServerResponse, url: URL, match: RegExpExecArray): Promise<void> {
+    const send = (answer: RestAnswer): void => reply(res, answer.status, answer.body, { 'Sforce-Limit-Info': limitHeader() });
+    const session = oauth.session(req.headers.authorization);
+    if (!session) return send({ status: 401, body: [{ message: 'Session expired or invalid', errorCode: 'INVALID_SESSION_ID' }] });
+    if (faults.latencyMs > 0) await new Promise((r) => setTimeout(r, faults.latencyMs));
+    if (faults.take('unavailable')) {
+      const status = faults.unavailableStatus;
+      const body = status === 503 ? [{ message: 'Server temporarily unavailable. Please try again.', errorCode: 'SERVER_UNAVAILABLE' }] : [{ message: 'An unexpected error occurred. Please include this ErrorId if you contact support: 1234567-8901 (-1234567)', errorCode: 'UNKNOWN_EXCEPTION' }];
+      return send({ status, body });
+    }
+    if (apiUsage.value >= apiMax) {
+      rejectedForLimit++;
+      return send({ status: 403, body: [{ message: `TotalRequests Limit exceeded.`, errorCode: 'REQUEST_LIMIT_EXCEEDED' }] });
+    }
+    apiUsage.add();
+    apiCalls++;
+    const raw = await readBody(req);
+    let body: unknown;
+    if (raw.length > 0) {
+      try {
+        body = JSON.parse(raw);
+      } catch (err) {
+        return send({ status: 400, body: [{ message: `Unexpected character in the request body: ${(err as Error).message}`, errorCode: 'JSON_PARSER_ERROR' }] });
+      }
+    }
+    const segments = (match[2] ?? '').split('/').slice(1).map((s) => decodeURIComponent(s));
+    const answer = rest.handle({ method: req.method ?? 'GET', segments, version: Number(match[1]), query: url.searchParams, body, userId: session.userId });
+    // The work is done; the answer is lost on the way back (a timeout, a dropped connection).
+    if (faults.take('lostAnswers')) {
+      res.socket?.destroy();
+      return;
+    }
+    send(answer);
+  }
+
+  async function admin(req: IncomingMessage, res: ServerResponse, path: string, url: URL): Promise<void> {
+    const body = req.method === 'POST' ? await readBody(req) : '';
+    const json = (): Record<string, unknown> => (body ? (JSON.parse(body) as Record<string, unknown>) : {});
+    switch (`${req.method} ${path}`) {
+      case 'GET /_sandbox/view':
+        return reply(res, 200, pageView({ orgId, cases: store.all('Case'), leads: store.all('Lead'), events: store.events, api: { used: apiUsage.value, max: apiMax }, webTo: { submitted: webTo.submitted, created: webTo.created, waiting: webTo.waiting, dropped: webTo.dropped } }));
+      case 'GET /_sandbox/stats':
+        return reply(res, 200, sandbox.stats());
+      case 'GET /_sandbox/records':
+        return reply(res, 200, sandbox.records(url.searchParams.get('type') ?? 'Case'));
+      case 'GET /_sandbox/events':
+        return reply(res, 200, sandbox.events(url.searchParams.get('type') ?? undefined));
+      case 'POST /_sandbox/faults':
+        faults.inject(json() as FaultPlan);
+        return reply(res, 200, { pending: faults.pending, latencyMs: faults.latencyMs });
+      case 'POST /_sandbox/expire-tokens':
+        sandbox.expireTokens();
+        return reply(res, 204);
+      case 'POST /_sandbox/api-usage':
+        sandbox.setApiUsage(Number(json().used ?? 0));
+        return reply(res, 200, { used: apiUsage.value, max: apiMax });
+      case 'POST /_sandbox/reset':
+        sandbox.reset();
+        return reply(res, 204);
+      default:
+        return reply(res, 404, [{ errorCode: 'NOT_FOUND', message: 'The requested resource does not exist' }]);
+    }
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://sandbox');
+    const path = url.pathname;
+    const match = API_PATH.exec(path);
+    if (match) return api(req, res, url, match);
+    if (path === '/services/data' || path === '/services/data/') {
+      return reply(res, 200, [{ label: "Winter '26", url: '/services/data/v62.0', version: '62.0' }]);
+    }
+    if (path === '/services/oauth2/token' && req.method === 'POST') {
+      const answer = await oauth.token(new URLSearchParams(await readBody(req)));
+      return reply(res, answer.status, answer.body);
+    }
+    const servlet = /^\/servlet\/servlet\.WebTo(Case|Lead)$/.exec(path);
+    if (servlet && req.method === 'POST') {
+      const kind = servlet[1].toLowerCase() as WebToKind;
+      const html = webTo.post(kind, new URLSearchParams(await readBody(req)));
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=UTF-8' });
+      res.end(html);
+      return;
+    }
+    if (path.startsWith('/_sandbox/')) return admin(req, res, path, url);
+    if (path === '/' && req.method === 'GET') {
+      res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+      res.end(PAGE);
+      return;
+    }
+    reply(res, 404, [{ errorCode: 'NOT_FOUND', message: 'The requested resource does not exist' }]);
+  }
+
+  const server: Server = createServer((req, res) => {
+    route(req, res).catch((err: Error) => {
+      if (!res.headersSent) reply(res, 500, [{ errorCode: 'UNKNOWN_EXCEPTION', message: err.message }]);
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  baseUrl = `http://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;
+
+  const sandbox: SalesforceSandbox = {
+    url: baseUrl,
+    orgId,
+    faults,
+    records: (type) => store.all(schema.object(type)?.name ?? type).map((r) => r.fields),
+    events: (type) => store.events.filter((e) => type === undefined || e.type.toLowerCase() === type.toLowerCase()).map((e) => e.fields),
+    droppedWebTo: () => [...webTo.dropped],
+    stats: () => ({ apiCalls, apiUsed: apiUsage.value, apiAllowance: apiMax, logins: oauth.logins, rejectedForLimit, faults: { ...faults.fired } }),
+    expireTokens: () => {
+      oauth.expireAll();
+    },
+    setApiUsage: (used) => apiUsage.set(used),
+    issueRefreshToken: (username, consumerKey) => oauth.issueRefreshToken(username, consumerKey),
+    reset: () => {
+      store.clear();
+      rest.reset();
+      faults.clear();
+      apiUsage.set(0);
+      apiCalls = 0;
+      rejectedForLimit = 0;
+    },
+    close: async () => {
+      webTo.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await store.close();
+    },
+  };
+  return sandbox;
+}
+
+function reply(res: ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}): void {
+  if (body === undefined) {
+    res.writeHead(status, headers);
+    res.end();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, { ...headers, 'Content-Type': 'application/json;charset=UTF-8', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
