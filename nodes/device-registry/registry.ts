@@ -40,6 +40,8 @@ interface Claim {
 export class DeviceRegistry implements DeviceRegistryService {
   private store: DeviceStore | undefined;
   private problem: string | undefined;
+  /** Set while something the registry must not do without (its revocation list) is unreadable. */
+  private blocked: string | undefined;
   private revoked: ReadonlySet<string> = new Set();
   private readonly listeners = new Set<() => void>();
   private readonly lockout: Lockout;
@@ -51,12 +53,13 @@ export class DeviceRegistry implements DeviceRegistryService {
   }
 
   get state(): 'ready' | 'loading' | 'failed' {
+    if (this.blocked !== undefined) return 'failed';
     return this.store ? 'ready' : this.problem !== undefined ? 'failed' : 'loading';
   }
 
-  /** Why the last load failed (the previous devices, if any, stay in use). */
+  /** Why the last load failed (the previous devices, if any, stay in use), or why it is blocked. */
   get loadProblem(): string | undefined {
-    return this.problem;
+    return this.blocked ?? this.problem;
   }
 
   get size(): number | undefined {
@@ -83,6 +86,13 @@ export class DeviceRegistry implements DeviceRegistryService {
 
   setRevoked(ids: Iterable<string>): void {
     this.revoked = new Set(ids);
+    this.blocked = undefined;
+    this.changed();
+  }
+
+  /** Refuses every credential until setRevoked() is called again: fail closed. */
+  revocationUnknown(problem: string): void {
+    this.blocked = problem;
     this.changed();
   }
 
@@ -110,7 +120,7 @@ export class DeviceRegistry implements DeviceRegistryService {
   }
 
   sensor(gatewayId: string, sensorId: string, method: string): Verdict {
-    if (!this.store) return reject('registry_unavailable', 'the device registry is not loaded', sensorId);
+    if (!this.store || this.blocked !== undefined) return reject('registry_unavailable', 'the device registry is not loaded', sensorId);
     const record = typeof sensorId === 'string' ? this.store.get(sensorId) : undefined;
     if (!record) return reject('unknown_device', `sensor ${String(sensorId).slice(0, 128)} is not registered`, typeof sensorId === 'string' ? sensorId : undefined);
     if (record.gateway !== gatewayId) return reject('not_under_gateway', `sensor ${sensorId} is not registered under gateway ${gatewayId}`, sensorId);
@@ -127,8 +137,8 @@ export class DeviceRegistry implements DeviceRegistryService {
   }
 
   verify(presented: Presented, policy: VerifyPolicy, now: number): Verdict | Promise<Verdict> {
-    const store = this.store;
-    if (!store) return reject('registry_unavailable', this.problem ? `the device registry could not be loaded: ${this.problem}` : 'the device registry is still loading');
+    const store = this.blocked === undefined ? this.store : undefined;
+    if (!store) return reject('registry_unavailable', this.loadProblem ? `the device registry cannot be used: ${this.loadProblem}` : 'the device registry is still loading');
     const claim = this.identify(store, presented, policy);
     if ('ok' in claim) return claim;
     const { id } = claim;
