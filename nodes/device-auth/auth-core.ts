@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { DeviceIdentity } from '../shared/device';
 import type { AuthMethod, DeviceRegistryService, Presented, RejectCode, Verdict, VerifyPolicy } from '../shared/device-registry-api';
+import { isUtf8Text, looksLikeJson } from '../shared/payload';
 import { ReplayCache } from './replay-cache';
 import { TokenBuckets } from './token-bucket';
 
@@ -344,19 +345,6 @@ function detectMode(input: AuthInput): Exclude<AuthMode, 'auto'> | Rejection {
   if (f.signature !== undefined && f.nonce !== undefined && f.timestamp !== undefined) return 'hmac';
   if (f.apiKey !== undefined && f.apiKey !== '') return 'apikey';
   return rejection('missing_credentials', 'the message carries no credentials (API key, HMAC signature, SAS token, JWT) and did not come from an iot-mqtt-broker node');
-}
-
-function looksLikeJson(bytes: Buffer): boolean {
-  for (const byte of bytes) {
-    if (byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09) continue;
-    return byte === 0x7b || byte === 0x5b; // { or [
-  }
-  return false;
-}
-
-function isUtf8Text(bytes: Buffer): boolean {
-  const decoded = bytes.toString('utf8');
-  return !decoded.includes('\uFFFD') && !/[\u0000-\u0008\u000e-\u001f]/.test(decoded);
 }
 
 function safeJson(value: unknown): string {
