@@ -78,7 +78,13 @@ interface Session {
   token: string;
   device: DeviceIdentity & { method: string };
   address?: string;
+  /** When the connection ended; its marks stay good for a while (a device may publish and leave at once). */
+  endedAt?: number;
 }
+
+/** How long the marks of an ended connection are still vouched for, and how many ended ones are kept. */
+const ENDED_GRACE_MS = 5 * 60_000;
+const ENDED_KEPT = 100_000;
 
 /** CONNACK return codes of MQTT 3.1.1. */
 const IDENTIFIER_REJECTED = 2;
@@ -114,6 +120,8 @@ export class BrokerCore implements BrokerIdentitySource {
   private readonly servers: Array<NetServer | HttpServer> = [];
   private wss: WebSocketServer | undefined;
   private readonly sessions = new Map<string, Session>();
+  /** Ended sessions by token, oldest first. */
+  private readonly ended = new Map<string, Session>();
   private readonly pending = new WeakMap<Client, Session>();
   private readonly requestedIds = new WeakMap<Client, string>();
   private readonly acl: Acl;
@@ -203,6 +211,9 @@ export class BrokerCore implements BrokerIdentitySource {
       const session = this.sessions.get(client.id);
       if (!session || session.client !== client) return;
       this.sessions.delete(client.id);
+      session.endedAt = Date.now();
+      this.ended.set(session.token, session);
+      if (this.ended.size > ENDED_KEPT) this.ended.delete(this.ended.keys().next().value as string);
       this.events.offline({ device: session.device, clientId: client.id, ...(session.address ? { address: session.address } : {}) });
     });
     this.unsubscribe = this.registry.onChange(() => this.dropRevoked());
@@ -246,10 +257,20 @@ export class BrokerCore implements BrokerIdentitySource {
     }
   }
 
+  /**
+   * The identity a mark stands for: a session of this broker with that token, live or ended less
+   * than five minutes ago, for its own device or (for a gateway) a sensor registered under it,
+   * as long as the registry still accepts that device.
+   */
   identify(mark: BrokerMark): DeviceIdentity | undefined {
     if (mark.node !== this.settings.nodeId) return undefined;
-    const session = this.sessions.get(mark.client);
-    if (!session || session.token !== mark.session || session.client.closed) return undefined;
+    const live = this.sessions.get(mark.client);
+    const session = live && live.token === mark.session ? live : this.ended.get(mark.session);
+    if (!session || session.client.id !== mark.client) return undefined;
+    if (session.endedAt !== undefined && Date.now() - session.endedAt > ENDED_GRACE_MS) {
+      this.ended.delete(session.token);
+      return undefined;
+    }
     const connected = session.device;
     const view = this.registry.device(mark.device);
     if (!view || !view.enabled) return undefined;
