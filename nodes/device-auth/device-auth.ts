@@ -65,9 +65,9 @@ export = function register(RED: NodeAPI): void {
       if (!registry && !['anonymous', 'broker'].includes(settings.mode)) throw new Error(RED._('iot-device-auth.errors.no-registry'));
       readers = [];
       for (const f of FIELDS) {
-        const value = (def[f.name] as string | undefined) ?? CREDENTIAL_DEFAULTS[f.name];
+        const value = (def[`${f.name}Property`] as string | undefined) ?? CREDENTIAL_DEFAULTS[f.name];
         if (!USED[settings.mode].includes(f.name) || value === '') continue;
-        const type = (def[`${f.name}Type`] as string | undefined) || 'msg';
+        const type = (def[`${f.name}PropertyType`] as string | undefined) || 'msg';
         const reader = propertyReader(RED, node, value, type);
         readers.push(f.secret && type === 'msg' ? { name: f.name, reader, secretPath: value } : { name: f.name, reader });
       }

@@ -154,7 +154,7 @@ describe('iot-device-auth with a listed registry', () => {
   });
 
   it('takes credentials from any message property (MQTT) and keeps the bytes for HMAC over the topic', async () => {
-    const got = await load({ method: 'hmac', deviceId: 'auth.id', timestamp: 'auth.ts', nonce: 'auth.nonce', signature: 'auth.sig' });
+    const got = await load({ method: 'hmac', deviceIdProperty: 'auth.id', timestampProperty: 'auth.ts', nonceProperty: 'auth.nonce', signatureProperty: 'auth.sig' });
     const body = '{"temperature":30}';
     const signed = hmacSigned(Buffer.from(SECRET), 'pump-1', 'devices/pump-1/telemetry', body);
     authNode().receive({ topic: 'devices/pump-1/telemetry', payload: Buffer.from(body), auth: { id: signed.id, ts: signed.timestamp, nonce: signed.nonce, sig: signed.signature } } as NodeMessage);
@@ -173,7 +173,7 @@ describe('iot-device-auth with a listed registry', () => {
     expect(got.ok.every((m) => (m.req as { headers: Record<string, string> }).headers.authorization === undefined)).toBe(true);
     await helper.unload();
 
-    const hooks = await load({ method: 'webhook', deviceId: 'pump-1', deviceIdType: 'str', signature: 'req.headers["x-hub-signature-256"]', webhookPrefix: 'sha256=' });
+    const hooks = await load({ method: 'webhook', deviceIdProperty: 'pump-1', deviceIdPropertyType: 'str', signatureProperty: 'req.headers["x-hub-signature-256"]', webhookPrefix: 'sha256=' });
     const body = '{"zen":"Keep it logically awesome."}';
     authNode().receive(request('/hooks', body, { 'x-hub-signature-256': `sha256=${signWebhook(Buffer.from(SECRET), body)}` }));
     await settle();
@@ -354,7 +354,7 @@ describe('fuzzing iot-device-auth', () => {
         method,
         maxBytes: '1024',
         parse: 'json',
-        ...(method === 'webhook' ? { deviceId: 'pump-1', deviceIdType: 'str' } : {}),
+        ...(method === 'webhook' ? { deviceIdProperty: 'pump-1', deviceIdPropertyType: 'str' } : {}),
         ...(anonymous ? { rate: '1000000', burst: '1000000' } : {}),
       });
       const g = generator(method.length * 7919 + 17);

@@ -243,7 +243,8 @@ describe('iot-mqtt-broker', () => {
     await helper.unload();
     await load();
     const received: string[] = [];
-    const again = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'pump-1', username: 'pump-1', password: KEYS['pump-1'], clean: false, reconnectPeriod: 0, manualConnect: false });
+    // Listening before the connection is up: queued messages follow the CONNACK at once.
+    const again = mqtt.connect(`mqtt://127.0.0.1:${port}`, { clientId: 'pump-1', username: 'pump-1', password: KEYS['pump-1'], clean: false, reconnectPeriod: 0 });
     clients.push(again);
     again.on('message', (_topic, payload) => received.push(payload.toString()));
     await eventually('the queued messages', () => (received.length >= 3 ? true : undefined));
