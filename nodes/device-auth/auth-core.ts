@@ -7,10 +7,10 @@
  * revoked, signature, time); replay; per-device rate; body parsing (only bytes that verified are
  * parsed); allow-list; gateway sensors.
  */
-import { createHash } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { DeviceIdentity } from '../shared/device';
 import type { AuthMethod, DeviceRegistryService, Presented, RejectCode, Verdict, VerifyPolicy } from '../shared/device-registry-api';
+import { sha256Hex } from '../shared/digest';
 import { isUtf8Text, looksLikeJson } from '../shared/payload';
 import { ReplayCache } from './replay-cache';
 import { TokenBuckets } from './token-bucket';
@@ -226,7 +226,7 @@ export class DeviceAuthCore {
         }
         if (!bytes) return rejection('malformed', 'the body was parsed before this node: HMAC is computed over the bytes as sent (tick "Do not parse the body" on the http-in node, or have MQTT deliver a Buffer)');
         const scope = input.http ? `${input.http.method.toUpperCase()} ${input.http.url}` : (input.topic ?? '');
-        return { method, id, timestamp: timestamp as string, nonce: nonce as string, signature: signature as string, scope, bodyDigest: createHash('sha256').update(bytes).digest('hex') };
+        return { method, id, timestamp: timestamp as string, nonce: nonce as string, signature: signature as string, scope, bodyDigest: sha256Hex(bytes) };
       }
       case 'sas':
       case 'jwt': {

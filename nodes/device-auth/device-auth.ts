@@ -11,7 +11,7 @@ import { throttled } from '../shared/throttle';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { DeviceAuthCore, statusText, type AuthInput, type AuthMode, type AuthOutcome, type CredentialFields } from './auth-core';
 import { CREDENTIAL_DEFAULTS, settingsFromProperties, type DeviceAuthProperties } from './node-config';
-import { removeCredentials, type Path } from './scrub';
+import { credentialPath, removeCredentials, type CredentialPath } from './scrub';
 
 type Send = (msg: Array<NodeMessage | NodeMessage[] | null>) => void;
 type Done = (err?: Error) => void;
@@ -83,7 +83,10 @@ export = function register(RED: NodeAPI): void {
       return;
     }
     const mode = core.settings.mode;
-    const secretPaths = readers.filter((r) => r.secretPath !== undefined).map((r) => RED.util.normalisePropertyExpression(r.secretPath as string) as Path);
+    const secretPaths = readers
+      .filter((r) => r.secretPath !== undefined)
+      .map((r) => credentialPath(RED.util.normalisePropertyExpression(r.secretPath as string) as Array<string | number>))
+      .filter((p): p is CredentialPath => p !== undefined);
 
     node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
       try {
@@ -158,7 +161,7 @@ export = function register(RED: NodeAPI): void {
 
     function finish(msg: NodeMessage, outcome: AuthOutcome, send: Send, done: Done): void {
       removeCredentials(msg, secretPaths);
-      delete msg[BROKER_PROPERTY];
+      if (msg[BROKER_PROPERTY] !== undefined) delete msg[BROKER_PROPERTY];
       status.schedule();
       if (!outcome.ok) {
         // Whatever identity the message claimed, it was not established.
@@ -174,7 +177,7 @@ export = function register(RED: NodeAPI): void {
       msg.device = outcome.device;
       msg.payload = outcome.payload;
       // A sensor's rejection must not answer the HTTP request its batch came in: no req, no res.
-      const rejected = (outcome.rejectedSensors ?? []).map((r) => {
+      const rejected = outcome.rejectedSensors?.map((r) => {
         const copy = RED.util.cloneMessage({ ...msg, req: undefined, res: undefined } as NodeMessage);
         delete copy.req;
         delete copy.res;
@@ -197,7 +200,7 @@ export = function register(RED: NodeAPI): void {
           return part;
         });
       }
-      send([accepted, rejected.length > 0 ? rejected : null]);
+      send([accepted, rejected && rejected.length > 0 ? rejected : null]);
       done();
     }
 

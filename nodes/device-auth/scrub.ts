@@ -4,8 +4,22 @@
  * headers from the request's raw header list, and query parameters from the request's URLs.
  */
 
-/** A msg property as Node-RED's normalisePropertyExpression splits it. */
-export type Path = ReadonlyArray<string | number>;
+/** Where a credential was read: a msg property as Node-RED's normalisePropertyExpression splits it. */
+export interface CredentialPath {
+  /** The objects to walk to reach the one holding the credential. */
+  holder: ReadonlyArray<string | number>;
+  key: string | number;
+  /** An HTTP header (`req.headers.x`) or query parameter (`req.query.x`): also in rawHeaders, or the URLs. */
+  request?: 'headers' | 'query';
+}
+
+export function credentialPath(segments: ReadonlyArray<string | number>): CredentialPath | undefined {
+  if (segments.length === 0) return undefined;
+  const key = segments[segments.length - 1];
+  const path: CredentialPath = { holder: segments.slice(0, -1), key };
+  if (segments.length === 3 && segments[0] === 'req' && (segments[1] === 'headers' || segments[1] === 'query') && typeof key === 'string') path.request = segments[1];
+  return path;
+}
 
 interface RequestLike {
   rawHeaders?: unknown;
@@ -33,25 +47,25 @@ function redactQuery(url: string, name: string): string {
   return `${url.slice(0, q)}?${params.join('&')}`;
 }
 
-export function removeCredentials(msg: Record<string, unknown>, paths: readonly Path[]): void {
-  for (const parts of paths) {
-    if (parts.length === 0) continue;
+export function removeCredentials(msg: Record<string, unknown>, paths: readonly CredentialPath[]): void {
+  for (const path of paths) {
     let holder: unknown = msg;
-    for (const part of parts.slice(0, -1)) {
-      holder = holder !== null && typeof holder === 'object' ? (holder as Record<string | number, unknown>)[part] : undefined;
+    for (const part of path.holder) {
+      if (holder === null || typeof holder !== 'object') break;
+      holder = (holder as Record<string | number, unknown>)[part];
     }
-    const last = parts[parts.length - 1];
-    if (holder === null || typeof holder !== 'object' || !(last in (holder as object))) continue;
-    delete (holder as Record<string | number, unknown>)[last];
+    if (holder === null || typeof holder !== 'object' || (holder as Record<string | number, unknown>)[path.key] === undefined) continue;
+    delete (holder as Record<string | number, unknown>)[path.key];
     const req = msg.req as RequestLike | undefined;
-    if (parts[0] !== 'req' || !req || typeof req !== 'object' || typeof last !== 'string') continue;
-    if (parts[1] === 'headers' && Array.isArray(req.rawHeaders)) {
+    if (!path.request || !req || typeof req !== 'object') continue;
+    const name = path.key as string;
+    if (path.request === 'headers' && Array.isArray(req.rawHeaders)) {
       const raw = req.rawHeaders as string[];
-      for (let i = raw.length - 2; i >= 0; i -= 2) if (String(raw[i]).toLowerCase() === last.toLowerCase()) raw.splice(i, 2);
+      for (let i = raw.length - 2; i >= 0; i -= 2) if (String(raw[i]).toLowerCase() === name.toLowerCase()) raw.splice(i, 2);
     }
-    if (parts[1] === 'query') {
-      if (typeof req.url === 'string') req.url = redactQuery(req.url, last);
-      if (typeof req.originalUrl === 'string') req.originalUrl = redactQuery(req.originalUrl, last);
+    if (path.request === 'query') {
+      if (typeof req.url === 'string') req.url = redactQuery(req.url, name);
+      if (typeof req.originalUrl === 'string') req.originalUrl = redactQuery(req.originalUrl, name);
     }
   }
 }

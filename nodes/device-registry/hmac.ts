@@ -8,7 +8,7 @@
  * timestamp must lie within the skew window, and the nonce is remembered (by the consumer's
  * replay cache) until the timestamp leaves it.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../shared/digest';
 import type { Presented, VerifyPolicy } from '../shared/device-registry-api';
 import { decodeSignature, fail, hmac, parseTimestamp, safeEqual, windowCheck, type Check } from './checks';
 
@@ -26,7 +26,7 @@ export interface SignedParts {
 }
 
 export function bodyDigest(body: Buffer | string): string {
-  return createHash('sha256').update(body).digest('hex');
+  return sha256Hex(body);
 }
 
 export function canonicalString(parts: SignedParts): string {
@@ -40,22 +40,28 @@ export function signHmac(key: Buffer, parts: SignedParts): string {
 
 type HmacPresented = Extract<Presented, { method: 'hmac' }>;
 
+/** What a well-formed HMAC credential holds, decoded once. */
+export interface HmacParts {
+  signature: Buffer;
+  /** The timestamp in ms. */
+  at: number;
+}
+
 /** Checks what can be checked without the key, so malformed input never reaches a lookup. */
-export function hmacShape(p: HmacPresented): Check | undefined {
-  if (parseTimestamp(p.timestamp) === undefined) return fail('malformed', 'the timestamp must be Unix time in seconds or milliseconds (digits only)');
+export function hmacShape(p: HmacPresented): HmacParts | ReturnType<typeof fail> {
+  const at = parseTimestamp(p.timestamp);
+  if (at === undefined) return fail('malformed', 'the timestamp must be Unix time in seconds or milliseconds (digits only)');
   if (!NONCE.test(p.nonce)) return fail('malformed', 'the nonce must be 8 to 128 characters of A-Z a-z 0-9 _ -');
   if (!DIGEST.test(p.bodyDigest)) return fail('malformed', 'the body digest must be lowercase hex SHA-256');
   if (p.scope.length > SCOPE_LIMIT || /[\r\n]/.test(p.scope)) return fail('malformed', 'the signed scope (method and path, or topic) is too long or holds a line break');
-  if (decodeSignature(p.signature, 32) === undefined) return fail('malformed', 'the signature must be 32 bytes in hex, base64 or base64url');
-  return undefined;
+  const signature = decodeSignature(p.signature, 32);
+  if (signature === undefined) return fail('malformed', 'the signature must be 32 bytes in hex, base64 or base64url');
+  return { signature, at };
 }
 
-export function checkHmac(secret: Buffer, p: HmacPresented, policy: VerifyPolicy, now: number): Check {
-  const signature = decodeSignature(p.signature, 32) as Buffer;
-  const expected = hmac('sha256', secret, canonicalString(p));
-  if (!safeEqual(signature, expected)) return fail('bad_signature', 'the signature does not match');
-  const at = parseTimestamp(p.timestamp) as number;
-  const window = windowCheck(at, now, policy.skewMs, 'the timestamp');
+export function checkHmac(secret: Buffer, p: HmacPresented, parts: HmacParts, policy: VerifyPolicy, now: number): Check {
+  if (!safeEqual(parts.signature, hmac('sha256', secret, canonicalString(p)))) return fail('bad_signature', 'the signature does not match');
+  const window = windowCheck(parts.at, now, policy.skewMs, 'the timestamp');
   if (window) return window;
-  return { ok: true, replay: { key: `hmac\n${p.id}\n${p.nonce}`, until: at + policy.skewMs } };
+  return { ok: true, replay: { key: `hmac\n${p.id}\n${p.nonce}`, until: parts.at + policy.skewMs } };
 }

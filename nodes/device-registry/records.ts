@@ -2,7 +2,7 @@
  * A registered device as the registry holds it, and the one validation every source (the
  * editor's list, a registry file) goes through. Key material stays inside the registry folder.
  */
-import { createHash } from 'node:crypto';
+import { sha256 } from '../shared/digest';
 import { AUTH_METHODS, type AuthMethod } from '../shared/device-registry-api';
 
 export interface DeviceRecord {
@@ -53,10 +53,6 @@ export function decodeSecret(text: string): Buffer {
   }
   if (bytes.length < MIN_SECRET_BYTES) throw new RecordError(`a secret needs at least ${MIN_SECRET_BYTES} bytes (it has ${bytes.length})`);
   return bytes;
-}
-
-export function sha256(data: string | Buffer): Buffer {
-  return createHash('sha256').update(data).digest();
 }
 
 /** An API key as stored: `sha256:<hex>` (or bare hex) is a hash already; `plainAllowed` hashes anything else. */

@@ -12,10 +12,11 @@ import { randomBytes } from 'node:crypto';
 import type { DeviceIdentity } from '../shared/device';
 import type { AuthMethod, DeviceRegistryService, DeviceView, Presented, RejectCode, Verdict, VerifyPolicy } from '../shared/device-registry-api';
 import { hmac, safeEqual, type Check } from './checks';
-import { canonicalString, checkHmac, hmacShape } from './hmac';
+import { canonicalString, checkHmac, hmacShape, type HmacParts } from './hmac';
 import { checkJwt, parseJwt, type JwtParts } from './jwt';
 import { Lockout, type LockoutPolicy } from './lockout';
-import { isDeviceId, methodAllowed, sha256, type DeviceRecord } from './records';
+import { sha256 } from '../shared/digest';
+import { isDeviceId, methodAllowed, type DeviceRecord } from './records';
 import { checkSas, parseSas, type SasToken } from './sas';
 import type { DeviceStore } from './stores';
 import { checkWebhook, defaultWebhookPolicy, webhookSignature } from './webhook';
@@ -35,6 +36,7 @@ interface Claim {
   jwt?: JwtParts;
   sas?: SasToken;
   signature?: Buffer;
+  hmac?: HmacParts;
 }
 
 export class DeviceRegistry implements DeviceRegistryService {
@@ -164,9 +166,10 @@ export class DeviceRegistry implements DeviceRegistryService {
         return record ? { id: record.id, record } : reject('unknown_device', 'no device has this API key');
       }
       case 'hmac': {
-        const shape = hmacShape(p);
-        if (shape && !shape.ok) return reject(shape.code, shape.message);
-        return this.claimedId(p.id);
+        const parts = hmacShape(p);
+        if ('ok' in parts) return reject(parts.code, parts.message);
+        const claim = this.claimedId(p.id);
+        return 'ok' in claim ? claim : { ...claim, hmac: parts };
       }
       case 'sas': {
         const token = parseSas(p.token);
@@ -202,7 +205,7 @@ export class DeviceRegistry implements DeviceRegistryService {
       case 'apikey':
         return safeEqual(sha256(p.key), record.apiKeyHash as Buffer) ? { ok: true } : { ok: false, code: 'bad_key', message: 'the API key does not match' };
       case 'hmac':
-        return checkHmac(secret, p, policy, now);
+        return checkHmac(secret, p, claim.hmac as HmacParts, policy, now);
       case 'sas':
         return checkSas(secret, claim.sas as SasToken, policy, now);
       case 'jwt':

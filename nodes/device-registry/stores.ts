@@ -5,7 +5,8 @@
  */
 import type { AuthMethod } from '../shared/device-registry-api';
 import { hmac } from './checks';
-import { isDeviceId, RecordError, sha256, type DeviceRecord } from './records';
+import { sha256 } from '../shared/digest';
+import { isDeviceId, RecordError, type DeviceRecord } from './records';
 
 export interface DeviceStore {
   /** How many devices are registered; undefined when they are derived, not listed. */
@@ -88,11 +89,37 @@ export function derivedApiKey(key: Buffer): string {
   return key.toString('base64url');
 }
 
+/** A derived device: its key is computed when something needs it, not to describe the device. */
+class DerivedRecord implements DeviceRecord {
+  readonly enabled = true;
+  gateway?: string;
+  meta?: Record<string, unknown>;
+  private key: Buffer | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly methods: ReadonlySet<AuthMethod>,
+    private readonly keys: DerivedStore,
+  ) {}
+
+  get secret(): Buffer {
+    this.key ??= this.keys.keyOf(this.id);
+    return this.key;
+  }
+
+  get apiKeyHash(): Buffer | undefined {
+    return this.methods.has('apikey') ? sha256(derivedApiKey(this.secret)) : undefined;
+  }
+}
+
+/** Keys of the devices seen most recently: most devices report again soon. A fixed number, whatever the fleet. */
+export const DERIVED_KEY_CACHE = 10_000;
+
 export class DerivedStore implements DeviceStore {
   readonly size = undefined;
   private readonly methods: ReadonlySet<AuthMethod>;
-  private readonly withApiKey: boolean;
   private readonly meta: Record<string, unknown> | undefined;
+  private readonly recent = new Map<string, Buffer>();
 
   constructor(
     private readonly master: Buffer,
@@ -100,15 +127,12 @@ export class DerivedStore implements DeviceStore {
   ) {
     if (master.length < 32) throw new RecordError('the master secret needs at least 32 bytes');
     this.methods = new Set(options.methods);
-    this.withApiKey = this.methods.has('apikey');
     this.meta = options.meta ? freeze({ ...options.meta }) : undefined;
   }
 
   get(id: string): DeviceRecord | undefined {
     if (!isDeviceId(id) || (this.options.idPattern && !this.options.idPattern.test(id))) return undefined;
-    const secret = derivedKey(this.master, id);
-    const record: DeviceRecord = { id, enabled: true, methods: this.methods, secret };
-    if (this.withApiKey) record.apiKeyHash = sha256(derivedApiKey(secret));
+    const record = new DerivedRecord(id, this.methods, this);
     const separator = this.options.gatewaySeparator;
     if (separator) {
       const at = id.lastIndexOf(separator);
@@ -120,5 +144,18 @@ export class DerivedStore implements DeviceStore {
 
   byApiKeyHash(): undefined {
     return undefined;
+  }
+
+  /** A device's key, from the cache of recent ones (least recently used dropped first) or derived. */
+  keyOf(id: string): Buffer {
+    let key = this.recent.get(id);
+    if (key) {
+      this.recent.delete(id);
+    } else {
+      key = derivedKey(this.master, id);
+      if (this.recent.size >= DERIVED_KEY_CACHE) this.recent.delete(this.recent.keys().next().value as string);
+    }
+    this.recent.set(id, key);
+    return key;
   }
 }
