@@ -22,6 +22,7 @@ interface BrokerDef extends NodeDef {
   port?: string | number;
   wsPort?: string | number;
   wsPath?: string;
+  usetls?: boolean;
   tls?: string;
   methods?: string[];
   skew?: string | number;
@@ -87,7 +88,8 @@ export = function register(RED: NodeAPI): void {
       const wsPort = portOf(def.wsPort, undefined);
       if (tcpPort === undefined && wsPort === undefined) throw new Error(RED._('iot-mqtt-broker.errors.no-listener'));
       let tls: TlsOptions | undefined;
-      if (def.tls) {
+      // Flows written before the checkbox existed name a TLS node without ticking it.
+      if (def.tls && def.usetls !== false) {
         const tlsNode = RED.nodes.getNode(def.tls) as (Node & { addTLSOptions?(options: TlsOptions): void }) | null;
         if (!tlsNode?.addTLSOptions) throw new Error(RED._('iot-mqtt-broker.errors.no-tls'));
         tls = {};
