@@ -218,6 +218,7 @@ export = function register(RED: NodeAPI): void {
 
     // --- status ------------------------------------------------------------------------------
     const status = throttled(updateStatus, STATUS_EVERY_MS);
+    const unsubscribe = registry?.onChange(() => status.schedule());
 
     function updateStatus(): void {
       if (problem) {
@@ -226,6 +227,11 @@ export = function register(RED: NodeAPI): void {
       }
       if (!listening) {
         node.status({ fill: 'grey', shape: 'ring', text: RED._('iot-mqtt-broker.status.starting') });
+        return;
+      }
+      if (registry && registry.state !== 'ready') {
+        // Every CONNECT is refused until the registry can be used: say so rather than look healthy.
+        node.status({ fill: registry.state === 'failed' ? 'red' : 'yellow', shape: 'ring', text: RED._(`iot-mqtt-broker.status.registry-${registry.state}`) });
         return;
       }
       const parts = [`${core.online} ${RED._('iot-mqtt-broker.status.online')}`];
@@ -239,6 +245,7 @@ export = function register(RED: NodeAPI): void {
       closed = true;
       if (retry) clearTimeout(retry);
       status.cancel();
+      unsubscribe?.();
       starting
         .then(() => core.close())
         .then(() => {
