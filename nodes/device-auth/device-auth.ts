@@ -62,7 +62,8 @@ export = function register(RED: NodeAPI): void {
     try {
       const settings = settingsFromProperties(def);
       registry = registryService(RED, def.registry);
-      if (!registry && !['anonymous', 'broker'].includes(settings.mode)) throw new Error(RED._('iot-device-auth.errors.no-registry'));
+      // Anonymous messages need no registry, nor do broker identities unless gateway sensors are checked.
+      if (!registry && (settings.gateway || !['anonymous', 'broker'].includes(settings.mode))) throw new Error(RED._('iot-device-auth.errors.no-registry'));
       readers = [];
       for (const f of FIELDS) {
         const value = (def[`${f.name}Property`] as string | undefined) ?? CREDENTIAL_DEFAULTS[f.name];
