@@ -224,7 +224,7 @@ export class DeviceAuthCore {
         if (id === undefined || timestamp === undefined || nonce === undefined || signature === undefined) {
           return rejection('missing_credentials', 'HMAC needs the device id, a timestamp, a nonce and a signature');
         }
-        if (!bytes) return rejection('malformed', 'the body was parsed before this node: HMAC is computed over the bytes as sent (tick "Do not parse the body" on the http-in node, or have MQTT deliver a Buffer)');
+        if (!bytes) return rejection('malformed', 'the body was parsed before this node: HMAC is computed over the bytes as sent (tick "Do not parse request body" on the http-in node, or have MQTT deliver a Buffer)');
         const scope = input.http ? `${input.http.method.toUpperCase()} ${input.http.url}` : (input.topic ?? '');
         return { method, id, timestamp: timestamp as string, nonce: nonce as string, signature: signature as string, scope, bodyDigest: sha256Hex(bytes) };
       }
@@ -243,7 +243,7 @@ export class DeviceAuthCore {
         if (isRejection(timestamp)) return timestamp;
         if (signature === undefined) return rejection('missing_credentials', 'no webhook signature');
         if (id === undefined) return rejection('missing_credentials', 'no device id for the webhook sender');
-        if (!bytes) return rejection('malformed', 'the body was parsed before this node: tick "Do not parse the body" on the http-in node');
+        if (!bytes) return rejection('malformed', 'the body was parsed before this node: tick "Do not parse request body" on the http-in node');
         if (this.settings.webhookContent.includes('{timestamp}') && timestamp === undefined) return rejection('missing_credentials', 'no webhook timestamp');
         const content = webhookContent(this.settings.webhookContent, timestamp, bytes);
         return timestamp === undefined ? { method, id, signature, content } : { method, id, signature, content, timestamp };

@@ -76,7 +76,7 @@ async function load(auth: Record<string, unknown>, registry?: Record<string, unk
 const authNode = () => helper.getNode('auth') as Node & { receive(msg: NodeMessage): void };
 const settle = (ms = 30) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A request as http-in hands it on with "Do not parse the body". */
+/** A request as http-in hands it on with "Do not parse request body". */
 function request(path: string, body: string, headers: Record<string, string>): NodeMessage {
   const lower = Object.fromEntries(Object.entries({ 'content-type': 'application/json', ...headers }).map(([k, v]) => [k.toLowerCase(), v]));
   return {

@@ -60,7 +60,7 @@ function core(overrides: Partial<AuthSettings> = {}, broker: (mark: unknown) => 
   return new DeviceAuthCore(settings(overrides), sharedRegistry, broker);
 }
 
-/** An HTTP request as http-in with "Do not parse the body" hands it on. */
+/** An HTTP request as http-in with "Do not parse request body" hands it on. */
 function http(path: string, body: string, headers: Record<string, string>, method = 'POST'): AuthInput {
   return {
     body: Buffer.from(body),
@@ -143,7 +143,7 @@ describe('each method', () => {
   it('HMAC needs the bytes as sent', async () => {
     const input = { ...signedHttp(), body: { temperature: 21.5 } };
     const outcome = await run(core({ mode: 'hmac' }), input);
-    expect(outcome).toMatchObject({ code: 'malformed', message: expect.stringContaining('Do not parse the body') });
+    expect(outcome).toMatchObject({ code: 'malformed', message: expect.stringContaining('Do not parse request body') });
   });
 
   it('API keys from a header, with or without a device id, and as a bearer token', async () => {
