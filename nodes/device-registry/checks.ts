@@ -36,12 +36,16 @@ export function hmac(hash: string, key: Buffer, data: string | Buffer): Buffer {
   return createHmac(hash, key).update(data).digest();
 }
 
-const HEX = /^[0-9a-fA-F]+$/;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$|^[A-Za-z0-9_-]+$/;
+const ANY_ENCODING: ReadonlyArray<'hex' | 'base64'> = ['hex', 'base64'];
 
 /** A signature as hex, base64 or base64url, decoded when it has exactly `bytes` bytes. */
-export function decodeSignature(text: string, bytes: number, encodings: ReadonlyArray<'hex' | 'base64'> = ['hex', 'base64']): Buffer | undefined {
-  if (encodings.includes('hex') && text.length === bytes * 2 && HEX.test(text)) return Buffer.from(text, 'hex');
+export function decodeSignature(text: string, bytes: number, encodings: ReadonlyArray<'hex' | 'base64'> = ANY_ENCODING): Buffer | undefined {
+  if (encodings.includes('hex') && text.length === bytes * 2) {
+    // Hex decoding stops at the first pair that is not hex, so a full length means all of it was.
+    const decoded = Buffer.from(text, 'hex');
+    if (decoded.length === bytes) return decoded;
+  }
   if (encodings.includes('base64') && text.length <= Math.ceil(bytes / 3) * 4 && BASE64.test(text)) {
     const decoded = Buffer.from(text, text.includes('-') || text.includes('_') ? 'base64url' : 'base64');
     if (decoded.length === bytes) return decoded;

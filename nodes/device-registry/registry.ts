@@ -168,8 +168,7 @@ export class DeviceRegistry implements DeviceRegistryService {
       case 'hmac': {
         const parts = hmacShape(p);
         if ('ok' in parts) return reject(parts.code, parts.message);
-        const claim = this.claimedId(p.id);
-        return 'ok' in claim ? claim : { ...claim, hmac: parts };
+        return isDeviceId(p.id) ? { id: p.id, hmac: parts } : this.claimedId(p.id);
       }
       case 'sas': {
         const token = parseSas(p.token);
