@@ -6,11 +6,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { format, met, type Figure } from './measure';
+import { benchDeviceAuth } from './device-auth';
 import { benchSalesforce } from './salesforce';
 import { benchThreshold } from './threshold';
 
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
   threshold: benchThreshold,
+  'device-auth': benchDeviceAuth,
   salesforce: benchSalesforce,
 };
 

@@ -20,6 +20,7 @@ export const SYSTEM_PACKAGES = {
   influxdb: { name: 'influxdb', binary: '/usr/bin/influxd' },
   redis: { name: 'redis-server', binary: '/usr/bin/redis-server' },
   chromium: { name: 'chromium', binary: '/usr/bin/chromium' },
+  openssl: { name: 'openssl', binary: '/usr/bin/openssl' },
 } satisfies Record<string, SystemPackage>;
 
 function installed(pkg: SystemPackage): boolean {

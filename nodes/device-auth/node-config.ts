@@ -1,0 +1,113 @@
+/**
+ * The editor's properties of an iot-device-auth node, turned into the core's settings, with a
+ * clear error for anything that cannot work.
+ */
+import type { AuthMode, AuthSettings } from './auth-core';
+
+export interface DeviceAuthProperties {
+  registry?: string;
+  method?: string;
+  deviceIdProperty?: string;
+  deviceIdPropertyType?: string;
+  apiKeyProperty?: string;
+  apiKeyPropertyType?: string;
+  timestampProperty?: string;
+  timestampPropertyType?: string;
+  nonceProperty?: string;
+  noncePropertyType?: string;
+  signatureProperty?: string;
+  signaturePropertyType?: string;
+  tokenProperty?: string;
+  tokenPropertyType?: string;
+  skew?: string | number;
+  maxLifetime?: string | number;
+  audience?: string;
+  algorithms?: string;
+  requireJti?: boolean;
+  sasResource?: string;
+  webhookHash?: string;
+  webhookEncoding?: string;
+  webhookPrefix?: string;
+  webhookContent?: string;
+  maxBytes?: string | number;
+  parse?: string;
+  allowedFields?: string;
+  rate?: string | number;
+  burst?: string | number;
+  anonymousSource?: string;
+  sourceProperty?: string;
+  sourcePropertyType?: string;
+  gateway?: boolean;
+  batchPath?: string;
+  sensorField?: string;
+  gatewayOutput?: string;
+  replayCapacity?: string | number;
+  catchErrors?: boolean;
+  [property: string]: unknown;
+}
+
+/** Where each credential is read when a flow does not say (the editor's defaults): HTTP headers. */
+export const CREDENTIAL_DEFAULTS = {
+  deviceId: 'req.headers["x-device-id"]',
+  apiKey: 'req.headers["x-api-key"]',
+  timestamp: 'req.headers["x-timestamp"]',
+  nonce: 'req.headers["x-nonce"]',
+  signature: 'req.headers["x-signature"]',
+  token: 'req.headers.authorization',
+} as const;
+
+const MODES: readonly AuthMode[] = ['auto', 'anonymous', 'apikey', 'hmac', 'sas', 'jwt', 'webhook', 'broker'];
+
+function number(value: string | number | undefined, fallback: number, what: string, min = 0): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < min) throw new Error(`${what} must be a number of at least ${min}`);
+  return n;
+}
+
+function names(text: string | undefined): string[] {
+  return (text ?? '')
+    .split(/[\s,]+/)
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+function oneOf<T extends string>(value: string | undefined, allowed: readonly T[], fallback: T, what: string): T {
+  if (value === undefined || value === '') return fallback;
+  if (!(allowed as readonly string[]).includes(value)) throw new Error(`${what} must be one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
+export function settingsFromProperties(p: DeviceAuthProperties): AuthSettings {
+  const mode = oneOf(p.method, MODES, 'auto', 'the method');
+  const webhookContent = p.webhookContent || '{body}';
+  if (webhookContent.split('{body}').length !== 2) throw new Error('the webhook signed content must hold {body} exactly once');
+  const rate = number(p.rate, 0, 'the rate limit');
+  const settings: AuthSettings = {
+    mode,
+    policy: {
+      skewMs: number(p.skew, 300, 'the clock skew') * 1000,
+      maxLifetimeMs: number(p.maxLifetime, 3600, 'the maximum token lifetime', 1) * 1000,
+      audiences: names(p.audience),
+      algorithms: names(p.algorithms),
+      ...(p.sasResource ? { sasResource: p.sasResource } : {}),
+      webhook: {
+        hash: oneOf(p.webhookHash, ['sha256', 'sha1', 'sha512'] as const, 'sha256', 'the webhook hash'),
+        encoding: oneOf(p.webhookEncoding, ['hex', 'base64'] as const, 'hex', 'the webhook encoding'),
+        prefix: p.webhookPrefix ?? '',
+      },
+    },
+    requireJti: p.requireJti === true,
+    maxBytes: number(p.maxBytes, 65_536, 'the size limit'),
+    parse: oneOf(p.parse, ['auto', 'json', 'raw'] as const, 'auto', 'the body parsing'),
+    allowedFields: names(p.allowedFields),
+    webhookContent,
+    replayCapacity: number(p.replayCapacity, 100_000, 'the replay cache size', 1),
+  };
+  if (rate > 0) settings.rate = { perSecond: rate, burst: number(p.burst, Math.max(1, Math.ceil(rate)), 'the burst', 1) };
+  if (p.gateway) {
+    if (mode === 'anonymous') throw new Error('an anonymous source cannot be a gateway');
+    settings.gateway = { batchPath: (p.batchPath ?? 'readings').trim(), sensorField: (p.sensorField || 'sensor').trim(), split: p.gatewayOutput !== 'batch' };
+  }
+  return settings;
+}

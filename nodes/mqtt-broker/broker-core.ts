@@ -1,0 +1,348 @@
+/**
+ * An aedes broker that knows the devices: CONNECT is verified against the device registry
+ * (username = device id, password = API key, JWT or SAS token), each connection gets a random
+ * session token, publishes and subscriptions are checked against topic rules, revoked devices are
+ * disconnected at once, and sessions are kept on disk (file-persistence.ts). Free of Node-RED.
+ *
+ * aedes speaks MQTT 3.1 and 3.1.1; MQTT 5 clients are refused by aedes itself.
+ */
+import { randomBytes } from 'node:crypto';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
+import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
+import { Aedes, type AuthenticateError, type Client, type Connection } from 'aedes';
+import { createWebSocketStream, WebSocketServer } from 'ws';
+import type { BrokerIdentitySource, BrokerMark } from '../shared/broker-identity';
+import type { DeviceIdentity } from '../shared/device';
+import type { DeviceRegistryService, RejectCode, Verdict, VerifyPolicy } from '../shared/device-registry-api';
+import { createAcl, matches, type Acl } from './acl';
+import { connectCredential, type ConnectMethod } from './connect';
+import { FilePersistence } from './file-persistence';
+
+export interface ListenerSettings {
+  host?: string;
+  port: number;
+  tls?: TlsOptions;
+}
+
+export interface BrokerSettings {
+  /** The node id marks name. */
+  nodeId: string;
+  methods: ReadonlySet<ConnectMethod>;
+  policy: VerifyPolicy;
+  publishTopics: readonly string[];
+  subscribeTopics: readonly string[];
+  /** A gateway may publish and subscribe for its sensors. */
+  gatewaySensors: boolean;
+  /** The client id must be the device id, `<device id>:<anything>`, or empty (a clean session). */
+  clientIdMustMatch: boolean;
+  /** Which device publishes go into the flow. */
+  deliver: string;
+  /** Where sessions are kept; undefined: in memory only. */
+  persistenceDir?: string;
+  tcp?: ListenerSettings;
+  ws?: ListenerSettings & { path: string };
+}
+
+export interface Delivery {
+  topic: string;
+  payload: Buffer;
+  qos: number;
+  retain: boolean;
+  device: DeviceIdentity;
+  mark: BrokerMark;
+}
+
+export interface ConnectionEvent {
+  device?: DeviceIdentity;
+  clientId: string;
+  address?: string;
+  username?: string;
+  code?: RejectCode;
+  reason?: string;
+  topic?: string;
+}
+
+export interface BrokerEvents {
+  published(delivery: Delivery): void;
+  online(event: ConnectionEvent): void;
+  offline(event: ConnectionEvent): void;
+  refused(event: ConnectionEvent): void;
+  denied(event: ConnectionEvent & { action: 'publish' | 'subscribe' }): void;
+  warning(message: string): void;
+}
+
+interface Session {
+  client: Client;
+  token: string;
+  device: DeviceIdentity & { method: string };
+  address?: string;
+  /** When the connection ended; its marks stay good for a while (a device may publish and leave at once). */
+  endedAt?: number;
+}
+
+/** How long the marks of an ended connection are still vouched for, and how many ended ones are kept. */
+const ENDED_GRACE_MS = 5 * 60_000;
+const ENDED_KEPT = 100_000;
+
+/** CONNACK return codes of MQTT 3.1.1. */
+const IDENTIFIER_REJECTED = 2;
+const SERVER_UNAVAILABLE = 3;
+const BAD_USERNAME_OR_PASSWORD = 4;
+const NOT_AUTHORIZED = 5;
+
+function connackCode(code: RejectCode): number {
+  switch (code) {
+    case 'revoked':
+    case 'method_not_allowed':
+    case 'locked_out':
+      return NOT_AUTHORIZED;
+    case 'registry_unavailable':
+      return SERVER_UNAVAILABLE;
+    default:
+      return BAD_USERNAME_OR_PASSWORD;
+  }
+}
+
+function authError(returnCode: number, message: string): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+function addressOf(client: Client): string | undefined {
+  const socket = (client.req?.socket ?? client.conn) as { remoteAddress?: string } | undefined;
+  return socket?.remoteAddress;
+}
+
+export class BrokerCore implements BrokerIdentitySource {
+  private aedes: Aedes | undefined;
+  private persistence: FilePersistence | undefined;
+  private readonly servers: Array<NetServer | HttpServer> = [];
+  private wss: WebSocketServer | undefined;
+  private readonly sessions = new Map<string, Session>();
+  /** Ended sessions by token, oldest first. */
+  private readonly ended = new Map<string, Session>();
+  private readonly pending = new WeakMap<Client, Session>();
+  private readonly requestedIds = new WeakMap<Client, string>();
+  private readonly acl: Acl;
+  private readonly deliver: string[];
+  private unsubscribe: (() => void) | undefined;
+  refused = 0;
+  denied = 0;
+
+  constructor(
+    private readonly settings: BrokerSettings,
+    private readonly registry: DeviceRegistryService,
+    private readonly events: BrokerEvents,
+  ) {
+    const isSensorOf = settings.gatewaySensors ? (gateway: string, id: string) => this.registry.device(id)?.gateway === gateway && this.registry.device(id)?.enabled === true : undefined;
+    this.acl = createAcl(settings.publishTopics, settings.subscribeTopics, isSensorOf);
+    this.deliver = settings.deliver.split('/');
+  }
+
+  get online(): number {
+    return this.sessions.size;
+  }
+
+  /** Sessions restored from disk at open, for the log. */
+  get restored(): { operations: number; skipped: number } | undefined {
+    return this.persistence?.loaded;
+  }
+
+  async open(): Promise<void> {
+    if (this.settings.persistenceDir) {
+      this.persistence = new FilePersistence(this.settings.persistenceDir);
+      this.persistence.onWriteError = (err) => this.events.warning(`sessions could not be written to disk: ${err.message}`);
+    }
+    this.aedes = await Aedes.createBroker({
+      ...(this.persistence ? { persistence: this.persistence } : {}),
+      preConnect: (client, packet, callback) => {
+        this.requestedIds.set(client, packet.clientId ?? '');
+        callback(null, true);
+      },
+      authenticate: (client, username, password, callback) => this.authenticate(client, username, password, callback),
+      authorizePublish: (client, packet, callback) => {
+        if (!client) return callback(null);
+        const session = this.pending.get(client);
+        const device = session?.device;
+        const own = device ? this.registry.device(device.id)?.topics?.publish : undefined;
+        if (device && !packet.topic.startsWith('$') && this.acl.publishAs(device.id, packet.topic, own) !== undefined) return callback(null);
+        this.denied++;
+        this.events.denied({ action: 'publish', clientId: client.id, topic: packet.topic, ...(device ? { device } : {}) });
+        // MQTT 3.1.1 cannot refuse a publish: the connection is closed (MQTT-3.3.5-2).
+        callback(new Error(`not authorized to publish to ${packet.topic}`));
+      },
+      authorizeSubscribe: (client, subscription, callback) => {
+        const device = this.pending.get(client)?.device;
+        const own = device ? this.registry.device(device.id)?.topics?.subscribe : undefined;
+        if (device && this.acl.maySubscribe(device.id, subscription.topic, own)) return callback(null, subscription);
+        this.denied++;
+        this.events.denied({ action: 'subscribe', clientId: client.id, topic: subscription.topic, ...(device ? { device } : {}) });
+        // A refused subscription is answered with the failure return code (0x80).
+        callback(null, null);
+      },
+      published: (packet, client, callback) => {
+        callback(null);
+        if (!client) return;
+        const session = this.sessions.get(client.id);
+        if (!session || session.client !== client || !matches(this.deliver, packet.topic.split('/'))) return;
+        const own = this.registry.device(session.device.id)?.topics?.publish;
+        const speaksFor = this.acl.publishAs(session.device.id, packet.topic, own) ?? session.device.id;
+        const device = this.identify({ node: this.settings.nodeId, client: client.id, session: session.token, device: speaksFor });
+        if (!device) return;
+        this.events.published({
+          topic: packet.topic,
+          payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload ?? ''),
+          qos: packet.qos,
+          retain: packet.retain,
+          device,
+          mark: { node: this.settings.nodeId, client: client.id, session: session.token, device: speaksFor },
+        });
+      },
+    });
+    const aedes = this.aedes;
+    aedes.on('clientReady', (client) => {
+      const session = this.pending.get(client);
+      if (!session) return;
+      this.sessions.set(client.id, session);
+      this.events.online({ device: session.device, clientId: client.id, ...(session.address ? { address: session.address } : {}) });
+    });
+    aedes.on('clientDisconnect', (client) => {
+      const session = this.sessions.get(client.id);
+      if (!session || session.client !== client) return;
+      this.sessions.delete(client.id);
+      session.endedAt = Date.now();
+      this.ended.set(session.token, session);
+      if (this.ended.size > ENDED_KEPT) this.ended.delete(this.ended.keys().next().value as string);
+      this.events.offline({ device: session.device, clientId: client.id, ...(session.address ? { address: session.address } : {}) });
+    });
+    this.unsubscribe = this.registry.onChange(() => this.dropRevoked());
+  }
+
+  private authenticate(client: Client, username: string | undefined, password: Buffer | undefined, callback: (error: AuthenticateError | null, success: boolean | null) => void): void {
+    const address = addressOf(client);
+    const refuse = (code: RejectCode, message: string, returnCode = connackCode(code)) => {
+      this.refused++;
+      this.events.refused({ clientId: client.id, code, reason: message, ...(username ? { username: username.slice(0, 128) } : {}), ...(address ? { address } : {}) });
+      callback(authError(returnCode, message), null);
+    };
+    const credential = connectCredential(username, password, this.settings.methods);
+    if ('code' in credential) return refuse(credential.code, credential.message);
+    const finish = (verdict: Verdict) => {
+      if (!verdict.ok) return refuse(verdict.code, verdict.message);
+      const requested = this.requestedIds.get(client) ?? client.id;
+      const id = verdict.device.id;
+      if (this.settings.clientIdMustMatch && requested !== '' && requested !== id && !requested.startsWith(`${id}:`)) {
+        return refuse('wrong_subject', `client id ${requested.slice(0, 64)} is not the device id ${id} (or ${id}:<suffix>)`, IDENTIFIER_REJECTED);
+      }
+      this.pending.set(client, { client, token: randomBytes(16).toString('hex'), device: verdict.device, ...(address ? { address } : {}) });
+      callback(null, true);
+    };
+    let verdict: Verdict | Promise<Verdict>;
+    try {
+      verdict = this.registry.verify(credential, this.settings.policy, Date.now());
+    } catch (err) {
+      return refuse('registry_unavailable', (err as Error).message);
+    }
+    if (verdict instanceof Promise) verdict.then(finish, (err: Error) => refuse('registry_unavailable', err.message));
+    else finish(verdict);
+  }
+
+  /** Closes the connections of devices the registry no longer accepts. */
+  private dropRevoked(): void {
+    for (const session of this.sessions.values()) {
+      if (this.registry.device(session.device.id)?.enabled === true) continue;
+      this.events.warning(`${session.device.id} is no longer registered or enabled: disconnected`);
+      session.client.close();
+    }
+  }
+
+  /**
+   * The identity a mark stands for: a session of this broker with that token, live or ended less
+   * than five minutes ago, for its own device or (for a gateway) a sensor registered under it,
+   * as long as the registry still accepts that device.
+   */
+  identify(mark: BrokerMark): DeviceIdentity | undefined {
+    if (mark.node !== this.settings.nodeId) return undefined;
+    const live = this.sessions.get(mark.client);
+    const session = live && live.token === mark.session ? live : this.ended.get(mark.session);
+    if (!session || session.client.id !== mark.client) return undefined;
+    if (session.endedAt !== undefined && Date.now() - session.endedAt > ENDED_GRACE_MS) {
+      this.ended.delete(session.token);
+      return undefined;
+    }
+    const connected = session.device;
+    const view = this.registry.device(mark.device);
+    if (!view || !view.enabled) return undefined;
+    const device: DeviceIdentity = { id: view.id, method: connected.method };
+    if (mark.device !== connected.id) {
+      if (!this.settings.gatewaySensors || view.gateway !== connected.id) return undefined;
+      device.gateway = connected.id;
+    }
+    if (connected.claims && mark.device === connected.id) device.claims = connected.claims;
+    if (view.meta) device.meta = view.meta;
+    return device;
+  }
+
+  async listen(): Promise<{ tcp?: number; ws?: number }> {
+    const aedes = this.aedes as Aedes;
+    const handle = aedes.handle as (stream: Connection, request?: unknown) => Client;
+    const bound: { tcp?: number; ws?: number } = {};
+    const { tcp, ws } = this.settings;
+    if (tcp) {
+      const server = tcp.tls ? createTlsServer(tcp.tls, (socket) => handle(socket)) : createNetServer((socket) => handle(socket));
+      bound.tcp = await this.bind(server, tcp);
+    }
+    if (ws) {
+      const server = ws.tls ? createHttpsServer(ws.tls) : createHttpServer();
+      this.wss = new WebSocketServer({ server, path: ws.path });
+      this.wss.on('connection', (socket, request) => {
+        const stream = createWebSocketStream(socket);
+        stream.on('error', () => socket.terminate());
+        handle(stream, request);
+      });
+      bound.ws = await this.bind(server, ws);
+    }
+    return bound;
+  }
+
+  private bind(server: NetServer | HttpServer, listener: ListenerSettings): Promise<number> {
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(listener.port, listener.host || undefined, () => {
+        server.off('error', reject);
+        this.servers.push(server);
+        resolve((server.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  publish(topic: string, payload: Buffer, qos: 0 | 1 | 2, retain: boolean): Promise<void> {
+    const aedes = this.aedes;
+    if (!aedes) return Promise.reject(new Error('the broker is not running'));
+    return new Promise((resolve, reject) => aedes.publish({ cmd: 'publish', topic, payload, qos, retain, dup: false }, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /** Stops listening, disconnects every client, and writes the sessions to disk. */
+  async close(): Promise<void> {
+    this.unsubscribe?.();
+    const aedes = this.aedes;
+    if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    this.wss?.close();
+    await Promise.all(
+      this.servers.splice(0).map(
+        (server) =>
+          new Promise<void>((resolve) => {
+            if ('closeAllConnections' in server) server.closeAllConnections();
+            server.close(() => resolve());
+          }),
+      ),
+    );
+    this.persistence?.close();
+  }
+
+  /** Forgets the sessions on disk (the node was removed). */
+  removeSessions(): void {
+    this.persistence?.remove();
+  }
+}

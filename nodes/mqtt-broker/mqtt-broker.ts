@@ -1,0 +1,260 @@
+/**
+ * iot-mqtt-broker: an embedded MQTT broker (aedes; TCP, WebSocket, optional TLS) that verifies
+ * every device against a device registry. Its outputs: device publishes with the authenticated
+ * identity, connection events (online, offline, refused, denied), and rejected input. Messages
+ * sent to its input are published to the devices.
+ */
+import { join } from 'node:path';
+import type { TlsOptions } from 'node:tls';
+import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
+import { BROKER_PROPERTY, type BrokerIdentitySource, type BrokerMark } from '../shared/broker-identity';
+import { reject } from '../shared/coded-error';
+import type { DeviceIdentity } from '../shared/device';
+import { registryService } from '../shared/device-registry-api';
+import { isUtf8Text, looksLikeJson } from '../shared/payload';
+import { throttled } from '../shared/throttle';
+import { BrokerCore, type BrokerEvents, type BrokerSettings, type ConnectionEvent } from './broker-core';
+import { CONNECT_METHODS, type ConnectMethod } from './connect';
+
+interface BrokerDef extends NodeDef {
+  registry?: string;
+  host?: string;
+  port?: string | number;
+  wsPort?: string | number;
+  wsPath?: string;
+  usetls?: boolean;
+  tls?: string;
+  methods?: string[];
+  skew?: string | number;
+  maxLifetime?: string | number;
+  audience?: string;
+  sasResource?: string;
+  publishTopics?: string;
+  subscribeTopics?: string;
+  gatewaySensors?: boolean;
+  clientIdMustMatch?: boolean;
+  deliver?: string;
+  payloadFormat?: 'auto' | 'buffer' | 'string';
+  persist?: boolean;
+  catchErrors?: boolean;
+}
+
+type BrokerNode = Node & BrokerIdentitySource;
+type Send = (msg: Array<NodeMessage | null>) => void;
+type Done = (err?: Error) => void;
+
+const OUTPUTS = 3;
+const RETRY_LISTEN_MS = 10_000;
+const STATUS_EVERY_MS = 500;
+
+function portOf(value: string | number | undefined, fallback: number | undefined): number | undefined {
+  if (value === undefined) return fallback;
+  if (value === '') return undefined;
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new Error(`${String(value)} is not a port`);
+  return port;
+}
+
+function rules(text: string | undefined, fallback: string): string[] {
+  const list = (text ?? fallback).split(/[\s,]+/).filter((r) => r !== '');
+  return list.length > 0 ? list : [fallback];
+}
+
+function payloadFor(format: BrokerDef['payloadFormat'], payload: Buffer): unknown {
+  if (format === 'buffer') return payload;
+  if (format === 'string') return payload.toString('utf8');
+  if (looksLikeJson(payload)) {
+    try {
+      return JSON.parse(payload.toString('utf8')) as unknown;
+    } catch {
+      // Not JSON after all: handed on as text or bytes.
+    }
+  }
+  return isUtf8Text(payload) ? payload.toString('utf8') : payload;
+}
+
+export = function register(RED: NodeAPI): void {
+  function IotMqttBrokerNode(this: BrokerNode, def: BrokerDef): void {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true };
+    const registry = registryService(RED, def.registry);
+    let settings: BrokerSettings;
+    try {
+      if (!registry) throw new Error(RED._('iot-mqtt-broker.errors.no-registry'));
+      const methods = new Set((def.methods ?? [...CONNECT_METHODS]).filter((m): m is ConnectMethod => (CONNECT_METHODS as readonly string[]).includes(m)));
+      if (methods.size === 0) throw new Error(RED._('iot-mqtt-broker.errors.no-methods'));
+      const tcpPort = portOf(def.port, 1883);
+      const wsPort = portOf(def.wsPort, undefined);
+      if (tcpPort === undefined && wsPort === undefined) throw new Error(RED._('iot-mqtt-broker.errors.no-listener'));
+      let tls: TlsOptions | undefined;
+      // Flows written before the checkbox existed name a TLS node without ticking it.
+      if (def.tls && def.usetls !== false) {
+        const tlsNode = RED.nodes.getNode(def.tls) as (Node & { addTLSOptions?(options: TlsOptions): void }) | null;
+        if (!tlsNode?.addTLSOptions) throw new Error(RED._('iot-mqtt-broker.errors.no-tls'));
+        tls = {};
+        tlsNode.addTLSOptions(tls);
+      }
+      const userDir = RED.settings.userDir as string | undefined;
+      const audiences = (def.audience ?? '').split(/[\s,]+/).filter((a) => a !== '');
+      settings = {
+        nodeId: node.id,
+        methods,
+        policy: {
+          skewMs: Number(def.skew ?? 300) * 1000,
+          maxLifetimeMs: Number(def.maxLifetime ?? 86_400) * 1000,
+          audiences,
+          ...(def.sasResource ? { sasResource: def.sasResource } : {}),
+        },
+        publishTopics: rules(def.publishTopics, 'devices/{id}/#'),
+        subscribeTopics: rules(def.subscribeTopics, 'devices/{id}/#'),
+        gatewaySensors: def.gatewaySensors !== false,
+        clientIdMustMatch: def.clientIdMustMatch !== false,
+        deliver: def.deliver || '#',
+        ...(def.persist !== false && userDir ? { persistenceDir: join(userDir, 'iot-state', `mqtt-broker-${node.id.replace(/[^\w.-]/g, '_')}`) } : {}),
+        ...(tcpPort !== undefined ? { tcp: { host: def.host || undefined, port: tcpPort, ...(tls ? { tls } : {}) } } : {}),
+        ...(wsPort !== undefined ? { ws: { host: def.host || undefined, port: wsPort, path: def.wsPath || '/mqtt', ...(tls ? { tls } : {}) } } : {}),
+      };
+      if (!Number.isFinite(settings.policy.skewMs) || !Number.isFinite(settings.policy.maxLifetimeMs)) throw new Error(RED._('iot-mqtt-broker.errors.bad-times'));
+    } catch (err) {
+      const message = (err as Error).message;
+      node.error(RED._('iot-mqtt-broker.errors.invalid-config', { message }));
+      node.status({ fill: 'red', shape: 'ring', text: RED._('iot-mqtt-broker.status.invalid-config') });
+      node.identify = () => undefined;
+      node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', message, send, done, rejection));
+      return;
+    }
+
+    const format = def.payloadFormat ?? 'auto';
+    let listening: { tcp?: number; ws?: number } | undefined;
+    let problem: string | undefined;
+    let closed = false;
+    let retry: NodeJS.Timeout | undefined;
+
+    function event(kind: string, e: ConnectionEvent & { action?: string }): void {
+      const payload: Record<string, unknown> = { event: kind, clientId: e.clientId };
+      if (e.device) payload.device = e.device.id;
+      for (const key of ['username', 'address', 'code', 'reason', 'action', 'topic'] as const) if (e[key] !== undefined) payload[key] = e[key];
+      const msg: NodeMessage = { _msgid: RED.util.generateId(), topic: kind, payload };
+      if (e.device) msg.device = e.device as DeviceIdentity;
+      node.send([null, msg, null]);
+      status.schedule();
+    }
+
+    const events: BrokerEvents = {
+      published(delivery) {
+        const msg: NodeMessage = {
+          _msgid: RED.util.generateId(),
+          topic: delivery.topic,
+          payload: payloadFor(format, delivery.payload),
+          qos: delivery.qos,
+          retain: delivery.retain,
+          device: delivery.device,
+        };
+        msg[BROKER_PROPERTY] = delivery.mark;
+        node.send([msg, null, null]);
+      },
+      online: (e) => event('online', e),
+      offline: (e) => event('offline', e),
+      refused: (e) => event('refused', e),
+      denied: (e) => event('denied', e),
+      warning: (message) => node.warn(message),
+    };
+
+    const core = new BrokerCore(settings, registry as NonNullable<typeof registry>, events);
+    node.identify = (mark: BrokerMark) => core.identify(mark);
+
+    async function listen(): Promise<void> {
+      try {
+        listening = await core.listen();
+        problem = undefined;
+        if (closed) return;
+        const where = [listening.tcp !== undefined ? `mqtt${settings.tcp?.tls ? 's' : ''} ${listening.tcp}` : '', listening.ws !== undefined ? `ws${settings.ws?.tls ? 's' : ''} ${listening.ws}${settings.ws?.path}` : ''].filter((w) => w !== '');
+        node.log(RED._('iot-mqtt-broker.log.listening', { where: where.join(', ') }));
+      } catch (err) {
+        problem = (err as Error & { code?: string }).code === 'EADDRINUSE' ? RED._('iot-mqtt-broker.errors.port-in-use') : (err as Error).message;
+        node.error(RED._('iot-mqtt-broker.errors.not-listening', { message: (err as Error).message }));
+        await core.close();
+        if (!closed) retry = setTimeout(() => void start(), RETRY_LISTEN_MS);
+      }
+      status.now();
+    }
+
+    async function start(): Promise<void> {
+      try {
+        await core.open();
+        const restored = core.restored;
+        if (restored && restored.skipped > 0) node.warn(RED._('iot-mqtt-broker.errors.journal-skipped', { count: restored.skipped }));
+      } catch (err) {
+        problem = (err as Error).message;
+        node.error(RED._('iot-mqtt-broker.errors.not-started', { message: problem }));
+        status.now();
+        return;
+      }
+      if (closed) return;
+      await listen();
+    }
+    const starting = start();
+
+    // --- publishing to devices ---------------------------------------------------------------
+    node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
+      const topic = msg.topic;
+      if (typeof topic !== 'string' || topic === '' || /[#+\u0000]/.test(topic)) {
+        reject(node, msg, 'bad_topic', RED._('iot-mqtt-broker.errors.bad-topic'), send, done, rejection);
+        return;
+      }
+      const qos = msg.qos === undefined ? 0 : Number(msg.qos);
+      if (qos !== 0 && qos !== 1 && qos !== 2) {
+        reject(node, msg, 'bad_qos', RED._('iot-mqtt-broker.errors.bad-qos'), send, done, rejection);
+        return;
+      }
+      const value = msg.payload;
+      const payload = Buffer.isBuffer(value) ? value : Buffer.from(typeof value === 'string' ? value : value === undefined || value === null ? '' : JSON.stringify(value));
+      core.publish(topic, payload, qos, msg.retain === true).then(
+        () => done(),
+        (err: Error) => reject(node, msg, 'not_published', err.message, send, done, rejection),
+      );
+    });
+
+    // --- status ------------------------------------------------------------------------------
+    const status = throttled(updateStatus, STATUS_EVERY_MS);
+    const unsubscribe = registry?.onChange(() => status.schedule());
+
+    function updateStatus(): void {
+      if (problem) {
+        node.status({ fill: 'red', shape: 'ring', text: problem });
+        return;
+      }
+      if (!listening) {
+        node.status({ fill: 'grey', shape: 'ring', text: RED._('iot-mqtt-broker.status.starting') });
+        return;
+      }
+      if (registry && registry.state !== 'ready') {
+        // Every CONNECT is refused until the registry can be used: say so rather than look healthy.
+        node.status({ fill: registry.state === 'failed' ? 'red' : 'yellow', shape: 'ring', text: RED._(`iot-mqtt-broker.status.registry-${registry.state}`) });
+        return;
+      }
+      const parts = [`${core.online} ${RED._('iot-mqtt-broker.status.online')}`];
+      if (core.refused > 0) parts.push(`${core.refused} ${RED._('iot-mqtt-broker.status.refused')}`);
+      if (core.denied > 0) parts.push(`${core.denied} ${RED._('iot-mqtt-broker.status.denied')}`);
+      const ports = [listening.tcp, listening.ws].filter((p) => p !== undefined).join(', ');
+      node.status({ fill: 'green', shape: core.online > 0 ? 'dot' : 'ring', text: `${parts.join(' · ')} · :${ports}` });
+    }
+
+    node.on('close', (removed: boolean, done: () => void) => {
+      closed = true;
+      if (retry) clearTimeout(retry);
+      status.cancel();
+      unsubscribe?.();
+      starting
+        .then(() => core.close())
+        .then(() => {
+          if (removed) core.removeSessions();
+        })
+        .catch((err: Error) => node.warn(err.message))
+        .finally(done);
+    });
+  }
+
+  RED.nodes.registerType('iot-mqtt-broker', IotMqttBrokerNode);
+};

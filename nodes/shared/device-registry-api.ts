@@ -1,0 +1,113 @@
+/**
+ * The contract between iot-device-registry (who the devices are, and the only holder of their
+ * keys) and the nodes that authenticate devices against it (iot-device-auth, iot-mqtt-broker).
+ *
+ * Key material never leaves the registry node: a consumer hands it what a device presented (an
+ * API key, a signature and what it covers, a token) and gets back a verdict with the device's
+ * identity, or a rejection code. Consumers own what is about the endpoint (where the credential
+ * is found, audiences, size caps, replay caches, rate limits).
+ */
+import type { NodeAPI } from 'node-red';
+import type { DeviceIdentity } from './device';
+
+export type AuthMethod = 'apikey' | 'hmac' | 'sas' | 'jwt' | 'webhook';
+export const AUTH_METHODS: readonly AuthMethod[] = ['apikey', 'hmac', 'sas', 'jwt', 'webhook'];
+
+/** Why a message or a connection was refused. Stable: flows switch on them. */
+export type RejectCode =
+  | 'missing_credentials'
+  | 'malformed'
+  | 'too_large'
+  | 'unknown_device'
+  | 'revoked'
+  | 'bad_key'
+  | 'method_not_allowed'
+  | 'bad_signature'
+  | 'bad_algorithm'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'wrong_audience'
+  | 'wrong_subject'
+  | 'too_long_lived'
+  | 'replayed'
+  | 'locked_out'
+  | 'rate_limited'
+  | 'not_under_gateway'
+  | 'not_authenticated'
+  | 'registry_unavailable';
+
+/** What a device presented, by method. Nothing here is a stored secret. */
+export type Presented =
+  /** An API key, with the device id it claims when the transport gives one. */
+  | { method: 'apikey'; id?: string; key: string }
+  /**
+   * An HMAC signature over the canonical string of id, timestamp, nonce, scope (`POST /path?q` for
+   * HTTP, the topic for MQTT) and the SHA-256 (hex) of the exact body bytes.
+   */
+  | { method: 'hmac'; id: string; timestamp: string; nonce: string; signature: string; scope: string; bodyDigest: string }
+  /** An Azure IoT Hub style shared access signature: `SharedAccessSignature sr=…&sig=…&se=…`. */
+  | { method: 'sas'; id?: string; token: string }
+  /** A compact JWT; the device is its `sub` (or `iss`). */
+  | { method: 'jwt'; id?: string; token: string }
+  /** A vendor webhook: the signature header as sent, and the exact bytes it signs. */
+  | { method: 'webhook'; id: string; signature: string; content: Buffer; timestamp?: string };
+
+/** What an endpoint accepts. Times in milliseconds. */
+export interface VerifyPolicy {
+  /** Tolerated clock difference for timestamps, `exp`, `nbf`, `iat` and SAS expiries. */
+  skewMs: number;
+  /** The longest lifetime a JWT (exp − iat) or a SAS token (se − now) may have. */
+  maxLifetimeMs: number;
+  /** JWT `aud` must name one of these; empty: `aud` is not checked. */
+  audiences?: readonly string[];
+  /** JWT algorithms this endpoint accepts; a device's own allow-list narrows it further. */
+  algorithms?: readonly string[];
+  /** SAS `sr` must start with this (e.g. `myhub.example.com/devices/`); empty: any resource naming the device. */
+  sasResource?: string;
+  /** How webhook signatures are made. */
+  webhook?: { hash: 'sha256' | 'sha1' | 'sha512'; encoding: 'hex' | 'base64'; prefix: string };
+}
+
+export type Verdict =
+  | {
+      ok: true;
+      device: DeviceIdentity & { method: string };
+      /**
+       * What the consumer's replay cache must remember, and until when (ms): a nonce, a `jti`, a
+       * webhook signature. Absent when the credential is reusable by design (API keys, SAS).
+       */
+      replay?: { key: string; until: number };
+    }
+  | { ok: false; code: RejectCode; message: string; id?: string };
+
+/** A registered device as other nodes may see it: no key material. */
+export interface DeviceView {
+  id: string;
+  enabled: boolean;
+  gateway?: string;
+  /** Topic filters this device may publish to and subscribe to (`{id}` stands for its id). */
+  topics?: { publish?: readonly string[]; subscribe?: readonly string[] };
+  meta?: Record<string, unknown>;
+}
+
+export interface DeviceRegistryService {
+  /** `loading` until a registry file was read; `failed` when there is nothing usable. */
+  readonly state: 'ready' | 'loading' | 'failed';
+  verify(presented: Presented, policy: VerifyPolicy, now: number): Verdict | Promise<Verdict>;
+  /** A registered device, or undefined. Revoked devices are returned with enabled: false. */
+  device(id: string): DeviceView | undefined;
+  /**
+   * Whether `sensorId` may report through `gatewayId`: an enabled device registered under it.
+   * Its identity carries `gateway` and the sensor's own meta.
+   */
+  sensor(gatewayId: string, sensorId: string, method: string): Verdict;
+  /** Called after every reload or revocation change; returns the unsubscribe function. */
+  onChange(listener: () => void): () => void;
+}
+
+/** The registry service a config node id names, or undefined when there is none (yet). */
+export function registryService(RED: NodeAPI, id: string | undefined): DeviceRegistryService | undefined {
+  if (!id) return undefined;
+  const node = RED.nodes.getNode(id) as (Partial<{ registry: DeviceRegistryService }> & object) | null;
+  return node?.registry;
+}

@@ -1,0 +1,387 @@
+/**
+ * iot-device-registry and iot-device-auth inside a Node-RED runtime (node-red-node-test-helper):
+ * the three kinds of registry (a list with credentials, a file reloaded on change, derived keys),
+ * revocation, both outputs with HTTP status codes, gateway batches, credentials removed from
+ * what travels on, no secret in any log or output, and the fuzz test: at least 10,000 malformed
+ * inputs per method, every one of them rejected with a code.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Node, NodeMessage } from 'node-red';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import deviceAuthNode from '../../nodes/device-auth/device-auth';
+import registryNode from '../../nodes/device-registry/device-registry';
+import { signSas } from '../../nodes/device-registry/sas';
+import { derivedApiKey, derivedKey } from '../../nodes/device-registry/stores';
+import { signWebhook } from '../../nodes/device-registry/webhook';
+import { deviceJwt, hmacHeaders, hmacSigned, keyPairs, nowSeconds } from '../support/device-credentials';
+import { helper } from '../support/node-red';
+import { eventually } from '../support/wait';
+
+type Flow = Array<{ id: string; type: string; [property: string]: unknown }>;
+interface Received {
+  ok: NodeMessage[];
+  rejected: NodeMessage[];
+}
+
+const SECRET = 'a-shared-secret-of-32-characters';
+const API_KEY = 'key-for-pump-1-0123456789abcdef';
+const MASTER = 'm'.repeat(16) + randomBytes(24).toString('hex');
+let userDir: string;
+
+beforeAll(async () => {
+  await new Promise<void>((resolve) => helper.startServer(resolve));
+});
+afterAll(async () => {
+  await new Promise<void>((resolve) => helper.stopServer(resolve));
+});
+beforeEach(() => {
+  userDir = mkdtempSync(join(tmpdir(), 'iot-auth-'));
+  helper.settings({ userDir });
+});
+afterEach(async () => {
+  await helper.unload();
+  rmSync(userDir, { recursive: true, force: true });
+});
+
+const devices = [
+  { id: 'pump-1', enabled: true, meta: '{"assetId":"02i000000000001","accountId":"001000000000001","thresholds":{"temperature":{"warning":70}}}' },
+  { id: 'cam-1', enabled: true, publicKey: keyPairs().es256.pem },
+  { id: 'gw-1', enabled: true },
+  { id: 's-1', enabled: true, gateway: 'gw-1', meta: '{"assetId":"02iS1"}' },
+  { id: 's-2', enabled: true, gateway: 'pump-1' },
+  { id: 'old-1', enabled: false },
+];
+const secrets = { 'pump-1': { secret: SECRET, apiKey: API_KEY }, 'gw-1': { secret: SECRET }, 'old-1': { secret: SECRET } };
+
+function authFlow(auth: Record<string, unknown>, registry: Record<string, unknown> = { source: 'list', devices }): Flow {
+  return [
+    { id: 'registry', type: 'iot-device-registry', name: 'devices', ...registry },
+    { id: 'auth', type: 'iot-device-auth', registry: 'registry', method: 'auto', wires: [['ok'], ['rejected']], ...auth },
+    { id: 'ok', type: 'helper' },
+    { id: 'rejected', type: 'helper' },
+  ];
+}
+
+async function load(auth: Record<string, unknown>, registry?: Record<string, unknown>, credentials: Record<string, unknown> = { registry: { secrets: JSON.stringify(secrets) } }): Promise<Received> {
+  await helper.load([registryNode, deviceAuthNode], authFlow(auth, registry), credentials);
+  const received: Received = { ok: [], rejected: [] };
+  helper.getNode('ok').on('input', (msg: NodeMessage) => received.ok.push(msg));
+  helper.getNode('rejected').on('input', (msg: NodeMessage) => received.rejected.push(msg));
+  return received;
+}
+
+const authNode = () => helper.getNode('auth') as Node & { receive(msg: NodeMessage): void };
+const settle = (ms = 30) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A request as http-in hands it on with "Do not parse request body". */
+function request(path: string, body: string, headers: Record<string, string>): NodeMessage {
+  const lower = Object.fromEntries(Object.entries({ 'content-type': 'application/json', ...headers }).map(([k, v]) => [k.toLowerCase(), v]));
+  return {
+    _msgid: randomBytes(4).toString('hex'),
+    payload: Buffer.from(body),
+    req: { method: 'POST', originalUrl: path, url: path, ip: '127.0.0.1', headers: lower, rawHeaders: Object.entries(lower).flat() },
+    res: { _res: {} },
+  } as NodeMessage;
+}
+
+function signedRequest(id = 'pump-1', body = '{"temperature":21.5}', key: Buffer = Buffer.from(SECRET)): NodeMessage {
+  return request('/readings', body, hmacHeaders(hmacSigned(key, id, 'POST /readings', body)));
+}
+
+const codes = (msgs: NodeMessage[]) => msgs.map((m) => (m.error as { code: string }).code);
+
+/** Every string a value holds, for searching messages and logs for secrets (req and res skipped: they are live objects). */
+function textOf(value: unknown, seen = new Set<unknown>()): string {
+  if (value === null || value === undefined) return '';
+  if (typeof value === 'string') return value;
+  if (Buffer.isBuffer(value)) return value.toString('latin1');
+  if (typeof value !== 'object') return String(value);
+  if (seen.has(value)) return '';
+  seen.add(value);
+  return Object.entries(value as Record<string, unknown>)
+    .map(([k, v]) => `${k}:${textOf(v, seen)}`)
+    .join('|');
+}
+
+describe('iot-device-auth with a listed registry', () => {
+  it('authenticates an HMAC-signed request: msg.device with the registry meta, credentials removed', async () => {
+    const got = await load({ method: 'hmac' });
+    const msg = signedRequest();
+    const signature = (msg.req as { headers: Record<string, string> }).headers['x-signature'];
+    authNode().receive(msg);
+    await settle();
+    expect(got.rejected).toEqual([]);
+    const out = got.ok[0];
+    expect(out.device).toEqual({ id: 'pump-1', method: 'hmac', meta: { assetId: '02i000000000001', accountId: '001000000000001', thresholds: { temperature: { warning: 70 } } } });
+    expect(out.payload).toEqual({ temperature: 21.5 });
+    const req = out.req as { headers: Record<string, string>; rawHeaders: string[] };
+    expect(req.headers['x-signature']).toBeUndefined();
+    expect(req.rawHeaders).not.toContain(signature);
+    expect(req.headers['x-device-id']).toBe('pump-1');
+    expect(textOf({ ...out, req: req.headers, res: undefined })).not.toContain(signature);
+  });
+
+  it('rejects with a code, an HTTP status and a body that says no more', async () => {
+    const got = await load({ method: 'hmac' });
+    authNode().receive(signedRequest('pump-1', '{"temperature":21.5}', randomBytes(32)));
+    authNode().receive(signedRequest('old-1'));
+    authNode().receive(signedRequest('pump-1', `{"blob":"${'x'.repeat(70_000)}"}`));
+    authNode().receive(request('/readings', '{}', {}));
+    await settle();
+    expect(codes(got.rejected)).toEqual(['bad_signature', 'revoked', 'too_large', 'missing_credentials']);
+    expect(got.rejected.map((m) => [m.statusCode, m.payload])).toEqual([
+      [401, 'Unauthorized'],
+      [403, 'Forbidden'],
+      [413, 'Payload Too Large'],
+      [401, 'Unauthorized'],
+    ]);
+    expect(got.rejected[0].error).toMatchObject({ node: 'auth', message: 'the signature does not match' });
+    expect(got.rejected.every((m) => m.device === undefined)).toBe(true);
+    expect(got.ok).toEqual([]);
+  });
+
+  it('answers 429 with Retry-After when a device goes over its rate', async () => {
+    const got = await load({ method: 'apikey', rate: '1', burst: '1' });
+    authNode().receive(request('/r', '{}', { 'x-api-key': API_KEY }));
+    authNode().receive(request('/r', '{}', { 'x-api-key': API_KEY }));
+    await settle();
+    expect(got.ok.length).toBe(1);
+    expect(got.rejected[0]).toMatchObject({ statusCode: 429, headers: { 'Retry-After': '1' }, error: { code: 'rate_limited' } });
+    expect((got.rejected[0].req as { headers: Record<string, string> }).headers['x-api-key']).toBeUndefined();
+  });
+
+  it('takes credentials from any message property (MQTT) and keeps the bytes for HMAC over the topic', async () => {
+    const got = await load({ method: 'hmac', deviceIdProperty: 'auth.id', timestampProperty: 'auth.ts', nonceProperty: 'auth.nonce', signatureProperty: 'auth.sig' });
+    const body = '{"temperature":30}';
+    const signed = hmacSigned(Buffer.from(SECRET), 'pump-1', 'devices/pump-1/telemetry', body);
+    authNode().receive({ topic: 'devices/pump-1/telemetry', payload: Buffer.from(body), auth: { id: signed.id, ts: signed.timestamp, nonce: signed.nonce, sig: signed.signature } } as NodeMessage);
+    await settle();
+    expect(got.ok[0]).toMatchObject({ device: { id: 'pump-1' }, payload: { temperature: 30 }, auth: { id: 'pump-1', ts: signed.timestamp } });
+    expect((got.ok[0].auth as { sig?: string }).sig).toBeUndefined();
+  });
+
+  it('verifies JWTs, SAS tokens and webhooks', async () => {
+    const got = await load({ method: 'auto', audience: 'https://iot.example.com' });
+    const jwt = await deviceJwt(keyPairs().es256.privateKey, 'ES256', { sub: 'cam-1', aud: 'https://iot.example.com' });
+    authNode().receive(request('/r', '{}', { authorization: `Bearer ${jwt}` }));
+    authNode().receive(request('/r', '{}', { authorization: signSas(Buffer.from(SECRET), 'hub/devices/pump-1', nowSeconds() + 60) }));
+    await eventually('two results', () => (got.ok.length + got.rejected.length >= 2 ? true : undefined));
+    expect(got.ok.map((m) => `${(m.device as { id: string }).id}/${(m.device as { method: string }).method}`).sort()).toEqual(['cam-1/jwt', 'pump-1/sas']);
+    expect(got.ok.every((m) => (m.req as { headers: Record<string, string> }).headers.authorization === undefined)).toBe(true);
+    await helper.unload();
+
+    const hooks = await load({ method: 'webhook', deviceIdProperty: 'pump-1', deviceIdPropertyType: 'str', signatureProperty: 'req.headers["x-hub-signature-256"]', webhookPrefix: 'sha256=' });
+    const body = '{"zen":"Keep it logically awesome."}';
+    authNode().receive(request('/hooks', body, { 'x-hub-signature-256': `sha256=${signWebhook(Buffer.from(SECRET), body)}` }));
+    await settle();
+    expect(hooks.ok[0]).toMatchObject({ device: { id: 'pump-1', method: 'webhook' }, payload: { zen: 'Keep it logically awesome.' } });
+  });
+
+  it('splits a gateway batch into one message per sensor, and rejects foreign sensors one by one', async () => {
+    const got = await load({ method: 'hmac', gateway: true, batchPath: 'readings', sensorField: 'sensor', gatewayOutput: 'split' });
+    const body = JSON.stringify({ readings: [{ sensor: 's-1', temperature: 20, timestamp: 1_700_000_000_000 }, { sensor: 's-2', temperature: 99 }] });
+    authNode().receive(signedRequest('gw-1', body));
+    await settle();
+    expect(got.ok.map((m) => m.device)).toEqual([{ id: 's-1', method: 'hmac', gateway: 'gw-1', meta: { assetId: '02iS1' } }]);
+    expect(got.ok[0]).toMatchObject({ payload: { sensor: 's-1', temperature: 20 }, timestamp: 1_700_000_000_000, parts: { index: 0, count: 1 } });
+    expect(got.rejected).toHaveLength(1);
+    expect(got.rejected[0]).toMatchObject({ payload: { sensor: 's-2', temperature: 99 }, error: { code: 'not_under_gateway', index: 1 } });
+    expect(got.rejected[0].res).toBeUndefined();
+    expect(got.rejected[0].statusCode).toBeUndefined();
+  });
+
+  it('never trusts a msg.device that came in', async () => {
+    const got = await load({ method: 'broker' });
+    authNode().receive({ payload: '{}', device: { id: 'pump-1', method: 'apikey' }, _broker: { node: 'registry', client: 'pump-1', session: 'guess', device: 'pump-1' } } as NodeMessage);
+    await settle();
+    expect(codes(got.rejected)).toEqual(['not_authenticated']);
+    expect(got.rejected[0].device).toBeUndefined();
+    expect(got.rejected[0]._broker).toBeUndefined();
+  });
+
+  it('reaches Catch nodes when asked to, and shows counts in its status', async () => {
+    const flow: Flow = [
+      { id: 'tab', type: 'tab', label: 'catching' },
+      ...authFlow({ method: 'apikey', catchErrors: true }).map((n) => ({ ...n, z: 'tab' })),
+      { id: 'catcher', type: 'catch', z: 'tab', scope: ['auth'], uncaught: false, wires: [['caught']] },
+      { id: 'caught', type: 'helper', z: 'tab' },
+    ];
+    await helper.load([registryNode, deviceAuthNode], flow, { registry: { secrets: JSON.stringify(secrets) } });
+    const caught: NodeMessage[] = [];
+    helper.getNode('caught').on('input', (msg: NodeMessage) => caught.push(msg));
+    authNode().receive(request('/r', '{}', { 'x-api-key': API_KEY }));
+    authNode().receive(request('/r', '{}', { 'x-api-key': 'not-the-key-0123456789abcdefgh' }));
+    await settle(600);
+    expect(caught.map((m) => (m.error as { message: string }).message)).toEqual(['Error: unknown_device: no device has this API key']);
+    const status = (authNode().status as unknown as { lastCall: { args: [{ fill: string; text: string }] } }).lastCall.args[0];
+    expect(status).toMatchObject({ fill: 'yellow', text: '✓ 1 · ✗ 1' });
+  });
+
+  it('refuses everything, saying so, when the registry cannot be loaded', async () => {
+    const got = await load({ method: 'apikey' }, { source: 'list', devices: [{ id: 'pump-1', enabled: true }] }, { registry: { secrets: JSON.stringify({ 'pump-1': { secret: 'too-short' } }) } });
+    authNode().receive(request('/r', '{}', { 'x-api-key': API_KEY }));
+    await settle(600);
+    expect(got.rejected[0]).toMatchObject({ statusCode: 503, error: { code: 'registry_unavailable' } });
+    const status = (authNode().status as unknown as { lastCall: { args: [{ fill: string; text: string }] } }).lastCall.args[0];
+    expect(status).toMatchObject({ fill: 'red', text: expect.stringContaining('✓ 0 · ✗ 1') });
+    expect(textOf(helper.log().args)).not.toContain('too-short');
+  });
+
+  it('rejects its input with invalid_config when set up wrongly', async () => {
+    const got = await load({ method: 'teleport' });
+    authNode().receive({ payload: 1 } as NodeMessage);
+    await settle();
+    expect(codes(got.rejected)).toEqual(['invalid_config']);
+  });
+});
+
+describe('iot-device-registry from a file and from derived keys', () => {
+  it('loads a CSV file, reloads it when it changes, and applies a revocation file', async () => {
+    const hash = createHash('sha256').update(API_KEY).digest('hex');
+    writeFileSync(join(userDir, 'devices.csv'), `id,apiKeyHash,meta.assetId\npump-1,${hash},02i1\n`);
+    writeFileSync(join(userDir, 'revoked.txt'), '# none yet\n');
+    const got = await load({ method: 'apikey' }, { source: 'file', file: 'devices.csv', revokedFile: 'revoked.txt' }, {});
+    const send = () => authNode().receive(request('/r', '{}', { 'x-api-key': API_KEY }));
+    await eventually('the file loaded', async () => {
+      send();
+      await settle();
+      return got.ok.length > 0 ? true : undefined;
+    });
+    expect(got.ok[0].device).toEqual({ id: 'pump-1', method: 'apikey', meta: { assetId: '02i1' } });
+
+    writeFileSync(join(userDir, 'devices.csv'), `id,apiKeyHash,meta.assetId\npump-1,${hash},02i2\n`);
+    await eventually('the file reloaded', async () => {
+      send();
+      await settle();
+      return (got.ok[got.ok.length - 1].device as { meta: { assetId: string } }).meta.assetId === '02i2' ? true : undefined;
+    });
+
+    writeFileSync(join(userDir, 'devices.csv'), 'id,apiKeyHash\npump-1,not-a-hash\n');
+    await settle(600);
+    send();
+    await settle();
+    expect(got.ok.length).toBeGreaterThan(1);
+    expect(textOf(helper.log().args)).toContain('reload-failed');
+
+    writeFileSync(join(userDir, 'revoked.txt'), 'pump-1\n');
+    await eventually('the revocation applied', async () => {
+      send();
+      await settle();
+      return codes(got.rejected).includes('revoked') ? true : undefined;
+    });
+  });
+
+  it('derives device keys from a master secret in an environment variable', async () => {
+    process.env.IOT_TEST_MASTER = MASTER;
+    try {
+      const got = await load({ method: 'auto' }, { source: 'derived', masterSource: 'env', masterEnv: 'IOT_TEST_MASTER', derivedMethods: ['apikey', 'hmac'], idPattern: '^meter-[0-9]+$', derivedMeta: '{"accountId":"001X"}' }, {});
+      const key = derivedKey(Buffer.from(MASTER), 'meter-42');
+      authNode().receive(request('/r', '{}', { 'x-device-id': 'meter-42', 'x-api-key': derivedApiKey(key) }));
+      authNode().receive(signedRequest('meter-43', '{}', derivedKey(Buffer.from(MASTER), 'meter-43')));
+      authNode().receive(request('/r', '{}', { 'x-device-id': 'valve-1', 'x-api-key': derivedApiKey(key) }));
+      await settle();
+      expect(got.ok.map((m) => m.device)).toEqual([
+        { id: 'meter-42', method: 'apikey', meta: { accountId: '001X' } },
+        { id: 'meter-43', method: 'hmac', meta: { accountId: '001X' } },
+      ]);
+      expect(codes(got.rejected)).toEqual(['unknown_device']);
+      expect(textOf(helper.log().args)).not.toContain(MASTER);
+    } finally {
+      delete process.env.IOT_TEST_MASTER;
+    }
+  });
+});
+
+// --- fuzz ------------------------------------------------------------------------------------
+
+/** A small deterministic generator, so a failing input can be found again. */
+function generator(seed: number) {
+  let state = seed >>> 0 || 1;
+  const next = () => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) / 4_294_967_296;
+  };
+  const int = (n: number) => Math.floor(next() * n);
+  const pick = <T>(items: readonly T[]): T => items[int(items.length)];
+  const ALPHABET = 'abcdefghijklmnopqrstuvwxyzABCDEF0123456789-_.:/+=%"{}[], \\\n\u0000é🙂';
+  const text = (max: number) => Array.from({ length: int(max) }, () => ALPHABET[int(ALPHABET.length)]).join('');
+  const value = (): unknown =>
+    pick<() => unknown>([
+      () => undefined,
+      () => null,
+      () => '',
+      () => text(40),
+      () => text(600),
+      () => int(2) === 0 ? 'pump-1' : 'old-1',
+      () => [text(10), text(10)],
+      () => int(1e9),
+      () => -1,
+      () => ({ nested: text(5) }),
+      () => randomBytes(int(64)),
+      () => `Bearer ${text(30)}.${text(30)}.${text(10)}`,
+      () => `SharedAccessSignature sr=${text(20)}&sig=${text(20)}&se=${int(2e9)}`,
+      () => `eyJhbGciOiJub25lIn0.${Buffer.from(JSON.stringify({ sub: 'pump-1', exp: int(2e9) })).toString('base64url')}.`,
+      () => String(nowSeconds() - int(1000)),
+      () => 'a'.repeat(64),
+    ])();
+  const body = (): unknown =>
+    pick<() => unknown>([
+      () => Buffer.from(`{${text(50)}`),
+      () => Buffer.from(text(200)),
+      () => randomBytes(int(300)),
+      () => `{"x":${text(10)}`,
+      () => Buffer.alloc(2048, 0x61),
+      () => ({ parsed: true }),
+      () => 42,
+      () => undefined,
+    ])();
+  return { value, body, int, pick, text };
+}
+
+const FUZZ_PER_METHOD = 10_000;
+
+describe('fuzzing iot-device-auth', () => {
+  it.each(['anonymous', 'apikey', 'hmac', 'sas', 'jwt', 'webhook', 'broker', 'auto'])(
+    `%s: ${FUZZ_PER_METHOD.toLocaleString('en-US')} malformed inputs, every one rejected with a code`,
+    async (method) => {
+      const anonymous = method === 'anonymous';
+      const got = await load({
+        method,
+        maxBytes: '1024',
+        parse: 'json',
+        ...(method === 'webhook' ? { deviceIdProperty: 'pump-1', deviceIdPropertyType: 'str' } : {}),
+        ...(anonymous ? { rate: '1000000', burst: '1000000' } : {}),
+      });
+      const g = generator(method.length * 7919 + 17);
+      for (let i = 0; i < FUZZ_PER_METHOD; i++) {
+        const headers: Record<string, unknown> = {};
+        for (const name of ['x-device-id', 'x-api-key', 'x-timestamp', 'x-nonce', 'x-signature', 'authorization']) {
+          if (g.int(3) > 0) headers[name] = g.value();
+        }
+        // Anonymous accepts any well-formed body: its malformed inputs are bodies that cannot be JSON, or too large.
+        let payload = g.body();
+        // (No JSON text ends with "{".)
+        if (anonymous) payload = g.int(2) === 0 ? Buffer.from(`${g.text(40)}{`) : Buffer.alloc(1025 + g.int(100), 0x20);
+        const msg: Record<string, unknown> = { _msgid: String(i), payload };
+        if (g.int(4) > 0) msg.req = { method: g.pick(['POST', 'GET', 'PUT', '']), originalUrl: `/${g.text(20)}`, headers, rawHeaders: [], ip: g.pick(['10.0.0.1', undefined]) };
+        else msg.auth = headers;
+        if (g.int(3) === 0) msg.topic = g.value();
+        if (g.int(5) === 0) msg._broker = g.pick([{ node: 'auth', client: g.text(5), session: g.text(5), device: 'pump-1' }, g.value()]);
+        if (g.int(5) === 0) msg.device = { id: 'pump-1', method: 'apikey' };
+        authNode().receive(msg as NodeMessage);
+      }
+      await eventually('every input answered', () => (got.ok.length + got.rejected.length >= FUZZ_PER_METHOD ? true : undefined), 30_000, 50);
+      expect(got.ok).toEqual([]);
+      expect(got.rejected).toHaveLength(FUZZ_PER_METHOD);
+      const seen = new Set(codes(got.rejected));
+      expect([...seen].every((c) => typeof c === 'string' && /^[a-z_]+$/.test(c))).toBe(true);
+      expect(seen.has('internal')).toBe(false);
+    },
+    60_000,
+  );
+});

@@ -1,0 +1,274 @@
+/**
+ * iot-mqtt-broker in a Node-RED runtime with real mqtt.js clients: CONNECT with good and bad API
+ * keys, JWTs and SAS tokens, client ids, topic rules (publish, subscribe, gateways), events,
+ * device publishes into the flow and commands out of it, the broker identity checked by
+ * iot-device-auth (and a forged one refused), revocation, and a persistent QoS 1 session that
+ * survives a redeploy.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { Node, NodeMessage } from 'node-red';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import deviceAuthNode from '../../nodes/device-auth/device-auth';
+import registryNode from '../../nodes/device-registry/device-registry';
+import { signSas } from '../../nodes/device-registry/sas';
+import mqttBrokerNode from '../../nodes/mqtt-broker/mqtt-broker';
+import { deviceJwt, keyPairs, nowSeconds } from '../support/device-credentials';
+import { helper } from '../support/node-red';
+import { freePort } from '../support/services';
+import { eventually, sleep } from '../support/wait';
+
+type Flow = Array<{ id: string; type: string; [property: string]: unknown }>;
+
+const SECRET = 'a-shared-secret-of-32-characters';
+const KEYS = { 'pump-1': 'key-for-pump-1-0123456789abcdef', 'pump-2': 'key-for-pump-2-0123456789abcdef', 'gw-1': 'key-for-gw-1-0123456789abcdefgh', 'old-1': 'key-for-old-1-0123456789abcdef' };
+const devices = [
+  { id: 'pump-1', enabled: true, meta: '{"assetId":"02i000000000001","thresholds":{"temperature":{"warning":70}}}' },
+  { id: 'pump-2', enabled: true },
+  { id: 'cam-1', enabled: true, publicKey: keyPairs().es256.pem },
+  { id: 'gw-1', enabled: true },
+  { id: 's-1', enabled: true, gateway: 'gw-1', meta: '{"assetId":"02iS1"}' },
+  { id: 'old-1', enabled: false },
+];
+const secrets = Object.fromEntries([...Object.entries(KEYS).map(([id, apiKey]) => [id, { apiKey, ...(id === 'pump-1' ? { secret: SECRET } : {}) }])]);
+
+let userDir: string;
+let port: number;
+const clients: MqttClient[] = [];
+
+beforeAll(async () => {
+  await new Promise<void>((resolve) => helper.startServer(resolve));
+});
+afterAll(async () => {
+  await new Promise<void>((resolve) => helper.stopServer(resolve));
+});
+beforeEach(async () => {
+  userDir = mkdtempSync(join(tmpdir(), 'iot-broker-'));
+  helper.settings({ userDir });
+  port = await freePort();
+});
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.endAsync(true).catch(() => undefined)));
+  await helper.unload();
+  rmSync(userDir, { recursive: true, force: true });
+});
+
+interface Outputs {
+  published: NodeMessage[];
+  events: NodeMessage[];
+  authenticated: NodeMessage[];
+  rejected: NodeMessage[];
+}
+
+function flow(broker: Record<string, unknown> = {}, registry: Record<string, unknown> = {}): Flow {
+  return [
+    { id: 'registry', type: 'iot-device-registry', source: 'list', devices, ...registry },
+    { id: 'broker', type: 'iot-mqtt-broker', registry: 'registry', host: '127.0.0.1', port, wires: [['published', 'auth'], ['events'], []], ...broker },
+    { id: 'auth', type: 'iot-device-auth', method: 'broker', wires: [['authenticated'], ['rejected']] },
+    ...['published', 'events', 'authenticated', 'rejected'].map((id) => ({ id, type: 'helper' })),
+  ];
+}
+
+async function load(broker?: Record<string, unknown>, registry?: Record<string, unknown>): Promise<Outputs> {
+  await helper.load([registryNode, mqttBrokerNode, deviceAuthNode], flow(broker, registry), { registry: { secrets: JSON.stringify(secrets) } });
+  const out: Outputs = { published: [], events: [], authenticated: [], rejected: [] };
+  for (const id of Object.keys(out) as Array<keyof Outputs>) helper.getNode(id).on('input', (msg: NodeMessage) => out[id].push(msg));
+  await eventually('the broker listening', async () => ((await connectOrError('probe', 'x')) instanceof Error ? true : undefined));
+  return out;
+}
+
+async function connect(id: string, password: string, options: IClientOptions = {}): Promise<MqttClient> {
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: id, username: id, password, reconnectPeriod: 0, connectTimeout: 5_000, ...options });
+  clients.push(client);
+  return client;
+}
+
+async function connectOrError(id: string, password: string, options: IClientOptions = {}): Promise<MqttClient | Error> {
+  return connect(id, password, options).catch((err: Error) => err);
+}
+
+const eventsOf = (out: Outputs, kind: string) => out.events.filter((e) => e.topic === kind).map((e) => e.payload as Record<string, unknown>);
+const brokerNode = () => helper.getNode('broker') as Node & { receive(msg: NodeMessage): void };
+const authNode = () => helper.getNode('auth') as Node & { receive(msg: NodeMessage): void };
+
+describe('iot-mqtt-broker', () => {
+  it('lets a registered device in, delivers its publishes with its identity, and device-auth accepts it', async () => {
+    const out = await load();
+    const pump = await connect('pump-1', KEYS['pump-1']);
+    await pump.publishAsync('devices/pump-1/telemetry', JSON.stringify({ temperature: 72 }), { qos: 1 });
+    await eventually('the publish in the flow', () => (out.authenticated.length > 0 ? true : undefined));
+    const published = out.published[0];
+    expect(published).toMatchObject({ topic: 'devices/pump-1/telemetry', payload: { temperature: 72 }, qos: 1, retain: false });
+    expect(published.device).toEqual({ id: 'pump-1', method: 'apikey', meta: { assetId: '02i000000000001', thresholds: { temperature: { warning: 70 } } } });
+    expect(published._broker).toMatchObject({ node: 'broker', client: 'pump-1', device: 'pump-1' });
+    expect(out.authenticated[0].device).toEqual(published.device);
+    expect(out.authenticated[0]._broker).toBeUndefined();
+    expect(eventsOf(out, 'online')).toEqual([{ event: 'online', clientId: 'pump-1', device: 'pump-1', address: '127.0.0.1' }]);
+    expect(out.events.find((e) => e.topic === 'online')?.device).toMatchObject({ id: 'pump-1' });
+    await pump.endAsync();
+    await eventually('offline', () => (eventsOf(out, 'offline').length > 0 ? true : undefined));
+  });
+
+  it('refuses bad credentials and says why on the events output, never with the password', async () => {
+    const out = await load();
+    const wrong = await connectOrError('pump-1', 'guessed-key-0123456789abcdef');
+    const unknown = await connectOrError('ghost-9', KEYS['pump-1']);
+    const revoked = await connectOrError('old-1', KEYS['old-1']);
+    const none = await connectOrError('pump-1', '');
+    const foreignId = await connectOrError('pump-2', KEYS['pump-1'], { username: 'pump-1' });
+    expect([wrong, unknown, revoked, none, foreignId].every((r) => r instanceof Error)).toBe(true);
+    await eventually('five refusals', () => (eventsOf(out, 'refused').filter((e) => e.clientId !== 'probe').length >= 5 ? true : undefined));
+    expect((wrong as Error & { code?: number }).code).toBe(4);
+    expect((revoked as Error & { code?: number }).code).toBe(5);
+    expect((foreignId as Error & { code?: number }).code).toBe(2);
+    const refused = eventsOf(out, 'refused').filter((e) => e.clientId !== 'probe');
+    expect(refused.map((e) => e.code)).toEqual(['bad_key', 'unknown_device', 'revoked', 'missing_credentials', 'wrong_subject']);
+    expect(JSON.stringify(out.events)).not.toContain(KEYS['pump-1']);
+    expect(JSON.stringify(out.events)).not.toContain('guessed-key');
+  });
+
+  it('accepts JWT and SAS passwords, with Azure-style usernames', async () => {
+    const out = await load({ audience: 'mqtts://broker.example.com' });
+    const token = await deviceJwt(keyPairs().es256.privateKey, 'ES256', { sub: 'cam-1', aud: 'mqtts://broker.example.com' });
+    const camera = await connect('cam-1', token);
+    const sas = signSas(Buffer.from(SECRET), 'hub.example.com/devices/pump-1', nowSeconds() + 3600);
+    const pump = await connect('pump-1', sas, { username: 'hub.example.com/pump-1/?api-version=2021-04-12' });
+    await camera.publishAsync('devices/cam-1/image', 'ok');
+    await pump.publishAsync('devices/pump-1/t', 'ok');
+    await eventually('both publishes', () => (out.published.length >= 2 ? true : undefined));
+    expect(out.published.map((m) => `${(m.device as { id: string }).id}/${(m.device as { method: string }).method}`).sort()).toEqual(['cam-1/jwt', 'pump-1/sas']);
+    expect((out.published.find((m) => (m.device as { id: string }).id === 'cam-1')?.device as { claims: object }).claims).toMatchObject({ sub: 'cam-1' });
+    const expired = await connectOrError('cam-1', await deviceJwt(keyPairs().es256.privateKey, 'ES256', { sub: 'cam-1', aud: 'mqtts://broker.example.com', exp: nowSeconds() - 3600, iat: nowSeconds() - 3700 }));
+    expect(expired).toBeInstanceOf(Error);
+    expect(eventsOf(out, 'refused').map((e) => e.code)).toContain('expired');
+  });
+
+  it('keeps each device to its own topics: subscriptions refused, foreign publishes disconnected', async () => {
+    const out = await load({ subscribeTopics: 'devices/{id}/commands/#' });
+    const pump = await connect('pump-1', KEYS['pump-1']);
+    const granted = await pump.subscribeAsync('devices/pump-1/commands/#', { qos: 1 });
+    expect(granted.map((g) => g.qos)).toEqual([1]);
+    for (const foreign of ['devices/+/commands/#', '#']) {
+      const refused = await pump.subscribeAsync(foreign, { qos: 1 }).catch((err: Error & { packet?: { granted?: number[] } }) => err.packet?.granted);
+      expect(refused).toEqual([128]);
+    }
+    const closed = new Promise<void>((resolve) => pump.once('close', () => resolve()));
+    pump.publish('devices/pump-2/telemetry', 'spoofed');
+    await closed;
+    await eventually('the denials', () => (eventsOf(out, 'denied').length >= 3 ? true : undefined));
+    expect(eventsOf(out, 'denied').map((e) => `${e.action} ${e.topic}`)).toEqual(['subscribe devices/+/commands/#', 'subscribe #', 'publish devices/pump-2/telemetry']);
+    expect(out.published).toEqual([]);
+  });
+
+  it('sends commands from the flow to subscribed devices', async () => {
+    const out = await load();
+    const pump = await connect('pump-1', KEYS['pump-1']);
+    await pump.subscribeAsync('devices/pump-1/commands/#', { qos: 1 });
+    const received = new Promise<string>((resolve) => pump.on('message', (topic, payload) => resolve(`${topic} ${payload.toString()}`)));
+    brokerNode().receive({ topic: 'devices/pump-1/commands/reboot', payload: { delay: 5 }, qos: 1 } as NodeMessage);
+    expect(await received).toBe('devices/pump-1/commands/reboot {"delay":5}');
+    const rejectedInput: NodeMessage[] = [];
+    await helper.unload();
+    await helper.load([registryNode, mqttBrokerNode, deviceAuthNode], flow().map((n) => (n.id === 'broker' ? { ...n, wires: [[], [], ['rejectedInput']] } : n)).concat([{ id: 'rejectedInput', type: 'helper' }]), { registry: { secrets: JSON.stringify(secrets) } });
+    helper.getNode('rejectedInput').on('input', (msg: NodeMessage) => rejectedInput.push(msg));
+    brokerNode().receive({ topic: 'devices/+/commands', payload: 'x' } as NodeMessage);
+    brokerNode().receive({ topic: 'devices/pump-1/commands', payload: 'x', qos: 3 } as NodeMessage);
+    await eventually('two rejections', () => (rejectedInput.length >= 2 ? true : undefined));
+    expect(rejectedInput.map((m) => (m.error as { code: string }).code)).toEqual(['bad_topic', 'bad_qos']);
+    expect(out.events.length).toBeGreaterThan(0);
+  });
+
+  it('lets a gateway publish for its sensors, delivered as the sensor', async () => {
+    const out = await load();
+    const gateway = await connect('gw-1', KEYS['gw-1']);
+    await gateway.publishAsync('devices/s-1/telemetry', '{"temperature":19}', { qos: 1 });
+    await eventually('the sensor reading', () => (out.authenticated.length > 0 ? true : undefined));
+    expect(out.authenticated[0].device).toEqual({ id: 's-1', method: 'apikey', gateway: 'gw-1', meta: { assetId: '02iS1' } });
+    const closed = new Promise<void>((resolve) => gateway.once('close', () => resolve()));
+    gateway.publish('devices/pump-1/telemetry', 'not my sensor');
+    await closed;
+  });
+
+  it('refuses a forged identity: a made-up mark, a copied mark, and a mark of an earlier broker', async () => {
+    const out = await load();
+    const pump = await connect('pump-1', KEYS['pump-1']);
+    await pump.publishAsync('devices/pump-1/t', '1', { qos: 1 });
+    await eventually('the publish', () => (out.published.length > 0 ? true : undefined));
+    const mark = out.published[0]._broker as Record<string, string>;
+    authNode().receive({ payload: 1, device: { id: 'pump-1' }, _broker: { ...mark, session: randomBytes(16).toString('hex') } } as NodeMessage);
+    authNode().receive({ payload: 1, _broker: { ...mark, device: 'pump-2' } } as NodeMessage);
+    authNode().receive({ payload: 1, _broker: { ...mark, node: 'auth' } } as NodeMessage);
+    authNode().receive({ payload: 1, _broker: { ...mark, client: 'pump-2' } } as NodeMessage);
+    authNode().receive({ payload: 1, device: { id: 'pump-2', method: 'apikey' } } as NodeMessage);
+    authNode().receive({ payload: 1, _broker: { ...mark } } as NodeMessage);
+    await eventually('seven answers', () => (out.rejected.length + out.authenticated.length >= 7 ? true : undefined));
+    expect(out.rejected.map((m) => (m.error as { code: string }).code)).toEqual(Array(5).fill('not_authenticated'));
+    expect(out.authenticated).toHaveLength(2);
+    // A device may publish and disconnect at once: its messages are still vouched for.
+    await pump.endAsync();
+    await eventually('offline', () => (eventsOf(out, 'offline').length > 0 ? true : undefined));
+    authNode().receive({ payload: 1, _broker: { ...mark } } as NodeMessage);
+    await eventually('accepted after the disconnect', () => (out.authenticated.length >= 3 ? true : undefined));
+    // A new broker (a redeploy) vouches for none of its predecessor's marks.
+    await helper.unload();
+    const again = await load();
+    authNode().receive({ payload: 1, _broker: { ...mark } } as NodeMessage);
+    await eventually('the old mark refused', () => (again.rejected.length >= 1 ? true : undefined));
+    expect(again.authenticated).toEqual([]);
+  });
+
+  it('disconnects a device as soon as it is revoked', async () => {
+    writeFileSync(join(userDir, 'revoked.txt'), '');
+    const out = await load({}, { revokedFile: 'revoked.txt' });
+    // The registry refuses everyone until it has read its revocation file.
+    const pump = await eventually('pump-1 connected', () => connect('pump-1', KEYS['pump-1']).catch(() => undefined));
+    const closed = new Promise<void>((resolve) => pump.once('close', () => resolve()));
+    writeFileSync(join(userDir, 'revoked.txt'), 'pump-1\n');
+    await closed;
+    expect(await connectOrError('pump-1', KEYS['pump-1'])).toBeInstanceOf(Error);
+    await eventually('the refusal as revoked', () => (eventsOf(out, 'refused').some((e) => e.code === 'revoked') ? true : undefined));
+  });
+
+  it('keeps a persistent QoS 1 session across a redeploy', async () => {
+    await load();
+    const subscriber = await connect('pump-1', KEYS['pump-1'], { clean: false });
+    await subscriber.subscribeAsync('devices/pump-1/commands/#', { qos: 1 });
+    await subscriber.endAsync();
+    for (let i = 1; i <= 3; i++) brokerNode().receive({ topic: 'devices/pump-1/commands/set', payload: `setting ${i}`, qos: 1 } as NodeMessage);
+    await sleep(100);
+    await helper.unload();
+    await load();
+    const received: string[] = [];
+    // Listening before the connection is up: queued messages follow the CONNACK at once.
+    const again = mqtt.connect(`mqtt://127.0.0.1:${port}`, { clientId: 'pump-1', username: 'pump-1', password: KEYS['pump-1'], clean: false, reconnectPeriod: 0 });
+    clients.push(again);
+    again.on('message', (_topic, payload) => received.push(payload.toString()));
+    await eventually('the queued messages', () => (received.length >= 3 ? true : undefined));
+    expect(received).toEqual(['setting 1', 'setting 2', 'setting 3']);
+  });
+
+  it('refuses MQTT 5 clients (aedes speaks 3.1.1)', async () => {
+    await load();
+    expect(await connectOrError('pump-1', KEYS['pump-1'], { protocolVersion: 5 })).toBeInstanceOf(Error);
+  });
+
+  it('reports a configuration that cannot work, and a port in use', async () => {
+    await helper.load([registryNode, mqttBrokerNode], flow({ port: '', wsPort: '' }).slice(0, 2));
+    const statusOf = () => (helper.getNode('broker').status as unknown as { lastCall: { args: [{ fill: string; text: string }] } }).lastCall.args[0];
+    expect(statusOf()).toMatchObject({ fill: 'red' });
+    await helper.unload();
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', () => resolve()));
+    try {
+      await helper.load([registryNode, mqttBrokerNode], flow().slice(0, 2), { registry: { secrets: JSON.stringify(secrets) } });
+      await eventually('the port reported in use', () => (statusOf().fill === 'red' ? true : undefined));
+      expect(statusOf().text).toContain('port-in-use');
+    } finally {
+      blocker.close();
+    }
+  });
+});

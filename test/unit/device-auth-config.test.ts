@@ -1,0 +1,59 @@
+/**
+ * device-auth's editor properties turned into settings, and credentials removed from messages:
+ * headers with their raw copies, query parameters with the URLs they appear in, plain properties.
+ */
+import { describe, expect, it } from 'vitest';
+import { settingsFromProperties } from '../../nodes/device-auth/node-config';
+import { credentialPath, removeCredentials, type CredentialPath } from '../../nodes/device-auth/scrub';
+
+const path = (segments: string[]) => credentialPath(segments) as CredentialPath;
+
+describe('device-auth settings', () => {
+  it('has working defaults', () => {
+    const settings = settingsFromProperties({});
+    expect(settings).toMatchObject({ mode: 'auto', maxBytes: 65_536, parse: 'auto', replayCapacity: 100_000, webhookContent: '{body}' });
+    expect(settings.policy).toMatchObject({ skewMs: 300_000, maxLifetimeMs: 3_600_000, audiences: [], webhook: { hash: 'sha256', encoding: 'hex', prefix: '' } });
+    expect(settings.rate).toBeUndefined();
+    expect(settings.gateway).toBeUndefined();
+  });
+
+  it('reads lists, rates and gateways', () => {
+    const settings = settingsFromProperties({ method: 'jwt', audience: 'a, b', algorithms: 'ES256 RS256', rate: '5', gateway: true, batchPath: '', sensorField: 'id', gatewayOutput: 'batch' });
+    expect(settings.policy.audiences).toEqual(['a', 'b']);
+    expect(settings.policy.algorithms).toEqual(['ES256', 'RS256']);
+    expect(settings.rate).toEqual({ perSecond: 5, burst: 5 });
+    expect(settings.gateway).toEqual({ batchPath: '', sensorField: 'id', split: false });
+  });
+
+  it.each([
+    [{ method: 'teleport' }, /method must be one of/],
+    [{ skew: '-1' }, /clock skew must be a number/],
+    [{ webhookContent: '{timestamp}' }, /\{body\} exactly once/],
+    [{ webhookHash: 'md5' }, /webhook hash must be one of/],
+    [{ method: 'anonymous', gateway: true }, /anonymous source cannot be a gateway/],
+    [{ replayCapacity: '0' }, /replay cache size/],
+  ])('refuses %j', (properties, error) => {
+    expect(() => settingsFromProperties(properties)).toThrow(error);
+  });
+});
+
+describe('removing credentials', () => {
+  it('removes a header and its raw copy, and leaves the rest', () => {
+    const msg = { req: { headers: { authorization: 'Bearer t0ken', 'x-device-id': 'pump-1' }, rawHeaders: ['Authorization', 'Bearer t0ken', 'X-Device-Id', 'pump-1'] } };
+    removeCredentials(msg, [path(['req', 'headers', 'authorization'])]);
+    expect(msg.req).toEqual({ headers: { 'x-device-id': 'pump-1' }, rawHeaders: ['X-Device-Id', 'pump-1'] });
+  });
+
+  it('removes a query parameter and redacts it in the URLs', () => {
+    const msg = { req: { query: { api_key: 'k3y', page: '2' }, url: '/r?api_key=k3y&page=2', originalUrl: '/base/r?page=2&api_key=k3y' } };
+    removeCredentials(msg, [path(['req', 'query', 'api_key'])]);
+    expect(msg.req).toEqual({ query: { page: '2' }, url: '/r?api_key=removed&page=2', originalUrl: '/base/r?page=2&api_key=removed' });
+  });
+
+  it('removes a message property, and passes over what is not there', () => {
+    const msg: Record<string, unknown> = { auth: { sig: 'abc', id: 'pump-1' }, payload: 1 };
+    removeCredentials(msg, [path(['auth', 'sig']), path(['missing', 'deep', 'x'])]);
+    expect(msg).toEqual({ auth: { id: 'pump-1' }, payload: 1 });
+    expect(credentialPath([])).toBeUndefined();
+  });
+});

@@ -1,0 +1,273 @@
+/**
+ * The device-auth pipeline without Node-RED: the attack table (each attack rejected with its
+ * code and HTTP status), every method over HTTP and MQTT shapes, replays, rates, parsing,
+ * allow-lists, gateway batches, and the bounded replay cache and token buckets.
+ */
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { DeviceAuthCore, httpStatusOf, webhookContent, type AuthInput, type AuthOutcome, type AuthSettings } from '../../nodes/device-auth/auth-core';
+import { ReplayCache } from '../../nodes/device-auth/replay-cache';
+import { TokenBuckets } from '../../nodes/device-auth/token-bucket';
+import { parseRecord } from '../../nodes/device-registry/records';
+import { DeviceRegistry } from '../../nodes/device-registry/registry';
+import { signSas } from '../../nodes/device-registry/sas';
+import { RecordStore } from '../../nodes/device-registry/stores';
+import { signWebhook } from '../../nodes/device-registry/webhook';
+import type { DeviceIdentity } from '../../nodes/shared/device';
+import { deviceJwt, hmacHeaders, hmacSigned, keyPairs, nowSeconds, unsignedJwt } from '../support/device-credentials';
+
+const SECRET = 'a-shared-secret-of-32-characters';
+const KEY = Buffer.from(SECRET);
+const API_KEY = 'key-for-pump-1-0123456789abcdef';
+const AUDIENCE = 'https://iot.example.com';
+
+function registry(): DeviceRegistry {
+  const { es256, rs256 } = keyPairs();
+  const devices = [
+    { id: 'pump-1', secret: SECRET, apiKey: API_KEY, meta: { assetId: '02i1', thresholds: { temperature: { warning: 70 } } } },
+    { id: 'cam-1', publicKey: es256.pem },
+    { id: 'cam-2', publicKey: rs256.pem },
+    { id: 'old-1', secret: SECRET, enabled: false },
+    { id: 'acme-cloud', secret: SECRET, methods: 'webhook' },
+    { id: 'gw-1', secret: SECRET },
+    { id: 's-1', gateway: 'gw-1', meta: { assetId: '02iS1' } },
+    { id: 's-2', gateway: 'gw-1' },
+    { id: 's-9', gateway: 'pump-1' },
+  ];
+  const r = new DeviceRegistry({ failures: 0, windowMs: 60_000, lockMs: 60_000 });
+  r.use(new RecordStore(devices.map((d, i) => parseRecord(d, { where: `device ${i}`, secretsAllowed: true }))));
+  return r;
+}
+
+function settings(overrides: Partial<AuthSettings> = {}): AuthSettings {
+  return {
+    mode: 'auto',
+    policy: { skewMs: 300_000, maxLifetimeMs: 3_600_000, audiences: [AUDIENCE] },
+    requireJti: false,
+    maxBytes: 1024,
+    parse: 'auto',
+    allowedFields: [],
+    webhookContent: '{body}',
+    replayCapacity: 1000,
+    ...overrides,
+  };
+}
+
+const noBroker = () => undefined;
+const sharedRegistry = registry();
+
+function core(overrides: Partial<AuthSettings> = {}, broker: (mark: unknown) => DeviceIdentity | undefined = noBroker): DeviceAuthCore {
+  return new DeviceAuthCore(settings(overrides), sharedRegistry, broker);
+}
+
+/** An HTTP request as http-in with "Do not parse request body" hands it on. */
+function http(path: string, body: string, headers: Record<string, string>, method = 'POST'): AuthInput {
+  return {
+    body: Buffer.from(body),
+    http: { method, url: path, contentType: 'application/json' },
+    fields: {
+      deviceId: headers['x-device-id'],
+      apiKey: headers['x-api-key'],
+      timestamp: headers['x-timestamp'],
+      nonce: headers['x-nonce'],
+      signature: headers['x-signature'],
+      token: headers.authorization,
+    },
+  };
+}
+
+function signedHttp(body = '{"temperature":21.5}', options: { id?: string; key?: Buffer; timestamp?: number; path?: string; signedPath?: string; signedBody?: string } = {}): AuthInput {
+  const signed = hmacSigned(options.key ?? KEY, options.id ?? 'pump-1', `POST ${options.signedPath ?? options.path ?? '/readings'}`, options.signedBody ?? body, { timestamp: options.timestamp });
+  return http(options.path ?? '/readings', body, hmacHeaders(signed));
+}
+
+async function run(auth: DeviceAuthCore, input: AuthInput): Promise<AuthOutcome> {
+  return auth.authenticate(input, Date.now());
+}
+
+const codeOf = (o: AuthOutcome) => (o.ok ? 'ok' : o.code);
+const { es256, rs256 } = keyPairs();
+
+const bearer = async (alg: string, key: Parameters<typeof deviceJwt>[0], claims: Record<string, unknown>) => `Bearer ${await deviceJwt(key, alg, { aud: AUDIENCE, ...claims })}`;
+
+describe('the attack table', () => {
+  const replayed = signedHttp();
+  const attacks: Array<[string, () => Promise<{ auth?: DeviceAuthCore; input: AuthInput; before?: AuthInput }>, string, number]> = [
+    ['forged signature', async () => ({ input: signedHttp(undefined, { key: randomBytes(32) }) }), 'bad_signature', 401],
+    ['tampered body', async () => ({ input: signedHttp('{"temperature":99}', { signedBody: '{"temperature":21.5}' }) }), 'bad_signature', 401],
+    ['tampered path', async () => ({ input: signedHttp(undefined, { path: '/admin', signedPath: '/readings' }) }), 'bad_signature', 401],
+    ['replayed nonce', async () => ({ input: replayed, before: replayed }), 'replayed', 401],
+    ['stale timestamp', async () => ({ input: signedHttp(undefined, { timestamp: nowSeconds() - 3600 }) }), 'expired', 401],
+    ['future timestamp beyond skew', async () => ({ input: signedHttp(undefined, { timestamp: nowSeconds() + 3600 }) }), 'not_yet_valid', 401],
+    ['JWT with alg none', async () => ({ input: http('/r', '{}', { authorization: `Bearer ${unsignedJwt({ sub: 'cam-1', aud: AUDIENCE })}` }) }), 'bad_algorithm', 401],
+    ['HS256 signed with the RSA public key', async () => ({ input: http('/r', '{}', { authorization: await bearer('HS256', Buffer.from(rs256.pem), { sub: 'cam-2' }) }) }), 'bad_algorithm', 401],
+    ['expired JWT', async () => ({ input: http('/r', '{}', { authorization: await bearer('ES256', es256.privateKey, { sub: 'cam-1', exp: nowSeconds() - 3600, iat: nowSeconds() - 3900 }) }) }), 'expired', 401],
+    ['JWT not yet valid', async () => ({ input: http('/r', '{}', { authorization: await bearer('ES256', es256.privateKey, { sub: 'cam-1', nbf: nowSeconds() + 3600, exp: nowSeconds() + 3700 }) }) }), 'not_yet_valid', 401],
+    ['JWT for the wrong audience', async () => ({ input: http('/r', '{}', { authorization: await bearer('ES256', es256.privateKey, { sub: 'cam-1', aud: 'https://elsewhere.example.com' }) }) }), 'wrong_audience', 401],
+    ['JWT for the wrong subject', async () => ({ input: http('/r', '{}', { authorization: await bearer('ES256', es256.privateKey, { sub: 'cam-1' }), 'x-device-id': 'cam-2' }) }), 'wrong_subject', 401],
+    ['unknown device', async () => ({ input: signedHttp(undefined, { id: 'intruder-7' }) }), 'unknown_device', 401],
+    ['revoked device', async () => ({ input: signedHttp(undefined, { id: 'old-1' }) }), 'revoked', 403],
+    ['sensor not under its gateway', async () => ({ auth: core({ gateway: { batchPath: 'readings', sensorField: 'sensor', split: true } }), input: signedHttp('{"readings":[{"sensor":"s-9","t":1}]}', { id: 'gw-1' }) }), 'not_under_gateway', 403],
+    ['oversized payload', async () => ({ input: signedHttp(`{"blob":"${'x'.repeat(2000)}"}`) }), 'too_large', 413],
+    ['malformed JSON', async () => ({ input: signedHttp('{"temperature":') }), 'malformed', 400],
+    ['missing headers', async () => ({ input: http('/readings', '{}', {}) }), 'missing_credentials', 401],
+    ['HMAC headers without a signature', async () => ({ auth: core({ mode: 'hmac' }), input: http('/readings', '{}', { 'x-device-id': 'pump-1', 'x-timestamp': String(nowSeconds()), 'x-nonce': 'abcdefgh12' }) }), 'missing_credentials', 401],
+    ['a header sent twice', async () => ({ auth: core({ mode: 'apikey' }), input: { ...http('/r', '{}', {}), fields: { apiKey: [API_KEY, API_KEY] } } }), 'malformed', 400],
+    ['wrong API key', async () => ({ input: http('/r', '{}', { 'x-device-id': 'pump-1', 'x-api-key': 'guessed-key-0123456789abcdef' }) }), 'bad_key', 401],
+    ['forged broker identity', async () => ({ auth: core({ mode: 'broker' }), input: { body: Buffer.from('{}'), topic: 'devices/pump-1/t', fields: {} } }), 'not_authenticated', 401],
+  ];
+
+  it.each(attacks)('%s is rejected', async (_name, make, code, status) => {
+    const { auth = core(), input, before } = await make();
+    if (before) expect(codeOf(await run(auth, before))).toBe('ok');
+    const outcome = await run(auth, input);
+    expect(outcome).toMatchObject({ ok: false, code, status });
+    expect(httpStatusOf(code as never)).toBe(status);
+  });
+});
+
+describe('each method', () => {
+  it('HMAC over HTTP: the identity with its meta, and the parsed body', async () => {
+    const outcome = await run(core({ mode: 'hmac' }), signedHttp());
+    expect(outcome).toEqual({ ok: true, device: { id: 'pump-1', method: 'hmac', meta: { assetId: '02i1', thresholds: { temperature: { warning: 70 } } } }, payload: { temperature: 21.5 } });
+  });
+
+  it('HMAC over MQTT: the topic is the scope', async () => {
+    const body = '{"temperature":20}';
+    const signed = hmacSigned(KEY, 'pump-1', 'devices/pump-1/telemetry', body);
+    const input: AuthInput = { body: Buffer.from(body), topic: 'devices/pump-1/telemetry', fields: { deviceId: signed.id, timestamp: signed.timestamp, nonce: signed.nonce, signature: signed.signature } };
+    expect(codeOf(await run(core({ mode: 'hmac' }), input))).toBe('ok');
+    expect(codeOf(await run(core({ mode: 'hmac' }), { ...input, topic: 'devices/pump-2/telemetry' }))).toBe('bad_signature');
+  });
+
+  it('HMAC needs the bytes as sent', async () => {
+    const input = { ...signedHttp(), body: { temperature: 21.5 } };
+    const outcome = await run(core({ mode: 'hmac' }), input);
+    expect(outcome).toMatchObject({ code: 'malformed', message: expect.stringContaining('Do not parse request body') });
+  });
+
+  it('API keys from a header, with or without a device id, and as a bearer token', async () => {
+    const auth = core({ mode: 'apikey' });
+    expect(await run(auth, http('/r', '{"a":1}', { 'x-api-key': API_KEY }))).toMatchObject({ ok: true, device: { id: 'pump-1', method: 'apikey' } });
+    expect(codeOf(await run(auth, http('/r', '{}', { 'x-api-key': API_KEY, 'x-device-id': 'pump-1' })))).toBe('ok');
+    expect(codeOf(await run(auth, http('/r', '{}', { authorization: `Bearer ${API_KEY}` })))).toBe('ok');
+    expect(codeOf(await run(auth, http('/r', '{}', { 'x-api-key': API_KEY, 'x-device-id': 'cam-1' })))).toBe('method_not_allowed');
+  });
+
+  it('JWT: claims come along; jti is accepted once; a jti can be required', async () => {
+    const token = await bearer('ES256', es256.privateKey, { sub: 'cam-1', site: 'plant-3' });
+    const auth = core({ mode: 'jwt' });
+    const ok = await run(auth, http('/r', '{}', { authorization: token }));
+    expect(ok).toMatchObject({ ok: true, device: { id: 'cam-1', method: 'jwt', claims: { sub: 'cam-1', site: 'plant-3', aud: AUDIENCE } } });
+    expect(codeOf(await run(auth, http('/r', '{}', { authorization: token })))).toBe('replayed');
+    const withoutJti = await bearer('ES256', es256.privateKey, { sub: 'cam-1', jti: undefined });
+    expect(codeOf(await run(core({ mode: 'jwt', requireJti: true }), http('/r', '{}', { authorization: withoutJti })))).toBe('malformed');
+    expect(codeOf(await run(core({ mode: 'jwt' }), http('/r', '{}', { authorization: withoutJti })))).toBe('ok');
+  });
+
+  it('SAS tokens in the Authorization header', async () => {
+    const token = signSas(KEY, 'hub.example.com/devices/pump-1', nowSeconds() + 600);
+    expect(await run(core({ mode: 'sas' }), http('/r', '{}', { authorization: token }))).toMatchObject({ ok: true, device: { id: 'pump-1', method: 'sas' } });
+    expect(codeOf(await run(core(), http('/r', '{}', { authorization: token })))).toBe('ok');
+  });
+
+  it('webhooks: the signature over the raw bytes, with a timestamp in the signed content, once', async () => {
+    const body = '{ "device": "meter-9",  "value": 12 }';
+    const ts = String(nowSeconds());
+    const auth = core({ mode: 'webhook', webhookContent: 'v0:{timestamp}:{body}', policy: { skewMs: 300_000, maxLifetimeMs: 3_600_000, webhook: { hash: 'sha256', encoding: 'hex', prefix: 'v0=' } } });
+    const signature = `v0=${signWebhook(KEY, `v0:${ts}:${body}`)}`;
+    const input: AuthInput = { body: Buffer.from(body), http: { method: 'POST', url: '/hooks/acme', contentType: 'application/json' }, fields: { deviceId: 'acme-cloud', signature, timestamp: ts } };
+    expect(await run(auth, input)).toMatchObject({ ok: true, device: { id: 'acme-cloud', method: 'webhook' }, payload: { device: 'meter-9', value: 12 } });
+    expect(codeOf(await run(auth, input))).toBe('replayed');
+    expect(codeOf(await run(auth, { ...input, fields: { ...input.fields, timestamp: undefined } }))).toBe('missing_credentials');
+    expect(webhookContent('{timestamp}.{body}', '17', Buffer.from('x')).toString()).toBe('17.x');
+  });
+
+  it('anonymous: rate limited per source, with a field allow-list, never a real identity', async () => {
+    const auth = core({ mode: 'anonymous', rate: { perSecond: 1, burst: 2 }, allowedFields: ['subject', 'description'] });
+    const press = (source: string): AuthInput => ({ body: Buffer.from('{"subject":"Help","description":"button","orgid":"X","debug":1}'), source, fields: {} });
+    const first = await run(auth, press('10.0.0.7'));
+    expect(first).toEqual({ ok: true, device: { id: 'anonymous:10.0.0.7', method: 'anonymous' }, payload: { subject: 'Help', description: 'button' } });
+    expect(codeOf(await run(auth, press('10.0.0.7')))).toBe('ok');
+    expect(await run(auth, press('10.0.0.7'))).toMatchObject({ code: 'rate_limited', status: 429, retryAfterSeconds: 1 });
+    expect(codeOf(await run(auth, press('10.0.0.8')))).toBe('ok');
+  });
+
+  it('broker identity: asks the broker, and ignores any msg.device', async () => {
+    const marks = new Map<unknown, DeviceIdentity>([['live-mark', { id: 'pump-1', method: 'apikey', meta: { assetId: '02i1' } }]]);
+    const auth = core({ mode: 'broker' }, (mark) => marks.get(mark));
+    expect(await run(auth, { body: Buffer.from('{"t":1}'), topic: 'devices/pump-1/t', fields: {}, brokerMark: 'live-mark' })).toMatchObject({ ok: true, device: { id: 'pump-1', method: 'apikey' } });
+    expect(codeOf(await run(auth, { body: Buffer.from('{}'), fields: {}, brokerMark: 'stale-mark' }))).toBe('not_authenticated');
+  });
+
+  it('per-device rate limit after authentication', async () => {
+    const auth = core({ mode: 'apikey', rate: { perSecond: 10, burst: 1 } });
+    expect(codeOf(await run(auth, http('/r', '{}', { 'x-api-key': API_KEY })))).toBe('ok');
+    expect(await run(auth, http('/r', '{}', { 'x-api-key': API_KEY }))).toMatchObject({ code: 'rate_limited', id: 'pump-1' });
+  });
+
+  it('parses the body by content type once verified, or keeps it raw', async () => {
+    const form: AuthInput = { ...http('/r', 'subject=Broken&priority=High', { 'x-api-key': API_KEY }), http: { method: 'POST', url: '/r', contentType: 'application/x-www-form-urlencoded' } };
+    expect(await run(core({ mode: 'apikey' }), form)).toMatchObject({ payload: { subject: 'Broken', priority: 'High' } });
+    const binary: AuthInput = { body: Buffer.from([0, 1, 2, 255]), fields: { apiKey: API_KEY } };
+    expect(((await run(core({ mode: 'apikey' }), binary)) as { payload: unknown }).payload).toEqual(Buffer.from([0, 1, 2, 255]));
+    const text: AuthInput = { body: Buffer.from('21.5'), fields: { apiKey: API_KEY } };
+    expect(await run(core({ mode: 'apikey' }), text)).toMatchObject({ payload: '21.5' });
+    expect(await run(core({ mode: 'hmac', parse: 'raw' }), signedHttp())).toMatchObject({ payload: Buffer.from('{"temperature":21.5}') });
+  });
+
+  it('gateway batches: sensors not under the gateway are rejected one by one, the rest goes on', async () => {
+    const body = JSON.stringify({ readings: [{ sensor: 's-1', temperature: 20 }, { sensor: 's-9', temperature: 21 }, { sensor: 's-2', temperature: 22 }, { temperature: 23 }, { sensor: 'ghost', t: 1 }] });
+    const outcome = await run(core({ gateway: { batchPath: 'readings', sensorField: 'sensor', split: false } }), signedHttp(body, { id: 'gw-1' }));
+    if (!outcome.ok) throw new Error(outcome.message);
+    expect(outcome.device).toEqual({ id: 'gw-1', method: 'hmac' });
+    expect(outcome.payload).toEqual({ readings: [{ sensor: 's-1', temperature: 20 }, { sensor: 's-2', temperature: 22 }] });
+    expect(outcome.sensors?.map((s) => s.device)).toEqual([{ id: 's-1', method: 'hmac', gateway: 'gw-1', meta: { assetId: '02iS1' } }, { id: 's-2', method: 'hmac', gateway: 'gw-1' }]);
+    expect(outcome.rejectedSensors?.map((r) => [r.index, r.code])).toEqual([[1, 'not_under_gateway'], [3, 'malformed'], [4, 'unknown_device']]);
+    const bare = await run(core({ gateway: { batchPath: '', sensorField: 'id', split: true } }), signedHttp('[{"id":"s-1","v":1}]', { id: 'gw-1' }));
+    expect(bare).toMatchObject({ ok: true, payload: [{ id: 's-1', v: 1 }] });
+    expect(codeOf(await run(core({ gateway: { batchPath: 'readings', sensorField: 'sensor', split: true } }), signedHttp('{"readings":[]}', { id: 'gw-1' })))).toBe('malformed');
+  });
+
+  it('counts what it accepted and rejected', async () => {
+    const auth = core();
+    await run(auth, signedHttp());
+    await run(auth, http('/r', '{}', {}));
+    expect([auth.accepted, auth.rejected]).toEqual([1, 1]);
+  });
+});
+
+describe('the replay cache', () => {
+  it('says fresh once, then replayed until the entry expires', () => {
+    const cache = new ReplayCache(100);
+    expect(cache.check('pump-1\nn1', 1_000, 0)).toBe('fresh');
+    expect(cache.check('pump-1\nn1', 1_000, 500)).toBe('replayed');
+    expect(cache.check('pump-1\nn2', 1_000, 500)).toBe('fresh');
+    expect(cache.check('pump-1\nn1', 2_000, 1_000)).toBe('fresh');
+  });
+
+  it('holds a fixed number of live entries, refuses more, and reuses expired slots', () => {
+    const cache = new ReplayCache(1000);
+    const bytes = cache.bytes;
+    for (let i = 0; i < 1000; i++) expect(cache.check(`k${i}`, 10_000, 0)).toBe('fresh');
+    expect(cache.check('one-too-many', 10_000, 0)).toBe('full');
+    expect(cache.check('k500', 10_000, 1)).toBe('replayed');
+    for (let round = 1; round <= 20; round++) {
+      for (let i = 0; i < 1000; i++) expect(cache.check(`r${round}-${i}`, 10_000 * (round + 1), 10_000 * round)).toBe('fresh');
+    }
+    expect(cache.check('r20-999', 1e9, 200_001)).toBe('replayed');
+    expect(cache.bytes).toBe(bytes);
+  });
+});
+
+describe('token buckets', () => {
+  it('gives a burst, then a token per 1/rate seconds, and forgets the least recently used past capacity', () => {
+    const buckets = new TokenBuckets(2, 2, 2);
+    expect([buckets.take('a', 0), buckets.take('a', 0), buckets.take('a', 0)]).toEqual([0, 0, 500]);
+    expect(buckets.take('a', 500)).toBe(0);
+    buckets.take('b', 500);
+    buckets.take('c', 500);
+    expect(buckets.size).toBe(2);
+    expect(buckets.take('a', 500)).toBe(0); // a was forgotten: a full bucket again
+  });
+});
