@@ -69,7 +69,8 @@ export = function register(RED: NodeAPI): void {
     }
     if (problem || !store || !batcher || !mapper) {
       const reason = problem ?? t('errors.no-store');
-      node.status({ fill: 'red', shape: 'ring', text: t('status.invalid-config') });
+      // The status has room for the gist: what comes before the explanation.
+      node.status({ fill: 'red', shape: 'ring', text: t('status.invalid-config', { problem: reason.split(':')[0] }) });
       node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
         settleDelivery(RED, msg, { ok: false, retry: true, reason });
         msg.rejected = [{ code: 'invalid_config', message: reason }];

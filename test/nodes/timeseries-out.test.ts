@@ -285,7 +285,7 @@ describe('a wrong or missing connection', () => {
     expect(codeOf(out.errors[0])).toBe('invalid_config');
     expect((out.errors[0].error as { message: string }).message).toMatch(/no URL/);
     expect(settled[0][1]).toMatchObject({ ok: false, retry: true });
-    expect(lastStatus()).toMatchObject({ fill: 'red', shape: 'ring', text: 'invalid configuration' });
+    expect(lastStatus()).toMatchObject({ fill: 'red', shape: 'ring', text: 'invalid configuration: no URL' });
     expect(logged().filter((l) => l.msg.includes('no URL'))).toHaveLength(1);
   });
 
