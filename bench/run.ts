@@ -7,9 +7,11 @@ import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { format, met, type Figure } from './measure';
 import { benchThreshold } from './threshold';
+import { benchTimeseries } from './timeseries';
 
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
   threshold: benchThreshold,
+  timeseries: benchTimeseries,
 };
 
 const readme = join(resolve(__dirname, '..', '..'), 'README.md');

@@ -12,7 +12,7 @@ import { deviceOf } from '../shared/device';
 import { LogSummary } from '../shared/log-summary';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { Batcher } from './batcher';
-import { PointMapper, type MessageParts, type Rejection } from './mapping';
+import { PointMapper, type Mapped, type MessageParts, type Rejection } from './mapping';
 import { batcherOptions, DEFAULTS, mappingOptions, tagRows, type TimeseriesProperties } from './node-config';
 import type { Failure } from './write-outcome';
 
@@ -23,7 +23,6 @@ type Done = (err?: Error) => void;
 /** One message on its way: finished when none of its points is outstanding. */
 interface Tracker {
   msg: NodeMessage;
-  send: Send;
   done: Done;
   remaining: number;
   rejections: Rejection[] | undefined;
@@ -95,55 +94,68 @@ export = function register(RED: NodeAPI): void {
     let lastError: { code: string; at: number } | undefined;
 
     // --- messages in -----------------------------------------------------------------------
-    node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
+    // Every message in flight is held until written; the less each one allocates on the way in,
+    // the less the garbage collector copies. The synchronous path reuses one parts object and one
+    // result, which map() only reads while it runs.
+    const scratchParts: MessageParts = { measurement, readings: undefined, tags: [], time: undefined, points: undefined };
+    const scratchMapped: Mapped = { lines: [], rejections: [] };
+    const sendOut: Send = (out) => node.send(out);
+
+    node.on('input', (msg: NodeMessage, _send: Send, done: Done) => {
       try {
         if (!anyAsync) {
-          accept(msg, partsOf(msg, (reader) => reader.read(msg)), send, done);
+          accept(msg, fillParts(scratchParts, msg, readNow), done);
           return;
         }
         const reads: Array<Promise<unknown>> = [];
         const slots = new Map<PropertyReader, number>();
-        partsOf(msg, (reader) => {
+        fillParts(newParts(), msg, (reader) => {
           slots.set(reader, reads.push(Promise.resolve(reader.read(msg))) - 1);
           return undefined;
         });
         Promise.all(reads).then(
-          (values) => accept(msg, partsOf(msg, (reader) => values[slots.get(reader) as number]), send, done),
-          (err: Error) => refuse(msg, 'bad_property', err.message, send, done),
+          (values) => accept(msg, fillParts(newParts(), msg, (reader) => values[slots.get(reader) as number]), done),
+          (err: Error) => refuse(msg, 'bad_property', err.message, done),
         );
       } catch (err) {
-        refuse(msg, 'bad_property', (err as Error).message, send, done);
+        refuse(msg, 'bad_property', (err as Error).message, done);
       }
     });
 
-    /** The parts of a message, with `value` answering for each typed input. */
-    function partsOf(msg: NodeMessage, value: (reader: PropertyReader) => unknown): MessageParts {
-      const tags: Array<[string, unknown]> = [];
-      if (def.deviceTag !== false || def.gatewayTag !== false) {
-        const device = deviceOf(msg);
-        if (device && def.deviceTag !== false) tags.push(['device', device.id]);
-        if (device?.gateway !== undefined && def.gatewayTag !== false) tags.push(['gateway', device.gateway]);
-      }
-      if (def.topicTag) tags.push(['topic', msg.topic]);
-      for (const tag of tagReaders) tags.push([tag.name, value(tag.reader)]);
-      return {
-        measurement: measurementReader ? value(measurementReader) : measurement,
-        readings: value(readingsReader as PropertyReader),
-        tags,
-        time: timeReader ? value(timeReader) : messageTimeFromMsg ? msg.timestamp : undefined,
-        points: msg.points,
-      };
+    function readNow(reader: PropertyReader, msg: NodeMessage): unknown {
+      return reader.read(msg);
     }
 
-    function accept(msg: NodeMessage, parts: MessageParts, send: Send, done: Done): void {
+    function newParts(): MessageParts {
+      return { measurement, readings: undefined, tags: [], time: undefined, points: undefined };
+    }
+
+    /** Fills `parts` from a message, with `value` answering for each typed input. */
+    function fillParts(parts: MessageParts, msg: NodeMessage, value: (reader: PropertyReader, msg: NodeMessage) => unknown): MessageParts {
+      const tags = parts.tags;
+      tags.length = 0;
+      if (def.deviceTag !== false || def.gatewayTag !== false) {
+        const device = deviceOf(msg);
+        if (device && def.deviceTag !== false) tags.push('device', device.id);
+        if (device?.gateway !== undefined && def.gatewayTag !== false) tags.push('gateway', device.gateway);
+      }
+      if (def.topicTag) tags.push('topic', msg.topic);
+      for (const tag of tagReaders) tags.push(tag.name, value(tag.reader, msg));
+      if (measurementReader) parts.measurement = value(measurementReader, msg);
+      parts.readings = value(readingsReader as PropertyReader, msg);
+      parts.time = timeReader ? value(timeReader, msg) : messageTimeFromMsg ? msg.timestamp : undefined;
+      parts.points = msg.points;
+      return parts;
+    }
+
+    function accept(msg: NodeMessage, parts: MessageParts, done: Done): void {
       received = true;
-      const mapped = toPoints.map(parts, Date.now());
+      const mapped = toPoints.map(parts, Date.now(), parts === scratchParts ? scratchMapped : undefined);
       const tracker: Tracker = {
         msg,
-        send,
         done,
         remaining: mapped.lines.length,
-        rejections: mapped.rejections.length > 0 ? mapped.rejections : undefined,
+        rejections: mapped.rejections.length > 0 ? mapped.rejections.slice() : undefined,
         retryable: mapped.rejections.length === 0,
       };
       if (mapped.lines.length === 0) {
@@ -160,8 +172,8 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
-    function refuse(msg: NodeMessage, code: string, message: string, send: Send, done: Done): void {
-      finish({ msg, send, done, remaining: 0, rejections: [{ code, message }], retryable: false });
+    function refuse(msg: NodeMessage, code: string, message: string, done: Done): void {
+      finish({ msg, done, remaining: 0, rejections: [{ code, message }], retryable: false });
     }
 
     // --- messages out ----------------------------------------------------------------------
@@ -169,7 +181,7 @@ export = function register(RED: NodeAPI): void {
       const { msg, rejections } = tracker;
       if (!rejections) {
         settleDelivery(RED, msg, { ok: true });
-        if (writtenOutputWired) tracker.send([msg, null]);
+        if (writtenOutputWired) node.send([msg, null]);
         tracker.done();
         return;
       }
@@ -178,7 +190,7 @@ export = function register(RED: NodeAPI): void {
       const retryAfterMs = tracker.retryable ? Math.max(STATUS_EVERY_MS, points.retryAt - Date.now()) : undefined;
       settleDelivery(RED, msg, tracker.retryable ? { ok: false, retry: true, reason: message, retryAfterMs } : { ok: false, retry: false, reason: message });
       msg.rejected = rejections;
-      reject(node, msg, first.code, message, tracker.send, tracker.done, rejection);
+      reject(node, msg, first.code, message, sendOut, tracker.done, rejection);
     }
 
     function addFailure(tracker: Tracker, failure: Failure, line?: string): void {

@@ -83,14 +83,14 @@ describe('one reading', () => {
   });
 
   it('escapes names and values with the client library', () => {
-    const { lines } = map({ measurement: 'pump room', readings: { 'temp c': 1, note: 'say "hi"' }, tags: [['site', 'a,b=c d']] }, { text: 'string' });
+    const { lines } = map({ measurement: 'pump room', readings: { 'temp c': 1, note: 'say "hi"' }, tags: ['site', 'a,b=c d'] }, { text: 'string' });
     expect(lines).toEqual(['pump\\ room,site=a\\,b\\=c\\ d note="say \\"hi\\"",temp\\ c=1 1795300000123']);
   });
 
   it('adds message tags, reading keys as tags, and leaves empty tags out', () => {
     const { lines } = map({
       readings: { sensor: 't-1', temperature: 20.5 },
-      tags: [['device', 'gw-1'], ['gateway', undefined], ['topic', ''], ['floor', 3], ['ok', true]],
+      tags: ['device', 'gw-1', 'gateway', undefined, 'topic', '', 'floor', 3, 'ok', true],
     });
     expect(lines).toEqual(['pumps,device=gw-1,floor=3,ok=true,sensor=t-1 temperature=20.5 1795300000123']);
   });
@@ -110,6 +110,19 @@ describe('one reading', () => {
   });
 });
 
+describe('mapping message after message', () => {
+  it('empties and refills the result it is given, so that nothing of the last message stays', () => {
+    const mapper = new PointMapper(options);
+    const into = { lines: ['stale'], rejections: [{ code: 'old', message: 'old' }] };
+    const first = mapper.map({ measurement: 'm', readings: [{ v: 1 }, { v: Number.NaN }], tags: [], time: 5 }, ARRIVAL, into);
+    expect(first).toBe(into);
+    expect(into.lines).toEqual(['m v=1 5']);
+    expect(into.rejections.map((r) => r.code)).toEqual(['not_finite']);
+    mapper.map({ measurement: 'm', readings: { v: 2 }, tags: [], time: 6 }, ARRIVAL, into);
+    expect(into).toEqual({ lines: ['m v=2 6'], rejections: [] });
+  });
+});
+
 describe('a gateway batch', () => {
   it('becomes one point per reading, and a bad reading leaves the others alone', () => {
     const { lines, rejections } = map({
@@ -120,7 +133,7 @@ describe('a gateway batch', () => {
         7,
         { sensor: 't-4', temperature: 19.9, timestamp: 1_795_300_000_001 },
       ],
-      tags: [['gateway', 'gw-9']],
+      tags: ['gateway', 'gw-9'],
     });
     expect(lines).toEqual(['pumps,gateway=gw-9,sensor=t-1 temperature=20.1 1795300000000', 'pumps,gateway=gw-9,sensor=t-4 temperature=19.9 1795300000001']);
     expect(rejections).toEqual([
@@ -181,8 +194,8 @@ describe('bad input', () => {
     ["a reading's timestamp that is no time", { readings: { t: 1, timestamp: 'later' } }, {}, 'bad_timestamp'],
     ['an empty measurement', { readings: { t: 1 }, measurement: '' }, {}, 'bad_measurement'],
     ['a measurement that is no text', { readings: { t: 1 }, measurement: 5 }, {}, 'bad_measurement'],
-    ['an object as tag value', { readings: { t: 1 }, tags: [['site', { a: 1 }]] }, {}, 'bad_tag'],
-    ['a tag value ending in a backslash', { readings: { t: 1 }, tags: [['site', 'a\\']] }, {}, 'bad_name'],
+    ['an object as tag value', { readings: { t: 1 }, tags: ['site', { a: 1 }] }, {}, 'bad_tag'],
+    ['a tag value ending in a backslash', { readings: { t: 1 }, tags: ['site', 'a\\'] }, {}, 'bad_name'],
     ['a field name ending in a backslash', { readings: { 't\\': 1 } }, {}, 'bad_name'],
   ] as Array<[string, Partial<MessageParts>, Partial<MappingOptions>, string]>)('%s: %s', (_what, parts, overrides, code) => {
     const result = map(parts, overrides);
