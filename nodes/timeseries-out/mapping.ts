@@ -84,8 +84,9 @@ export class PointMapper {
    */
   map(parts: MessageParts, arrivalMs: number, into?: Mapped): Mapped {
     const mapped: Mapped = into ?? { lines: [], rejections: [] };
-    mapped.lines.length = 0;
-    mapped.rejections.length = 0;
+    // pop() is a fast builtin; setting length to 0 is a runtime call, noticeable per message.
+    while (mapped.lines.length > 0) mapped.lines.pop();
+    while (mapped.rejections.length > 0) mapped.rejections.pop();
     if (parts.points !== undefined && parts.points !== null) {
       this.mapReadyPoints(parts, arrivalMs, mapped);
       return mapped;
