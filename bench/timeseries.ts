@@ -8,7 +8,9 @@
  *
  * Each contender is fed the same way: readings are made as they are fed (as upstream nodes would
  * make them), in chunks with the event loop free between them, with a bounded number of readings
- * outstanding (not yet written), so that no contender is asked to hold a million at once.
+ * outstanding (not yet written), so that no contender is asked to hold a million at once. The
+ * machine is shared with other work, so the bare client and the writer alternate for two rounds
+ * and each keeps its best.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { InfluxDB, Point, setLogger } from '@influxdata/influxdb-client';
@@ -19,7 +21,9 @@ import { format, type Figure } from './measure';
 const DEVICES = 1000;
 const POINTS = 1_000_000;
 const WARM_UP = 100_000;
+const ROUNDS = 2;
 const OLD_OUT_POINTS = 20_000;
+const OLD_BATCH_POINTS = 200_000;
 const BATCH_READINGS = 100;
 const CHUNK = 1000;
 /** Readings fed and not yet written, at most (the old out node: one request each, see below). */
@@ -74,10 +78,11 @@ async function stored(vm: ManagedServer, measurement: string, expected: number):
   return series.reduce((n, s) => n + new Set(s.timestamps).size, 0);
 }
 
-async function benchBareClient(vm: ManagedServer): Promise<number> {
+/** The bare client: one WriteApi per run, points made as they are fed. */
+function bareClientRun(vm: ManagedServer): (measurement: string, total: number) => Promise<number> {
   const written = new Counter();
   const client = new InfluxDB({ url: vm.url });
-  const run = async (measurement: string, total: number, offset: number) => {
+  return async (measurement, total) => {
     const api = client.getWriteApi('iot', 'bench', 'ms', { batchSize: 5000, flushInterval: 1000, maxBufferLines: WINDOW * 2, writeSuccess: (lines) => written.add(lines.length) });
     const rate = await drive(total, WINDOW, written, (from, to) => {
       for (let i = from; i < to; i++) {
@@ -85,28 +90,36 @@ async function benchBareClient(vm: ManagedServer): Promise<number> {
           new Point(measurement)
             .tag('device', devices[i % DEVICES])
             .floatField('temperature', valueOf(i))
-            .timestamp(base + offset + i),
+            .timestamp(base + i),
         );
       }
     });
     await api.close();
     return rate;
   };
-  await run('bench_warm_bare', WARM_UP, 0);
-  return run('bench_bare', POINTS, 0);
 }
 
 interface RuntimeWithHooks {
   hooks: { add(id: string, fn: (event: { node: { id: string } }) => void): void; remove(id: string): void };
 }
 
-async function benchNodes(vm: ManagedServer): Promise<{ ours: number; oursBatched: number; oldOut: number; oldBatch: number }> {
+interface Rates {
+  ours: number;
+  bare: number;
+  oursBatched: number;
+  oldOut: number;
+  oldBatch: number;
+}
+
+const writer = (id: string, measurement: string) => ({ id, type: 'iot-timeseries-out', z: 'bench.tab', store: 'bench.store', measurement, measurementType: 'str', wires: [[], []] });
+
+async function benchAll(vm: ManagedServer): Promise<Rates> {
   const flow = [
     { id: 'bench.tab', type: 'tab', label: 'bench' },
     { id: 'bench.store', type: 'iot-influxdb', url: vm.url, version: 'v2', org: 'iot', bucket: 'bench', precision: 'ms', gzip: true, timeout: '10' },
-    { id: 'bench.ours', type: 'iot-timeseries-out', z: 'bench.tab', store: 'bench.store', measurement: 'bench_ours', measurementType: 'str', wires: [[], []] },
-    { id: 'bench.oursBatched', type: 'iot-timeseries-out', z: 'bench.tab', store: 'bench.store', measurement: 'bench_ours_batched', measurementType: 'str', wires: [[], []] },
-    { id: 'bench.warm', type: 'iot-timeseries-out', z: 'bench.tab', store: 'bench.store', measurement: 'bench_warm_ours', measurementType: 'str', wires: [[], []] },
+    ...Array.from({ length: ROUNDS }, (_, round) => writer(`bench.ours${round}`, `bench_ours${round}`)),
+    writer('bench.oursBatched', 'bench_ours_batched'),
+    writer('bench.warm', 'bench_warm_ours'),
     { id: 'bench.old', type: 'influxdb', hostname: '127.0.0.1', port: 8086, protocol: 'http', database: 'bench', name: 'old', usetls: false, influxdbVersion: '2.0', url: vm.url, timeout: 10, rejectUnauthorized: true },
     { id: 'bench.oldOut', type: 'influxdb out', z: 'bench.tab', influxdb: 'bench.old', name: '', measurement: 'bench_old_out', precision: '', retentionPolicy: '', database: '', precisionV18FluxV20: 'ms', retentionPolicyV18Flux: '', org: 'iot', bucket: 'bench', wires: [] },
     { id: 'bench.oldBatch', type: 'influxdb batch', z: 'bench.tab', influxdb: 'bench.old', precision: '', retentionPolicy: '', name: '', database: '', precisionV18FluxV20: 'ms', retentionPolicyV18Flux: '', org: 'iot', bucket: 'bench', wires: [] },
@@ -131,28 +144,32 @@ async function benchNodes(vm: ManagedServer): Promise<{ ours: number; oursBatche
       for (let i = from; i < to; i += BATCH_READINGS) node.receive(make(i, Math.min(to, i + BATCH_READINGS)));
     };
 
-    const warm = runtime.node('bench.warm');
-    await drive(WARM_UP, WINDOW, counter('bench.warm'), oneByOne(warm, reading));
-
-    const ours = await drive(POINTS, WINDOW, counter('bench.ours'), oneByOne(runtime.node('bench.ours'), reading));
+    const bare = bareClientRun(vm);
+    await bare('bench_warm_bare', WARM_UP);
+    await drive(WARM_UP, WINDOW, counter('bench.warm'), oneByOne(runtime.node('bench.warm'), reading));
+    // The machine is shared: the two alternate, and each keeps its best round.
+    const rates: Rates = { ours: 0, bare: 0, oursBatched: 0, oldOut: 0, oldBatch: 0 };
+    for (let round = 0; round < ROUNDS; round++) {
+      rates.bare = Math.max(rates.bare, await bare(`bench_bare${round}`, POINTS));
+      rates.ours = Math.max(rates.ours, await drive(POINTS, WINDOW, counter(`bench.ours${round}`), oneByOne(runtime.node(`bench.ours${round}`), reading)));
+    }
 
     const gatewayBatch = (from: number, to: number) => {
       const payload = [];
       for (let i = from; i < to; i++) payload.push({ sensor: devices[i % DEVICES], temperature: valueOf(i), timestamp: base + i });
       return { payload, device: { id: 'gateway-1', method: 'bench' } };
     };
-    const oursBatched = await drive(POINTS, WINDOW, counter('bench.oursBatched', BATCH_READINGS), batches(runtime.node('bench.oursBatched'), gatewayBatch));
+    rates.oursBatched = await drive(POINTS, WINDOW, counter('bench.oursBatched', BATCH_READINGS), batches(runtime.node('bench.oursBatched'), gatewayBatch));
 
     // The old out node flushes its WriteApi on every message: one request per reading.
-    const oldOut = await drive(
+    rates.oldOut = await drive(
       OLD_OUT_POINTS,
       OLD_OUT_WINDOW,
       counter('bench.oldOut'),
       oneByOne(runtime.node('bench.oldOut'), (i) => ({ payload: [{ temperature: valueOf(i), time: base + i }, { device: devices[i % DEVICES] }] })),
     );
-    const oldBatchPoints = POINTS / 5;
-    const oldBatch = await drive(
-      oldBatchPoints,
+    rates.oldBatch = await drive(
+      OLD_BATCH_POINTS,
       WINDOW,
       counter('bench.oldBatch', BATCH_READINGS),
       batches(runtime.node('bench.oldBatch'), (from, to) => {
@@ -161,7 +178,7 @@ async function benchNodes(vm: ManagedServer): Promise<{ ours: number; oursBatche
         return { payload };
       }),
     );
-    return { ours, oursBatched, oldOut, oldBatch };
+    return rates;
   } finally {
     RED.hooks.remove('onComplete.bench');
     await runtime.stop();
@@ -173,43 +190,41 @@ export async function benchTimeseries(): Promise<Figure[]> {
   setLogger({ error: (message) => console.error(`[influxdb-client] ${message}`), warn: () => undefined });
   const vm = await startVictoriaMetrics();
   try {
-    const bare = await benchBareClient(vm);
-    const { ours, oursBatched, oldOut, oldBatch } = await benchNodes(vm);
-    const counts = {
-      ours: await stored(vm, 'bench_ours', POINTS),
-      oursBatched: await stored(vm, 'bench_ours_batched', POINTS),
-      bare: await stored(vm, 'bench_bare', POINTS),
-      oldOut: await stored(vm, 'bench_old_out', OLD_OUT_POINTS),
-      oldBatch: await stored(vm, 'bench_old_batch', POINTS / 5),
-    };
-    const check = `${format(counts.ours)} of ${format(POINTS)} points read back`;
+    const rates = await benchAll(vm);
+    const readBack = async (measurement: string, expected: number) => `${format(await stored(vm, measurement, expected))} of ${format(expected)} read back`;
+    const oursBack: string[] = [];
+    const bareBack: string[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      oursBack.push(await readBack(`bench_ours${round}`, POINTS));
+      bareBack.push(await readBack(`bench_bare${round}`, POINTS));
+    }
     return [
       {
-        name: `timeseries-out in Node-RED into victoria-metrics, one reading per message (${format(POINTS)} points, ${format(DEVICES)} devices, batches of 5,000, gzip)`,
-        value: ours,
+        name: `timeseries-out in Node-RED into victoria-metrics, one reading per message (${format(POINTS)} points, ${format(DEVICES)} devices, batches of 5,000, gzip; best of ${ROUNDS})`,
+        value: rates.ours,
         unit: 'points/s',
         goal: { op: '>=', value: 150_000 },
-        note: check,
+        note: oursBack.join('; '),
       },
       {
-        name: 'the same points from the bare @influxdata/influxdb-client WriteApi (batches of 5,000, gzip), no Node-RED: ratio timeseries-out / bare client',
-        value: ours / bare,
+        name: `the same points from the bare @influxdata/influxdb-client WriteApi (batches of 5,000, gzip), no Node-RED, alternating with it: ratio timeseries-out / bare client`,
+        value: rates.ours / rates.bare,
         unit: '',
         goal: { op: '>=', value: 0.5 },
-        note: `bare client: ${format(bare)} points/s; ${format(counts.bare)} of ${format(POINTS)} read back`,
+        note: `bare client: ${format(rates.bare)} points/s; ${bareBack.join('; ')}`,
       },
       {
         name: 'the same readings into node-red-contrib-influxdb "influxdb out" (v2): ratio timeseries-out / old out node',
-        value: ours / oldOut,
+        value: rates.ours / rates.oldOut,
         unit: '',
         goal: { op: '>=', value: 10 },
-        note: `old out node: ${format(oldOut)} points/s (${format(OLD_OUT_POINTS)} points, at most ${format(OLD_OUT_WINDOW)} outstanding: it sends one request per reading); ${format(counts.oldOut)} read back`,
+        note: `old out node: ${format(rates.oldOut)} points/s (${format(OLD_OUT_POINTS)} points, at most ${format(OLD_OUT_WINDOW)} outstanding: it sends one request per reading); ${await readBack('bench_old_out', OLD_OUT_POINTS)}`,
       },
       {
         name: `timeseries-out, gateway batches of ${BATCH_READINGS} readings per message: ratio to node-red-contrib-influxdb "influxdb batch" on the same batches`,
-        value: oursBatched / oldBatch,
+        value: rates.oursBatched / rates.oldBatch,
         unit: '',
-        note: `timeseries-out: ${format(oursBatched)} points/s (${format(counts.oursBatched)} read back); old batch node: ${format(oldBatch)} points/s (${format(counts.oldBatch)} of ${format(POINTS / 5)} read back)`,
+        note: `timeseries-out: ${format(rates.oursBatched)} points/s (${await readBack('bench_ours_batched', POINTS)}); old batch node: ${format(rates.oldBatch)} points/s (${await readBack('bench_old_batch', OLD_BATCH_POINTS)})`,
       },
     ];
   } finally {
