@@ -101,6 +101,8 @@ export = function register(RED: NodeAPI): void {
     // result, which map() only reads while it runs.
     const scratchParts: MessageParts = { measurement, readings: undefined, tags: [], time: undefined, points: undefined };
     const scratchMapped: Mapped = { lines: [], rejections: [] };
+    // Messages leave through node.send, so that a waiting message does not also keep its send
+    // function alive (it is the same as the one Node-RED passes in).
     const sendOut: Send = (out) => node.send(out);
 
     node.on('input', (msg: NodeMessage, _send: Send, done: Done) => {
