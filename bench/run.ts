@@ -9,11 +9,13 @@ import { format, met, type Figure } from './measure';
 import { benchDeviceAuth } from './device-auth';
 import { benchSalesforce } from './salesforce';
 import { benchThreshold } from './threshold';
+import { benchTimeseries } from './timeseries';
 
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
   threshold: benchThreshold,
   'device-auth': benchDeviceAuth,
   salesforce: benchSalesforce,
+  timeseries: benchTimeseries,
 };
 
 const readme = join(resolve(__dirname, '..', '..'), 'README.md');

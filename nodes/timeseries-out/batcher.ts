@@ -1,0 +1,258 @@
+/**
+ * Points in, batches out: a batch is sent when it holds `batchSize` points or its first point has
+ * waited `flushIntervalMs`, with at most `maxInFlight` requests at a time. Every point carries
+ * its owner (the message it came from) so that the caller learns, point by point, what was written
+ * and what failed for good. Nothing is dropped: points past `maxPending` are refused at the door,
+ * and every accepted point ends as written or failed.
+ *
+ * Failures follow write-outcome.ts: a retryable failure pauses all sending (one backoff for the
+ * writer, not one per batch) and puts the batch back at the head; a 413 cuts the batch in two; a
+ * 400 isolates the bad points by cutting the batch in two until each stands alone (the good ones
+ * are written, points with the same series and time overwrite, so writing one twice is harmless).
+ */
+import { decide, describeError, type Failure, type RetryOptions } from './write-outcome';
+
+export interface BatcherOptions {
+  batchSize: number;
+  flushIntervalMs: number;
+  maxInFlight: number;
+  maxPending: number;
+  retry: RetryOptions;
+  /** For jitter; tests make it predictable. */
+  random?: () => number;
+}
+
+/** Sends one request body (lines joined by newlines); rejects with the client library's errors. */
+export type SendBody = (body: string, signal: AbortSignal) => Promise<void>;
+
+export interface BatcherListener<O> {
+  /** These points were written (one owner per point, repeated for several points of one owner). */
+  written(owners: readonly O[]): void;
+  /** These points failed for good. */
+  failed(owners: readonly O[], lines: readonly string[], failure: Failure): void;
+  /** A write failed and the batcher waits delayMs before the next attempt. */
+  retrying(reason: string, delayMs: number): void;
+}
+
+interface Batch<O> {
+  lines: string[];
+  owners: O[];
+  /** When it was ready to be sent: giving up counts from here. */
+  readyAt: number;
+}
+
+export class Batcher<O> {
+  private current: Batch<O> = emptyBatch();
+  private readonly queue: Array<Batch<O>> = [];
+  private readonly inFlight = new Set<AbortController>();
+  private flushTimer: NodeJS.Timeout | undefined;
+  private resumeTimer: NodeJS.Timeout | undefined;
+  private pausedUntil = 0;
+  private failures = 0;
+  private pendingPoints = 0;
+  private closing = false;
+  private idle: (() => void) | undefined;
+  private readonly random: () => number;
+
+  constructor(
+    private readonly options: BatcherOptions,
+    private readonly send: SendBody,
+    private readonly listener: BatcherListener<O>,
+  ) {
+    this.random = options.random ?? Math.random;
+  }
+
+  /** Points accepted and not yet written or failed. */
+  get pending(): number {
+    return this.pendingPoints;
+  }
+
+  /** When the next attempt may start, while writes fail (0 otherwise). */
+  get retryAt(): number {
+    return this.pausedUntil > Date.now() ? this.pausedUntil : 0;
+  }
+
+  /**
+   * Takes the points of one owner, all or none: false when they would pass the pending bound
+   * (or the batcher is closing), so that the caller can say so.
+   */
+  add(lines: readonly string[], owner: O): boolean {
+    if (this.closing || this.pendingPoints + lines.length > this.options.maxPending) return false;
+    this.pendingPoints += lines.length;
+    for (const line of lines) {
+      const batch = this.current;
+      batch.lines.push(line);
+      batch.owners.push(owner);
+      if (batch.lines.length === 1) this.flushTimer = setTimeout(() => this.flush(), this.options.flushIntervalMs);
+      if (batch.lines.length >= this.options.batchSize) this.seal();
+    }
+    this.pump();
+    return true;
+  }
+
+  /** Sends what is waiting now, without waiting for the batch to fill. */
+  flush(): void {
+    if (this.current.lines.length > 0) this.seal();
+    this.pump();
+  }
+
+  /**
+   * Stops taking points and writes what it holds, for at most `deadlineMs`; what is still
+   * unwritten then (or at once, while the database is failing) fails as not_written.
+   */
+  async close(deadlineMs: number): Promise<void> {
+    this.closing = true;
+    if (this.current.lines.length > 0) this.seal();
+    if (this.pausedUntil > Date.now()) this.abandon('the node stopped while the database was failing: not written');
+    else this.pump();
+    await this.drained(deadlineMs);
+    this.abandon('the node stopped before the database answered: not written');
+    // Aborted requests fail as not_written a moment later.
+    for (const request of this.inFlight) request.abort();
+    await this.drained(1000);
+    clearTimeout(this.flushTimer);
+    clearTimeout(this.resumeTimer);
+  }
+
+  private async drained(timeoutMs: number): Promise<void> {
+    if (this.pendingPoints === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([new Promise<void>((resolve) => (this.idle = resolve)), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
+  }
+
+  private seal(): void {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    this.current.readyAt = Date.now();
+    this.queue.push(this.current);
+    this.current = emptyBatch();
+  }
+
+  private pump(): void {
+    while (this.inFlight.size < this.options.maxInFlight && this.queue.length > 0) {
+      const wait = this.pausedUntil - Date.now();
+      if (wait > 0) {
+        clearTimeout(this.resumeTimer);
+        this.resumeTimer = setTimeout(() => this.pump(), wait);
+        return;
+      }
+      this.write(this.queue.shift() as Batch<O>);
+    }
+  }
+
+  private write(batch: Batch<O>): void {
+    const request = new AbortController();
+    this.inFlight.add(request);
+    this.send(batch.lines.join('\n'), request.signal).then(
+      () => {
+        this.inFlight.delete(request);
+        this.failures = 0;
+        this.settle(batch.lines.length);
+        this.listener.written(batch.owners);
+        this.pump();
+      },
+      (error: unknown) => {
+        this.inFlight.delete(request);
+        this.handleFailure(batch, error);
+        this.pump();
+      },
+    );
+  }
+
+  private handleFailure(batch: Batch<O>, error: unknown): void {
+    if (this.closing) {
+      this.fail(batch, { code: 'not_written', message: `the node stopped: ${describeError(error)}`, retry: true });
+      return;
+    }
+    const decision = decide(error, this.failures + 1, this.options.retry, this.random);
+    switch (decision.action) {
+      case 'retry':
+        this.retry(batch, decision.delayMs, decision.reason);
+        return;
+      case 'split':
+        if (batch.lines.length === 1) this.fail(batch, { code: 'too_large', message: `the point is too large for the database: ${decision.reason}`, retry: false });
+        else this.queue.unshift(...halves(batch));
+        return;
+      case 'isolate':
+        this.isolate(batch, decision.reason, decision.lines);
+        return;
+      case 'fail':
+        this.fail(batch, decision.failure);
+        return;
+    }
+  }
+
+  private retry(batch: Batch<O>, delayMs: number, reason: string): void {
+    const now = Date.now();
+    const giveUp = this.options.retry.giveUpAfterMs;
+    if (giveUp > 0) {
+      // Everything that has waited too long goes now, not one batch per give-up period.
+      const failure: Failure = { code: 'write_failed', message: `not written after ${Math.round(giveUp / 1000)} s of retrying: ${reason}`, retry: true };
+      for (let i = this.queue.length - 1; i >= 0; i--) {
+        if (now - this.queue[i].readyAt >= giveUp) this.fail(this.queue.splice(i, 1)[0], failure);
+      }
+      if (now - batch.readyAt >= giveUp) {
+        this.fail(batch, failure);
+        return;
+      }
+    }
+    this.queue.unshift(batch);
+    // Requests in flight together fail together: one failure more, one pause, not one per request.
+    if (this.pausedUntil <= now) {
+      this.failures++;
+      this.pausedUntil = now + delayMs;
+      this.listener.retrying(reason, delayMs);
+    }
+  }
+
+  private isolate(batch: Batch<O>, reason: string, named: Map<number, string> | undefined): void {
+    if (named && named.size > 0) {
+      const good = emptyBatch<O>(batch.readyAt);
+      batch.lines.forEach((line, i) => {
+        const message = named.get(i);
+        if (message === undefined) {
+          good.lines.push(line);
+          good.owners.push(batch.owners[i]);
+        } else {
+          this.fail({ lines: [line], owners: [batch.owners[i]], readyAt: batch.readyAt }, { code: 'point_rejected', message, retry: false });
+        }
+      });
+      if (good.lines.length > 0) this.queue.unshift(good);
+      return;
+    }
+    if (batch.lines.length === 1) this.fail(batch, { code: 'point_rejected', message: reason, retry: false });
+    else this.queue.unshift(...halves(batch));
+  }
+
+  private fail(batch: Batch<O>, failure: Failure): void {
+    this.settle(batch.lines.length);
+    this.listener.failed(batch.owners, batch.lines, failure);
+  }
+
+  /** Fails everything not yet sent. */
+  private abandon(message: string): void {
+    const failure: Failure = { code: 'not_written', message, retry: true };
+    for (const batch of this.queue.splice(0)) this.fail(batch, failure);
+  }
+
+  private settle(points: number): void {
+    this.pendingPoints -= points;
+    if (this.pendingPoints === 0 && this.idle) {
+      this.idle();
+      this.idle = undefined;
+    }
+  }
+}
+
+function emptyBatch<O>(readyAt = 0): Batch<O> {
+  return { lines: [], owners: [], readyAt };
+}
+
+function halves<O>(batch: Batch<O>): [Batch<O>, Batch<O>] {
+  const middle = Math.ceil(batch.lines.length / 2);
+  return [
+    { lines: batch.lines.slice(0, middle), owners: batch.owners.slice(0, middle), readyAt: batch.readyAt },
+    { lines: batch.lines.slice(middle), owners: batch.owners.slice(middle), readyAt: batch.readyAt },
+  ];
+}

@@ -1,0 +1,111 @@
+/**
+ * From the editor's properties (strings, as typed) to the options of the mapping and the batcher.
+ * Kept apart from the adapter so that a unit test can check every conversion without Node-RED.
+ */
+import type { BatcherOptions } from './batcher';
+import type { MappingOptions, TextValues } from './mapping';
+import { isPrecision, type Precision } from './timestamps';
+
+/** A tag row of the editor: a name and a typed input. */
+export interface TagProperty {
+  name: string;
+  value: string;
+  type: string;
+}
+
+/** The writer node's properties as saved in the flow. */
+export interface TimeseriesProperties {
+  name?: string;
+  store?: string;
+  measurement?: string;
+  measurementType?: string;
+  readings?: string;
+  readingsType?: string;
+  valueField?: string;
+  deviceTag?: boolean;
+  gatewayTag?: boolean;
+  topicTag?: boolean;
+  tags?: TagProperty[];
+  tagKeys?: string;
+  integerFields?: string;
+  text?: string;
+  time?: string;
+  timeType?: string;
+  timeUnit?: string;
+  batchSize?: string | number;
+  flushInterval?: string | number;
+  maxInFlight?: string | number;
+  maxPending?: string | number;
+  retryMaxDelay?: string | number;
+  giveUpAfter?: string | number;
+  catchErrors?: boolean;
+}
+
+export class OptionError extends Error {}
+
+export const DEFAULTS = {
+  measurement: 'readings',
+  valueField: 'value',
+  timeField: 'timestamp',
+  batchSize: 5000,
+  flushIntervalMs: 1000,
+  maxInFlight: 4,
+  maxPending: 100_000,
+  retryInitialDelayMs: 1000,
+  retryMaxDelayS: 30,
+  giveUpAfterS: 300,
+} as const;
+
+const TEXT_VALUES: readonly TextValues[] = ['skip', 'numeric', 'string'];
+
+export function mappingOptions(p: TimeseriesProperties, precision: Precision): MappingOptions {
+  const timeUnit = p.timeUnit || 'ms';
+  if (!isPrecision(timeUnit)) throw new OptionError(`unknown time unit ${JSON.stringify(p.timeUnit)}`);
+  const text = (p.text || 'skip') as TextValues;
+  if (!TEXT_VALUES.includes(text)) throw new OptionError(`unknown text handling ${JSON.stringify(p.text)}`);
+  return {
+    precision,
+    timeUnit,
+    integerFields: new Set(nameList(p.integerFields)),
+    text,
+    valueField: p.valueField === undefined ? DEFAULTS.valueField : p.valueField.trim(),
+    tagKeys: new Set(nameList(p.tagKeys)),
+    timeField: p.timeType === 'field' || p.timeType === undefined ? (p.time ?? DEFAULTS.timeField).trim() : '',
+  };
+}
+
+export function batcherOptions(p: TimeseriesProperties): BatcherOptions {
+  return {
+    batchSize: whole(p.batchSize, DEFAULTS.batchSize, 'batch size', 1),
+    flushIntervalMs: whole(p.flushInterval, DEFAULTS.flushIntervalMs, 'flush interval', 1),
+    maxInFlight: whole(p.maxInFlight, DEFAULTS.maxInFlight, 'requests in flight', 1),
+    maxPending: whole(p.maxPending, DEFAULTS.maxPending, 'pending points', 1),
+    retry: {
+      initialDelayMs: DEFAULTS.retryInitialDelayMs,
+      maxDelayMs: whole(p.retryMaxDelay, DEFAULTS.retryMaxDelayS, 'longest retry delay', 1) * 1000,
+      giveUpAfterMs: whole(p.giveUpAfter, DEFAULTS.giveUpAfterS, 'give up after', 0) * 1000,
+    },
+  };
+}
+
+/** Tag rows, checked: every row needs a name. */
+export function tagRows(rows: TagProperty[] | undefined): TagProperty[] {
+  const list = rows ?? [];
+  for (const row of list) if (!row.name || !row.name.trim()) throw new OptionError('every tag needs a name');
+  return list.map((row) => ({ name: row.name.trim(), value: row.value ?? '', type: row.type || 'str' }));
+}
+
+/** "count, rssi" or one per line. */
+export function nameList(text: string | undefined): string[] {
+  return (text ?? '')
+    .split(/[\s,]+/)
+    .map((name) => name.trim())
+    .filter((name) => name !== '');
+}
+
+function whole(value: string | number | undefined, fallback: number, what: string, min: number): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new OptionError(`${what} must be a whole number of at least ${min}, not ${JSON.stringify(value)}`);
+  return n;
+}

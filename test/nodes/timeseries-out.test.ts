@@ -1,0 +1,297 @@
+/**
+ * iot-timeseries-out with its iot-influxdb connection inside a Node-RED runtime
+ * (node-red-node-test-helper), writing to a scripted fake server: the v3 API (no real InfluxDB 3
+ * runs here), done only once written, the delivery protocol with a stand-in buffer, bad input,
+ * partial writes, 401, Retry-After, the pending bound, status, no log flood, and secrets kept out
+ * of messages and logs.
+ */
+import type { Node, NodeAPI, NodeMessage } from 'node-red';
+import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
+import influxdbNode from '../../nodes/influxdb/influxdb';
+import type { Outcome } from '../../nodes/shared/delivery';
+import timeseriesNode from '../../nodes/timeseries-out/timeseries-out';
+import { FakeInflux, type FakeHandler } from '../support/fake-influx';
+import { withMessages } from '../support/messages';
+import { helper } from '../support/node-red';
+
+type Flow = Array<{ id: string; type: string; [property: string]: unknown }>;
+type Status = { fill: string; shape: string; text: string };
+type TestNode = Node & { receive(msg: NodeMessage): void; status: { lastCall: { args: [Status] } | null; getCalls(): Array<{ args: [Status] }> } };
+
+const TOKEN = 'apiv3_s3cr3t-token-value';
+const settled: Array<[string, Outcome]> = [];
+
+/** Stands in for iot-buffer: it only settles deliveries (nodes/shared/delivery.ts). */
+function stubBuffer(RED: NodeAPI): void {
+  RED.nodes.registerType('test-buffer', function (this: Node & { settleDelivery(id: string, outcome: Outcome): void }, config: { id: string }) {
+    RED.nodes.createNode(this, config as never);
+    this.settleDelivery = (id, outcome) => settled.push([id, outcome]);
+  });
+}
+
+let fake: FakeInflux;
+const nodes = [withMessages(influxdbNode, 'influxdb'), withMessages(timeseriesNode, 'timeseries-out')];
+
+beforeAll(async () => {
+  await new Promise<void>((resolve) => helper.startServer(resolve));
+});
+afterAll(async () => {
+  await new Promise<void>((resolve) => helper.stopServer(resolve));
+});
+afterEach(async () => {
+  await helper.unload();
+  await fake?.close();
+  settled.length = 0;
+});
+
+const settle = (ms = 50) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await settle(20);
+  }
+}
+
+/** The writer on a v3 connection to the fake server, wired to helper nodes, with a Complete node. */
+async function load(props: Record<string, unknown> = {}, store: Record<string, unknown> = {}, handler?: FakeHandler): Promise<Record<string, NodeMessage[]>> {
+  fake = await FakeInflux.start(handler);
+  const flow: Flow = [
+    { id: 'tab', type: 'tab', label: 'writer' },
+    { id: 'db', type: 'iot-influxdb', url: fake.url, version: 'v3', database: 'iot', precision: 'ms', gzip: true, timeout: '2', ...store },
+    { id: 'ts', type: 'iot-timeseries-out', z: 'tab', store: 'db', measurement: 'sensor', measurementType: 'str', flushInterval: '50', wires: [['written'], ['errors']], ...props },
+    { id: 'done', type: 'complete', z: 'tab', scope: ['ts'], uncaught: false, wires: [['completed']] },
+    { id: 'written', type: 'helper', z: 'tab' },
+    { id: 'errors', type: 'helper', z: 'tab' },
+    { id: 'completed', type: 'helper', z: 'tab' },
+    { id: 'buf', type: 'test-buffer', z: 'tab' },
+  ];
+  await helper.load([...nodes, stubBuffer], flow, { db: { token: TOKEN } });
+  const seen: Record<string, NodeMessage[]> = { written: [], errors: [], completed: [] };
+  for (const id of Object.keys(seen)) helper.getNode(id).on('input', (msg: NodeMessage) => seen[id].push(msg));
+  return seen;
+}
+
+const writer = () => helper.getNode('ts') as TestNode;
+const send = (...msgs: NodeMessage[]) => msgs.forEach((msg) => writer().receive(msg));
+const codeOf = (msg: NodeMessage) => (msg.error as { code: string }).code;
+const lastStatus = () => writer().status.lastCall?.args[0];
+const logged = () => (helper.log() as unknown as { args: Array<[{ level: number; msg: unknown }]> }).args.map(([entry]) => ({ level: entry.level, msg: String(entry.msg) }));
+
+describe('iot-timeseries-out on the v3 API', () => {
+  it('writes line protocol to /api/v3/write_lp with a bearer token, and finishes each message once written', async () => {
+    const out = await load({ integerFields: 'rssi' });
+    send(
+      { payload: { temperature: 21, rssi: -70 }, device: { id: 'pump-1', method: 'hmac', gateway: 'gw-1' }, timestamp: 1_795_300_000_000, _delivery: { buffer: 'buf', id: 'd1' } },
+      { payload: { temperature: 21.5 }, topic: 'pump-2', timestamp: '2026-11-21T22:26:40.001Z' },
+    );
+    await until('both messages written', () => out.completed.length === 2);
+    expect(fake.requests).toHaveLength(1);
+    const [request] = fake.requests;
+    expect(request.path).toBe('/api/v3/write_lp');
+    expect(request.query.get('db')).toBe('iot');
+    expect(request.query.get('precision')).toBe('millisecond');
+    expect(request.headers.authorization).toBe(`Bearer ${TOKEN}`);
+    expect(request.lines).toEqual(['sensor,device=pump-1,gateway=gw-1 rssi=-70i,temperature=21 1795300000000', 'sensor temperature=21.5 1795300000001']);
+    expect(out.written.map((m) => m.topic ?? (m.device as { id: string }).id)).toEqual(['pump-1', 'pump-2']);
+    expect(out.errors).toEqual([]);
+    expect(settled).toEqual([['d1', { ok: true }]]);
+  });
+
+  it('maps with typed inputs: measurement, readings through JSONata, tags from properties and env, time from a property', async () => {
+    process.env.IOT_TEST_SITE = 'plant-7';
+    const out = await load({
+      measurement: 'kind',
+      measurementType: 'msg',
+      readings: '{ "total": payload.a + payload.b }',
+      readingsType: 'jsonata',
+      topicTag: true,
+      deviceTag: false,
+      tags: [
+        { name: 'site', value: 'IOT_TEST_SITE', type: 'env' },
+        { name: 'room', value: 'meta.room', type: 'msg' },
+        { name: 'fixed', value: 'yes', type: 'str' },
+      ],
+      time: 'measuredAt',
+      timeType: 'msg',
+      timeUnit: 's',
+    });
+    send({ kind: 'flow', payload: { a: 1, b: 2.5 }, topic: 'pipe-1', device: { id: 'ignored' }, meta: { room: 'B 12' }, measuredAt: 1_795_300_000 });
+    await until('written', () => out.completed.length === 1);
+    expect(fake.lines).toEqual(['flow,fixed=yes,room=B\\ 12,site=plant-7,topic=pipe-1 total=3.5 1795300000000']);
+    delete process.env.IOT_TEST_SITE;
+  });
+
+  it('writes ready points from msg.points as they are', async () => {
+    const out = await load();
+    send({ points: ['raw,a=b v=1i 1795300000000', { measurement: 'other', fields: { v: 2 }, timestamp: 1_795_300_000_001 }], payload: 'ignored' });
+    await until('written', () => out.completed.length === 1);
+    expect(fake.lines).toEqual(['raw,a=b v=1i 1795300000000', 'other v=2 1795300000001']);
+  });
+
+  it('is done only when the batch holding its points is written', async () => {
+    let answer: (() => void) | undefined;
+    const out = await load({}, {}, () => new Promise((resolve) => (answer = () => resolve({ status: 204 }))));
+    send({ payload: { v: 1 }, _delivery: { buffer: 'buf', id: 'd1' } });
+    await until('the request', () => fake.requests.length === 1);
+    await settle(100);
+    expect(out.completed).toEqual([]);
+    expect(settled).toEqual([]);
+    answer?.();
+    await until('done', () => out.completed.length === 1);
+    expect(settled).toEqual([['d1', { ok: true }]]);
+  });
+
+  it('sends bad input to the error output with a code; the rest of the batch is written', async () => {
+    const out = await load();
+    send(
+      { payload: { v: 1 }, topic: 'good-1' },
+      { payload: { v: Number.NaN }, topic: 'nan', _delivery: { buffer: 'buf', id: 'bad' } },
+      { payload: {}, topic: 'empty' },
+      { payload: 'warm', topic: 'text' },
+      { payload: { v: 2 }, topic: 'stamp', timestamp: 'yesterday' },
+      {
+        payload: [
+          { sensor: 's1', v: 3 },
+          { sensor: 's2', v: Infinity },
+        ],
+        topic: 'batch',
+      },
+      { payload: { v: 4 }, topic: 'good-2' },
+    );
+    await until('all seven done', () => out.completed.length === 7);
+    expect(out.errors.map((m) => [m.topic, codeOf(m)])).toEqual([
+      ['nan', 'not_finite'],
+      ['empty', 'empty_reading'],
+      ['text', 'no_fields'],
+      ['stamp', 'bad_timestamp'],
+      ['batch', 'not_finite'],
+    ]);
+    expect(fake.lines.map((l) => l.split(' ')[1])).toEqual(['v=1', 'v=3', 'v=4']);
+    const batch = out.errors.find((m) => m.topic === 'batch') as NodeMessage;
+    expect(batch.rejected).toEqual([{ code: 'not_finite', message: 'reading 1: v is Infinity: only finite numbers can be written', reading: 1 }]);
+    expect((batch.error as { node: string }).node).toBe('ts');
+    expect(settled).toEqual([['bad', { ok: false, retry: false, reason: 'v is NaN: only finite numbers can be written' }]]);
+  });
+
+  it('isolates the points the database refuses and writes the others', async () => {
+    const out = await load({ batchSize: '8', text: 'string' }, {}, (request) => {
+      const bad = request.lines.findIndex((line) => line.includes('"'));
+      return bad < 0
+        ? { status: 204 }
+        : { status: 400, body: JSON.stringify({ error: 'partial write of line protocol occurred', data: [{ original_line: request.lines[bad], line_number: bad + 1, error_message: 'invalid column type for column v, expected float, got string' }] }) };
+    });
+    for (let i = 0; i < 8; i++) send({ payload: { v: i === 5 ? 'five' : i }, topic: `m${i}`, _delivery: { buffer: 'buf', id: `d${i}` } });
+    await until('all eight done', () => out.completed.length === 8);
+    expect(out.errors.map((m) => m.topic)).toEqual(['m5']);
+    expect(out.errors[0].rejected).toEqual([{ code: 'point_rejected', message: 'invalid column type for column v, expected float, got string', line: 'sensor v="five" ' + (out.errors[0].rejected as Array<{ line: string }>)[0].line.split(' ')[2] }]);
+    expect(settled.filter(([, o]) => !o.ok)).toEqual([['d5', { ok: false, retry: false, reason: 'invalid column type for column v, expected float, got string' }]]);
+    expect(settled.filter(([, o]) => o.ok)).toHaveLength(7);
+    expect(out.written).toHaveLength(7);
+  });
+
+  it('stops on 401: status unauthorized, error output, no endless retry, one log line', async () => {
+    const out = await load({}, {}, () => ({ status: 401, body: '{"error":"invalid token"}' }));
+    for (let i = 0; i < 20; i++) send({ payload: { v: i }, topic: `m${i}`, _delivery: { buffer: 'buf', id: `d${i}` } });
+    await until('twenty errors', () => out.errors.length === 20);
+    await settle(1500);
+    expect(fake.requests).toHaveLength(1);
+    expect(out.errors.every((m) => codeOf(m) === 'unauthorized')).toBe(true);
+    expect((out.errors[0].error as { message: string }).message).toBe('401 Unauthorized: invalid token');
+    expect(settled[0]).toEqual(['d0', { ok: false, retry: true, reason: '401 Unauthorized: invalid token', retryAfterMs: 1000 }]);
+    expect(lastStatus()).toMatchObject({ fill: 'red', shape: 'ring', text: 'unauthorized · 0 pending' });
+    expect(logged().filter((l) => l.msg.includes('unauthorized'))).toHaveLength(1);
+  });
+
+  it('retries after the delay Retry-After asks for, then writes', async () => {
+    let calls = 0;
+    const out = await load({}, {}, () => (++calls === 1 ? { status: 503, headers: { 'retry-after': '1' } } : { status: 204 }));
+    send({ payload: { v: 1 } });
+    await until('the first attempt', () => fake.requests.length === 1);
+    await settle(1100);
+    expect(lastStatus()?.text).toMatch(/^retrying in \d s · 1 pending · 503 Service Unavailable/);
+    await until('written', () => out.completed.length === 1, 3000);
+    expect(fake.requests).toHaveLength(2);
+    expect(out.errors).toEqual([]);
+    expect(logged().filter((l) => l.msg.includes('trying again in'))).toHaveLength(1);
+  });
+
+  it('holds a bounded number of points and says so on the error output past it, never dropping in silence', async () => {
+    const out = await load({ maxPending: '10', batchSize: '5', maxInFlight: '1', giveUpAfter: '0' }, {}, () => ({ status: 503 }));
+    for (let i = 0; i < 25; i++) send({ payload: { v: i }, topic: `m${i}`, _delivery: { buffer: 'buf', id: `d${i}` } });
+    await until('fifteen refused', () => out.errors.length === 15);
+    expect(out.errors.every((m) => codeOf(m) === 'backlog_full')).toBe(true);
+    expect(out.errors.map((m) => m.topic)).toEqual(Array.from({ length: 15 }, (_, i) => `m${i + 10}`));
+    expect((out.errors[0].error as { message: string }).message).toBe('1 point(s) refused: 10 points are already waiting to be written, the most this node holds');
+    expect(settled.every(([, o]) => !o.ok && o.retry)).toBe(true);
+    await settle(1100);
+    expect(lastStatus()?.text).toMatch(/^(backlog full|retrying in \d s) · 10 pending/);
+    // One log line for all the refusals, one for the retries.
+    expect(logged().filter((l) => l.msg.includes('backlog_full'))).toHaveLength(1);
+  });
+
+  it('reports to Catch nodes when asked, besides the error output', async () => {
+    fake = await FakeInflux.start();
+    const flow: Flow = [
+      { id: 'tab', type: 'tab', label: 'catching' },
+      { id: 'db', type: 'iot-influxdb', url: fake.url, version: 'v2', bucket: 'b' },
+      { id: 'ts', type: 'iot-timeseries-out', z: 'tab', store: 'db', catchErrors: true, wires: [[], ['errors']] },
+      { id: 'catcher', type: 'catch', z: 'tab', scope: ['ts'], uncaught: false, wires: [['caught']] },
+      { id: 'errors', type: 'helper', z: 'tab' },
+      { id: 'caught', type: 'helper', z: 'tab' },
+    ];
+    await helper.load(nodes, flow);
+    const caught: NodeMessage[] = [];
+    helper.getNode('caught').on('input', (msg: NodeMessage) => caught.push(msg));
+    send({ payload: { v: 'x' } });
+    await until('caught', () => caught.length === 1);
+    expect((caught[0].error as { message: string }).message).toContain('no_fields');
+  });
+
+  it('shows points per second and pending points in its status', async () => {
+    await load({ flushInterval: '20' });
+    for (let i = 0; i < 100; i++) send({ payload: { v: i } });
+    await settle(1200);
+    expect(lastStatus()).toMatchObject({ fill: 'green', shape: 'dot' });
+    expect(lastStatus()?.text).toMatch(/^\d+ pts\/s · 0 pending$/);
+    expect(writer().status.getCalls().some((call) => /^[1-9]\d* pts\/s · 0 pending$/.test(call.args[0].text))).toBe(true);
+  });
+
+  it('keeps the token in credentials, out of messages and logs', async () => {
+    const out = await load({}, {}, () => ({ status: 401, body: '{"error":"bad token"}' }));
+    send({ payload: { v: 1 } });
+    await until('the error', () => out.errors.length === 1);
+    expect((helper.getNode('db') as Node & { credentials: { token?: string } }).credentials.token).toBe(TOKEN);
+    expect(JSON.stringify(out.errors[0])).not.toContain(TOKEN);
+    expect(JSON.stringify(logged())).not.toContain(TOKEN);
+  });
+
+  it('writes what it holds when it stops', async () => {
+    await load({ flushInterval: '60000' });
+    send({ payload: { v: 1 } }, { payload: { v: 2 } });
+    await settle();
+    expect(fake.requests).toHaveLength(0);
+    await helper.unload();
+    expect(fake.lines.map((l) => l.split(' ')[1])).toEqual(['v=1', 'v=2']);
+  });
+});
+
+describe('a wrong or missing connection', () => {
+  it('says so in the status and refuses messages with invalid_config', async () => {
+    const out = await load({}, { url: '' });
+    send({ payload: { v: 1 }, _delivery: { buffer: 'buf', id: 'd1' } });
+    await until('the error', () => out.errors.length === 1);
+    expect(codeOf(out.errors[0])).toBe('invalid_config');
+    expect((out.errors[0].error as { message: string }).message).toMatch(/no URL/);
+    expect(settled[0][1]).toMatchObject({ ok: false, retry: true });
+    expect(lastStatus()).toMatchObject({ fill: 'red', shape: 'ring', text: 'invalid configuration: no URL' });
+    expect(logged().filter((l) => l.msg.includes('no URL'))).toHaveLength(1);
+  });
+
+  it('waits for readings with the connection in its status when nothing has arrived yet', async () => {
+    await load();
+    await settle(1100);
+    expect(lastStatus()).toMatchObject({ fill: 'grey', shape: 'ring', text: `waiting for readings · ${fake.url} v3 database iot` });
+  });
+});

@@ -1,0 +1,58 @@
+/**
+ * The writer node's editor properties to options (nodes/timeseries-out/node-config.ts).
+ */
+import { describe, expect, it } from 'vitest';
+import { batcherOptions, mappingOptions, nameList, OptionError, tagRows } from '../../nodes/timeseries-out/node-config';
+
+describe('writer options', () => {
+  it('has the defaults the issue asks for', () => {
+    expect(batcherOptions({})).toEqual({
+      batchSize: 5000,
+      flushIntervalMs: 1000,
+      maxInFlight: 4,
+      maxPending: 100_000,
+      retry: { initialDelayMs: 1000, maxDelayMs: 30_000, giveUpAfterMs: 300_000 },
+    });
+    expect(mappingOptions({}, 'ns')).toEqual({
+      precision: 'ns',
+      timeUnit: 'ms',
+      integerFields: new Set(),
+      text: 'skip',
+      valueField: 'value',
+      tagKeys: new Set(),
+      timeField: 'timestamp',
+    });
+  });
+
+  it('reads what the editor saves, as text', () => {
+    expect(batcherOptions({ batchSize: '100', flushInterval: '250', maxInFlight: '1', maxPending: '1000', retryMaxDelay: '5', giveUpAfter: '0' })).toMatchObject({
+      batchSize: 100,
+      flushIntervalMs: 250,
+      maxInFlight: 1,
+      maxPending: 1000,
+      retry: { maxDelayMs: 5000, giveUpAfterMs: 0 },
+    });
+    const mapping = mappingOptions({ integerFields: 'count, rssi\nsteps', tagKeys: 'sensor', text: 'numeric', valueField: '', timeType: 'field', time: 'ts', timeUnit: 's' }, 'ms');
+    expect([...mapping.integerFields]).toEqual(['count', 'rssi', 'steps']);
+    expect(mapping).toMatchObject({ text: 'numeric', valueField: '', timeField: 'ts', timeUnit: 's' });
+    expect(mappingOptions({ timeType: 'msg', time: 'timestamp' }, 'ms').timeField).toBe('');
+    expect(mappingOptions({ timeType: 'arrival' }, 'ms').timeField).toBe('');
+  });
+
+  it.each([
+    [() => batcherOptions({ batchSize: '0' }), /batch size/],
+    [() => batcherOptions({ maxPending: '1.5' }), /pending points/],
+    [() => batcherOptions({ giveUpAfter: '-1' }), /give up after/],
+    [() => mappingOptions({ timeUnit: 'h' }, 'ms'), /time unit/],
+    [() => mappingOptions({ text: 'maybe' }, 'ms'), /text handling/],
+    [() => tagRows([{ name: ' ', value: 'x', type: 'str' }]), /needs a name/],
+  ])('refuses bad values (%#)', (build, message) => {
+    expect(build).toThrow(OptionError);
+    expect(build).toThrow(message);
+  });
+
+  it('trims tag rows and name lists', () => {
+    expect(tagRows([{ name: ' site ', value: 'plant-1', type: '' }])).toEqual([{ name: 'site', value: 'plant-1', type: 'str' }]);
+    expect(nameList(' a, b ,,c ')).toEqual(['a', 'b', 'c']);
+  });
+});
