@@ -1,6 +1,6 @@
 /**
- * What the CRM user sees: one plain page listing the Cases, Leads and platform events the org
- * received, newest first, refreshed as they arrive (the page polls `/_sandbox/view`), with the
+ * What the CRM user sees: one plain page listing the Cases, Leads, device Assets, device
+ * summaries and platform events the org received, newest first, refreshed as they arrive (the page polls `/_sandbox/view`), with the
  * API use of the day and the Web-to posts that were dropped.
  */
 import type { PublishedEvent, StoredRecord } from './store';
@@ -11,6 +11,8 @@ export interface PageSource {
   orgId: string;
   cases: StoredRecord[];
   leads: StoredRecord[];
+  assets: StoredRecord[];
+  summaries: StoredRecord[];
   events: PublishedEvent[];
   api: { used: number; max: number };
   webTo: { submitted: Record<string, number>; created: Record<string, number>; waiting: number; dropped: Array<{ kind: string; at: number; reason: string }> };
@@ -25,6 +27,8 @@ export function pageView(source: PageSource): object {
     api: source.api,
     cases: { total: source.cases.length, rows: newest(source.cases).map((r) => r.fields) },
     leads: { total: source.leads.length, rows: newest(source.leads).map((r) => r.fields) },
+    assets: { total: source.assets.length, rows: newest(source.assets).map((r) => r.fields) },
+    summaries: { total: source.summaries.length, rows: newest(source.summaries).map((r) => r.fields) },
     events: { total: source.events.length, rows: newest(source.events).map((e) => ({ type: e.type, ...e.fields })) },
     webTo: { ...source.webTo, dropped: newest(source.webTo.dropped).slice(0, 20) },
   };
@@ -34,7 +38,7 @@ export const PAGE = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<title>Salesforce sandbox · Cases, Leads, events</title>
+<title>Salesforce sandbox · Cases, Leads, Assets, summaries, events</title>
 <style>
   body { font: 14px/1.4 system-ui, sans-serif; margin: 0; color: #181818; background: #f3f3f3; }
   header { background: #032d60; color: #fff; padding: 10px 20px; display: flex; gap: 24px; align-items: baseline; }
@@ -59,6 +63,10 @@ export const PAGE = `<!doctype html>
     <table id="cases"><thead><tr><th>Case</th><th>Subject</th><th>Priority</th><th>Status</th><th>Origin</th><th>Asset / Account</th><th>Alert id</th><th>Opened</th><th>Description</th></tr></thead><tbody></tbody></table></section>
   <section><h2>Leads <span class="muted" id="leads-total"></span></h2>
     <table id="leads"><thead><tr><th>Name</th><th>Company</th><th>Status</th><th>Source</th><th>Created</th><th>Description</th></tr></thead><tbody></tbody></table></section>
+  <section><h2>Device Assets <span class="muted" id="assets-total"></span></h2>
+    <table id="assets"><thead><tr><th>Asset</th><th>Device id</th><th>Last temperature</th><th>Last battery</th><th>Last reported</th><th>Account</th></tr></thead><tbody></tbody></table></section>
+  <section><h2>Device summaries <span class="muted" id="summaries-total"></span></h2>
+    <table id="summaries"><thead><tr><th>Summary</th><th>Device id</th><th>Window</th><th>Readings</th><th>Temperature min / mean / max</th><th>Battery</th></tr></thead><tbody></tbody></table></section>
   <section><h2>Platform events <span class="muted" id="events-total"></span></h2>
     <table id="events"><thead><tr><th>Event</th><th>Replay id</th><th>Published</th><th>Fields</th></tr></thead><tbody></tbody></table></section>
   <section><h2>Web-to-Case and Web-to-Lead</h2><p id="webto" class="muted"></p>
@@ -93,6 +101,15 @@ export const PAGE = `<!doctype html>
       document.getElementById("cases-total").textContent = "(" + v.cases.total + ")";
       document.getElementById("leads-total").textContent = "(" + v.leads.total + ")";
       document.getElementById("events-total").textContent = "(" + v.events.total + ")";
+      document.getElementById("assets-total").textContent = "(" + v.assets.total + ")";
+      document.getElementById("summaries-total").textContent = "(" + v.summaries.total + ")";
+      fill("assets", v.assets.rows, function (a) { return a.Id + a.LastModifiedDate; }, function (a) {
+        return [{ text: a.Name }, { text: a.IoT_Device_Id__c }, { text: a.Last_Temperature__c }, { text: a.Last_Battery__c }, { text: when(a.Last_Reported__c) }, { text: a.AccountId }];
+      });
+      fill("summaries", v.summaries.rows, function (m) { return m.Id + m.LastModifiedDate; }, function (m) {
+        return [{ text: m.Name }, { text: m.Device_Id__c }, { text: when(m.Window_Start__c) + " to " + when(m.Window_End__c) }, { text: m.Readings__c },
+          { text: [m.Temperature_Min__c, m.Temperature_Mean__c, m.Temperature_Max__c].map(text).join(" / ") }, { text: m.Battery_Last__c }];
+      });
       fill("cases", v.cases.rows, function (c) { return c.Id + c.LastModifiedDate; }, function (c) {
         return [{ text: c.CaseNumber }, { text: c.Subject }, { text: c.Priority, cls: c.Priority }, { text: c.Status }, { text: c.Origin },
           { text: c.AssetId || c.AccountId }, { text: c.IoT_Alert_Id__c }, { text: when(c.CreatedDate) }, { text: c.Description, cls: "description" }];

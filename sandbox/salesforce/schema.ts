@@ -95,6 +95,9 @@ export function defaultObjects(): ObjectSpec[] {
         AccountId: lookup('Account ID', 'Account'),
         ContactId: lookup('Contact ID', 'Contact'),
         IoT_Device_Id__c: text('IoT Device ID', 255, { externalId: true, unique: true }),
+        Last_Temperature__c: { type: 'double', label: 'Last Temperature' },
+        Last_Battery__c: { type: 'double', label: 'Last Battery' },
+        Last_Reported__c: { type: 'datetime', label: 'Last Reported' },
       },
       [(r) => (r.AccountId || r.ContactId ? undefined : { statusCode: 'FIELD_INTEGRITY_EXCEPTION', message: 'Every asset needs an account, a contact, or both.', fields: ['AccountId', 'ContactId'] })],
     ),
@@ -118,6 +121,7 @@ export function defaultObjects(): ObjectSpec[] {
       SuppliedCompany: text('Web Company', 80, { webToName: 'company' }),
       IoT_Alert_Id__c: alertIdField('00N8d00000IoTA1'),
       IoT_Device_Id__c: deviceIdField('00N8d00000IoTD1'),
+      IoT_Analysis__c: { type: 'textarea', label: 'IoT Analysis', length: 32_000 },
     }),
     record('Lead', '00Q', {
       FirstName: text('First Name', 40, { webToName: 'first_name' }),
@@ -134,6 +138,20 @@ export function defaultObjects(): ObjectSpec[] {
       Status: { type: 'picklist', label: 'Lead Status', values: ['Open - Not Contacted', 'Working - Contacted', 'Closed - Converted', 'Closed - Not Converted'], restricted: true, defaultValue: 'Open - Not Contacted' },
       IoT_Alert_Id__c: alertIdField('00N8d00000IoTA2'),
       IoT_Device_Id__c: deviceIdField('00N8d00000IoTD2'),
+    }),
+    // A device's readings per window, as the Buffered pattern sends them instead of every reading.
+    record('IoT_Device_Summary__c', 'a0S', {
+      Name: text('Summary Name', 80, { required: true }),
+      Summary_Id__c: text('Summary ID', 255, { externalId: true, unique: true }),
+      Device_Id__c: text('Device ID'),
+      Asset__c: lookup('Asset', 'Asset'),
+      Window_Start__c: { type: 'datetime', label: 'Window Start' },
+      Window_End__c: { type: 'datetime', label: 'Window End' },
+      Readings__c: { type: 'double', label: 'Readings' },
+      Temperature_Min__c: { type: 'double', label: 'Temperature Min' },
+      Temperature_Max__c: { type: 'double', label: 'Temperature Max' },
+      Temperature_Mean__c: { type: 'double', label: 'Temperature Mean' },
+      Battery_Last__c: { type: 'double', label: 'Battery Last' },
     }),
     {
       name: 'IoT_Alert__e',

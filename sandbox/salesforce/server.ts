@@ -162,7 +162,7 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
     const json = (): Record<string, unknown> => (body ? (JSON.parse(body) as Record<string, unknown>) : {});
     switch (`${req.method} ${path}`) {
       case 'GET /_sandbox/view':
-        return reply(res, 200, pageView({ orgId, cases: store.all('Case'), leads: store.all('Lead'), events: store.events, api: { used: apiUsage.value, max: apiMax }, webTo: { submitted: webTo.submitted, created: webTo.created, waiting: webTo.waiting, dropped: webTo.dropped } }));
+        return reply(res, 200, pageView({ orgId, cases: store.all('Case'), leads: store.all('Lead'), assets: store.all('Asset'), summaries: store.all('IoT_Device_Summary__c'), events: store.events, api: { used: apiUsage.value, max: apiMax }, webTo: { submitted: webTo.submitted, created: webTo.created, waiting: webTo.waiting, dropped: webTo.dropped } }));
       case 'GET /_sandbox/stats':
         return reply(res, 200, sandbox.stats());
       case 'GET /_sandbox/records':
