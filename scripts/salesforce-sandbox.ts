@@ -7,6 +7,7 @@
  *   SF_LOGIN_URL, SF_CONSUMER_KEY, SF_USERNAME, SF_PRIVATE_KEY_FILE  (JWT bearer flow)
  *   SF_CLIENT_SECRET                                                (client credentials flow)
  *   SF_ORG_ID                                                       (Web-to-Case and Web-to-Lead)
+ *   SF_ACCOUNT_ID                                                   (the demo customer's Account)
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -46,6 +47,8 @@ export async function startLocalSalesforce(host: string, port: number, dataDir: 
     apps: [{ consumerKey: app.consumerKey, consumerSecret: app.consumerSecret, certificate: app.publicKey, runAs: USERNAME }],
     users: [{ username: USERNAME }],
   });
+  // The customer the example devices belong to: their Assets need an Account.
+  const accountId = sandbox.ensureRecord('Account', { Name: 'Acme Water (demo customer)', Industry: 'Utilities' }, 'Name');
   Object.assign(process.env, {
     SF_LOGIN_URL: sandbox.url,
     SF_CONSUMER_KEY: app.consumerKey,
@@ -53,6 +56,7 @@ export async function startLocalSalesforce(host: string, port: number, dataDir: 
     SF_PRIVATE_KEY_FILE: privateKeyFile,
     SF_CLIENT_SECRET: app.consumerSecret,
     SF_ORG_ID: sandbox.orgId,
+    SF_ACCOUNT_ID: accountId,
   });
   return sandbox;
 }

@@ -73,6 +73,12 @@ export interface SalesforceSandbox {
   /** Pretends this many API requests were made in the last 24 hours. */
   setApiUsage(used: number): void;
   issueRefreshToken(username: string, consumerKey: string): string;
+  /**
+   * The id of the record of this type whose `match` field has the value given in `fields`,
+   * made from `fields` (with Salesforce's checks) when there is none: demo data such as the
+   * customer Account the example flows' Assets belong to.
+   */
+  ensureRecord(type: string, fields: Record<string, unknown>, match: string): string;
   /** Forgets records, events, faults and usage. */
   reset(): void;
   close(): Promise<void>;
@@ -241,6 +247,16 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
     },
     setApiUsage: (used) => apiUsage.set(used),
     issueRefreshToken: (username, consumerKey) => oauth.issueRefreshToken(username, consumerKey),
+    ensureRecord: (type, fields, match) => {
+      const spec = schema.object(type);
+      if (!spec) throw new Error(`the sandbox org has no object ${type}`);
+      const wanted = String(fields[match]).toLowerCase();
+      const existing = store.all(spec.name).find((r) => String(r.fields[match] ?? '').toLowerCase() === wanted);
+      if (existing) return existing.fields.Id;
+      const saved = rest.insertFromForm(spec, fields, automatedUser);
+      if (!saved.success || !saved.id) throw new Error(`could not make the ${type}: ${saved.errors.map((e) => e.message).join('; ')}`);
+      return saved.id;
+    },
     reset: () => {
       store.clear();
       rest.reset();
