@@ -1,10 +1,11 @@
 /**
  * `npm start`: Node-RED with this pack on 127.0.0.1:1880, an embedded MQTT broker on
  * 127.0.0.1:1883 (unless MQTT_URL names another), the local Salesforce sandbox on
- * 127.0.0.1:1882 (unless SF_LOGIN_URL names an org), and on first start the example flows
- * deployed as tabs. Ctrl-C (SIGINT) or SIGTERM stops everything cleanly.
+ * 127.0.0.1:1882 (unless SF_LOGIN_URL names an org), a time-series store (INFLUX_URL, or a
+ * managed victoria-metrics on 127.0.0.1:8428), and on first start the example flows deployed as
+ * tabs. Ctrl-C (SIGINT) or SIGTERM stops everything cleanly.
  *
- * PORT, MQTT_PORT and SF_SANDBOX_PORT may be 0 for free ports (the tests do this); the URLs
+ * PORT, MQTT_PORT, SF_SANDBOX_PORT and INFLUX_PORT may be 0 for free ports (the tests do this); the URLs
  * printed are the real ones.
  * NODE_RED_PATH runs another Node-RED than the development dependency (the Node-RED 5 leg).
  */
@@ -15,6 +16,7 @@ import { join, resolve } from 'node:path';
 import type { SalesforceSandbox } from '../sandbox/salesforce/server';
 import { startEmbeddedBroker, type EmbeddedBroker } from './embedded-broker';
 import { startLocalSalesforce } from './salesforce-sandbox';
+import { startTimeSeriesStore, type TimeSeriesStore } from './timeseries-store';
 import { seedFlows } from './seed-flows';
 
 interface NodeRedRuntime {
@@ -32,6 +34,7 @@ const root = resolve(__dirname, '..', '..');
 interface Running {
   broker?: EmbeddedBroker;
   salesforce?: SalesforceSandbox;
+  timeSeries?: TimeSeriesStore;
   server?: Server;
   RED?: NodeRedRuntime;
 }
@@ -49,10 +52,11 @@ async function startAll(running: Running): Promise<void> {
   process.env.MQTT_HOST ??= mqtt.hostname;
   process.env.MQTT_PORT = mqtt.port || '1883';
 
+  const dataDir = resolve(process.env.IOT_DATA_DIR ?? join(root, '.data'));
   if (!process.env.SF_LOGIN_URL) {
-    const dataDir = resolve(process.env.IOT_DATA_DIR ?? join(root, '.data'));
     running.salesforce = await startLocalSalesforce(host, Number(process.env.SF_SANDBOX_PORT ?? 1882), dataDir);
   }
+  running.timeSeries = await startTimeSeriesStore(host, dataDir);
 
   const seed = seedFlows(join(root, 'flows'), settings.userDir, settings.flowFile);
   if (seed.seeded) console.log(`First start: deployed ${seed.tabs.length} example flow(s) as tabs: ${seed.tabs.join(', ')}`);
@@ -82,6 +86,7 @@ async function startAll(running: Running): Promise<void> {
   console.log(`Node-RED editor: http://${host}:${port}/`);
   console.log(`MQTT broker:     ${process.env.MQTT_URL}${running.broker ? ' (embedded)' : ''}`);
   console.log(running.salesforce ? `Salesforce:      ${running.salesforce.url}/ (local sandbox: its Cases, Leads and events)` : `Salesforce:      ${process.env.SF_LOGIN_URL}`);
+  console.log(`Time series:     ${running.timeSeries?.url} (${running.timeSeries?.description})`);
   console.log(`User directory:  ${settings.userDir}`);
   console.log('Press Ctrl-C to stop.');
 }
@@ -95,6 +100,7 @@ async function stopAll(running: Running): Promise<void> {
   }
   await running.broker?.close();
   await running.salesforce?.close();
+  await running.timeSeries?.close();
 }
 
 function main(): void {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { NodeRedProcess } from '../support/node-red-process';
-import { startMosquitto, type ManagedServer } from '../support/services';
+import { freePort, startMosquitto, type ManagedServer } from '../support/services';
 import { eventually } from '../support/wait';
 
 const PACKAGE = '@iot-patterns/node-red-enterprise-iot';
@@ -146,6 +146,27 @@ describe('npm start', () => {
     await eventually('the Salesforce line', () => (node.output.includes('User directory:') ? true : undefined), 5_000, 20);
     expect(node.output).toMatch(/Salesforce:\s+https:\/\/login\.salesforce\.com\n/);
     expect(node.output).not.toContain('local sandbox');
+    expect(await node.stop()).toBe(0);
+  });
+
+  it('runs a managed victoria-metrics for the flows, and stops it, even after a kill -9', async () => {
+    const port = await freePort();
+    const first = await started({ env: { INFLUX_PORT: String(port) } });
+    expect(first.timeSeriesUrl).toBe(`http://127.0.0.1:${port}`);
+    expect(first.output).toMatch(/Time series: .*managed victoria-metrics/);
+    expect((await fetch(`${first.timeSeriesUrl}/health`)).status).toBe(200);
+    await first.crash();
+    // The store a killed npm start left behind is stopped by the next one, which takes its port.
+    const second = await started({ dataDir: first.dataDir, env: { INFLUX_PORT: String(port) } });
+    expect((await fetch(`${second.timeSeriesUrl}/health`)).status).toBe(200);
+    expect(await second.stop()).toBe(0);
+    await expect(fetch(`${second.timeSeriesUrl}/health`)).rejects.toThrow();
+  });
+
+  it('uses the store INFLUX_URL names instead of starting one', async () => {
+    const node = await started({ env: { INFLUX_URL: 'http://127.0.0.1:9' } });
+    expect(node.timeSeriesUrl).toBe('http://127.0.0.1:9');
+    expect(node.output).toContain('(from INFLUX_URL)');
     expect(await node.stop()).toBe(0);
   });
 

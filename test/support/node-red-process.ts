@@ -19,6 +19,7 @@ export interface NodeRedOptions {
 export class NodeRedProcess {
   editorUrl = '';
   mqttUrl = '';
+  timeSeriesUrl = '';
   output = '';
   private constructor(
     readonly child: ChildProcess,
@@ -35,6 +36,7 @@ export class NodeRedProcess {
         PORT: '0',
         MQTT_PORT: '0',
         SF_SANDBOX_PORT: '0',
+        INFLUX_PORT: '0',
         IOT_DATA_DIR: dataDir,
         NODE_RED_CREDENTIAL_SECRET: 'test-secret',
         NODE_RED_LOG_LEVEL: 'warn',
@@ -48,14 +50,12 @@ export class NodeRedProcess {
     await new Promise<void>((ready, fail) => {
       const timer = setTimeout(() => fail(new Error(`Node-RED did not start within 60 s:\n${node.output}`)), 60_000);
       const check = () => {
-        const editor = /Node-RED editor: (\S+)/.exec(node.output);
-        const mqtt = /MQTT broker:\s+(\S+)/.exec(node.output);
-        if (editor && mqtt) {
-          clearTimeout(timer);
-          node.editorUrl = editor[1].replace(/\/$/, '');
-          node.mqttUrl = mqtt[1];
-          ready();
-        }
+        if (!node.output.includes('Press Ctrl-C to stop.')) return;
+        clearTimeout(timer);
+        node.editorUrl = (/Node-RED editor: (\S+)/.exec(node.output)?.[1] ?? '').replace(/\/$/, '');
+        node.mqttUrl = /MQTT broker:\s+(\S+)/.exec(node.output)?.[1] ?? '';
+        node.timeSeriesUrl = /Time series:\s+(\S+)/.exec(node.output)?.[1] ?? '';
+        ready();
       };
       child.stdout?.on('data', check);
       child.once('exit', (code) => {
