@@ -157,7 +157,7 @@ export interface ExportedSeries {
  * Every series victoria-metrics holds for a selector, read with /api/v1/export, waiting until
  * at least `points` points are searchable.
  */
-export async function exportSeries(vm: ManagedServer, selector: string, points = 1, timeoutMs = 15_000): Promise<ExportedSeries[]> {
+export async function exportSeries(vm: { url: string }, selector: string, points = 1, timeoutMs = 15_000): Promise<ExportedSeries[]> {
   return eventually(`${points} point(s) of ${selector} in victoria-metrics`, async () => {
     // Without a flush, new series can take ten seconds to become searchable.
     await fetch(`${vm.url}/internal/force_flush`);
