@@ -312,6 +312,7 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
       paused: this.paused,
       oldestAgeMs: Number.isFinite(oldest) ? Math.max(0, Date.now() - oldest) : 0,
       ...this.counts,
+      dropped: this.counts.dropped + (this.store.dropped ?? 0),
     };
   }
 

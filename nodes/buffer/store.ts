@@ -79,6 +79,8 @@ export interface QueueStore<M extends StoredMessage = StoredMessage> {
   readonly messages: number;
   /** Bytes held (0 when the backend does not count bytes). */
   readonly bytes: number;
+  /** Messages the backend dropped by itself to make room (a capped Redis stream). */
+  readonly dropped?: number;
   /** Set by the queue: called when take() may return more than it did. */
   onReadable: () => void;
   /** Set by the queue: a problem found while running (a corrupt record read back, a lost connection). */
