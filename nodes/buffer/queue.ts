@@ -123,6 +123,10 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
 
+  /** Appends not yet durable, and messages waiting for them before dropping the oldest. */
+  private appending = 0;
+  private waitingForRoom: Array<() => void> = [];
+
   private readonly counts = { accepted: 0, refused: 0, delivered: 0, redelivered: 0, acknowledged: 0, deadLettered: 0, dropped: 0, purged: 0 };
 
   constructor(
@@ -135,6 +139,11 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
   }
 
   // --- in -------------------------------------------------------------------------------------
+
+  /** Starts delivering what the store holds (after it was opened). */
+  start(): void {
+    this.schedulePump();
+  }
 
   /** Stores a message; `done(null)` once it is durable, or a coded error (full, disk, closed). */
   accept(key: string, body: Buffer, done: (err: StoreError | null) => void): void {
@@ -151,6 +160,11 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     }
     if (this.full(size) && this.options.whenFull === 'drop-oldest') {
       while (this.full(size) && this.dropOldest());
+      // The oldest messages are still being written: drop once they are, in arrival order.
+      if (this.full(size) && (this.appending > 0 || this.waitingForRoom.length > 0)) {
+        this.waitingForRoom.push(() => this.accept(key, body, done));
+        return;
+      }
     }
     if (this.full(size)) {
       this.counts.refused++;
@@ -158,12 +172,19 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
       done(new StoreError('queue_full', `the queue is full (${what})${this.options.whenFull === 'drop-oldest' ? ', and every message in it is in flight' : ''}`));
       return;
     }
+    this.appending++;
     this.store.append(key, body, Date.now(), (err) => {
+      this.appending--;
       if (!err) {
         this.counts.accepted++;
         this.events.changed();
       }
       done(err);
+      if (this.appending === 0 && this.waitingForRoom.length > 0) {
+        const waiting = this.waitingForRoom;
+        this.waitingForRoom = [];
+        for (const retry of waiting) retry();
+      }
     });
   }
 
@@ -361,7 +382,7 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
       if (want <= 0) return;
       const messages = this.takeReady(want);
       if (messages.length === 0) return;
-      for (const m of messages) this.start([m], now);
+      for (const m of messages) this.deliverNew([m], now);
       turn += messages.length;
     }
     this.schedulePump();
@@ -384,7 +405,7 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
       const batch = this.forming;
       this.forming = [];
       this.inFlight -= batch.length;
-      this.start(batch, now);
+      this.deliverNew(batch, now);
     }
   }
 
@@ -441,7 +462,7 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
   }
 
   /** A new delivery of these messages. */
-  private start(messages: M[], now: number): void {
+  private deliverNew(messages: M[], now: number): void {
     const group: Group<M> = { messages, attempt: 0, ids: [], failedIds: new Set(), state: 'out', deadline: 0, dueAt: 0 };
     this.active.add(group);
     this.inFlight += messages.length;

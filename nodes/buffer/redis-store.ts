@@ -109,6 +109,9 @@ export class RedisStore implements QueueStore<RedisMessage> {
   private wantMore: (() => void) | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
   private reading: Promise<void> | undefined;
+  private markClosed: () => void = () => undefined;
+  /** Resolves on close: a read waiting for a Redis that never comes back must not hold it up. */
+  private readonly whenClosed = new Promise<undefined>((resolve) => (this.markClosed = () => resolve(undefined)));
   private lastProblem = '';
 
   constructor(private readonly options: RedisStoreOptions) {
@@ -128,9 +131,11 @@ export class RedisStore implements QueueStore<RedisMessage> {
     this.client.on('error', (err: Error) => this.problem(`Redis at ${redactedUrl(options.url)}: ${err.message}`));
     this.reader.on('error', () => undefined);
     this.client.on('ready', () => {
-      this.connected = true;
-      this.lastProblem = '';
-      void this.ensureGroup().then(() => this.poll());
+      void this.ensureGroup().then(() => {
+        this.connected = true;
+        this.lastProblem = '';
+        return this.poll();
+      });
     });
     this.client.on('close', () => {
       if (this.connected && !this.closed) this.problem(`lost the connection to Redis at ${redactedUrl(options.url)}`);
@@ -161,17 +166,14 @@ export class RedisStore implements QueueStore<RedisMessage> {
    * refuses messages (backend_unavailable) until it is, and keeps trying.
    */
   async open(): Promise<RecoveryReport> {
-    const problems: string[] = [];
-    try {
-      await Promise.all([this.client.connect(), this.reader.connect()]);
-      await this.ensureGroup();
-    } catch (err) {
-      problems.push(`Redis at ${redactedUrl(this.options.url)} is not reachable yet (${(err as Error).message}): messages are refused until it is`);
-    }
+    // Connecting goes on in the background (and again after every loss): messages are refused
+    // with backend_unavailable until Redis answers.
+    this.client.connect().catch(() => undefined);
+    this.reader.connect().catch(() => undefined);
     const claimEvery = Math.max(250, Math.min(this.options.claimIdleMs / 2, 10_000));
     this.timers.push(setInterval(() => void this.claim(), claimEvery), setInterval(() => void this.poll(), POLL_MS));
     this.reading = this.readLoop();
-    return { messages: this.count, bytes: 0, problems };
+    return { messages: this.count, bytes: 0, problems: [] };
   }
 
   sizeOf(key: string, body: Buffer): number {
@@ -258,6 +260,7 @@ export class RedisStore implements QueueStore<RedisMessage> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.markClosed();
     for (const timer of this.timers) clearTimeout(timer);
     this.wantMore?.();
     this.reader.disconnect();
@@ -316,6 +319,11 @@ export class RedisStore implements QueueStore<RedisMessage> {
     let history = true;
     let historyFrom = '0';
     while (!this.closed) {
+      if (!this.connected) {
+        // Until the group exists on a connected Redis there is nothing to read.
+        await Promise.race([new Promise((resolve) => setTimeout(resolve, 50)), this.whenClosed]);
+        continue;
+      }
       if (this.prefetched.length >= prefetch) {
         await new Promise<void>((resolve) => (this.wantMore = resolve));
         this.wantMore = undefined;
@@ -323,9 +331,12 @@ export class RedisStore implements QueueStore<RedisMessage> {
       }
       try {
         const count = prefetch - this.prefetched.length;
-        const reply = history
-          ? await this.reader.callBuffer('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', stream, historyFrom)
-          : await this.reader.callBuffer('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'BLOCK', this.options.blockMs ?? 1_000, 'STREAMS', stream, '>');
+        const read = history
+          ? this.reader.callBuffer('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', stream, historyFrom)
+          : this.reader.callBuffer('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'BLOCK', this.options.blockMs ?? 1_000, 'STREAMS', stream, '>');
+        read.catch(() => undefined);
+        const reply = await Promise.race([read, this.whenClosed]);
+        if (this.closed) break;
         const entries = streamEntries(reply);
         if (history) {
           if (entries.length === 0) history = false;
