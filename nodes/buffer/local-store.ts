@@ -142,11 +142,15 @@ interface PendingWrite {
 }
 
 class Batch {
-  readonly records = new RecordBatch();
+  readonly records: RecordBatch;
   readonly writes: PendingWrite[] = [];
   firstAt = 0;
   /** Start a new segment after this batch (a purge must not share a segment with what follows). */
   rollAfter = false;
+
+  constructor(records?: RecordBatch) {
+    this.records = records ?? new RecordBatch();
+  }
 }
 
 export class LocalStore implements QueueStore<LocalMessage> {
@@ -165,7 +169,10 @@ export class LocalStore implements QueueStore<LocalMessage> {
   // writing
   private openBatch = new Batch();
   private sealedBatches: Batch[] = [];
+  /** The buffer of the last batch written, to fill again (no new allocation per batch). */
+  private spareRecords: RecordBatch | undefined;
   private flushing = false;
+  private flushWanted = false;
   private flushTimer: NodeJS.Timeout | undefined;
   private rollPending = false;
   private idle: Array<() => void> = [];
@@ -554,13 +561,10 @@ export class LocalStore implements QueueStore<LocalMessage> {
   }
 
   flush(): void {
+    this.flushWanted = true;
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
-    if (this.openBatch.writes.length > 0) {
-      this.sealedBatches.push(this.openBatch);
-      this.openBatch = new Batch();
-    }
-    if (!this.flushing && this.sealedBatches.length > 0) void this.writeBatches();
+    if (!this.flushing) void this.writeBatches();
   }
 
   async close(): Promise<void> {
@@ -578,36 +582,57 @@ export class LocalStore implements QueueStore<LocalMessage> {
   private batchForWrite(): Batch {
     if (this.openBatch.rollAfter) {
       this.sealedBatches.push(this.openBatch);
-      this.openBatch = new Batch();
+      this.openBatch = this.newBatch();
     }
     if (this.openBatch.writes.length === 0) this.openBatch.firstAt = Date.now();
     return this.openBatch;
   }
 
+  private newBatch(): Batch {
+    const batch = new Batch(this.spareRecords);
+    this.spareRecords = undefined;
+    return batch;
+  }
+
+  /** Arms the window timer; while a write is under way, the write loop takes the batch on. */
   private scheduleFlush(): void {
+    if (this.flushing || this.openBatch.writes.length === 0) return;
     if (this.openBatch.records.length >= this.flushBytes) {
       this.flush();
       return;
     }
-    if (this.flushing || this.flushTimer || this.openBatch.writes.length === 0) return;
+    if (this.flushTimer) return;
     const wait = this.options.fsyncWindowMs - (Date.now() - this.openBatch.firstAt);
     if (wait <= 0) this.flush();
     else this.flushTimer = setTimeout(() => this.flush(), wait);
   }
 
+  /**
+   * Group commit: one write and one fsync at a time; what was appended meanwhile goes in the
+   * next one, at once when its window has passed (or a flush was asked for), else when it does.
+   */
   private async writeBatches(): Promise<void> {
     this.flushing = true;
-    while (this.sealedBatches.length > 0) {
-      const batch = this.sealedBatches.shift() as Batch;
+    for (let batch = this.nextBatch(); batch; batch = this.nextBatch()) {
       await this.writeBatch(batch);
+      if (batch.records.capacity <= this.flushBytes) this.spareRecords = batch.records.reset();
     }
     this.flushing = false;
-    if (this.closed && this.openBatch.writes.length > 0) {
-      this.flush();
-      return;
-    }
+    if (this.openBatch.writes.length === 0) this.flushWanted = false;
     this.idle.splice(0).forEach((resolve) => resolve());
     this.scheduleFlush();
+  }
+
+  /** The next batch to write now: one sealed before a roll, or the open one once it is due. */
+  private nextBatch(): Batch | undefined {
+    if (this.sealedBatches.length > 0) return this.sealedBatches.shift();
+    const open = this.openBatch;
+    if (open.writes.length === 0) return undefined;
+    const due = this.flushWanted || this.closed || open.records.length >= this.flushBytes || Date.now() - open.firstAt >= this.options.fsyncWindowMs;
+    if (!due) return undefined;
+    this.flushWanted = false;
+    this.openBatch = this.newBatch();
+    return open;
   }
 
   private async writeBatch(batch: Batch): Promise<void> {

@@ -67,12 +67,22 @@ export class RecordBatch {
   private buffer: Buffer;
   length = 0;
 
-  constructor(initialBytes = 256 * 1024) {
+  constructor(initialBytes = 64 * 1024) {
     this.buffer = Buffer.allocUnsafe(initialBytes);
   }
 
   get bytes(): Buffer {
     return this.buffer.subarray(0, this.length);
+  }
+
+  get capacity(): number {
+    return this.buffer.length;
+  }
+
+  /** Empties the batch to fill it again. */
+  reset(): this {
+    this.length = 0;
+    return this;
   }
 
   /** Appends a message or copy record; returns its offset in the batch. */
