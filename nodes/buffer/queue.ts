@@ -7,7 +7,9 @@
  *
  * A delivery is one message or one batch, with an id; the first settlement of it counts. A message
  * counts as in flight from its delivery until its settlement is durable, so after a crash no more
- * than `maxInFlight` messages are delivered twice.
+ * than `maxInFlight` messages are delivered twice. In FIFO order a failed delivery keeps its place:
+ * nothing newer is delivered while it waits to go again, and failed deliveries go again oldest
+ * first. In key order only its key waits.
  */
 import { randomBytes } from 'node:crypto';
 import { StoreError, type QueueStore, type StoredMessage } from './store';
@@ -236,8 +238,11 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
       group.state = 'waiting';
       const backoff = Math.min(this.options.retryDelayMaxMs, this.options.retryDelayMs * 2 ** (group.attempt - 1));
       group.dueAt = Date.now() + (retryAfterMs !== undefined && retryAfterMs >= 0 ? retryAfterMs : backoff);
+      // FIFO: failed deliveries go again oldest first (by position, not by due time); per key:
+      // each when it is due, other keys are not held up.
+      const before = this.options.order === 'fifo' ? (g: Group<M>) => g.messages[0].seq > group.messages[0].seq : (g: Group<M>) => g.dueAt > group.dueAt;
       let at = this.retries.length;
-      while (at > 0 && this.retries[at - 1].dueAt > group.dueAt) at--;
+      while (at > 0 && before(this.retries[at - 1])) at--;
       this.retries.splice(at, 0, group);
       this.armTimer();
     }
@@ -369,8 +374,11 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
       while (this.retries.length > 0 && this.retries[0].dueAt <= now && this.tokens >= this.retries[0].messages.length) {
         this.send(this.retries.shift() as Group<M>, now);
       }
-      if (this.options.batchSize > 1) this.deliverBatches(now);
-      else this.deliverSingles(now);
+      // FIFO: while a failed delivery waits to go again, nothing newer goes before it.
+      if (this.options.order === 'key' || this.retries.length === 0) {
+        if (this.options.batchSize > 1) this.deliverBatches(now);
+        else this.deliverSingles(now);
+      }
     }
     this.armTimer();
   }

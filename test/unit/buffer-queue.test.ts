@@ -211,6 +211,24 @@ describe('the buffer queue', () => {
     expect(deliveries.map((d) => d.attempt)).toEqual([1, 2, 3, 4, 5]);
   });
 
+  it('in FIFO order keeps a failed delivery in its place: nothing newer goes first, retries go oldest first', async () => {
+    const { queue, deliveries, accept, texts } = setup({ maxInFlight: 3, retryDelayMs: 100, retryDelayMaxMs: 10_000 });
+    for (const t of ['a', 'b', 'c', 'd']) void accept(t);
+    await run();
+    expect(texts()).toEqual(['a', 'b', 'c']);
+    // a fails twice (its next delay 200 ms), then b once (100 ms): b must still wait for a.
+    queue.settle(deliveries[0].id, { ok: false, reason: 'down', retry: true });
+    await run(100);
+    queue.settle(deliveries[3].id, { ok: false, reason: 'down', retry: true });
+    queue.settle(deliveries[1].id, { ok: false, reason: 'down', retry: true });
+    queue.settle(deliveries[2].id, { ok: true });
+    await run(150);
+    expect(texts(4)).toEqual([]);
+    await run(50);
+    // Once the failed ones went again, in order, newer ones follow.
+    expect(texts(4)).toEqual(['a', 'b', 'd']);
+  });
+
   it('sends to the dead letters after the attempt limit, with the reason', async () => {
     const { queue, deliveries, dead, accept } = setup({ maxAttempts: 2, retryDelayMs: 10 });
     void accept('poison');
