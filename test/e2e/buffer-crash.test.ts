@@ -13,6 +13,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { bufferEndpoints, bufferStats, deployBufferFlow, pushReadings, type FlowNode } from '../support/buffer-flow';
 import { NodeRedProcess } from '../support/node-red-process';
 import { eventually, sleep } from '../support/wait';
 
@@ -21,18 +22,9 @@ const BATCH = 2_000;
 const IN_FLIGHT = 100;
 const KILLS_IN_DELIVERY = 2;
 
-const flow = [
+const flow: FlowNode[] = [
   { id: 'crash.tab', type: 'tab', label: 'buffer crash' },
-  { id: 'crash.push', type: 'http in', z: 'crash.tab', url: '/push', method: 'post', upload: false, wires: [['crash.split']] },
-  {
-    id: 'crash.split',
-    type: 'function',
-    z: 'crash.tab',
-    // One message per id; the last carries the HTTP response, answered once it is stored.
-    func: 'const msgs = msg.payload.map((p) => ({ payload: p, topic: "crash" }));\nObject.assign(msgs[msgs.length - 1], { req: msg.req, res: msg.res, lastOfBatch: true });\nreturn [msgs];',
-    outputs: 1,
-    wires: [['crash.buffer']],
-  },
+  ...bufferEndpoints('crash', 'crash.buffer'),
   {
     id: 'crash.buffer',
     type: 'iot-buffer',
@@ -52,12 +44,6 @@ const flow = [
   { id: 'crash.file', type: 'file', z: 'crash.tab', filename: 'DELIVERED_FILE', filenameType: 'env', appendNewline: false, createDir: true, overwriteFile: 'false', encoding: 'none', wires: [[]] },
   { id: 'crash.written', type: 'complete', z: 'crash.tab', scope: ['crash.file'], uncaught: false, wires: [['crash.buffer']] },
   { id: 'crash.failed', type: 'catch', z: 'crash.tab', scope: ['crash.file'], uncaught: false, wires: [['crash.buffer']] },
-  { id: 'crash.stored', type: 'complete', z: 'crash.tab', scope: ['crash.buffer'], uncaught: false, wires: [['crash.accepted']] },
-  { id: 'crash.accepted', type: 'function', z: 'crash.tab', func: 'if (!msg.lastOfBatch) return null;\nmsg.statusCode = 202;\nmsg.payload = "stored";\nreturn msg;', outputs: 1, wires: [['crash.answer']] },
-  { id: 'crash.refused', type: 'function', z: 'crash.tab', func: 'if (!msg.res) return null;\nmsg.statusCode = 503;\nmsg.payload = msg.error;\nreturn msg;', outputs: 1, wires: [['crash.answer']] },
-  { id: 'crash.status', type: 'http in', z: 'crash.tab', url: '/status', method: 'get', upload: false, wires: [['crash.ask']] },
-  { id: 'crash.ask', type: 'change', z: 'crash.tab', rules: [{ t: 'set', p: 'control', pt: 'msg', to: 'status', tot: 'str' }], wires: [['crash.buffer']] },
-  { id: 'crash.answer', type: 'http response', z: 'crash.tab', wires: [] },
 ];
 
 const work = mkdtempSync(join(tmpdir(), 'iot-buffer-crash-'));
@@ -74,12 +60,6 @@ async function start(dataDir?: string): Promise<NodeRedProcess> {
   return node;
 }
 
-async function stats(node: NodeRedProcess): Promise<{ depth: number; inFlight: number }> {
-  const response = await fetch(`${node.editorUrl}/status`);
-  if (!response.ok) throw new Error(`status ${response.status}`);
-  return (await response.json()) as { depth: number; inFlight: number };
-}
-
 /** Lines fully written to the sink's file, as "id attempt". */
 function deliveredLines(): string[] {
   if (!existsSync(deliveredFile)) return [];
@@ -92,8 +72,7 @@ const randomBetween = (low: number, high: number) => low + Math.random() * (high
 describe('iot-buffer across kill -9', () => {
   it('delivers every accepted message at least once, with no more duplicates per crash than the in-flight window', async () => {
     let node = await start();
-    await node.deploy(flow);
-    await eventually('the deployed status endpoint', async () => ((await fetch(`${node.editorUrl}/status`)).status === 200 ? true : undefined), 30_000);
+    await deployBufferFlow(node, flow);
 
     const accepted = new Set<number>();
     /** Sizes of the delivered file at each kill: the boundaries between runs. */
@@ -114,10 +93,9 @@ describe('iot-buffer across kill -9', () => {
       const ids = Array.from({ length: BATCH }, (_, i) => first + i);
       for (;;) {
         attempt++;
-        const body = JSON.stringify(ids.map((id) => ({ id, attempt })));
-        const pushing = fetch(`${node.editorUrl}/push`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body }).then(
-          (r) => r.status,
-          () => 0,
+        const pushing = pushReadings(
+          node,
+          ids.map((id) => ({ id, attempt })),
         );
         if (first / BATCH === killDuringPush && boundaries.length === 0) {
           await sleep(randomBetween(0, 40));
@@ -142,7 +120,7 @@ describe('iot-buffer across kill -9', () => {
       return [...accepted].every((id) => ids.has(id)) ? true : undefined;
     }, 180_000, 250);
     await eventually('an empty queue', async () => {
-      const s = await stats(node);
+      const s = await bufferStats(node);
       return s.depth === 0 && s.inFlight === 0 ? true : undefined;
     }, 30_000);
 

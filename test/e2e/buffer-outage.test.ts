@@ -11,6 +11,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
+import { bufferEndpoints, bufferStats, deployBufferFlow, pushReadings, type BufferStats, type FlowNode } from '../support/buffer-flow';
 import { NodeRedProcess } from '../support/node-red-process';
 import { eventually, sleep } from '../support/wait';
 
@@ -22,18 +23,9 @@ const AFTER_MS = 3_000;
 const PADDING = 'x'.repeat(4_000);
 const HEAP_CAP_MB = 64;
 
-const flow = [
+const flow: FlowNode[] = [
   { id: 'outage.tab', type: 'tab', label: 'buffer outage' },
-  { id: 'outage.push', type: 'http in', z: 'outage.tab', url: '/push', method: 'post', upload: false, wires: [['outage.split']] },
-  {
-    id: 'outage.split',
-    type: 'function',
-    z: 'outage.tab',
-    // Readings are numbered in the order the buffer receives them (POSTs may overtake each other).
-    func: 'let arrival = context.get("arrival") || 0;\nconst msgs = msg.payload.map((p) => ({ payload: { ...p, arrival: arrival++ }, topic: "reading" }));\ncontext.set("arrival", arrival);\nObject.assign(msgs[msgs.length - 1], { req: msg.req, res: msg.res, lastOfBatch: true });\nreturn [msgs];',
-    outputs: 1,
-    wires: [['outage.buffer']],
-  },
+  ...bufferEndpoints('outage', 'outage.buffer'),
   {
     id: 'outage.buffer',
     type: 'iot-buffer',
@@ -59,12 +51,6 @@ const flow = [
   { id: 'outage.check', type: 'function', z: 'outage.tab', func: 'if (msg.statusCode !== 200) throw new Error(`sink answered ${msg.statusCode}`);\nreturn msg;', outputs: 1, wires: [[]] },
   { id: 'outage.written', type: 'complete', z: 'outage.tab', scope: ['outage.check'], uncaught: false, wires: [['outage.buffer']] },
   { id: 'outage.failed', type: 'catch', z: 'outage.tab', scope: ['outage.check'], uncaught: false, wires: [['outage.buffer']] },
-  { id: 'outage.stored', type: 'complete', z: 'outage.tab', scope: ['outage.buffer'], uncaught: false, wires: [['outage.accepted']] },
-  { id: 'outage.accepted', type: 'function', z: 'outage.tab', func: 'if (!msg.lastOfBatch) return null;\nmsg.statusCode = 202;\nmsg.payload = "stored";\nreturn msg;', outputs: 1, wires: [['outage.answer']] },
-  { id: 'outage.refused', type: 'function', z: 'outage.tab', func: 'if (!msg.res) return null;\nmsg.statusCode = 503;\nmsg.payload = msg.error;\nreturn msg;', outputs: 1, wires: [['outage.answer']] },
-  { id: 'outage.status', type: 'http in', z: 'outage.tab', url: '/status', method: 'get', upload: false, wires: [['outage.ask']] },
-  { id: 'outage.ask', type: 'change', z: 'outage.tab', rules: [{ t: 'set', p: 'control', pt: 'msg', to: 'status', tot: 'str' }], wires: [['outage.buffer']] },
-  { id: 'outage.answer', type: 'http response', z: 'outage.tab', wires: [] },
 ];
 
 /** The sink: records the readings it is sent, in order; can be taken down and brought back. */
@@ -115,22 +101,13 @@ function residentBytes(pid: number): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) * 1024;
 }
 
-interface Stats {
-  depth: number;
-  inFlight: number;
-  diskBytes: number;
-}
-
-async function stats(): Promise<Stats> {
-  return (await (await fetch(`${node?.editorUrl}/status`)).json()) as Stats;
-}
-
 describe('iot-buffer during a 30 s sink outage', () => {
   it('grows on disk with flat memory while the sink is down, then drains everything in order', async () => {
     await sink.up();
     node = await NodeRedProcess.start({ env: { SINK_URL: `http://127.0.0.1:${sink.port}/write`, NODE_OPTIONS: `--max-old-space-size=${HEAP_CAP_MB}` } });
-    await node.deploy(flow);
-    await eventually('the deployed status endpoint', async () => ((await fetch(`${node?.editorUrl}/status`)).status === 200 ? true : undefined), 30_000);
+    await deployBufferFlow(node, flow);
+    const running = node;
+    const stats = (): Promise<BufferStats> => bufferStats(running);
     const pid = node.child.pid as number;
 
     let next = 0;
@@ -141,11 +118,7 @@ describe('iot-buffer during a 30 s sink outage', () => {
     const push = () => {
       const count = (RATE * TICK_MS) / 1000;
       const readings = Array.from({ length: count }, () => ({ id: next++, padding: PADDING }));
-      const sent = fetch(`${node?.editorUrl}/push`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(readings) }).then(
-        (r) => void (r.status !== 202 && refused++),
-        () => void refused++,
-      );
-      pending.push(sent);
+      pending.push(pushReadings(running, readings).then((status) => void (status !== 202 && refused++)));
     };
     const pushFor = async (ms: number, sample?: () => void) => {
       const until = Date.now() + ms;
@@ -173,7 +146,7 @@ describe('iot-buffer during a 30 s sink outage', () => {
     await eventually('an empty queue', async () => ((await stats()).depth === 0 ? true : undefined), 20_000);
 
     const queuedInOutage = next - pushedBeforeOutage - AFTER_MS * (RATE / 1000);
-    const grewOnDisk = outageEnd.diskBytes - outageStart.diskBytes;
+    const grewOnDisk = (outageEnd.diskBytes ?? 0) - (outageStart.diskBytes ?? 0);
     // The garbage collector lets the heap swell and shrink; flat means no trend: compare the
     // first and the last fifth of the outage.
     const fifth = Math.floor(rssSamples.length / 5);
