@@ -13,7 +13,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { bufferEndpoints, bufferStats, deployBufferFlow, pushReadings, type FlowNode } from '../support/buffer-flow';
+import { bufferEndpoints, bufferStats, deployBufferFlow, fileSink, pushReadings, type FlowNode } from '../support/buffer-flow';
 import { NodeRedProcess } from '../support/node-red-process';
 import { eventually, sleep } from '../support/wait';
 
@@ -40,10 +40,7 @@ const flow: FlowNode[] = [
     maxSize: '0',
     wires: [['crash.line'], [], ['crash.answer'], ['crash.refused']],
   },
-  { id: 'crash.line', type: 'function', z: 'crash.tab', func: 'msg.payload = `${msg.payload.id} ${msg.payload.attempt}\\n`;\nreturn msg;', outputs: 1, wires: [['crash.file']] },
-  { id: 'crash.file', type: 'file', z: 'crash.tab', filename: 'DELIVERED_FILE', filenameType: 'env', appendNewline: false, createDir: true, overwriteFile: 'false', encoding: 'none', wires: [[]] },
-  { id: 'crash.written', type: 'complete', z: 'crash.tab', scope: ['crash.file'], uncaught: false, wires: [['crash.buffer']] },
-  { id: 'crash.failed', type: 'catch', z: 'crash.tab', scope: ['crash.file'], uncaught: false, wires: [['crash.buffer']] },
+  ...fileSink('crash', 'crash.buffer', '`${msg.payload.id} ${msg.payload.attempt}`'),
 ];
 
 const work = mkdtempSync(join(tmpdir(), 'iot-buffer-crash-'));

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { bufferEndpoints, bufferStats, deployBufferFlow, pushReadings, type FlowNode } from '../support/buffer-flow';
+import { bufferEndpoints, bufferStats, deployBufferFlow, fileSink, pushReadings, type FlowNode } from '../support/buffer-flow';
 import { NodeRedProcess } from '../support/node-red-process';
 import { startRedis, type ManagedServer } from '../support/services';
 import { eventually } from '../support/wait';
@@ -39,10 +39,7 @@ const flow: FlowNode[] = [
     maxMessages: '0',
     wires: [['shared.line'], [], ['shared.answer'], ['shared.refused']],
   },
-  { id: 'shared.line', type: 'function', z: 'shared.tab', func: 'msg.payload = `${msg.payload.id}\\n`;\nreturn msg;', outputs: 1, wires: [['shared.file']] },
-  { id: 'shared.file', type: 'file', z: 'shared.tab', filename: 'DELIVERED_FILE', filenameType: 'env', appendNewline: false, createDir: true, overwriteFile: 'false', encoding: 'none', wires: [[]] },
-  { id: 'shared.written', type: 'complete', z: 'shared.tab', scope: ['shared.file'], uncaught: false, wires: [['shared.buffer']] },
-  { id: 'shared.failed', type: 'catch', z: 'shared.tab', scope: ['shared.file'], uncaught: false, wires: [['shared.buffer']] },
+  ...fileSink('shared', 'shared.buffer', 'msg.payload.id'),
 ];
 
 const work = mkdtempSync(join(tmpdir(), 'iot-buffer-redis-'));

@@ -41,6 +41,22 @@ export function bufferEndpoints(prefix: string, buffer: string): FlowNode[] {
   ];
 }
 
+/**
+ * A sink that appends one line per delivered message to the file named by the environment
+ * variable DELIVERED_FILE (the core file node: done once the line is written), acknowledged the
+ * way users wire it: Complete and Catch nodes scoped to it, back into the buffer. Wire the
+ * buffer's first output to `${prefix}.line`; `line` is the JavaScript expression of the line.
+ */
+export function fileSink(prefix: string, buffer: string, line: string): FlowNode[] {
+  const z = `${prefix}.tab`;
+  return [
+    { id: `${prefix}.line`, type: 'function', z, func: `msg.payload = ${line} + "\\n";\nreturn msg;`, outputs: 1, wires: [[`${prefix}.file`]] },
+    { id: `${prefix}.file`, type: 'file', z, filename: 'DELIVERED_FILE', filenameType: 'env', appendNewline: false, createDir: true, overwriteFile: 'false', encoding: 'none', wires: [[]] },
+    { id: `${prefix}.written`, type: 'complete', z, scope: [`${prefix}.file`], uncaught: false, wires: [[buffer]] },
+    { id: `${prefix}.failed`, type: 'catch', z, scope: [`${prefix}.file`], uncaught: false, wires: [[buffer]] },
+  ];
+}
+
 /** POSTs readings to /push: the HTTP status (202 stored), or 0 when Node-RED did not answer. */
 export function pushReadings(node: NodeRedProcess, readings: object[]): Promise<number> {
   return fetch(`${node.editorUrl}/push`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(readings) }).then(
