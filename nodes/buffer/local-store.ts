@@ -67,6 +67,8 @@ export interface LocalStoreOptions {
 
 const SEGMENT_FILE = /^(\d{16})\.seg$/;
 const RETRY_CONTROL_MS = 1_000;
+/** An empty queue's only segment is cut back to its header once it has grown this large. */
+const RECLAIM_BYTES = 1024 * 1024;
 /** Folders open in this process: two stores on one folder would corrupt it. */
 const openFolders = new Set<string>();
 
@@ -270,9 +272,10 @@ export class LocalStore implements QueueStore<LocalMessage> {
   private recover(): string[] {
     const { dir } = this.options;
     const problems: string[] = [];
-    const files = readdirSync(dir)
-      .filter((f) => SEGMENT_FILE.test(f))
-      .sort();
+    const names = readdirSync(dir);
+    // Summaries half-written when a process died are written again when needed.
+    for (const name of names) if (name.endsWith('.sum.tmp')) rmSync(join(dir, name), { force: true });
+    const files = names.filter((f) => SEGMENT_FILE.test(f)).sort();
     const summaries: Summary[] = [];
     files.forEach((file, i) => {
       const id = Number(SEGMENT_FILE.exec(file)?.[1]);
@@ -281,13 +284,19 @@ export class LocalStore implements QueueStore<LocalMessage> {
       const size = fstatSync(fd).size;
       const header = Buffer.alloc(SEGMENT_HEADER_BYTES);
       const headerBytes = size >= SEGMENT_HEADER_BYTES ? readFully(fd, header, 0) : 0;
+      const isNewest = i === files.length - 1;
       if (headerBytes < SEGMENT_HEADER_BYTES || readSegmentHeader(header) !== id) {
         closeSync(fd);
+        if (isNewest && size <= SEGMENT_HEADER_BYTES) {
+          // Created by a process that died before its header was written: records only follow
+          // a durable header, so it never held anything.
+          rmSync(path);
+          return;
+        }
         renameSync(path, `${path}.corrupt`);
         problems.push(`${file} is not a segment of this store (bad header): moved aside to ${file}.corrupt; the messages it held are lost`);
         return;
       }
-      const isNewest = i === files.length - 1;
       const segment = newSegment(id, path, fd, size);
       let summary = isNewest ? undefined : this.readSummary(id, size);
       if (!summary) {
@@ -619,6 +628,7 @@ export class LocalStore implements QueueStore<LocalMessage> {
     }
     this.flushing = false;
     if (this.openBatch.writes.length === 0) this.flushWanted = false;
+    this.reclaimEmptyHead();
     this.idle.splice(0).forEach((resolve) => resolve());
     this.scheduleFlush();
   }
@@ -849,6 +859,25 @@ export class LocalStore implements QueueStore<LocalMessage> {
       void unlink(segment.path).catch(() => undefined);
       void unlink(this.summaryPath(segment.id)).catch(() => undefined);
     }
+  }
+
+  /**
+   * Nothing is stored and nothing is being written: the records of the one segment left are all
+   * dead, so it is cut back to its header. A drained queue gives its disk space back (and a
+   * full disk recovers once the queue has drained), without creating a file.
+   */
+  private reclaimEmptyHead(): void {
+    const head = this.head;
+    if (this.closed || this.segments.length !== 1 || head.size <= RECLAIM_BYTES) return;
+    if (this.count !== 0 || head.live !== 0 || head.settling !== 0 || this.handedOut.size > 0 || this.copies.length > 0 || this.relocating) return;
+    if (this.flushing || this.openBatch.writes.length > 0 || this.sealedBatches.length > 0) return;
+    try {
+      ftruncateSync(head.fd, SEGMENT_HEADER_BYTES);
+    } catch {
+      return;
+    }
+    Object.assign(head, newSegment(head.id, head.path, head.fd, SEGMENT_HEADER_BYTES), { maxSeq: head.maxSeq });
+    this.resetCursor();
   }
 
   /**

@@ -177,10 +177,9 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     this.appending++;
     this.store.append(key, body, Date.now(), (err) => {
       this.appending--;
-      if (!err) {
-        this.counts.accepted++;
-        this.events.changed();
-      }
+      if (err) this.counts.refused++;
+      else this.counts.accepted++;
+      this.events.changed();
       done(err);
       if (this.appending === 0 && this.waitingForRoom.length > 0) {
         const waiting = this.waitingForRoom;

@@ -201,6 +201,21 @@ describe('the local store', () => {
     expect(bodies(again.take(10))).toEqual(['kept']);
   });
 
+  it('quietly removes a newest segment that a dying process created but never wrote', async () => {
+    const dir = folder();
+    const { store } = await opened(dir);
+    await appendAll(store, ['kept']);
+    await store.close();
+    stores.splice(0);
+    writeFileSync(join(dir, '0000000000000009.seg'), '');
+    writeFileSync(join(dir, '0000000000000001.sum.tmp'), '{"half');
+    const { store: again, report } = await opened(dir);
+    expect(report.problems).toEqual([]);
+    expect(existsSync(join(dir, '0000000000000009.seg'))).toBe(false);
+    expect(existsSync(join(dir, '0000000000000001.sum.tmp'))).toBe(false);
+    expect(bodies(again.take(10))).toEqual(['kept']);
+  });
+
   it('purges everything, durably, and keeps what is appended after the purge', async () => {
     const dir = folder();
     const { store } = await opened(dir, { segmentBytes: 4096 });
@@ -234,6 +249,21 @@ describe('the local store', () => {
     const again = await reopen(store, dir, { segmentBytes: 4096 });
     expect(again.report).toMatchObject({ messages: 1, problems: [] });
     expect(bodies(again.store.take(10))).toEqual([pinned.body.toString()]);
+  });
+
+  it('gives the disk space back once the queue is drained', async () => {
+    const dir = folder();
+    const { store } = await opened(dir, { segmentBytes: 8 * 1024 * 1024 });
+    await appendAll(store, numbered(1, 300, 5000));
+    const segment = join(dir, readdirSync(dir).find((f) => f.endsWith('.seg')) as string);
+    expect(statSync(segment).size).toBeGreaterThan(1024 * 1024);
+    await settle(store, store.take(1000));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(statSync(segment).size).toBe(SEGMENT_HEADER_BYTES);
+    await appendAll(store, ['after']);
+    const again = await reopen(store, dir, { segmentBytes: 8 * 1024 * 1024 });
+    expect(again.report).toMatchObject({ messages: 1, problems: [] });
+    expect(bodies(again.store.take(10))).toEqual(['after']);
   });
 
   it('refuses a second store on the same folder', async () => {
