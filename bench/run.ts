@@ -6,10 +6,12 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { format, met, type Figure } from './measure';
+import { benchBuffer } from './buffer';
 import { benchThreshold } from './threshold';
 
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
   threshold: benchThreshold,
+  buffer: benchBuffer,
 };
 
 const readme = join(resolve(__dirname, '..', '..'), 'README.md');

@@ -19,7 +19,7 @@ import { decodeMessage, encodeMessage, EncodingError } from './message-codec';
 import { bufferConfig, type BufferConfig, type BufferCredentials, type BufferProperties } from './node-config';
 import { BufferQueue, type Delivery, type QueueStats } from './queue';
 import { RedisStore } from './redis-store';
-import { StoreError, type QueueStore, type StoredMessage } from './store';
+import { StoreError, type EncodedMessage, type QueueStore, type StoredMessage } from './store';
 
 type BufferDef = NodeDef & BufferProperties;
 type BufferNode = Node<BufferCredentials> & DeliverySource;
@@ -166,7 +166,7 @@ export = function register(RED: NodeAPI): void {
     }
 
     function accept(msg: NodeMessage, key: string, send: Send, done: Done): void {
-      let body: Buffer;
+      let body: EncodedMessage;
       try {
         body = encodeMessage(msg);
       } catch (err) {

@@ -43,7 +43,7 @@ import {
   type SkippedRegion,
 } from './records';
 import { SeqRanges } from './seq-ranges';
-import { StoreError, storeErrorFrom, type QueueStore, type RecoveryReport, type StoreCallback, type StoredMessage } from './store';
+import { encodedLength, StoreError, storeErrorFrom, type EncodedMessage, type QueueStore, type RecoveryReport, type StoreCallback, type StoredMessage } from './store';
 
 const write = promisify(writeCb);
 const fdatasync = promisify(fdatasyncCb);
@@ -143,6 +143,27 @@ interface PendingWrite {
   failed(err: StoreError): void;
 }
 
+/** One appended message in a batch: one object rather than closures, as there are many. */
+class MessageWrite implements PendingWrite {
+  constructor(
+    private readonly store: LocalStore,
+    readonly offset: number,
+    private readonly seq: number,
+    private readonly size: number,
+    private readonly done: StoreCallback,
+  ) {}
+
+  applied(segment: Segment): void {
+    this.store.messageWritten(segment, this.seq, this.size);
+    this.done(null);
+  }
+
+  failed(err: StoreError): void {
+    this.store.messageNotWritten(this.seq, this.size);
+    this.done(err);
+  }
+}
+
 class Batch {
   readonly records: RecordBatch;
   readonly writes: PendingWrite[] = [];
@@ -197,7 +218,7 @@ export class LocalStore implements QueueStore<LocalMessage> {
   private closed = false;
 
   constructor(private readonly options: LocalStoreOptions) {
-    this.flushBytes = options.flushBytes ?? 4 * 1024 * 1024;
+    this.flushBytes = options.flushBytes ?? 1024 * 1024;
   }
 
   get messages(): number {
@@ -434,11 +455,11 @@ export class LocalStore implements QueueStore<LocalMessage> {
 
   // --- appending ------------------------------------------------------------------------------
 
-  sizeOf(key: string, body: Buffer): number {
-    return messageRecordSize(Buffer.byteLength(key), body.length);
+  sizeOf(key: string, body: EncodedMessage): number {
+    return messageRecordSize(Buffer.byteLength(key), encodedLength(body));
   }
 
-  append(key: string, body: Buffer, acceptedAt: number, done: StoreCallback): void {
+  append(key: string, body: EncodedMessage, acceptedAt: number, done: StoreCallback): void {
     if (!this.opened || this.closed) {
       queueMicrotask(() => done(new StoreError('closed', 'the store is closed')));
       return;
@@ -449,29 +470,28 @@ export class LocalStore implements QueueStore<LocalMessage> {
     const size = batch.records.length - offset;
     this.count++;
     this.byteCount += size;
-    batch.writes.push({
-      offset,
-      applied: (segment) => {
-        segment.messages++;
-        segment.messageBytes += size;
-        if (segment.messages === 1) segment.firstSeq = seq;
-        segment.lastSeq = seq;
-        segment.maxSeq = Math.max(segment.maxSeq, seq);
-        if (seq > this.purgedUpTo) {
-          segment.live++;
-          segment.liveBytes += size;
-        }
-        done(null);
-      },
-      failed: (err) => {
-        if (seq > this.purgedUpTo) {
-          this.count--;
-          this.byteCount -= size;
-        }
-        done(err);
-      },
-    });
+    batch.writes.push(new MessageWrite(this, offset, seq, size, done));
     this.scheduleFlush();
+  }
+
+  /** Counts a message written (MessageWrite.applied). */
+  messageWritten(segment: Segment, seq: number, size: number): void {
+    segment.messages++;
+    segment.messageBytes += size;
+    if (segment.messages === 1) segment.firstSeq = seq;
+    segment.lastSeq = seq;
+    segment.maxSeq = Math.max(segment.maxSeq, seq);
+    if (seq > this.purgedUpTo) {
+      segment.live++;
+      segment.liveBytes += size;
+    }
+  }
+
+  /** Takes back the count of a message whose write failed (MessageWrite.failed). */
+  messageNotWritten(seq: number, size: number): void {
+    if (seq <= this.purgedUpTo) return;
+    this.count--;
+    this.byteCount -= size;
   }
 
   noteAttempt(message: LocalMessage): void {
@@ -587,9 +607,12 @@ export class LocalStore implements QueueStore<LocalMessage> {
     this.unlock();
   }
 
-  /** The batch new records go to (a batch that must roll after it takes no more). */
+  /**
+   * The batch new records go to. A batch that must roll after it, or that is full while a write
+   * is under way, takes no more: it waits its turn, and its buffer stays small enough to reuse.
+   */
   private batchForWrite(): Batch {
-    if (this.openBatch.rollAfter) {
+    if (this.openBatch.rollAfter || this.openBatch.records.length >= this.flushBytes) {
       this.sealedBatches.push(this.openBatch);
       this.openBatch = this.newBatch();
     }
@@ -624,7 +647,7 @@ export class LocalStore implements QueueStore<LocalMessage> {
     this.flushing = true;
     for (let batch = this.nextBatch(); batch; batch = this.nextBatch()) {
       await this.writeBatch(batch);
-      if (batch.records.capacity <= this.flushBytes) this.spareRecords = batch.records.reset();
+      if (batch.records.capacity <= 2 * this.flushBytes) this.spareRecords = batch.records.reset();
     }
     this.flushing = false;
     if (this.openBatch.writes.length === 0) this.flushWanted = false;

@@ -12,7 +12,7 @@
  * first. In key order only its key waits.
  */
 import { randomBytes } from 'node:crypto';
-import { StoreError, type QueueStore, type StoredMessage } from './store';
+import { StoreError, type EncodedMessage, type QueueStore, type StoredMessage } from './store';
 import type { Outcome } from '../shared/delivery';
 
 export interface QueueOptions {
@@ -82,7 +82,7 @@ interface Group<M> {
   /** Ids of every delivery of it; the last is the current one. */
   ids: string[];
   /** Deliveries of it that a sink reported failed: their later settlements do not count. */
-  failedIds: Set<string>;
+  failedIds?: Set<string>;
   state: GroupState;
   deadline: number;
   dueAt: number;
@@ -148,7 +148,7 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
   }
 
   /** Stores a message; `done(null)` once it is durable, or a coded error (full, disk, closed). */
-  accept(key: string, body: Buffer, done: (err: StoreError | null) => void): void {
+  accept(key: string, body: EncodedMessage, done: (err: StoreError | null) => void): void {
     if (this.closed) {
       done(new StoreError('closed', 'the buffer is closing'));
       return;
@@ -214,13 +214,13 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
   /** Settles a delivery. Returns false when it is unknown, already settled, or a stale attempt. */
   settle(id: string, outcome: Outcome): boolean {
     const group = this.groups.get(id);
-    if (!group || group.state === 'settling' || group.failedIds.has(id)) return false;
+    if (!group || group.state === 'settling' || group.failedIds?.has(id)) return false;
     if (outcome.ok) {
       this.finish(group, true);
       return true;
     }
     if (group.state !== 'out' || group.ids[group.ids.length - 1] !== id) return false;
-    group.failedIds.add(id);
+    (group.failedIds ??= new Set()).add(id);
     this.fail(group, outcome.reason || 'failed', outcome.retry, outcome.retryAfterMs);
     return true;
   }
@@ -470,7 +470,7 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
 
   /** A new delivery of these messages. */
   private deliverNew(messages: M[], now: number): void {
-    const group: Group<M> = { messages, attempt: 0, ids: [], failedIds: new Set(), state: 'out', deadline: 0, dueAt: 0 };
+    const group: Group<M> = { messages, attempt: 0, ids: [], state: 'out', deadline: 0, dueAt: 0 };
     this.active.add(group);
     this.inFlight += messages.length;
     this.send(group, now);

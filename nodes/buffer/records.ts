@@ -85,14 +85,16 @@ export class RecordBatch {
     return this;
   }
 
-  /** Appends a message or copy record; returns its offset in the batch. */
-  message(type: typeof RecordType.message | typeof RecordType.copy, seq: number, key: string, acceptedAt: number, body: Buffer): number {
+  /** Appends a message or copy record (a text body is written as UTF-8); returns its offset. */
+  message(type: typeof RecordType.message | typeof RecordType.copy, seq: number, key: string, acceptedAt: number, body: Buffer | string): number {
     const keyBytes = Buffer.byteLength(key);
-    const start = this.begin(MESSAGE_PREFIX_BYTES + keyBytes + body.length, type, seq, keyBytes);
+    const bodyBytes = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+    const start = this.begin(MESSAGE_PREFIX_BYTES + keyBytes + bodyBytes, type, seq, keyBytes);
     const at = start + RECORD_HEADER_BYTES;
     this.buffer.writeDoubleLE(acceptedAt, at);
     this.buffer.write(key, at + MESSAGE_PREFIX_BYTES, 'utf8');
-    body.copy(this.buffer, at + MESSAGE_PREFIX_BYTES + keyBytes);
+    if (typeof body === 'string') this.buffer.write(body, at + MESSAGE_PREFIX_BYTES + keyBytes, 'utf8');
+    else body.copy(this.buffer, at + MESSAGE_PREFIX_BYTES + keyBytes);
     return this.finish(start);
   }
 
@@ -217,17 +219,17 @@ export class RecordReader {
   /** The record that starts exactly at position, if one whole and valid record does. */
   private recordAt(position: number): ParsedRecord | undefined {
     if (this.limit - position < RECORD_HEADER_BYTES) return undefined;
-    const header = this.view(position, RECORD_HEADER_BYTES);
-    const bodyBytes = header.readUInt32LE(0);
-    const type = header.readUInt8(8);
-    const keyBytes = header.readUInt16LE(10);
-    if (type < RecordType.message || type > RecordType.purge || header.readUInt8(9) !== 0) return undefined;
-    if (bodyBytes > MAX_RECORD_BODY || position + RECORD_HEADER_BYTES + bodyBytes > this.limit) return undefined;
-    if (keyBytes > bodyBytes) return undefined;
+    let at = this.inWindow(position, RECORD_HEADER_BYTES);
+    const bodyBytes = this.window.readUInt32LE(at);
+    const type = this.window[at + 8];
+    const keyBytes = this.window.readUInt16LE(at + 10);
+    if (type < RecordType.message || type > RecordType.purge || this.window[at + 9] !== 0) return undefined;
+    if (bodyBytes > MAX_RECORD_BODY || position + RECORD_HEADER_BYTES + bodyBytes > this.limit || keyBytes > bodyBytes) return undefined;
     const length = RECORD_HEADER_BYTES + bodyBytes;
-    const whole = this.view(position, length);
-    if (crc32(whole.subarray(8)) !== whole.readUInt32LE(4)) return undefined;
-    return { type: type as RecordTypeCode, seq: whole.readDoubleLE(12), position, length, body: whole.subarray(RECORD_HEADER_BYTES), keyBytes };
+    at = this.inWindow(position, length);
+    const window = this.window;
+    if (crc32(window.subarray(at + 8, at + length)) !== window.readUInt32LE(at + 4)) return undefined;
+    return { type: type as RecordTypeCode, seq: window.readDoubleLE(at + 12), position, length, body: window.subarray(at + RECORD_HEADER_BYTES, at + length), keyBytes };
   }
 
   private nextWholeRecord(from: number): number {
@@ -237,8 +239,8 @@ export class RecordReader {
     return this.limit;
   }
 
-  /** `length` bytes of the file from `position`, read into the window when not there yet. */
-  private view(position: number, length: number): Buffer {
+  /** Where `length` bytes of the file from `position` are in the window (read there if not yet). */
+  private inWindow(position: number, length: number): number {
     if (position < this.windowStart || position + length > this.windowStart + this.windowLength) {
       if (length > this.window.length) this.window = Buffer.allocUnsafe(length);
       const wanted = Math.min(this.window.length, this.limit - position);
@@ -252,6 +254,6 @@ export class RecordReader {
       this.windowLength = read;
       if (read < length) throw Object.assign(new Error(`segment file shorter than expected at ${position}`), { code: 'EIO' });
     }
-    return this.window.subarray(position - this.windowStart, position - this.windowStart + length);
+    return position - this.windowStart;
   }
 }

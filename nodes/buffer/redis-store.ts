@@ -14,7 +14,7 @@
  * (appendonly with appendfsync everysec or always).
  */
 import { Redis } from 'ioredis';
-import { StoreError, type QueueStore, type RecoveryReport, type StoreCallback, type StoredMessage } from './store';
+import { encodedLength, StoreError, type EncodedMessage, type QueueStore, type RecoveryReport, type StoreCallback, type StoredMessage } from './store';
 
 export interface RedisStoreOptions {
   url: string;
@@ -57,7 +57,7 @@ interface StreamEntry {
 
 /** Scripts run atomically in Redis (defined with ioredis's defineCommand). */
 interface BufferScripts {
-  iotBufferAdd(stream: string, maxLength: number, mode: string, body: Buffer, key: string, acceptedAt: number): Promise<[string, number]>;
+  iotBufferAdd(stream: string, maxLength: number, mode: string, body: EncodedMessage, key: string, acceptedAt: number): Promise<[string, number]>;
   iotBufferAck(stream: string, group: string, ...ids: string[]): Promise<number>;
   iotBufferPurge(stream: string): Promise<number>;
 }
@@ -101,6 +101,8 @@ export class RedisStore implements QueueStore<RedisMessage> {
   private droppedByRedis = 0;
   private seq = 0;
   private prefetched: RedisMessage[] = [];
+  /** Ids of the entries read ahead (prefetched), to skip an entry read or claimed twice. */
+  private readonly prefetchedIds = new Set<string>();
   private readonly handedOut = new Map<string, RedisMessage>();
   private retryAcks: string[] = [];
   private connected = false;
@@ -176,17 +178,22 @@ export class RedisStore implements QueueStore<RedisMessage> {
     return { messages: this.count, bytes: 0, problems: [] };
   }
 
-  sizeOf(key: string, body: Buffer): number {
-    return body.length + key.length;
+  sizeOf(key: string, body: EncodedMessage): number {
+    return encodedLength(body) + key.length;
   }
 
-  append(key: string, body: Buffer, acceptedAt: number, done: StoreCallback): void {
+  append(key: string, body: EncodedMessage, acceptedAt: number, done: StoreCallback): void {
     if (this.closed || !this.connected) {
       queueMicrotask(() => done(new StoreError(this.closed ? 'closed' : 'backend_unavailable', this.closed ? 'the store is closed' : `Redis at ${redactedUrl(this.options.url)} is not reachable`)));
       return;
     }
     const { stream, maxLength, whenFull } = this.options;
-    this.client.iotBufferAdd(stream, maxLength, whenFull === 'refuse' ? 'refuse' : 'drop', body, key, acceptedAt).then(
+    // Without a cap a plain XADD does; with one, the script checks or trims atomically.
+    const added: Promise<[string, number]> =
+      maxLength > 0
+        ? this.client.iotBufferAdd(stream, maxLength, whenFull === 'refuse' ? 'refuse' : 'drop', body, key, acceptedAt)
+        : this.client.xadd(stream, '*', 'm', body, 'k', key, 't', acceptedAt).then((id) => [id ?? '', 0]);
+    added.then(
       ([id, dropped]) => {
         if (!id) {
           done(new StoreError('queue_full', `the stream ${stream} is full (${dropped} of ${maxLength} entries)`));
@@ -203,7 +210,10 @@ export class RedisStore implements QueueStore<RedisMessage> {
 
   take(max: number): RedisMessage[] {
     const out = this.prefetched.splice(0, max);
-    for (const m of out) this.handedOut.set(m.id, m);
+    for (const m of out) {
+      this.prefetchedIds.delete(m.id);
+      this.handedOut.set(m.id, m);
+    }
     if (this.prefetched.length < this.options.prefetch) this.wantMore?.();
     return out;
   }
@@ -244,6 +254,7 @@ export class RedisStore implements QueueStore<RedisMessage> {
     for (const m of this.handedOut.values()) m.settled = true;
     this.handedOut.clear();
     this.prefetched = [];
+    this.prefetchedIds.clear();
     this.client.iotBufferPurge(this.options.stream).then(
       async (removed) => {
         this.count = 0;
@@ -359,11 +370,12 @@ export class RedisStore implements QueueStore<RedisMessage> {
   private receive(entries: StreamEntry[], attemptsOf: (id: string) => number): void {
     let added = 0;
     for (const { id, fields } of entries) {
-      if (!fields || this.handedOut.has(id) || this.prefetched.some((m) => m.id === id)) continue;
+      if (!fields || this.handedOut.has(id) || this.prefetchedIds.has(id)) continue;
       const body = fields.get('m') ?? Buffer.alloc(0);
       const key = fields.get('k')?.toString() ?? '';
       const acceptedAt = Number(fields.get('t')?.toString() ?? id.split('-')[0]);
       this.prefetched.push(new RedisMessage(id, ++this.seq, key, acceptedAt, body, attemptsOf(id)));
+      this.prefetchedIds.add(id);
       added++;
     }
     if (added > 0) this.onReadable();

@@ -46,6 +46,14 @@ export function storeErrorFrom(err: unknown, doing: string): StoreError {
   return new StoreError(code, `${doing}: ${hint} (${reason})`, { cause: err });
 }
 
+/** A message as stored: JSON text, or V8's serialisation (see message-codec.ts). */
+export type EncodedMessage = string | Buffer;
+
+/** Bytes an encoded message takes. */
+export function encodedLength(body: EncodedMessage): number {
+  return typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+}
+
 /** One message as a store hands it out. */
 export interface StoredMessage {
   /** Increasing in the order messages were accepted (within this store's life for Redis). */
@@ -54,7 +62,7 @@ export interface StoredMessage {
   readonly key: string;
   /** When the message was accepted (ms since epoch). */
   readonly acceptedAt: number;
-  /** The encoded message (see message-codec.ts). */
+  /** The encoded message, as bytes (see message-codec.ts). */
   readonly body: Buffer;
   /** Bytes it takes in the store: what the size capacity counts. */
   readonly size: number;
@@ -88,9 +96,9 @@ export interface QueueStore<M extends StoredMessage = StoredMessage> {
 
   open(): Promise<RecoveryReport>;
   /** The bytes a message with this key and body would take. */
-  sizeOf(key: string, body: Buffer): number;
+  sizeOf(key: string, body: EncodedMessage): number;
   /** Stores a message; `done(null)` once it is durable (accepted), `done(err)` if it is not. */
-  append(key: string, body: Buffer, acceptedAt: number, done: StoreCallback): void;
+  append(key: string, body: EncodedMessage, acceptedAt: number, done: StoreCallback): void;
   /** Up to `max` messages never handed out before, oldest first; [] when none is ready now. */
   take(max: number): M[];
   /** When the next message take() would return was accepted, if there is one. */
