@@ -189,7 +189,7 @@ export = function register(RED: NodeAPI): void {
     }
 
     function refuse(msg: NodeMessage, err: StoreError, send: Send, done: Done, code: string = err.code): void {
-      if (['disk_full', 'no_permission', 'io_error', 'backend_unavailable'].includes(err.code)) problem(err);
+      if (['disk_full', 'no_permission', 'io_error', 'backend_unavailable', 'overloaded'].includes(err.code)) problem(err);
       settleDelivery(RED, msg, { ok: false, reason: `${code}: ${err.message}`, retry: true });
       reject(node, msg, code, err.message, send, done, rejection);
     }

@@ -63,6 +63,8 @@ export interface LocalStoreOptions {
   segmentBytes: number;
   /** A batch this large is written at once, without waiting for the window. */
   flushBytes?: number;
+  /** Most bytes waiting to be written; messages past it are refused (the disk cannot keep up). */
+  pendingLimitBytes?: number;
 }
 
 const SEGMENT_FILE = /^(\d{16})\.seg$/;
@@ -170,6 +172,8 @@ class Batch {
   firstAt = 0;
   /** Start a new segment after this batch (a purge must not share a segment with what follows). */
   rollAfter = false;
+  /** Bytes of the messages in it (what counts against the pending limit). */
+  messageBytes = 0;
 
   constructor(records?: RecordBatch) {
     this.records = records ?? new RecordBatch();
@@ -182,6 +186,9 @@ export class LocalStore implements QueueStore<LocalMessage> {
   onProblem: (err: StoreError) => void = () => undefined;
 
   private readonly flushBytes: number;
+  private readonly pendingLimit: number;
+  /** Bytes appended to batches and not yet written. */
+  private pendingBytes = 0;
   private segments: Segment[] = [];
   private head!: Segment;
   private nextSeq = 1;
@@ -219,6 +226,7 @@ export class LocalStore implements QueueStore<LocalMessage> {
 
   constructor(private readonly options: LocalStoreOptions) {
     this.flushBytes = options.flushBytes ?? 1024 * 1024;
+    this.pendingLimit = options.pendingLimitBytes ?? 64 * 1024 * 1024;
   }
 
   get messages(): number {
@@ -464,10 +472,17 @@ export class LocalStore implements QueueStore<LocalMessage> {
       queueMicrotask(() => done(new StoreError('closed', 'the store is closed')));
       return;
     }
+    if (this.pendingBytes > this.pendingLimit) {
+      const waiting = Math.round(this.pendingBytes / (1024 * 1024));
+      queueMicrotask(() => done(new StoreError('overloaded', `messages arrive faster than the disk stores them (${waiting} MB wait to be written)`)));
+      return;
+    }
     const seq = this.nextSeq++;
     const batch = this.batchForWrite();
     const offset = batch.records.message(RecordType.message, seq, key, acceptedAt, body);
     const size = batch.records.length - offset;
+    this.pendingBytes += size;
+    batch.messageBytes += size;
     this.count++;
     this.byteCount += size;
     batch.writes.push(new MessageWrite(this, offset, seq, size, done));
@@ -645,9 +660,10 @@ export class LocalStore implements QueueStore<LocalMessage> {
    */
   private async writeBatches(): Promise<void> {
     this.flushing = true;
-    for (let batch = this.nextBatch(); batch; batch = this.nextBatch()) {
-      await this.writeBatch(batch);
-      if (batch.records.capacity <= 2 * this.flushBytes) this.spareRecords = batch.records.reset();
+    for (let group = this.nextGroup(); group.length > 0; group = this.nextGroup()) {
+      await this.writeGroup(group);
+      const last = group[group.length - 1];
+      if (last.records.capacity <= 2 * this.flushBytes) this.spareRecords = last.records.reset();
     }
     this.flushing = false;
     if (this.openBatch.writes.length === 0) this.flushWanted = false;
@@ -656,41 +672,66 @@ export class LocalStore implements QueueStore<LocalMessage> {
     this.scheduleFlush();
   }
 
-  /** The next batch to write now: one sealed before a roll, or the open one once it is due. */
-  private nextBatch(): Batch | undefined {
-    if (this.sealedBatches.length > 0) return this.sealedBatches.shift();
-    const open = this.openBatch;
-    if (open.writes.length === 0) return undefined;
-    const due = this.flushWanted || this.closed || open.records.length >= this.flushBytes || Date.now() - open.firstAt >= this.options.fsyncWindowMs;
-    if (!due) return undefined;
-    this.flushWanted = false;
-    this.openBatch = this.newBatch();
-    return open;
+  /**
+   * The batches to write now, made durable by one fsync: those sealed while a write was under
+   * way, then the open one once it is due. A group stops at a batch that must roll after it, and
+   * before a batch that would take the segment past its size.
+   */
+  private nextGroup(): Batch[] {
+    const group: Batch[] = [];
+    let bytes = this.head.size;
+    for (;;) {
+      const candidate = this.sealedBatches[0] ?? (this.dueOpenBatch() ? this.openBatch : undefined);
+      if (!candidate) break;
+      const length = candidate.records.length;
+      if (group.length > 0 && (group[group.length - 1].rollAfter || bytes + length > this.options.segmentBytes)) break;
+      if (candidate === this.openBatch) {
+        this.flushWanted = false;
+        this.openBatch = this.newBatch();
+      } else {
+        this.sealedBatches.shift();
+      }
+      group.push(candidate);
+      bytes += length;
+    }
+    return group;
   }
 
-  private async writeBatch(batch: Batch): Promise<void> {
-    const bytes = batch.records.bytes;
+  private dueOpenBatch(): boolean {
+    const open = this.openBatch;
+    if (open.writes.length === 0) return false;
+    return this.flushWanted || this.closed || open.records.length >= this.flushBytes || Date.now() - open.firstAt >= this.options.fsyncWindowMs;
+  }
+
+  private async writeGroup(group: Batch[]): Promise<void> {
+    const length = group.reduce((n, batch) => n + batch.records.length, 0);
+    for (const batch of group) this.pendingBytes -= batch.messageBytes;
+    const fail = (error: StoreError) => {
+      for (const batch of group) for (const w of batch.writes) w.failed(error);
+      this.onProblem(error);
+    };
     try {
-      if (this.rollPending || (this.head.size > SEGMENT_HEADER_BYTES && this.head.size + bytes.length > this.options.segmentBytes)) {
+      if (this.rollPending || (this.head.size > SEGMENT_HEADER_BYTES && this.head.size + length > this.options.segmentBytes)) {
         await this.roll();
       }
     } catch (err) {
-      const error = storeErrorFrom(err, `cannot start a new segment in ${this.options.dir}`);
-      for (const w of batch.writes) w.failed(error);
-      this.onProblem(error);
+      fail(storeErrorFrom(err, `cannot start a new segment in ${this.options.dir}`));
       return;
     }
     const segment = this.head;
     const position = segment.size;
     try {
-      let written = 0;
-      while (written < bytes.length) {
-        const { bytesWritten } = await write(segment.fd, bytes, written, bytes.length - written, position + written);
-        written += bytesWritten;
+      let at = position;
+      for (const batch of group) {
+        const bytes = batch.records.bytes;
+        for (let written = 0; written < bytes.length; ) {
+          const { bytesWritten } = await write(segment.fd, bytes, written, bytes.length - written, at + written);
+          written += bytesWritten;
+        }
+        at += bytes.length;
       }
       await fdatasync(segment.fd);
     } catch (err) {
-      const error = storeErrorFrom(err, `cannot write to ${segment.path}`);
       try {
         ftruncateSync(segment.fd, position);
       } catch {
@@ -698,13 +739,16 @@ export class LocalStore implements QueueStore<LocalMessage> {
       }
       // After a failed fsync the kernel's copy of the file cannot be trusted: go on in a new one.
       this.rollPending = true;
-      for (const w of batch.writes) w.failed(error);
-      this.onProblem(error);
+      fail(storeErrorFrom(err, `cannot write to ${segment.path}`));
       return;
     }
-    segment.size = position + bytes.length;
-    for (const w of batch.writes) w.applied(segment, position + w.offset);
-    if (batch.rollAfter) this.rollPending = true;
+    segment.size = position + length;
+    let at = position;
+    for (const batch of group) {
+      for (const w of batch.writes) w.applied(segment, at + w.offset);
+      at += batch.records.length;
+    }
+    if (group[group.length - 1].rollAfter) this.rollPending = true;
     this.onReadable();
   }
 

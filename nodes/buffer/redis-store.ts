@@ -168,6 +168,7 @@ export class RedisStore implements QueueStore<RedisMessage> {
    * refuses messages (backend_unavailable) until it is, and keeps trying.
    */
   async open(): Promise<RecoveryReport> {
+    if (this.reading) return { messages: this.count, bytes: 0, problems: [] };
     // Connecting goes on in the background (and again after every loss): messages are refused
     // with backend_unavailable until Redis answers.
     this.client.connect().catch(() => undefined);

@@ -13,6 +13,7 @@ export type StoreErrorCode =
   | 'io_error'
   | 'backend_unavailable'
   | 'queue_full'
+  | 'overloaded'
   | 'too_large'
   | 'closed';
 
