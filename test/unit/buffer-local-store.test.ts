@@ -24,8 +24,8 @@ function folder(): string {
   return dir;
 }
 
-async function opened(dir: string, options: { segmentBytes?: number; fsyncWindowMs?: number } = {}) {
-  const store = new LocalStore({ dir, fsyncWindowMs: options.fsyncWindowMs ?? 2, segmentBytes: options.segmentBytes ?? 1024 * 1024 });
+async function opened(dir: string, options: { segmentBytes?: number; fsyncWindowMs?: number; pendingLimitBytes?: number } = {}) {
+  const store = new LocalStore({ dir, fsyncWindowMs: options.fsyncWindowMs ?? 2, segmentBytes: options.segmentBytes ?? 1024 * 1024, pendingLimitBytes: options.pendingLimitBytes });
   stores.push(store);
   const problems: StoreError[] = [];
   store.onProblem = (err) => problems.push(err);
@@ -67,6 +67,19 @@ describe('the local store', () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(accepted).toBe(true);
     expect(bodies(store.take(10))).toEqual(['one']);
+  });
+
+  it('refuses with overloaded while more than its limit waits to be written, and accepts again once written', async () => {
+    const dir = folder();
+    const { store } = await opened(dir, { fsyncWindowMs: 60_000, pendingLimitBytes: 2_000 });
+    const outcome = (text: string) => append(store, 'k', text).then(() => 'ok', (err: StoreError) => err.code);
+    const pending = numbered(1, 10, 500).map(outcome);
+    store.flush();
+    // 529-byte records: four fit under 2,000 bytes waiting, the rest are refused.
+    expect(await Promise.all(pending)).toEqual([...Array(4).fill('ok'), ...Array(6).fill('overloaded')]);
+    const after = outcome('after the write');
+    store.flush();
+    expect(await after).toBe('ok');
   });
 
   it('hands messages out once, in order, with key, time and size, and keeps what is not settled', async () => {
