@@ -6,6 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
 import { format, met, type Figure } from './measure';
+import { benchBuffer } from './buffer';
 import { benchDeviceAuth } from './device-auth';
 import { benchSalesforce } from './salesforce';
 import { benchThreshold } from './threshold';
@@ -16,6 +17,7 @@ const BENCHES: Record<string, () => Promise<Figure[]>> = {
   'device-auth': benchDeviceAuth,
   salesforce: benchSalesforce,
   timeseries: benchTimeseries,
+  buffer: benchBuffer,
 };
 
 const readme = join(resolve(__dirname, '..', '..'), 'README.md');

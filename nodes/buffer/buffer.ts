@@ -1,0 +1,377 @@
+/**
+ * iot-buffer: the Node-RED side of the durable queue. It parses the configuration, opens the
+ * store (local log or Redis Streams), turns messages into stored bodies and back, recognises
+ * acknowledgements and control messages on its input, delivers with the delivery token, sends
+ * dead letters and refusals, keeps the status line, and settles deliveries for the pack's sinks.
+ *
+ * Outputs: 1 delivered messages (or batches), 2 dead letters, 3 replies to control messages,
+ * 4 rejected messages (msg.error).
+ */
+import { hostname } from 'node:os';
+import { rm } from 'node:fs/promises';
+import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
+import { reject } from '../shared/coded-error';
+import { deliveryOf, settleDelivery, type DeliverySource, type Outcome } from '../shared/delivery';
+import { defaultKey } from '../shared/device';
+import { propertyReader, type PropertyReader } from '../shared/typed-property';
+import { LocalStore } from './local-store';
+import { decodeMessage, encodeMessage, EncodingError } from './message-codec';
+import { bufferConfig, type BufferConfig, type BufferCredentials, type BufferProperties } from './node-config';
+import { BufferQueue, type Delivery, type QueueStats } from './queue';
+import { RedisStore } from './redis-store';
+import { StoreError, type EncodedMessage, type QueueStore, type StoredMessage } from './store';
+
+type BufferDef = NodeDef & BufferProperties;
+type BufferNode = Node<BufferCredentials> & DeliverySource;
+type Send = (msg: Array<NodeMessage | NodeMessage[] | null>) => void;
+type Done = (err?: Error) => void;
+
+const OUTPUTS = 4;
+const OUTPUT = { deliver: 0, deadLetter: 1, control: 2 } as const;
+const STATUS_EVERY_MS = 500;
+const REOPEN_AFTER_MS = 10_000;
+/** A problem stays in the status this long after it last happened. */
+const PROBLEM_SHOWN_MS = 30_000;
+/** The same problem is logged at most this often (with a count of repeats). */
+const PROBLEM_LOG_EVERY_MS = 10_000;
+const CONTROLS = ['pause', 'resume', 'purge', 'status'] as const;
+type Control = (typeof CONTROLS)[number];
+
+export = function register(RED: NodeAPI): void {
+  function IotBufferNode(this: BufferNode, def: BufferDef): void {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true };
+
+    let config: BufferConfig;
+    let keyReader: PropertyReader | undefined;
+    try {
+      config = bufferConfig(def, node.credentials ?? {}, { nodeId: node.id, userDir: RED.settings.userDir as string | undefined, hostname: hostname() });
+      if (config.queue.order === 'key' && def.keyPropertyType && def.keyPropertyType !== 'device' && def.keyProperty) {
+        keyReader = propertyReader(RED, node, def.keyProperty, def.keyPropertyType);
+      }
+    } catch (err) {
+      const message = (err as Error).message;
+      node.error(RED._('iot-buffer.errors.invalid-config', { message }));
+      node.status({ fill: 'red', shape: 'ring', text: RED._('iot-buffer.status.invalid-config') });
+      node.settleDelivery = () => undefined;
+      node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', message, send, done, rejection));
+      return;
+    }
+
+    // --- the store and the queue ----------------------------------------------------------
+    let queue: BufferQueue | undefined;
+    let store: QueueStore | undefined;
+    let openError: StoreError | undefined;
+    let reopenTimer: NodeJS.Timeout | undefined;
+    let closing = false;
+    /** Messages that came before the store was open, handled once it is. */
+    let early: Array<() => void> = [];
+
+    function openStore(): void {
+      const created: QueueStore = config.backend === 'redis' && config.redis ? new RedisStore(config.redis) : new LocalStore(config.local as NonNullable<BufferConfig['local']>);
+      const createdQueue = new BufferQueue(created, config.queue, { deliver, deadLetter, changed: scheduleStatus });
+      created.onProblem = (err) => problem(err);
+      created.open().then(
+        (report) => {
+          if (closing) {
+            void createdQueue.close();
+            return;
+          }
+          store = created;
+          queue = createdQueue;
+          openError = undefined;
+          for (const text of report.problems) problem(new StoreError(config.backend === 'redis' ? 'backend_unavailable' : 'store_corrupt', text));
+          if (report.messages > 0) node.log(RED._('iot-buffer.log.recovered', { count: report.messages.toLocaleString('en-US') }));
+          createdQueue.start();
+          runEarly();
+          updateStatus();
+        },
+        (err: unknown) => {
+          openError = err instanceof StoreError ? err : new StoreError('io_error', (err as Error).message);
+          node.error(RED._('iot-buffer.errors.cannot-open', { message: openError.message }));
+          runEarly();
+          updateStatus();
+          if (!closing) reopenTimer = setTimeout(openStore, REOPEN_AFTER_MS);
+        },
+      );
+    }
+
+    function runEarly(): void {
+      const waiting = early;
+      early = [];
+      for (const handle of waiting) handle();
+    }
+
+    node.settleDelivery = (id: string, outcome: Outcome) => {
+      queue?.settle(id, outcome);
+    };
+
+    // --- messages in ----------------------------------------------------------------------
+    node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
+      try {
+        const token = deliveryOf(msg);
+        if (token && token.buffer === node.id) {
+          queue?.settle(token.id, outcomeOf(msg));
+          done();
+          return;
+        }
+        if (msg.control !== undefined) {
+          control(msg, send, done);
+          return;
+        }
+        if (!queue && !openError) {
+          early.push(() => storeMessage(msg, send, done));
+          return;
+        }
+        storeMessage(msg, send, done);
+      } catch (err) {
+        reject(node, msg, 'internal', (err as Error).message, send, done, rejection);
+      }
+    });
+
+    /** A Complete node's message settles as done; a Catch node's (msg.error) as failed. */
+    function outcomeOf(msg: NodeMessage): Outcome {
+      const error = msg.error as { message?: unknown; source?: { type?: unknown; name?: unknown } } | undefined;
+      if (error === undefined || error === null) return { ok: true };
+      const source = error.source;
+      const from = source && typeof source.type === 'string' ? `${source.type}${typeof source.name === 'string' && source.name ? ` "${source.name}"` : ''}: ` : '';
+      // Node-RED puts the error's toString() in msg.error.message: "Error: ..." says nothing.
+      const text = typeof error.message === 'string' ? error.message.replace(/^Error: /, '') : String(error);
+      const reason = `${from}${text}`;
+      const retryAfter = Number(msg.retryAfter);
+      return { ok: false, reason, retry: msg.retry !== false, retryAfterMs: Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : undefined };
+    }
+
+    function storeMessage(msg: NodeMessage, send: Send, done: Done): void {
+      if (!queue) {
+        refuse(msg, openError ?? new StoreError('closed', 'the buffer is closed'), send, done);
+        return;
+      }
+      const key = keyOf(msg);
+      if (key instanceof Promise) {
+        key.then(
+          (k) => accept(msg, k, send, done),
+          (err: Error) => refuse(msg, new StoreError('io_error', err.message), send, done, 'bad_key'),
+        );
+      } else {
+        accept(msg, key, send, done);
+      }
+    }
+
+    function keyOf(msg: NodeMessage): string | Promise<string> {
+      if (!keyReader) return defaultKey(msg);
+      const value = keyReader.read(msg);
+      return keyReader.async ? (value as Promise<unknown>).then(keyText) : keyText(value);
+    }
+
+    function accept(msg: NodeMessage, key: string, send: Send, done: Done): void {
+      let body: EncodedMessage;
+      try {
+        body = encodeMessage(msg);
+      } catch (err) {
+        refuse(msg, new StoreError('io_error', (err as Error).message), send, done, err instanceof EncodingError ? 'not_serializable' : 'internal');
+        return;
+      }
+      if (!queue) {
+        refuse(msg, new StoreError('closed', 'the buffer is closed'), send, done);
+        return;
+      }
+      queue.accept(key, body, (err) => {
+        if (err) {
+          refuse(msg, err, send, done);
+          return;
+        }
+        // Stored durably: a buffer upstream (Double Buffered) may let go of it.
+        settleDelivery(RED, msg, { ok: true });
+        done();
+      });
+    }
+
+    function refuse(msg: NodeMessage, err: StoreError, send: Send, done: Done, code: string = err.code): void {
+      if (['disk_full', 'no_permission', 'io_error', 'backend_unavailable', 'overloaded'].includes(err.code)) problem(err);
+      settleDelivery(RED, msg, { ok: false, reason: `${code}: ${err.message}`, retry: true });
+      reject(node, msg, code, err.message, send, done, rejection);
+    }
+
+    function control(msg: NodeMessage, send: Send, done: Done): void {
+      const command = typeof msg.control === 'string' ? (msg.control.trim().toLowerCase() as Control) : undefined;
+      if (!command || !CONTROLS.includes(command)) {
+        reject(node, msg, 'bad_control', `msg.control must be one of ${CONTROLS.join(', ')} (got ${JSON.stringify(msg.control)})`, send, done, rejection);
+        return;
+      }
+      const reply = (extra: Record<string, unknown> = {}) => {
+        msg.payload = { ...statsNow(), ...extra };
+        const out: Array<NodeMessage | null> = new Array(OUTPUTS).fill(null);
+        out[OUTPUT.control] = msg;
+        send(out);
+        updateStatus();
+        done();
+      };
+      if (!queue) {
+        if (command === 'status') reply();
+        else early.push(() => control(msg, send, done));
+        if (openError && command !== 'status') runEarly();
+        return;
+      }
+      if (command === 'pause') queue.pause();
+      if (command === 'resume') queue.resume();
+      if (command === 'purge') {
+        queue.purge((err, removed) => {
+          if (err) {
+            problem(err);
+            reject(node, msg, err.code, err.message, send, done, rejection);
+            return;
+          }
+          reply({ removed });
+        });
+        return;
+      }
+      reply();
+    }
+
+    function statsNow(): Record<string, unknown> {
+      const stats: Partial<QueueStats> = queue?.stats() ?? { backend: config.backend };
+      const extra: Record<string, unknown> = {};
+      if (store instanceof LocalStore) extra.diskBytes = store.diskBytes;
+      if (store instanceof RedisStore) extra.connected = store.isConnected;
+      if (openError) extra.error = { code: openError.code, message: openError.message };
+      return { ...stats, ...extra };
+    }
+
+    // --- messages out ---------------------------------------------------------------------
+    function deliver(delivery: Delivery<StoredMessage>): void {
+      let msg: NodeMessage;
+      try {
+        if (config.queue.batchSize > 1) {
+          const messages = delivery.messages.map((m) => withoutToken(decodeMessage(m.body)));
+          msg = { _msgid: RED.util.generateId(), payload: messages.map((m) => m.payload), messages };
+        } else {
+          msg = decodeMessage(delivery.messages[0].body);
+        }
+      } catch (err) {
+        queue?.settle(delivery.id, { ok: false, reason: `the stored message cannot be read: ${(err as Error).message}`, retry: false });
+        return;
+      }
+      msg._delivery = { buffer: node.id, id: delivery.id };
+      if (delivery.attempt > 1) msg.redelivered = delivery.attempt - 1;
+      else delete msg.redelivered;
+      const out: Array<NodeMessage | null> = new Array(OUTPUTS).fill(null);
+      out[OUTPUT.deliver] = msg;
+      node.send(out);
+    }
+
+    function deadLetter(messages: StoredMessage[], reason: string, attempts: number): void {
+      const letters: NodeMessage[] = messages.map((m) => {
+        let msg: NodeMessage;
+        try {
+          msg = withoutToken(decodeMessage(m.body));
+        } catch {
+          msg = { _msgid: RED.util.generateId(), payload: m.body };
+        }
+        delete msg.redelivered;
+        msg.deadLetter = { reason, attempts, acceptedAt: m.acceptedAt, buffer: node.id };
+        return msg;
+      });
+      const out: Array<NodeMessage | NodeMessage[] | null> = new Array(OUTPUTS).fill(null);
+      out[OUTPUT.deadLetter] = letters;
+      node.send(out);
+    }
+
+    // --- problems and status --------------------------------------------------------------
+    let lastProblem: { code: string; text: string; at: number; logged: number; repeats: number } | undefined;
+
+    function problem(err: StoreError): void {
+      const now = Date.now();
+      if (lastProblem && lastProblem.text === err.message && now - lastProblem.logged < PROBLEM_LOG_EVERY_MS) {
+        lastProblem.repeats++;
+        lastProblem.at = now;
+      } else {
+        const repeats = lastProblem && lastProblem.text === err.message ? lastProblem.repeats : 0;
+        node.warn(repeats > 0 ? `${err.code}: ${err.message} (${RED._('iot-buffer.log.repeated', { count: repeats })})` : `${err.code}: ${err.message}`);
+        lastProblem = { code: err.code, text: err.message, at: now, logged: now, repeats: 0 };
+      }
+      scheduleStatus();
+    }
+
+    let statusTimer: NodeJS.Timeout | undefined;
+    function scheduleStatus(): void {
+      statusTimer ??= setTimeout(() => {
+        statusTimer = undefined;
+        updateStatus();
+      }, STATUS_EVERY_MS);
+    }
+
+    function updateStatus(): void {
+      if (closing) return;
+      if (openError) {
+        node.status({ fill: 'red', shape: 'ring', text: `${openError.code} · ${RED._('iot-buffer.status.not-open')}` });
+        return;
+      }
+      if (!queue) {
+        node.status({ fill: 'grey', shape: 'ring', text: RED._('iot-buffer.status.opening') });
+        return;
+      }
+      const s = queue.stats();
+      const parts = [RED._('iot-buffer.status.queued', { count: s.depth.toLocaleString('en-US') }), RED._('iot-buffer.status.in-flight', { count: s.inFlight.toLocaleString('en-US') })];
+      if (s.oldestAgeMs > 0 && s.depth > 0) parts.push(RED._('iot-buffer.status.oldest', { age: formatAge(s.oldestAgeMs) }));
+      if (s.dropped > 0) parts.push(RED._('iot-buffer.status.dropped', { count: s.dropped.toLocaleString('en-US') }));
+      if (s.paused) parts.push(RED._('iot-buffer.status.paused'));
+      const disconnected = store instanceof RedisStore && !store.isConnected;
+      if (disconnected) parts.push(RED._('iot-buffer.status.disconnected'));
+      const recent = lastProblem && Date.now() - lastProblem.at < PROBLEM_SHOWN_MS ? lastProblem.code : undefined;
+      if (recent && !disconnected) parts.push(recent);
+      const fill = disconnected || recent ? 'red' : s.paused ? 'yellow' : 'green';
+      node.status({ fill, shape: s.depth > 0 ? 'dot' : 'ring', text: parts.join(' · ') });
+      if (recent || s.depth > 0) scheduleStatus();
+    }
+
+    // --- closing --------------------------------------------------------------------------
+    node.on('close', (removed: boolean, done: () => void) => {
+      closing = true;
+      if (reopenTimer) clearTimeout(reopenTimer);
+      if (statusTimer) clearTimeout(statusTimer);
+      const closingQueue = queue;
+      const empty = (queue?.stats().depth ?? 1) === 0;
+      queue = undefined;
+      for (const handle of early.splice(0)) handle();
+      const finished = closingQueue ? closingQueue.close() : Promise.resolve();
+      finished
+        .then(async () => {
+          // A node deleted from the flow takes its data folder along, unless messages still wait in it.
+          if (removed && config.local && empty) await rm(config.local.dir, { recursive: true, force: true });
+          else if (removed && config.local) node.warn(RED._('iot-buffer.log.kept-on-remove', { dir: config.local.dir }));
+        })
+        .catch((err: Error) => node.warn(err.message))
+        .finally(done);
+    });
+
+    updateStatus();
+    openStore();
+  }
+
+  RED.nodes.registerType<BufferNode, BufferDef, Record<string, never>, BufferCredentials>('iot-buffer', IotBufferNode, {
+    credentials: {
+      redisUsername: { type: 'text' },
+      redisPassword: { type: 'password' },
+    },
+  });
+};
+
+function keyText(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value);
+  return '';
+}
+
+function withoutToken(msg: NodeMessage): NodeMessage {
+  delete msg._delivery;
+  return msg;
+}
+
+function formatAge(ms: number): string {
+  if (ms < 60_000) return `${Math.round(ms / 1000)} s`;
+  if (ms < 3_600_000) return `${Math.round(ms / 60_000)} min`;
+  if (ms < 86_400_000) return `${(ms / 3_600_000).toFixed(1)} h`;
+  return `${(ms / 86_400_000).toFixed(1)} d`;
+}

@@ -1,0 +1,160 @@
+/**
+ * From the editor's properties (strings, as typed) to what the queue and the stores run with.
+ * Kept apart from the adapter so that a unit test can check every conversion without Node-RED.
+ */
+import { isAbsolute, join } from 'node:path';
+import type { LocalStoreOptions } from './local-store';
+import type { QueueOptions } from './queue';
+import type { RedisStoreOptions } from './redis-store';
+
+/** The buffer node's properties as saved in the flow. */
+export interface BufferProperties {
+  name?: string;
+  backend?: string;
+  dataDir?: string;
+  fsyncWindow?: string | number;
+  redisUrl?: string;
+  stream?: string;
+  group?: string;
+  consumer?: string;
+  claimIdle?: string | number;
+  order?: string;
+  keyProperty?: string;
+  keyPropertyType?: string;
+  maxInFlight?: string | number;
+  rate?: string | number;
+  batchSize?: string | number;
+  batchWait?: string | number;
+  ackMode?: string;
+  ackTimeout?: string | number;
+  maxAttempts?: string | number;
+  retryDelay?: string | number;
+  retryDelayMax?: string | number;
+  maxMessages?: string | number;
+  maxSize?: string | number;
+  whenFull?: string;
+  catchErrors?: boolean;
+}
+
+export interface BufferCredentials {
+  redisUsername?: string;
+  redisPassword?: string;
+}
+
+/** Where the node runs: what the defaults are made of. */
+export interface BufferContext {
+  nodeId: string;
+  userDir: string | undefined;
+  hostname: string;
+}
+
+export interface BufferConfig {
+  backend: 'local' | 'redis';
+  queue: QueueOptions;
+  local?: LocalStoreOptions;
+  redis?: RedisStoreOptions;
+}
+
+export class ConfigError extends Error {}
+
+const MB = 1024 * 1024;
+const SEGMENT_MIN = MB;
+const SEGMENT_MAX = 64 * MB;
+
+export const DEFAULTS = {
+  fsyncWindowMs: 5,
+  maxInFlight: 10,
+  batchWaitMs: 1000,
+  ackTimeoutS: 30,
+  maxAttempts: 5,
+  retryDelayS: 1,
+  retryDelayMaxS: 60,
+  maxMessages: 1_000_000,
+  maxSizeMb: 1024,
+  claimIdleS: 60,
+} as const;
+
+export function bufferConfig(p: BufferProperties, credentials: BufferCredentials, context: BufferContext): BufferConfig {
+  const problems: string[] = [];
+  const number = (value: string | number | undefined, fallback: number, what: string, min: number, max = Infinity, integer = true): number => {
+    if (value === undefined || (typeof value === 'string' && value.trim() === '')) return fallback;
+    const n = typeof value === 'number' ? value : Number(value.trim());
+    if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
+      problems.push(`${what} must be ${integer ? 'a whole number' : 'a number'} ${max === Infinity ? `of at least ${min}` : `from ${min} to ${max}`} (got ${JSON.stringify(value)})`);
+      return fallback;
+    }
+    return n;
+  };
+  const choice = <T extends string>(value: string | undefined, allowed: readonly T[], what: string): T => {
+    if (value === undefined || value === '') return allowed[0];
+    if ((allowed as readonly string[]).includes(value)) return value as T;
+    problems.push(`${what} must be one of ${allowed.join(', ')} (got ${JSON.stringify(value)})`);
+    return allowed[0];
+  };
+
+  const backend = choice(p.backend, ['local', 'redis'] as const, 'backend');
+  const maxBytes = backend === 'local' ? Math.round(number(p.maxSize, DEFAULTS.maxSizeMb, 'maximum size (MB)', 0, Infinity, false) * MB) : 0;
+  const maxMessages = number(p.maxMessages, DEFAULTS.maxMessages, 'maximum messages', 0);
+  const whenFull = choice(p.whenFull, ['refuse', 'drop-oldest'] as const, 'when full');
+  const batchSize = number(p.batchSize, 1, 'batch size', 1, 100_000);
+  const queue: QueueOptions = {
+    order: choice(p.order, ['fifo', 'key'] as const, 'order'),
+    maxInFlight: number(p.maxInFlight, DEFAULTS.maxInFlight, 'maximum in flight', 1, 1_000_000),
+    ratePerSecond: number(p.rate, 0, 'drain rate (messages per second)', 0, Infinity, false),
+    batchSize,
+    batchWaitMs: number(p.batchWait, DEFAULTS.batchWaitMs, 'batch wait (ms)', 0, 3_600_000),
+    ackMode: choice(p.ackMode, ['settle', 'send'] as const, 'acknowledgement'),
+    ackTimeoutMs: Math.round(number(p.ackTimeout, DEFAULTS.ackTimeoutS, 'acknowledgement timeout (s)', 0.001, 86_400, false) * 1000),
+    maxAttempts: number(p.maxAttempts, DEFAULTS.maxAttempts, 'attempts', 0),
+    retryDelayMs: Math.round(number(p.retryDelay, DEFAULTS.retryDelayS, 'retry delay (s)', 0, 86_400, false) * 1000),
+    retryDelayMaxMs: Math.round(number(p.retryDelayMax, DEFAULTS.retryDelayMaxS, 'longest retry delay (s)', 0, 86_400, false) * 1000),
+    // Redis applies the count cap itself (atomically for every instance sharing the stream).
+    maxMessages: backend === 'local' ? maxMessages : 0,
+    maxBytes,
+    whenFull,
+  };
+  if (queue.retryDelayMaxMs < queue.retryDelayMs) queue.retryDelayMaxMs = queue.retryDelayMs;
+
+  const config: BufferConfig = { backend, queue };
+  if (backend === 'local') {
+    const dir = dataFolder(p.dataDir, context, problems);
+    config.local = {
+      dir,
+      fsyncWindowMs: number(p.fsyncWindow, DEFAULTS.fsyncWindowMs, 'fsync window (ms)', 0, 1000),
+      segmentBytes: maxBytes > 0 ? Math.min(SEGMENT_MAX, Math.max(SEGMENT_MIN, Math.floor(maxBytes / 16))) : SEGMENT_MAX,
+    };
+  } else {
+    const url = (p.redisUrl ?? '').trim();
+    if (!/^rediss?:\/\//.test(url)) problems.push(`the Redis URL must start with redis:// or rediss:// (got ${JSON.stringify(url)})`);
+    else if (/^rediss?:\/\/[^/@]*:[^/@]+@/.test(url)) problems.push('put the Redis password in the password field (kept in the credentials), not in the URL');
+    config.redis = {
+      url,
+      username: credentials.redisUsername || undefined,
+      password: credentials.redisPassword || undefined,
+      stream: p.stream?.trim() || `iot-buffer:${context.nodeId}`,
+      group: p.group?.trim() || 'iot-buffer',
+      consumer: p.consumer?.trim() || `${context.hostname}:${context.nodeId}`,
+      maxLength: maxMessages,
+      whenFull,
+      claimIdleMs: Math.round(number(p.claimIdle, DEFAULTS.claimIdleS, 'take-over time (s)', 0.1, 86_400, false) * 1000),
+      prefetch: Math.max(queue.maxInFlight, batchSize) + batchSize,
+    };
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join('; '));
+  return config;
+}
+
+/** The data folder: as configured (relative to the user directory), or <userDir>/iot-buffer/<id>. */
+function dataFolder(configured: string | undefined, context: BufferContext, problems: string[]): string {
+  const value = configured?.trim() ?? '';
+  if (value !== '' && isAbsolute(value)) return value;
+  if (!context.userDir) {
+    problems.push('Node-RED has no user directory: set an absolute data folder');
+    return '';
+  }
+  return value === '' ? join(context.userDir, 'iot-buffer', safeName(context.nodeId)) : join(context.userDir, value);
+}
+
+function safeName(id: string): string {
+  return id.replace(/[^A-Za-z0-9._-]/g, '_');
+}

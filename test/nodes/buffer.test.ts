@@ -1,0 +1,357 @@
+/**
+ * iot-buffer inside a Node-RED runtime (node-red-node-test-helper), with a test sink whose
+ * behaviour each test sets, wired the way users wire it: Complete and Catch nodes scoped to the
+ * sink, back into the buffer. Ordering, redelivery, dead letters, capacity refusal, drop-oldest
+ * counting, pause/resume/purge/status, batches, the pack sinks' settleDelivery, chained
+ * buffers, a restart with messages waiting, a damaged store, bad configuration, secrets.
+ */
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import bufferNode from '../../nodes/buffer/buffer';
+import { settleDelivery } from '../../nodes/shared/delivery';
+import { helper } from '../support/node-red';
+import { eventually } from '../support/wait';
+
+type FlowNode = { id: string; type: string; [property: string]: unknown };
+type Behaviour = (msg: NodeMessage) => Error | undefined | 'silent';
+
+let userDir: string;
+/** What the test sink does with each message: fail (an Error), succeed, or never answer. */
+let sinkBehaviour: Behaviour = () => undefined;
+const received: NodeMessage[] = [];
+
+/** A sink node for the tests: records what it receives, then does what the test says. */
+function testSink(RED: NodeAPI): void {
+  RED.nodes.registerType('test-sink', function (this: Node, def: NodeDef) {
+    RED.nodes.createNode(this, def);
+    this.on('input', (msg: NodeMessage, _send: (m: NodeMessage) => void, done: (err?: Error) => void) => {
+      received.push(RED.util.cloneMessage(msg));
+      const outcome = sinkBehaviour(msg);
+      if (outcome === 'silent') return;
+      done(outcome);
+    });
+  });
+}
+
+beforeAll(async () => {
+  await new Promise<void>((resolve) => helper.startServer(resolve));
+});
+afterAll(async () => {
+  await new Promise<void>((resolve) => helper.stopServer(resolve));
+});
+beforeEach(() => {
+  userDir = mkdtempSync(join(tmpdir(), 'iot-buffer-node-'));
+  helper.settings({ userDir });
+  received.length = 0;
+  sinkBehaviour = () => undefined;
+});
+afterEach(async () => {
+  await helper.unload();
+  rmSync(userDir, { recursive: true, force: true });
+});
+
+/**
+ * On one tab: buffer → sink, Complete and Catch (scoped to the sink) → buffer; the buffer's
+ * outputs 2-4 to helper nodes dead, control and refused.
+ */
+function flow(props: Record<string, unknown> = {}, extra: FlowNode[] = []): FlowNode[] {
+  // The helper loads a core node once per node of its type: an extra Complete or Catch node
+  // replaces the acknowledgement wiring of the sink.
+  const acks = extra.some((n) => n.type === 'complete' || n.type === 'catch')
+    ? []
+    : [
+        { id: 'ok', type: 'complete', scope: ['sink'], uncaught: false, wires: [['buf']] },
+        { id: 'failed', type: 'catch', scope: ['sink'], uncaught: false, wires: [['buf']] },
+      ];
+  return [
+    { id: 'tab', type: 'tab', label: 'buffer' },
+    ...[
+      { id: 'buf', type: 'iot-buffer', name: 'under test', fsyncWindow: '2', wires: [['sink'], ['dead'], ['control'], ['refused']], ...props },
+      { id: 'sink', type: 'test-sink', wires: [] },
+      ...acks,
+      { id: 'dead', type: 'helper' },
+      { id: 'control', type: 'helper' },
+      { id: 'refused', type: 'helper' },
+      ...extra,
+    ].map((n) => ({ ...n, z: 'tab' })),
+  ];
+}
+
+function collect(...ids: string[]): Record<string, NodeMessage[]> {
+  const seen: Record<string, NodeMessage[]> = {};
+  for (const id of ids) {
+    seen[id] = [];
+    helper.getNode(id).on('input', (msg: NodeMessage) => seen[id].push(msg));
+  }
+  return seen;
+}
+
+const buffer = () => helper.getNode('buf') as Node & { receive(msg: NodeMessage): void };
+const payloads = (msgs: NodeMessage[]) => msgs.map((m) => m.payload);
+
+async function stats(): Promise<Record<string, number | boolean | string>> {
+  const control = helper.getNode('control');
+  const reply = new Promise<NodeMessage>((resolve) => control.once('input', resolve));
+  buffer().receive({ control: 'status' });
+  return (await reply).payload as Record<string, number | boolean | string>;
+}
+
+async function load(props: Record<string, unknown> = {}, extra: FlowNode[] = []): Promise<void> {
+  await helper.load([bufferNode, testSink], flow(props, extra));
+  await eventually('the store open', async () => ((await stats()).depth !== undefined ? true : undefined));
+}
+
+describe('iot-buffer node', () => {
+  it('delivers in order with a delivery token, and lets go of what the Complete node acknowledges', async () => {
+    await load({ maxInFlight: '1' });
+    for (let i = 1; i <= 5; i++) buffer().receive({ payload: i, topic: 'pump-1' });
+    await eventually('five deliveries', () => (received.length === 5 ? true : undefined));
+    expect(payloads(received)).toEqual([1, 2, 3, 4, 5]);
+    expect(received[0]._delivery).toMatchObject({ buffer: 'buf', id: expect.any(String) });
+    expect(received[0].redelivered).toBeUndefined();
+    expect(received[0].topic).toBe('pump-1');
+    await eventually('an empty queue', async () => ((await stats()).depth === 0 ? true : undefined));
+    expect(await stats()).toMatchObject({ accepted: 5, delivered: 5, acknowledged: 5, redelivered: 0, inFlight: 0 });
+  });
+
+  it('says it accepted a message (done, for Complete nodes) only once it is stored on disk', async () => {
+    const seenOnDisk: boolean[] = [];
+    await load({ fsyncWindow: '50' }, [{ id: 'accepted', type: 'complete', scope: ['buf'], uncaught: false, wires: [['acceptedOut']] }, { id: 'acceptedOut', type: 'helper' }]);
+    const dir = join(userDir, 'iot-buffer', 'buf');
+    helper.getNode('acceptedOut').on('input', (msg: NodeMessage) => {
+      if (typeof msg.payload !== 'string' || !msg.payload.startsWith('durable-')) return;
+      const text = readdirSync(dir)
+        .filter((f) => f.endsWith('.seg'))
+        .map((f) => readFileSync(join(dir, f)).toString('latin1'))
+        .join('');
+      seenOnDisk.push(text.includes(String(msg.payload)));
+    });
+    buffer().receive({ payload: 'durable-before-done-1' });
+    buffer().receive({ payload: 'durable-before-done-2' });
+    await eventually('two acceptances', () => (seenOnDisk.length === 2 ? true : undefined));
+    expect(seenOnDisk).toEqual([true, true]);
+  });
+
+  it('delivers again what a Catch node reports failed, counting in msg.redelivered, then dead-letters it with the reason', async () => {
+    await load({ maxAttempts: '3', retryDelay: '0.02', retryDelayMax: '0.05' });
+    const out = collect('dead');
+    sinkBehaviour = (msg) => (msg.payload === 'poison' ? new Error('database said no') : undefined);
+    buffer().receive({ payload: 'good' });
+    buffer().receive({ payload: 'poison' });
+    await eventually('a dead letter', () => (out.dead.length === 1 ? true : undefined));
+    const poison = received.filter((m) => m.payload === 'poison');
+    expect(poison.map((m) => m.redelivered)).toEqual([undefined, 1, 2]);
+    expect(out.dead[0].payload).toBe('poison');
+    expect(out.dead[0].deadLetter).toMatchObject({ attempts: 3, buffer: 'buf', reason: 'test-sink: database said no (after 3 attempts)' });
+    expect(out.dead[0]._delivery).toBeUndefined();
+    await eventually('an empty queue', async () => ((await stats()).depth === 0 ? true : undefined));
+    expect(await stats()).toMatchObject({ deadLettered: 1, acknowledged: 1 });
+  });
+
+  it('sends a failure flagged msg.retry = false straight to the dead letters', async () => {
+    await load();
+    const out = collect('dead');
+    sinkBehaviour = (msg) => {
+      msg.retry = false;
+      return new Error('invalid record');
+    };
+    buffer().receive({ payload: 'never' });
+    await eventually('a dead letter', () => (out.dead.length === 1 ? true : undefined));
+    expect(received).toHaveLength(1);
+    expect(out.dead[0].deadLetter).toMatchObject({ attempts: 1, reason: 'failed for good: test-sink: invalid record' });
+  });
+
+  it('delivers again what is not acknowledged in time', async () => {
+    await load({ ackTimeout: '0.2' });
+    let calls = 0;
+    sinkBehaviour = () => (++calls === 1 ? 'silent' : undefined);
+    buffer().receive({ payload: 'slow' });
+    await eventually('a redelivery', () => (received.length === 2 ? true : undefined));
+    expect(received[1].redelivered).toBe(1);
+    await eventually('an empty queue', async () => ((await stats()).depth === 0 ? true : undefined));
+  });
+
+  it('keeps order per key: a failing device does not hold up the others', async () => {
+    await load({ order: 'key', maxInFlight: '10', retryDelay: '0.2', maxAttempts: '0' });
+    let failures = 0;
+    sinkBehaviour = (msg) => (msg.topic === 'slow' && failures++ < 2 ? new Error('busy') : undefined);
+    for (const [topic, payload] of [['slow', 1], ['slow', 2], ['fast', 1], ['fast', 2], ['fast', 3], ['slow', 3]] as const) buffer().receive({ topic, payload });
+    await eventually('every message delivered', () => (received.filter((m) => m.topic === 'slow').length === 5 ? true : undefined));
+    const order = received.map((m) => `${m.topic}${m.payload}`);
+    expect(order.filter((t) => t.startsWith('fast'))).toEqual(['fast1', 'fast2', 'fast3']);
+    expect(order.filter((t) => t.startsWith('slow'))).toEqual(['slow1', 'slow1', 'slow1', 'slow2', 'slow3']);
+    // The fast device was done while the slow one was still retrying its first message.
+    expect(order.indexOf('fast3')).toBeLessThan(order.lastIndexOf('slow1'));
+  });
+
+  it('refuses a message when full, on the last output with queue_full, and to Catch nodes when asked', async () => {
+    await load({ maxMessages: '2', catchErrors: true }, [{ id: 'caught', type: 'catch', scope: ['buf'], uncaught: false, wires: [['caughtOut']] }, { id: 'caughtOut', type: 'helper' }]);
+    const out = collect('refused', 'caughtOut');
+    buffer().receive({ control: 'pause' });
+    for (const payload of ['a', 'b', 'c']) buffer().receive({ payload });
+    await eventually('a refusal', () => (out.refused.length === 1 ? true : undefined));
+    expect(out.refused[0].payload).toBe('c');
+    expect(out.refused[0].error).toMatchObject({ code: 'queue_full', node: 'buf', message: 'the queue is full (2 of 2 messages)' });
+    await eventually('the Catch node told', () => (out.caughtOut.length === 1 ? true : undefined));
+    expect(await stats()).toMatchObject({ depth: 2, refused: 1 });
+  });
+
+  it('drops the oldest waiting message in drop-oldest mode, and counts it', async () => {
+    await load({ maxMessages: '3', whenFull: 'drop-oldest' });
+    const out = collect('refused');
+    buffer().receive({ control: 'pause' });
+    for (const payload of ['a', 'b', 'c', 'd', 'e']) buffer().receive({ payload });
+    await eventually('five accepted', async () => ((await stats()).accepted === 5 ? true : undefined));
+    expect(await stats()).toMatchObject({ depth: 3, dropped: 2 });
+    expect(out.refused).toEqual([]);
+    buffer().receive({ control: 'resume' });
+    await eventually('three deliveries', () => (received.length === 3 ? true : undefined));
+    expect(payloads(received)).toEqual(['c', 'd', 'e']);
+  });
+
+  it('pauses, resumes, purges and reports its status by message', async () => {
+    await load();
+    const out = collect('control', 'refused');
+    buffer().receive({ control: 'pause' });
+    for (const payload of [1, 2, 3]) buffer().receive({ payload });
+    await eventually('three accepted', async () => ((await stats()).accepted === 3 ? true : undefined));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(received).toEqual([]);
+    expect(await stats()).toMatchObject({ paused: true, depth: 3, backend: 'local' });
+    expect((await stats()).oldestAgeMs).toBeGreaterThanOrEqual(100);
+    buffer().receive({ control: 'resume' });
+    await eventually('three deliveries', () => (received.length === 3 ? true : undefined));
+    buffer().receive({ control: 'pause' });
+    for (const payload of [4, 5]) buffer().receive({ payload });
+    const replies = out.control.length;
+    buffer().receive({ control: 'purge' });
+    await eventually('the purge reply', () => (out.control.length > replies + 1 ? true : undefined));
+    expect(out.control[out.control.length - 1].payload).toMatchObject({ removed: 2, depth: 0, purged: 2 });
+    buffer().receive({ control: 'explode' });
+    await eventually('a refusal', () => (out.refused.length === 1 ? true : undefined));
+    expect(out.refused[0].error).toMatchObject({ code: 'bad_control' });
+  });
+
+  it('gathers batches: one delivery, payloads in msg.payload, whole messages in msg.messages', async () => {
+    await load({ batchSize: '3', batchWait: '50' });
+    for (const payload of [1, 2, 3, 4]) buffer().receive({ payload, topic: `t${payload}` });
+    await eventually('two batches', () => (received.length === 2 ? true : undefined));
+    expect(payloads(received)).toEqual([[1, 2, 3], [4]]);
+    expect((received[0].messages as NodeMessage[]).map((m) => m.topic)).toEqual(['t1', 't2', 't3']);
+    expect((received[0].messages as NodeMessage[])[0]._delivery).toBeUndefined();
+    await eventually('an empty queue', async () => ((await stats()).depth === 0 ? true : undefined));
+    expect(await stats()).toMatchObject({ acknowledged: 4 });
+  });
+
+  it('is settled by the pack sinks through settleDelivery(), the first settlement counting', async () => {
+    await load({ maxAttempts: '1' });
+    sinkBehaviour = () => 'silent';
+    buffer().receive({ payload: 'x' });
+    buffer().receive({ payload: 'y' });
+    await eventually('two deliveries', () => (received.length === 2 ? true : undefined));
+    const RED = { nodes: { getNode: (id: string) => helper.getNode(id) } } as unknown as NodeAPI;
+    expect(settleDelivery(RED, received[0], { ok: true })).toBe(true);
+    settleDelivery(RED, received[0], { ok: false, reason: 'late', retry: false });
+    settleDelivery(RED, received[1], { ok: false, reason: 'rejected by Salesforce', retry: false });
+    const out = collect('dead');
+    await eventually('a dead letter', () => (out.dead.length === 1 ? true : undefined));
+    expect(out.dead[0]).toMatchObject({ payload: 'y', deadLetter: { reason: 'failed for good: rejected by Salesforce' } });
+    await eventually('an empty queue', async () => ((await stats()).depth === 0 ? true : undefined));
+    expect(await stats()).toMatchObject({ acknowledged: 1, deadLettered: 1 });
+  });
+
+  it('keeps Buffers, nested objects and the device identity; leaves out HTTP objects', async () => {
+    await load();
+    const device = { id: 'gw-7', method: 'jwt', gateway: 'gw', meta: { site: 'Lyon' } };
+    buffer().receive({ payload: Buffer.from([0, 1, 254, 255]), device, timestamp: 1_795_000_000_000 });
+    buffer().receive({ payload: { a: [1, { b: null }] }, req: { socket: {} }, res: { _res: {} } });
+    await eventually('two deliveries', () => (received.length === 2 ? true : undefined));
+    expect(Buffer.isBuffer(received[0].payload)).toBe(true);
+    expect([...(received[0].payload as Buffer)]).toEqual([0, 1, 254, 255]);
+    expect(received[0].device).toEqual(device);
+    expect(received[0].timestamp).toBe(1_795_000_000_000);
+    expect(received[1].payload).toEqual({ a: [1, { b: null }] });
+    expect(received[1].req).toBeUndefined();
+    expect(received[1].res).toBeUndefined();
+  });
+
+  it('acknowledges to an upstream buffer once it stored the message (Double Buffered)', async () => {
+    await helper.load([bufferNode, testSink], [
+      ...flow(),
+      { id: 'first', type: 'iot-buffer', z: 'tab', fsyncWindow: '2', wires: [['buf'], [], ['firstControl'], []] },
+      { id: 'firstControl', type: 'helper', z: 'tab' },
+    ]);
+    // The sink never answers: the first buffer lets go only because the second one stored them.
+    sinkBehaviour = () => 'silent';
+    const first = helper.getNode('first') as Node & { receive(msg: NodeMessage): void };
+    const firstDepth = async () => {
+      const reply = new Promise<NodeMessage>((resolve) => helper.getNode('firstControl').once('input', resolve));
+      first.receive({ control: 'status' });
+      return ((await reply).payload as { depth?: number }).depth;
+    };
+    await eventually('the first buffer open', async () => ((await firstDepth()) !== undefined ? true : undefined));
+    await eventually('the second buffer open', async () => ((await stats()).depth !== undefined ? true : undefined));
+    for (const payload of [1, 2, 3]) first.receive({ payload });
+    await eventually('three at the sink', () => (received.length === 3 ? true : undefined));
+    expect(received.every((m) => (m._delivery as { buffer: string }).buffer === 'buf')).toBe(true);
+    await eventually('the first buffer empty', async () => ((await firstDepth()) === 0 ? true : undefined));
+    expect(await stats()).toMatchObject({ depth: 3, inFlight: 3 });
+  });
+
+  it('delivers after a restart what was waiting, and again what was in flight', async () => {
+    await load({ maxInFlight: '2' });
+    sinkBehaviour = () => 'silent';
+    for (const payload of [1, 2, 3, 4]) buffer().receive({ payload });
+    await eventually('two in flight', () => (received.length === 2 ? true : undefined));
+    await helper.unload();
+    received.length = 0;
+    sinkBehaviour = () => undefined;
+    await load({ maxInFlight: '2' });
+    await eventually('four deliveries', () => (received.length === 4 ? true : undefined));
+    expect(payloads(received)).toEqual([1, 2, 3, 4]);
+    await eventually('an empty queue', async () => ((await stats()).depth === 0 ? true : undefined));
+  });
+
+  it('recovers from a damaged store file, warns what was lost, and goes on', async () => {
+    const dir = join(userDir, 'iot-buffer', 'buf');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, '0000000000000007.seg'), 'garbage that is no segment');
+    await load();
+    const warnings = (helper.getNode('buf') as unknown as { warn: { args: unknown[][] } }).warn.args.map((a) => String(a[0]));
+    expect(warnings.join('\n')).toMatch(/store_corrupt: 0000000000000007\.seg is not a segment of this store/);
+    buffer().receive({ payload: 'still works' });
+    await eventually('a delivery', () => (received.length === 1 ? true : undefined));
+  });
+
+  it('rejects every message with invalid_config when the configuration is wrong', async () => {
+    await helper.load([bufferNode, testSink], flow({ maxInFlight: '0', batchSize: 'lots' }));
+    const out = collect('refused');
+    buffer().receive({ payload: 1 });
+    await eventually('a refusal', () => (out.refused.length === 1 ? true : undefined));
+    const { message } = out.refused[0].error as { message: string };
+    expect(out.refused[0].error).toMatchObject({ code: 'invalid_config' });
+    expect(message).toContain('maximum in flight must be a whole number from 1 to 1000000 (got "0")');
+    expect(message).toContain('batch size must be a whole number from 1 to 100000 (got "lots")');
+  });
+
+  it('keeps the Redis password in the credentials: not in the URL, not in any log line or message', async () => {
+    await helper.load([bufferNode, testSink], flow({ backend: 'redis', redisUrl: 'redis://127.0.0.1:1' }), { buf: { redisPassword: 's3cret-pass' } });
+    const out = collect('refused');
+    buffer().receive({ payload: 1 });
+    await eventually('a refusal', () => (out.refused.length === 1 ? true : undefined));
+    expect(out.refused[0].error).toMatchObject({ code: 'backend_unavailable' });
+    const node = helper.getNode('buf') as unknown as Record<'warn' | 'error' | 'log', { args: unknown[][] }>;
+    const logged = JSON.stringify([node.warn.args, node.error.args, node.log.args, out.refused]);
+    expect(logged).not.toContain('s3cret-pass');
+    await helper.unload();
+    await helper.load([bufferNode, testSink], flow({ backend: 'redis', redisUrl: 'redis://:s3cret@127.0.0.1:6379' }));
+    const again = collect('refused');
+    buffer().receive({ payload: 1 });
+    await eventually('a refusal', () => (again.refused.length === 1 ? true : undefined));
+    expect(again.refused[0].error).toMatchObject({ code: 'invalid_config', message: expect.stringContaining('password field') });
+    expect(JSON.stringify(again.refused[0].error)).not.toContain('s3cret');
+  });
+});
