@@ -34,15 +34,30 @@ export interface BatcherListener<O> {
   retrying(reason: string, delayMs: number): void;
 }
 
-interface Batch<O> {
+/** The batch being filled. */
+interface Filling<O> {
   lines: string[];
+  owners: O[];
+}
+
+/**
+ * A batch ready to be sent. Its lines are held as the request body alone: one large string costs
+ * the garbage collector nothing while the request is under way (it is never copied), where
+ * thousands of small ones would be copied again and again. The lines are cut back out of the body
+ * only when the batch must be split or its points reported as failed.
+ */
+interface Batch<O> {
+  /** The lines joined by newlines. */
+  body: string;
+  /** Where each line ends in the body (a string field may itself hold a newline). */
+  ends: number[];
   owners: O[];
   /** When it was ready to be sent: giving up counts from here. */
   readyAt: number;
 }
 
 export class Batcher<O> {
-  private current: Batch<O> = emptyBatch();
+  private current: Filling<O> = { lines: [], owners: [] };
   private readonly queue: Array<Batch<O>> = [];
   private readonly inFlight = new Set<AbortController>();
   private flushTimer: NodeJS.Timeout | undefined;
@@ -124,9 +139,9 @@ export class Batcher<O> {
   private seal(): void {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
-    this.current.readyAt = Date.now();
-    this.queue.push(this.current);
-    this.current = emptyBatch();
+    const filled = this.current;
+    this.current = { lines: [], owners: [] };
+    this.queue.push(sealed(filled.lines, filled.owners, Date.now()));
   }
 
   private pump(): void {
@@ -144,11 +159,11 @@ export class Batcher<O> {
   private write(batch: Batch<O>): void {
     const request = new AbortController();
     this.inFlight.add(request);
-    this.send(batch.lines.join('\n'), request.signal).then(
+    this.send(batch.body, request.signal).then(
       () => {
         this.inFlight.delete(request);
         this.failures = 0;
-        this.settle(batch.lines.length);
+        this.settle(batch.owners.length);
         this.listener.written(batch.owners);
         this.pump();
       },
@@ -171,7 +186,7 @@ export class Batcher<O> {
         this.retry(batch, decision.delayMs, decision.reason);
         return;
       case 'split':
-        if (batch.lines.length === 1) this.fail(batch, { code: 'too_large', message: `the point is too large for the database: ${decision.reason}`, retry: false });
+        if (batch.owners.length === 1) this.fail(batch, { code: 'too_large', message: `the point is too large for the database: ${decision.reason}`, retry: false });
         else this.queue.unshift(...halves(batch));
         return;
       case 'isolate':
@@ -208,26 +223,28 @@ export class Batcher<O> {
 
   private isolate(batch: Batch<O>, reason: string, named: Map<number, string> | undefined): void {
     if (named && named.size > 0) {
-      const good = emptyBatch<O>(batch.readyAt);
-      batch.lines.forEach((line, i) => {
+      const good: string[] = [];
+      const owners: O[] = [];
+      linesOf(batch).forEach((line, i) => {
         const message = named.get(i);
         if (message === undefined) {
-          good.lines.push(line);
-          good.owners.push(batch.owners[i]);
+          good.push(line);
+          owners.push(batch.owners[i]);
         } else {
-          this.fail({ lines: [line], owners: [batch.owners[i]], readyAt: batch.readyAt }, { code: 'point_rejected', message, retry: false });
+          this.fail(sealed([line], [batch.owners[i]], batch.readyAt), { code: 'point_rejected', message, retry: false });
         }
       });
-      if (good.lines.length > 0) this.queue.unshift(good);
+      if (good.length > 0) this.queue.unshift(sealed(good, owners, batch.readyAt));
       return;
     }
-    if (batch.lines.length === 1) this.fail(batch, { code: 'point_rejected', message: reason, retry: false });
+    if (batch.owners.length === 1) this.fail(batch, { code: 'point_rejected', message: reason, retry: false });
     else this.queue.unshift(...halves(batch));
   }
 
   private fail(batch: Batch<O>, failure: Failure): void {
-    this.settle(batch.lines.length);
-    this.listener.failed(batch.owners, batch.lines, failure);
+    this.settle(batch.owners.length);
+    // The lines reported go out with their messages: copies, so that none keeps a whole body alive.
+    this.listener.failed(batch.owners, linesOf(batch).map(detached), failure);
   }
 
   /** Fails everything not yet sent. */
@@ -245,14 +262,35 @@ export class Batcher<O> {
   }
 }
 
-function emptyBatch<O>(readyAt = 0): Batch<O> {
-  return { lines: [], owners: [], readyAt };
+/** A batch ready to be sent: its lines joined into the body. */
+function sealed<O>(lines: readonly string[], owners: O[], readyAt: number): Batch<O> {
+  const ends = new Array<number>(lines.length);
+  let end = -1;
+  for (let i = 0; i < lines.length; i++) {
+    end += lines[i].length + 1;
+    ends[i] = end;
+  }
+  return { body: lines.join('\n'), ends, owners, readyAt };
+}
+
+/** The lines of a sealed batch, cut back out of its body. */
+function linesOf<O>(batch: Batch<O>): string[] {
+  const lines = new Array<string>(batch.ends.length);
+  let start = 0;
+  for (let i = 0; i < lines.length; i++) {
+    lines[i] = batch.body.slice(start, batch.ends[i]);
+    start = batch.ends[i] + 1;
+  }
+  return lines;
+}
+
+/** A copy of a line that holds no reference to the body it was cut from. */
+function detached(line: string): string {
+  return Buffer.from(line, 'utf8').toString('utf8');
 }
 
 function halves<O>(batch: Batch<O>): [Batch<O>, Batch<O>] {
-  const middle = Math.ceil(batch.lines.length / 2);
-  return [
-    { lines: batch.lines.slice(0, middle), owners: batch.owners.slice(0, middle), readyAt: batch.readyAt },
-    { lines: batch.lines.slice(middle), owners: batch.owners.slice(middle), readyAt: batch.readyAt },
-  ];
+  const lines = linesOf(batch);
+  const middle = Math.ceil(lines.length / 2);
+  return [sealed(lines.slice(0, middle), batch.owners.slice(0, middle), batch.readyAt), sealed(lines.slice(middle), batch.owners.slice(middle), batch.readyAt)];
 }

@@ -203,6 +203,17 @@ describe('failures that are not retried', () => {
     expect(h.requests.length).toBeLessThanOrEqual(11);
   });
 
+  it('reports a refused line whole when a string field holds a newline', async () => {
+    const h = harness((batch) => (batch.some((line) => line.startsWith('bad')) ? Promise.reject(http(400, '{"error":"bad point"}')) : Promise.resolve()), { batchSize: 4 });
+    h.batcher.add(['p0'], 'm0');
+    h.batcher.add(['bad s="one\ntwo"'], 'm1');
+    h.batcher.add(['p2'], 'm2');
+    h.batcher.add(['p3'], 'm3');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.failed).toEqual([{ owner: 'm1', line: 'bad s="one\ntwo"', failure: { code: 'point_rejected', message: '400 Status: bad point', retry: false } }]);
+    expect(h.written.sort()).toEqual(['m0', 'm2', 'm3']);
+  });
+
   it('uses the line numbers InfluxDB 3 names instead of bisecting', async () => {
     let first = true;
     const h = harness(
