@@ -11,6 +11,9 @@
  *   NODE_RED_LOG_LEVEL          fatal, error, warn, info (default), debug, trace
  *   IOT_DEVICE_MASTER_SECRET    the master secret the example flows derive device keys from
  *                               (default: generated once, kept in $IOT_DATA_DIR/device-master-secret)
+ *   IOT_DEVICES_MQTT_PORT       the example flows' device brokers: device-auth (1884),
+ *   IOT_BUFFERED_MQTT_PORT      Buffered pattern (1885) and Gateway pattern (1886)
+ *   IOT_GATEWAY_MQTT_PORT
  */
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -49,6 +52,11 @@ process.env.IOT_DEVICE_MASTER_SECRET = keptSecret(
   () => `hex:${randomBytes(32).toString('hex')}`,
   'The example devices (and npm run simulate) derive their keys from it.',
 );
+
+// Ports of the example flows' authenticating MQTT brokers (iot-mqtt-broker nodes).
+process.env.IOT_DEVICES_MQTT_PORT ??= '1884';
+process.env.IOT_BUFFERED_MQTT_PORT ??= '1885';
+process.env.IOT_GATEWAY_MQTT_PORT ??= '1886';
 
 mkdirSync(userDir, { recursive: true });
 

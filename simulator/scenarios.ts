@@ -20,7 +20,11 @@ export interface Target {
   brokerPorts: { buffered: number; gateway: number };
 }
 
-export const DEFAULT_TARGET: Target = { http: 'http://127.0.0.1:1880', brokerHost: '127.0.0.1', brokerPorts: { buffered: 1885, gateway: 1886 } };
+export const DEFAULT_TARGET: Target = {
+  http: 'http://127.0.0.1:1880',
+  brokerHost: '127.0.0.1',
+  brokerPorts: { buffered: Number(process.env.IOT_BUFFERED_MQTT_PORT ?? 1885), gateway: Number(process.env.IOT_GATEWAY_MQTT_PORT ?? 1886) },
+};
 
 /** One message a simulated device sent, and what became of it. */
 export interface Sent {
@@ -461,9 +465,9 @@ class PartnersScenario extends BaseScenario {
       const alerts = [];
       if (hot && !this.raised.has(model.id)) {
         this.raised.add(model.id);
-        alerts.push({ id: `${model.id}-overheat`, reading: 'temperature', severity: 'major', state: 'raised', value: reading.temperature, threshold: 85, text: `temperature above 85 (${reading.temperature})` });
+        alerts.push({ id: `${model.id}-overheat`, reading: 'temperature', severity: 'major', state: 'raised', value: reading.temperature, threshold: 85, text: 'temperature above 85' });
       } else if (!hot && reading.temperature < 80 && this.raised.delete(model.id)) {
-        alerts.push({ id: `${model.id}-overheat`, reading: 'temperature', severity: 'major', state: 'cleared', value: reading.temperature, threshold: 85, text: `temperature back below 85 (${reading.temperature})` });
+        alerts.push({ id: `${model.id}-overheat`, reading: 'temperature', severity: 'major', state: 'cleared', value: reading.temperature, threshold: 85, text: 'temperature back below 85' });
       }
       return { id: model.id, status: hot ? 'alarm' : 'ok', temperature: { min: reading.temperature, max: reading.temperature, mean: reading.temperature, last: reading.temperature }, battery: reading.battery, alerts };
     });
@@ -491,21 +495,21 @@ class DoubleScenario extends BaseScenario {
 
   async step(index: number): Promise<void> {
     const at = Date.now();
-    const seconds = Math.floor(at / 1000);
-    const readings = this.readingsAt(index).map(({ model, reading }) => ({ device: model.id, time: seconds, ...reading }));
+    const readings = this.readingsAt(index).map(({ model, reading }) => ({ device: model.id, time: at, ...reading }));
     if (readings.length === 0) return;
     const body = JSON.stringify({ partner: 'relayco', readings });
     const answer = await post(this.url('/double/readings'), body, partnerHeaders(this.o.keys, 'partner-relayco', body, at));
-    this.recordHttp({ sender: 'partner-relayco', kind: 'batch', bad: false, at, readings: readings.map((r) => ({ device: r.device, at: seconds * 1000, temperature: r.temperature, battery: r.battery })) }, answer);
+    this.recordHttp({ sender: 'partner-relayco', kind: 'batch', bad: false, at, readings: readings.map((r) => ({ device: r.device, at, temperature: r.temperature, battery: r.battery })) }, answer);
   }
 
   async misbehave(): Promise<void> {
-    const body = JSON.stringify({ partner: 'relayco', readings: [{ device: 'rc-99', time: Math.floor(Date.now() / 1000), temperature: 99.9, battery: 3 }] });
+    const time = Date.now();
+    const body = JSON.stringify({ partner: 'relayco', readings: [{ device: 'rc-99', time, temperature: 99.9, battery: 3 }] });
     const path = this.url('/double/readings');
     this.recordHttp({ sender: 'partner-relayco', kind: 'wrong signature', bad: true, at: Date.now() }, await post(path, body, { ...partnerHeaders(this.o.keys, 'partner-relayco', body), 'x-partner-signature': '22'.repeat(32) }));
     const headers = partnerHeaders(this.o.keys, 'partner-relayco', body);
     const first = await post(path, body, headers);
-    this.recordHttp({ sender: 'partner-relayco', kind: 'batch (before its replay)', bad: false, at: Date.now(), readings: [{ device: 'rc-99', at: Math.floor(Date.now() / 1000) * 1000, temperature: 99.9, battery: 3 }] }, first);
+    this.recordHttp({ sender: 'partner-relayco', kind: 'batch (before its replay)', bad: false, at: time, readings: [{ device: 'rc-99', at: time, temperature: 99.9, battery: 3 }] }, first);
     this.recordHttp({ sender: 'partner-relayco', kind: 'replayed batch', bad: true, at: Date.now() }, await post(path, body, headers));
   }
 }
