@@ -67,10 +67,10 @@ export class NodeRedProcess {
       const check = () => {
         if (!node.output.includes('Press Ctrl-C to stop.')) return;
         clearTimeout(timer);
-        node.editorUrl = (/Node-RED editor: (\S+)/.exec(node.output)?.[1] ?? '').replace(/\/$/, '');
-        node.mqttUrl = /MQTT broker:\s+(\S+)/.exec(node.output)?.[1] ?? '';
-        node.timeSeriesUrl = /Time series:\s+(\S+)/.exec(node.output)?.[1] ?? '';
-        node.salesforceUrl = (/Salesforce:\s+(\S+)/.exec(node.output)?.[1] ?? '').replace(/\/$/, '');
+        node.editorUrl = (/^Node-RED editor: (\S+)/m.exec(node.output)?.[1] ?? '').replace(/\/$/, '');
+        node.mqttUrl = /^MQTT broker:\s+(\S+)/m.exec(node.output)?.[1] ?? '';
+        node.timeSeriesUrl = /^Time series:\s+(\S+)/m.exec(node.output)?.[1] ?? '';
+        node.salesforceUrl = (/^Salesforce:\s+(\S+)/m.exec(node.output)?.[1] ?? '').replace(/\/$/, '');
         ready();
       };
       child.stdout?.on('data', check);
