@@ -9,6 +9,11 @@
  *   NODE_RED_CREDENTIAL_SECRET  key that encrypts node credentials (default: generated once,
  *                               kept in $IOT_DATA_DIR/credential-secret)
  *   NODE_RED_LOG_LEVEL          fatal, error, warn, info (default), debug, trace
+ *   IOT_DEVICE_MASTER_SECRET    the master secret the example flows derive device keys from
+ *                               (default: generated once, kept in $IOT_DATA_DIR/device-master-secret)
+ *   IOT_DEVICES_MQTT_PORT       the example flows' device brokers: device-auth (1884),
+ *   IOT_BUFFERED_MQTT_PORT      Buffered pattern (1885) and Gateway pattern (1886)
+ *   IOT_GATEWAY_MQTT_PORT
  */
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -19,21 +24,39 @@ const packageRoot = resolve(__dirname, '..');
 const dataDir = resolve(process.env.IOT_DATA_DIR ?? join(packageRoot, '.data'));
 const userDir = resolve(process.env.NODE_RED_USER_DIR ?? join(dataDir, 'node-red'));
 
-function credentialSecret(): string {
-  const fromEnv = process.env.NODE_RED_CREDENTIAL_SECRET;
+/** A secret from the environment, else generated once and kept in a private file, with a warning. */
+function keptSecret(variable: string, file: string, make: () => string, why: string): string {
+  const fromEnv = process.env[variable];
   if (fromEnv) return fromEnv;
-  const file = join(dataDir, 'credential-secret');
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const path = join(dataDir, file);
+  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
   mkdirSync(dataDir, { recursive: true });
-  const secret = randomBytes(32).toString('hex');
-  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
-  chmodSync(file, 0o600);
-  console.warn(
-    `[settings] NODE_RED_CREDENTIAL_SECRET is not set: generated a secret and stored it in ${file}. ` +
-      'Keep that file, or set the variable, or credentials saved with it cannot be read.',
-  );
+  const secret = make();
+  writeFileSync(path, `${secret}\n`, { mode: 0o600 });
+  chmodSync(path, 0o600);
+  console.warn(`[settings] ${variable} is not set: generated one and stored it in ${path}. ${why}`);
   return secret;
 }
+
+const credentialSecret = keptSecret(
+  'NODE_RED_CREDENTIAL_SECRET',
+  'credential-secret',
+  () => randomBytes(32).toString('hex'),
+  'Keep that file, or set the variable, or credentials saved with it cannot be read.',
+);
+
+// The example flows' devices have keys derived from this (iot-device-registry, derived keys).
+process.env.IOT_DEVICE_MASTER_SECRET = keptSecret(
+  'IOT_DEVICE_MASTER_SECRET',
+  'device-master-secret',
+  () => `hex:${randomBytes(32).toString('hex')}`,
+  'The example devices (and npm run simulate) derive their keys from it.',
+);
+
+// Ports of the example flows' authenticating MQTT brokers (iot-mqtt-broker nodes).
+process.env.IOT_DEVICES_MQTT_PORT ??= '1884';
+process.env.IOT_BUFFERED_MQTT_PORT ??= '1885';
+process.env.IOT_GATEWAY_MQTT_PORT ??= '1886';
 
 mkdirSync(userDir, { recursive: true });
 
@@ -43,7 +66,7 @@ const settings = {
   userDir,
   flowFile: 'flows.json',
   flowFilePretty: true,
-  credentialSecret: credentialSecret(),
+  credentialSecret,
   /** This package is loaded as a module from here, with its examples/ folder. */
   nodesDir: [packageRoot],
   httpAdminRoot: '/',

@@ -11,14 +11,29 @@ export interface SeedResult {
   tabs: string[];
 }
 
-/** Every flow file in flowsDir, in name order, as one array of nodes. */
+/**
+ * Every flow file in flowsDir, in name order, as one array of nodes. Each file can be imported
+ * alone, so files share config nodes (the pattern flows' one registry, Salesforce connection and
+ * store) by giving them the same id and the same content: those are taken once. Any other id
+ * found twice is an error.
+ */
 export function readExampleFlows(flowsDir: string): Array<Record<string, unknown>> {
   if (!existsSync(flowsDir)) return [];
+  const byId = new Map<string, { node: Record<string, unknown>; file: string }>();
   const nodes: Array<Record<string, unknown>> = [];
   for (const file of readdirSync(flowsDir).filter((f) => f.endsWith('.json')).sort()) {
     const flow = JSON.parse(readFileSync(join(flowsDir, file), 'utf8')) as unknown;
     if (!Array.isArray(flow)) throw new Error(`${file}: a flow file holds an array of nodes`);
-    nodes.push(...(flow as Array<Record<string, unknown>>));
+    for (const node of flow as Array<Record<string, unknown>>) {
+      const id = String(node.id);
+      const earlier = byId.get(id);
+      if (!earlier) {
+        byId.set(id, { node, file });
+        nodes.push(node);
+      } else if (node.type === 'tab' || node.z !== undefined || JSON.stringify(node) !== JSON.stringify(earlier.node)) {
+        throw new Error(`node id ${id} is in ${earlier.file} and ${file}: only config nodes with the same content may share an id`);
+      }
+    }
   }
   return nodes;
 }
@@ -27,12 +42,6 @@ export function seedFlows(flowsDir: string, userDir: string, flowFile = 'flows.j
   const target = join(userDir, flowFile);
   if (existsSync(target)) return { seeded: false, tabs: [] };
   const nodes = readExampleFlows(flowsDir);
-  const seen = new Set<string>();
-  for (const node of nodes) {
-    const id = String(node.id);
-    if (seen.has(id)) throw new Error(`node id ${id} appears in two example flows: ids must be unique across flows/`);
-    seen.add(id);
-  }
   writeFileSync(target, `${JSON.stringify(nodes, null, 4)}\n`);
   return { seeded: true, tabs: nodes.filter((n) => n.type === 'tab').map((n) => String(n.label ?? n.id)) };
 }

@@ -5,6 +5,9 @@
  * managed victoria-metrics on 127.0.0.1:8428), and on first start the example flows deployed as
  * tabs. Ctrl-C (SIGINT) or SIGTERM stops everything cleanly.
  *
+ * `npm start -- --simulate` also runs the device simulator against the pattern flows (see
+ * scripts/simulate.ts), so that Cases and points appear within a minute.
+ *
  * PORT, MQTT_PORT, SF_SANDBOX_PORT and INFLUX_PORT may be 0 for free ports (the tests do this); the URLs
  * printed are the real ones.
  * NODE_RED_PATH runs another Node-RED than the development dependency (the Node-RED 5 leg).
@@ -14,6 +17,9 @@ import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import type { SalesforceSandbox } from '../sandbox/salesforce/server';
+import { DeviceKeys, masterSecret } from '../simulator/credentials';
+import { Simulation } from '../simulator/run';
+import { DEFAULT_TARGET, PATTERNS } from '../simulator/scenarios';
 import { startEmbeddedBroker, type EmbeddedBroker } from './embedded-broker';
 import { startLocalSalesforce } from './salesforce-sandbox';
 import { startTimeSeriesStore, type TimeSeriesStore } from './timeseries-store';
@@ -37,6 +43,7 @@ interface Running {
   timeSeries?: TimeSeriesStore;
   server?: Server;
   RED?: NodeRedRuntime;
+  simulation?: { simulation: Simulation; done: Promise<unknown> };
 }
 
 async function startAll(running: Running): Promise<void> {
@@ -88,10 +95,34 @@ async function startAll(running: Running): Promise<void> {
   console.log(running.salesforce ? `Salesforce:      ${running.salesforce.url}/ (local sandbox: its Cases, Leads and events)` : `Salesforce:      ${process.env.SF_LOGIN_URL}`);
   console.log(`Time series:     ${running.timeSeries?.url} (${running.timeSeries?.description})`);
   console.log(`User directory:  ${settings.userDir}`);
+  if (process.argv.includes('--simulate')) running.simulation = simulate(`http://${host}:${port}`, dataDir);
   console.log('Press Ctrl-C to stop.');
 }
 
+/** Devices for every pattern flow, until Ctrl-C: one of each pattern runs hot early on. */
+function simulate(http: string, dataDir: string): Running['simulation'] {
+  const simulation = new Simulation({
+    patterns: PATTERNS,
+    devices: 3,
+    rate: 0.5,
+    duration: Infinity,
+    bad: false,
+    seed: Date.now() % 100_000,
+    keys: new DeviceKeys(masterSecret(dataDir)),
+    target: { ...DEFAULT_TARGET, http, brokerPorts: { buffered: Number(process.env.IOT_BUFFERED_MQTT_PORT), gateway: Number(process.env.IOT_GATEWAY_MQTT_PORT) } },
+    overheatAt: { 0: 3 },
+    log: (line) => console.log(`[simulate] ${line}`),
+  });
+  console.log(`Simulating:      ${PATTERNS.length} patterns, 3 devices each, a message every 2 s (npm run simulate for more)`);
+  const done = simulation.run().catch((err: Error) => console.error(`[simulate] stopped: ${err.message}`));
+  return { simulation, done };
+}
+
 async function stopAll(running: Running): Promise<void> {
+  if (running.simulation) {
+    running.simulation.simulation.stop();
+    await Promise.race([running.simulation.done, new Promise((resolve) => setTimeout(resolve, 5_000))]);
+  }
   await running.RED?.stop();
   if (running.server) {
     const server = running.server;

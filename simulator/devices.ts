@@ -119,7 +119,10 @@ export interface GatewayBatch {
   readings: Array<{ sensor: string; timestamp: number } & Reading>;
 }
 
-/** A gateway collecting low-power sensors and sending them up in batches. */
+/**
+ * A gateway collecting low-power sensors and sending them up in batches. Sensor ids name their
+ * gateway: `gw-01:s-03` (the example registry's gateway separator is `:`).
+ */
 export class GatewayModel {
   readonly sensors: DeviceModel[];
 
@@ -129,7 +132,7 @@ export class GatewayModel {
     random: Random,
     options: DeviceModelOptions = DEFAULT_MODEL,
   ) {
-    this.sensors = Array.from({ length: sensorCount }, (_, i) => new DeviceModel(`${id}-s${i + 1}`, random, options));
+    this.sensors = Array.from({ length: sensorCount }, (_, i) => new DeviceModel(`${id}:s-${String(i + 1).padStart(2, '0')}`, random, options));
   }
 
   /** One batch: every sensor that is not silent, measured `intervalMs` apart before `now`. */

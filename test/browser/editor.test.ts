@@ -6,8 +6,9 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openEditor } from '../support/browser';
 import { NodeRedProcess, repoRoot } from '../support/node-red-process';
 
 const PACKAGE = '@iot-patterns/node-red-enterprise-iot';
@@ -17,24 +18,12 @@ const screenshots = join(repoRoot, 'test-results', process.env.NODE_RED_PATH ? '
 let node: NodeRedProcess;
 let browser: Browser;
 let page: Page;
-const pageErrors: string[] = [];
+let pageErrors: string[];
 
 beforeAll(async () => {
   mkdirSync(screenshots, { recursive: true });
   node = await NodeRedProcess.start();
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  page = await browser.newPage({ viewport: { width: 1600, height: 1000 } });
-  page.on('console', (message) => {
-    if (message.type() === 'error') pageErrors.push(`console: ${message.text()}`);
-  });
-  page.on('pageerror', (error) => pageErrors.push(`page: ${error.message}`));
-  await page.goto(`${node.editorUrl}/`);
-  await page.waitForSelector('#red-ui-palette-search', { timeout: 60_000 });
-  await page.waitForFunction(() => (window as unknown as { RED?: { nodes?: { getType(t: string): unknown } } }).RED?.nodes?.getType('inject') !== undefined);
+  ({ browser, page, pageErrors } = await openEditor(node.editorUrl, { width: 1600, height: 1000 }, 'inject'));
 });
 
 afterAll(async () => {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { NodeRedProcess } from '../support/node-red-process';
-import { freePort, startMosquitto, type ManagedServer } from '../support/services';
+import { exportSeries, freePort, startMosquitto, type ManagedServer } from '../support/services';
 import { eventually } from '../support/wait';
 
 const PACKAGE = '@iot-patterns/node-red-enterprise-iot';
@@ -168,6 +168,29 @@ describe('npm start', () => {
     expect(node.timeSeriesUrl).toBe('http://127.0.0.1:9');
     expect(node.output).toContain('(from INFLUX_URL)');
     expect(await node.stop()).toBe(0);
+  });
+
+  it('with --simulate, shows Cases on the CRM page and points in the store within a minute', async () => {
+    const node = await started({ args: ['--simulate'] });
+    const startedAt = Date.now();
+    expect(node.output).toContain('Simulating:');
+    const cases = await eventually(
+      'Cases in the sandbox',
+      async () => {
+        const records = (await fetch(`${node.salesforceUrl}/_sandbox/records?type=Case`).then((r) => r.json())) as unknown[];
+        return records.length > 0 ? records : undefined;
+      },
+      60_000,
+      1_000,
+    );
+    expect(cases.length).toBeGreaterThan(0);
+    const points = await exportSeries({ url: node.timeSeriesUrl }, 'readings_temperature', 1, 60_000 - (Date.now() - startedAt));
+    expect(points.length).toBeGreaterThan(0);
+    expect(Date.now() - startedAt).toBeLessThan(60_000);
+    const page = await fetch(`${node.salesforceUrl}/`).then((r) => r.text());
+    expect(page).toContain('Cases');
+    expect(await node.stop()).toBe(0);
+    expect(node.output).not.toMatch(/\[error\]/);
   });
 
   it('says what is wrong, and exits, when its port is taken', async () => {

@@ -3,15 +3,18 @@
  * process on free ports with its own data folder. For end-to-end and browser tests.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { freePort } from '../../scripts/server-process';
 
 export const repoRoot = resolve(__dirname, '..', '..');
 
 export interface NodeRedOptions {
   /** Reuse a data folder (a restart); a new temporary one otherwise. */
   dataDir?: string;
+  /** Start with these flows instead of the example flows a first start deploys. */
+  flows?: unknown[];
   env?: Record<string, string>;
   args?: string[];
 }
@@ -20,6 +23,9 @@ export class NodeRedProcess {
   editorUrl = '';
   mqttUrl = '';
   timeSeriesUrl = '';
+  salesforceUrl = '';
+  /** The example flows' device brokers, on free ports so that test processes do not collide. */
+  brokerPorts = { devices: 0, buffered: 0, gateway: 0 };
   output = '';
   private constructor(
     readonly child: ChildProcess,
@@ -29,6 +35,11 @@ export class NodeRedProcess {
 
   static async start(options: NodeRedOptions = {}): Promise<NodeRedProcess> {
     const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'iot-node-red-'));
+    if (options.flows) {
+      mkdirSync(join(dataDir, 'node-red'), { recursive: true });
+      writeFileSync(join(dataDir, 'node-red', 'flows.json'), JSON.stringify(options.flows));
+    }
+    const brokerPorts = { devices: await freePort(), buffered: await freePort(), gateway: await freePort() };
     const child = spawn(process.execPath, [join(repoRoot, 'dist/scripts/start.js'), ...(options.args ?? [])], {
       cwd: repoRoot,
       env: {
@@ -37,6 +48,9 @@ export class NodeRedProcess {
         MQTT_PORT: '0',
         SF_SANDBOX_PORT: '0',
         INFLUX_PORT: '0',
+        IOT_DEVICES_MQTT_PORT: String(brokerPorts.devices),
+        IOT_BUFFERED_MQTT_PORT: String(brokerPorts.buffered),
+        IOT_GATEWAY_MQTT_PORT: String(brokerPorts.gateway),
         IOT_DATA_DIR: dataDir,
         NODE_RED_CREDENTIAL_SECRET: 'test-secret',
         NODE_RED_LOG_LEVEL: 'warn',
@@ -45,6 +59,7 @@ export class NodeRedProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const node = new NodeRedProcess(child, dataDir, options.dataDir === undefined);
+    node.brokerPorts = brokerPorts;
     child.stdout?.on('data', (chunk: Buffer) => (node.output += chunk.toString()));
     child.stderr?.on('data', (chunk: Buffer) => (node.output += chunk.toString()));
     await new Promise<void>((ready, fail) => {
@@ -52,9 +67,10 @@ export class NodeRedProcess {
       const check = () => {
         if (!node.output.includes('Press Ctrl-C to stop.')) return;
         clearTimeout(timer);
-        node.editorUrl = (/Node-RED editor: (\S+)/.exec(node.output)?.[1] ?? '').replace(/\/$/, '');
-        node.mqttUrl = /MQTT broker:\s+(\S+)/.exec(node.output)?.[1] ?? '';
-        node.timeSeriesUrl = /Time series:\s+(\S+)/.exec(node.output)?.[1] ?? '';
+        node.editorUrl = (/^Node-RED editor: (\S+)/m.exec(node.output)?.[1] ?? '').replace(/\/$/, '');
+        node.mqttUrl = /^MQTT broker:\s+(\S+)/m.exec(node.output)?.[1] ?? '';
+        node.timeSeriesUrl = /^Time series:\s+(\S+)/m.exec(node.output)?.[1] ?? '';
+        node.salesforceUrl = (/^Salesforce:\s+(\S+)/m.exec(node.output)?.[1] ?? '').replace(/\/$/, '');
         ready();
       };
       child.stdout?.on('data', check);

@@ -32,11 +32,18 @@ describe('first-start flows', () => {
     expect(readFileSync(join(userDir, 'flows.json'), 'utf8')).toBe('[]');
   });
 
-  it('refuses example flows that share a node id', () => {
+  it('refuses example flows that share a node id, but takes a shared config node once', () => {
     const flows = fresh();
-    writeFileSync(join(flows, 'a.json'), JSON.stringify([{ id: 'same', type: 'tab' }]));
-    writeFileSync(join(flows, 'b.json'), JSON.stringify([{ id: 'same', type: 'tab' }]));
-    expect(() => seedFlows(flows, fresh())).toThrow(/node id same appears in two example flows/);
+    const shared = { id: 'shared.config', type: 'iot-influxdb', url: '${INFLUX_URL}' };
+    writeFileSync(join(flows, 'a.json'), JSON.stringify([{ id: 'a.tab', type: 'tab' }, shared]));
+    writeFileSync(join(flows, 'b.json'), JSON.stringify([{ id: 'b.tab', type: 'tab' }, shared]));
+    const userDir = fresh();
+    expect(seedFlows(flows, userDir).tabs).toEqual(['a.tab', 'b.tab']);
+    expect(JSON.parse(readFileSync(join(userDir, 'flows.json'), 'utf8')).filter((n: { id: string }) => n.id === 'shared.config')).toHaveLength(1);
+    writeFileSync(join(flows, 'b.json'), JSON.stringify([{ id: 'b.tab', type: 'tab' }, { ...shared, url: 'http://elsewhere' }]));
+    expect(() => seedFlows(flows, fresh())).toThrow(/node id shared.config is in a.json and b.json/);
+    writeFileSync(join(flows, 'b.json'), JSON.stringify([{ id: 'a.tab', type: 'tab' }]));
+    expect(() => seedFlows(flows, fresh())).toThrow(/node id a.tab is in a.json and b.json/);
   });
 });
 
@@ -53,7 +60,7 @@ describe('the example flows', () => {
     expect(text).not.toMatch(/"(password|secret|token|privateKey|apiKey|clientSecret)"\s*:\s*"[^"$]/i);
   });
 
-  it('have unique node ids across all files', () => {
+  it('have unique node ids across all files, but for shared config nodes of the same content', () => {
     const ids = readExampleFlows(join(root, 'flows')).map((n) => n.id);
     expect(new Set(ids).size).toBe(ids.length);
   });

@@ -35,7 +35,7 @@ describe('simulated devices', () => {
   it('gateways send their sensors in time order, each with its own timestamp', () => {
     const gateway = new GatewayModel('gw-1', 8, new Random(5), { ...DEFAULT_MODEL, silenceChance: 0 });
     const batch = gateway.batch(1_000_000, 8_000);
-    expect(batch.readings.map((r) => r.sensor)).toEqual(Array.from({ length: 8 }, (_, i) => `gw-1-s${i + 1}`));
+    expect(batch.readings.map((r) => r.sensor)).toEqual(Array.from({ length: 8 }, (_, i) => `gw-1:s-0${i + 1}`));
     const times = batch.readings.map((r) => r.timestamp);
     expect([...times].sort((a, b) => a - b)).toEqual(times);
     expect(times.at(-1)).toBe(1_000_000);

@@ -1,0 +1,536 @@
+/**
+ * The devices of each pattern, as they talk to its flow: over HTTP with signatures and tokens,
+ * over MQTT to the broker that knows them, or as a vendor cloud or partner platform calling back.
+ * With bad actors: unsigned, forged, replayed, expired, unknown, oversized, trespassing.
+ * Every message sent is recorded with what came back, for the totals and for the tests.
+ */
+import { randomUUID } from 'node:crypto';
+import mqtt, { type MqttClient } from 'mqtt';
+import { DeviceKeys } from './credentials';
+import { DEFAULT_MODEL, DeviceModel, GatewayModel, packReading, Random, type Reading } from './devices';
+
+export const PATTERNS = ['anonymous', 'direct', 'buffered', 'gateway', 'cloudy', 'augmented', 'partners', 'double'] as const;
+export type PatternName = (typeof PATTERNS)[number];
+
+export interface Target {
+  /** Node-RED's HTTP endpoints. */
+  http: string;
+  /** The pattern flows' MQTT brokers. */
+  brokerHost: string;
+  brokerPorts: { buffered: number; gateway: number };
+}
+
+export const DEFAULT_TARGET: Target = {
+  http: 'http://127.0.0.1:1880',
+  brokerHost: '127.0.0.1',
+  brokerPorts: { buffered: Number(process.env.IOT_BUFFERED_MQTT_PORT ?? 1885), gateway: Number(process.env.IOT_GATEWAY_MQTT_PORT ?? 1886) },
+};
+
+/** One message a simulated device sent, and what became of it. */
+export interface Sent {
+  pattern: PatternName;
+  /** The device, gateway, camera, vendor cloud or partner that sent it. */
+  sender: string;
+  /** 'reading' and friends for honest traffic; for bad actors, what they tried. */
+  kind: string;
+  bad: boolean;
+  at: number;
+  /** Honest readings: device id to its values (one entry per device the message carries). */
+  readings?: Array<{ device: string; at: number } & Partial<Reading>>;
+  /** What the message was about, when not readings (a button press, an inspection). */
+  detail?: Record<string, unknown>;
+  accepted: boolean;
+  /** HTTP status, or MQTT CONNACK/disconnect, with the flow's code when it gave one. */
+  status?: number | string;
+  code?: string;
+  /** What the flow answered (record ids, say). */
+  answer?: unknown;
+}
+
+export interface ScenarioOptions {
+  devices: number;
+  bad: boolean;
+  random: Random;
+  keys: DeviceKeys;
+  target: Target;
+  record(sent: Sent): void;
+  log(line: string): void;
+  /** Steps at which device i overheats (tests and demos want an alert early). */
+  overheatAt?: Record<number, number>;
+  /** Steps at which device i goes silent. */
+  silentAt?: Record<number, number>;
+}
+
+export interface Scenario {
+  readonly pattern: PatternName;
+  start(): Promise<void>;
+  /** One round: every device sends what it has. */
+  step(index: number): Promise<void>;
+  /** The bad actors, after the honest traffic. */
+  misbehave(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const LOCATIONS = ['Lobby', 'Plant 2, line 3', 'Warehouse door', 'Cafeteria', 'Visitor desk'];
+const NAMES = ['Jo Rivera', 'Sam Okafor', 'Ana Lima', 'Lee Chen', 'Max Weber'];
+
+function pad(n: number): string {
+  return String(n).padStart(2, '0');
+}
+
+interface Answer {
+  status: number;
+  body: unknown;
+}
+
+async function post(url: string, body: string, headers: Record<string, string> = {}): Promise<Answer> {
+  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body, signal: AbortSignal.timeout(30_000) });
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text === '' ? undefined : JSON.parse(text);
+  } catch {
+    // Not JSON: keep the text.
+  }
+  return { status: response.status, body: parsed };
+}
+
+/** A partner platform's signature: HMAC of `{timestamp}.{body}`, the time in its own header. */
+function partnerHeaders(keys: DeviceKeys, partner: string, body: string, at = Date.now()): Record<string, string> {
+  const timestamp = String(Math.floor(at / 1000));
+  return { 'x-partner-timestamp': timestamp, 'x-partner-signature': keys.webhook(partner, `${timestamp}.${body}`) };
+}
+
+/** What a scenario has in common: the options, devices made from the seed, recording. */
+abstract class BaseScenario implements Scenario {
+  abstract readonly pattern: PatternName;
+  protected readonly models: DeviceModel[];
+
+  constructor(
+    protected readonly o: ScenarioOptions,
+    prefix: string,
+  ) {
+    this.models = Array.from({ length: o.devices }, (_, i) => new DeviceModel(`${prefix}-${pad(i + 1)}`, o.random, DEFAULT_MODEL));
+  }
+
+  async start(): Promise<void> {}
+
+  async stop(): Promise<void> {}
+
+  abstract step(index: number): Promise<void>;
+
+  abstract misbehave(): Promise<void>;
+
+  /** Advances every device one step (with the scripted events) and returns the readings of those not silent. */
+  protected readingsAt(index: number): Array<{ model: DeviceModel; reading: Reading }> {
+    return this.models.flatMap((model, i) => {
+      if (this.o.overheatAt?.[i] === index) model.overheat();
+      if (this.o.silentAt?.[i] === index) model.goSilent();
+      const reading = model.step();
+      return reading ? [{ model, reading }] : [];
+    });
+  }
+
+  protected recordHttp(sent: Omit<Sent, 'pattern' | 'accepted' | 'status' | 'code' | 'answer'>, answer: Answer): void {
+    const body = answer.body as { error?: string; code?: string } | undefined;
+    const accepted = answer.status >= 200 && answer.status < 300;
+    const code = accepted ? undefined : (body?.code ?? body?.error ?? (typeof answer.body === 'string' ? answer.body : undefined));
+    this.o.record({ pattern: this.pattern, ...sent, accepted, status: answer.status, ...(code ? { code: String(code) } : {}), answer: answer.body });
+    if (sent.bad) this.o.log(`${this.pattern}: bad actor ${sent.sender} (${sent.kind}): ${answer.status}${accepted ? ' ACCEPTED' : ''}`);
+  }
+
+  protected url(path: string): string {
+    return `${this.o.target.http}${path}`;
+  }
+}
+
+// 1 Anonymous: buttons post presses with no credentials ----------------------------------------
+class AnonymousScenario extends BaseScenario {
+  readonly pattern = 'anonymous';
+
+  constructor(o: ScenarioOptions) {
+    super(o, 'button');
+  }
+
+  /** One press a round, the buttons taking turns: people press buttons now and then. */
+  async step(index: number): Promise<void> {
+    const i = index % this.models.length;
+    const button = this.models[i].id;
+    const lead = this.o.random.chance(0.2);
+    const press = {
+      kind: lead ? 'lead' : 'case',
+      button,
+      location: LOCATIONS[i % LOCATIONS.length],
+      name: NAMES[index % NAMES.length],
+      email: `visitor${index}@example.com`,
+      ...(lead ? { company: 'Visiting Co' } : { note: 'the coffee machine is leaking' }),
+    };
+    const answer = await post(this.url('/anonymous/button'), JSON.stringify(press));
+    this.recordHttp({ sender: button, kind: press.kind, bad: false, at: Date.now(), detail: press }, answer);
+  }
+
+  async misbehave(): Promise<void> {
+    const press = { kind: 'case', button: 'button-x', location: 'Nowhere', name: 'Flood', email: 'flood@example.com' };
+    const oversized = { ...press, note: 'x'.repeat(5000) };
+    this.recordHttp({ sender: 'button-x', kind: 'oversized', bad: true, at: Date.now(), detail: oversized }, await post(this.url('/anonymous/button'), JSON.stringify(oversized)));
+    this.recordHttp({ sender: 'button-x', kind: 'malformed', bad: true, at: Date.now() }, await post(this.url('/anonymous/button'), '{"kind": "case", "button": '));
+    // A flood from one address: the rate limit lets a burst through, then refuses.
+    const flood = await Promise.all(Array.from({ length: 20 }, () => post(this.url('/anonymous/button'), JSON.stringify(press))));
+    for (const answer of flood) this.recordHttp({ sender: 'button-x', kind: 'flood', bad: true, at: Date.now(), detail: press }, answer);
+  }
+}
+
+// 2 Direct: devices sign daily reports, by HMAC or JWT -----------------------------------------
+class DirectScenario extends BaseScenario {
+  readonly pattern = 'direct';
+
+  constructor(o: ScenarioOptions) {
+    super(o, 'pump');
+  }
+
+  async step(index: number): Promise<void> {
+    await Promise.all(
+      this.readingsAt(index).map(async ({ model, reading }, i) => {
+        const at = Date.now();
+        const body = JSON.stringify({ ...reading, reportedAt: new Date(at).toISOString() });
+        const headers = i % 2 === 0 ? this.o.keys.hmacHeaders(model.id, 'POST', '/direct/report', body, at) : { authorization: `Bearer ${await this.o.keys.jwt(model.id)}` };
+        const answer = await post(this.url('/direct/report'), body, headers);
+        this.recordHttp({ sender: model.id, kind: i % 2 === 0 ? 'hmac report' : 'jwt report', bad: false, at, readings: [{ device: model.id, at, ...reading }] }, answer);
+        if (reading.temperature > 80) this.o.log(`direct: ${model.id} reports ${reading.temperature} °C`);
+      }),
+    );
+  }
+
+  async misbehave(): Promise<void> {
+    const path = '/direct/report';
+    const body = JSON.stringify({ temperature: 99.9, battery: 3.1, reportedAt: new Date().toISOString() });
+    const id = this.models[0]?.id ?? 'pump-01';
+    const forged = { ...this.o.keys.hmacHeaders(id, 'POST', path, body), 'x-signature': 'ab'.repeat(32) };
+    this.recordHttp({ sender: id, kind: 'forged signature', bad: true, at: Date.now() }, await post(this.url(path), body, forged));
+    const signed = this.o.keys.hmacHeaders(id, 'POST', path, body);
+    const at = Date.now();
+    this.recordHttp({ sender: id, kind: 'hmac report (before its replay)', bad: false, at, readings: [{ device: id, at, temperature: 99.9, battery: 3.1 }] }, await post(this.url(path), body, signed));
+    this.recordHttp({ sender: id, kind: 'replayed request', bad: true, at: Date.now() }, await post(this.url(path), body, signed));
+    this.recordHttp({ sender: id, kind: 'stale timestamp', bad: true, at: Date.now() }, await post(this.url(path), body, this.o.keys.hmacHeaders(id, 'POST', path, body, Date.now() - 3_600_000)));
+    this.recordHttp({ sender: id, kind: 'expired token', bad: true, at: Date.now() }, await post(this.url(path), body, { authorization: `Bearer ${await this.o.keys.jwt(id, { issuedAt: Date.now() - 7_200_000, lifetimeSeconds: 600 })}` }));
+    this.recordHttp({ sender: id, kind: 'wrong audience', bad: true, at: Date.now() }, await post(this.url(path), body, { authorization: `Bearer ${await this.o.keys.jwt(id, { audience: 'someone-else' })}` }));
+    const none = `${Buffer.from('{"alg":"none","typ":"JWT"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: id, aud: 'iot-patterns', exp: Math.floor(Date.now() / 1000) + 60 })).toString('base64url')}.`;
+    this.recordHttp({ sender: id, kind: 'alg none', bad: true, at: Date.now() }, await post(this.url(path), body, { authorization: `Bearer ${none}` }));
+    this.recordHttp({ sender: 'intruder_1', kind: 'unknown device', bad: true, at: Date.now() }, await post(this.url(path), body, this.o.keys.hmacHeaders('intruder_1', 'POST', path, body)));
+    const huge = JSON.stringify({ temperature: 20, battery: 3.5, padding: 'x'.repeat(70_000) });
+    this.recordHttp({ sender: id, kind: 'oversized', bad: true, at: Date.now() }, await post(this.url(path), huge, this.o.keys.hmacHeaders(id, 'POST', path, huge)));
+  }
+}
+
+/** MQTT devices: one connection each, to the pattern's broker, with the device's derived API key. */
+abstract class MqttScenario extends BaseScenario {
+  protected clients = new Map<string, MqttClient>();
+
+  protected connect(id: string, password: string, port: number): Promise<MqttClient> {
+    return mqtt.connectAsync(`mqtt://${this.o.target.brokerHost}:${port}`, { clientId: id, username: id, password, clean: false, reconnectPeriod: 0, connectTimeout: 10_000 });
+  }
+
+  /** A connection attempt that should be refused, recorded with what the broker said. */
+  protected async refusedConnect(sender: string, kind: string, password: string, port: number): Promise<void> {
+    try {
+      const client = await this.connect(sender, password, port);
+      await client.endAsync();
+      this.o.record({ pattern: this.pattern, sender, kind, bad: true, at: Date.now(), accepted: true, status: 'connected' });
+      this.o.log(`${this.pattern}: bad actor ${sender} (${kind}): CONNECTED`);
+    } catch (err) {
+      const code = (err as { code?: number }).code;
+      this.o.record({ pattern: this.pattern, sender, kind, bad: true, at: Date.now(), accepted: false, status: `connack ${code ?? '?'}`, code: (err as Error).message });
+      this.o.log(`${this.pattern}: bad actor ${sender} (${kind}): refused (${(err as Error).message})`);
+    }
+  }
+
+  /** A publish on a topic the device may not use: the broker closes the connection. */
+  protected async trespass(sender: string, topic: string, port: number): Promise<void> {
+    const client = await this.connect(sender, this.o.keys.apiKey(sender), port);
+    const closed = new Promise<boolean>((resolve) => {
+      client.once('close', () => resolve(true));
+      setTimeout(() => resolve(false), 3_000);
+    });
+    client.publish(topic, JSON.stringify({ temperature: 99, battery: 3 }), { qos: 1 });
+    const wasClosed = await closed;
+    client.end(true);
+    this.o.record({ pattern: this.pattern, sender, kind: `publish on ${topic}`, bad: true, at: Date.now(), accepted: !wasClosed, status: wasClosed ? 'disconnected' : 'still connected' });
+    this.o.log(`${this.pattern}: bad actor ${sender} (publish on ${topic}): ${wasClosed ? 'disconnected' : 'NOT DISCONNECTED'}`);
+  }
+
+  override async stop(): Promise<void> {
+    await Promise.all([...this.clients.values()].map((c) => c.endAsync()));
+    this.clients.clear();
+  }
+}
+
+// 3 Buffered: devices publish readings over MQTT -------------------------------------------------
+class BufferedScenario extends MqttScenario {
+  readonly pattern = 'buffered';
+
+  constructor(o: ScenarioOptions) {
+    super(o, 'pump');
+  }
+
+  private get port(): number {
+    return this.o.target.brokerPorts.buffered;
+  }
+
+  override async start(): Promise<void> {
+    for (const model of this.models) this.clients.set(model.id, await this.connect(model.id, this.o.keys.apiKey(model.id), this.port));
+  }
+
+  async step(index: number): Promise<void> {
+    await Promise.all(
+      this.readingsAt(index).map(async ({ model, reading }) => {
+        const at = Date.now();
+        const client = this.clients.get(model.id) as MqttClient;
+        await client.publishAsync(`devices/${model.id}/readings`, JSON.stringify({ ...reading, timestamp: at }), { qos: 1 });
+        this.o.record({ pattern: this.pattern, sender: model.id, kind: 'reading', bad: false, at, readings: [{ device: model.id, at, ...reading }], accepted: true, status: 'puback' });
+        if (reading.temperature > 80) this.o.log(`buffered: ${model.id} reports ${reading.temperature} °C`);
+      }),
+    );
+  }
+
+  async misbehave(): Promise<void> {
+    const victim = this.models[0]?.id ?? 'pump-01';
+    await this.refusedConnect(victim, 'wrong password', 'not-the-key', this.port);
+    await this.refusedConnect('intruder_1', 'unknown device', this.o.keys.apiKey('intruder_1'), this.port);
+    const trespasser = this.models[1]?.id ?? 'pump-02';
+    await this.trespass(trespasser, `devices/${victim}/readings`, this.port);
+  }
+}
+
+// 4 Gateway: gateways publish batches from their sensors ----------------------------------------
+class GatewayScenario extends MqttScenario {
+  readonly pattern = 'gateway';
+  private readonly gateways: GatewayModel[];
+  private readonly intervalMs: number;
+
+  constructor(o: ScenarioOptions, intervalMs: number) {
+    super(o, 'gw');
+    this.intervalMs = intervalMs;
+    this.gateways = Array.from({ length: o.devices }, (_, i) => new GatewayModel(`gw-${pad(i + 1)}`, 8, o.random, DEFAULT_MODEL));
+  }
+
+  private get port(): number {
+    return this.o.target.brokerPorts.gateway;
+  }
+
+  override async start(): Promise<void> {
+    for (const g of this.gateways) this.clients.set(g.id, await this.connect(g.id, this.o.keys.apiKey(g.id), this.port));
+  }
+
+  async step(index: number): Promise<void> {
+    await Promise.all(
+      this.gateways.map(async (gateway, i) => {
+        if (this.o.overheatAt?.[i] === index) gateway.sensors[0].overheat();
+        const now = Date.now();
+        const batch = gateway.batch(now, this.intervalMs);
+        const client = this.clients.get(gateway.id) as MqttClient;
+        await client.publishAsync(`devices/${gateway.id}/batch`, JSON.stringify({ readings: batch.readings }), { qos: 1 });
+        this.o.record({
+          pattern: this.pattern,
+          sender: gateway.id,
+          kind: 'batch',
+          bad: false,
+          at: now,
+          readings: batch.readings.map((r) => ({ device: r.sensor, at: r.timestamp, temperature: r.temperature, battery: r.battery })),
+          accepted: true,
+          status: 'puback',
+        });
+      }),
+    );
+  }
+
+  async misbehave(): Promise<void> {
+    const gateway = this.gateways[0]?.id ?? 'gw-01';
+    await this.refusedConnect(gateway, 'wrong password', 'not-the-key', this.port);
+    // A batch naming a sensor of another gateway: that reading is refused, the rest go on.
+    const client = this.clients.get(gateway) as MqttClient;
+    const at = Date.now();
+    const readings = [
+      { sensor: `${gateway}:s-01`, timestamp: at, temperature: 21.5, battery: 3.4 },
+      { sensor: 'gw-99:s-01', timestamp: at, temperature: 99.9, battery: 3.4 },
+    ];
+    await client.publishAsync(`devices/${gateway}/batch`, JSON.stringify({ readings }), { qos: 1 });
+    this.o.record({ pattern: this.pattern, sender: gateway, kind: 'batch with a foreign sensor', bad: true, at, readings: [{ device: `${gateway}:s-01`, at, temperature: 21.5, battery: 3.4 }], detail: { foreign: 'gw-99:s-01' }, accepted: true, status: 'puback' });
+    this.o.log(`gateway: bad actor ${gateway} (batch with the foreign sensor gw-99:s-01): published; the flow must refuse that reading`);
+  }
+}
+
+// 5 Cloudy: the vendor cloud calls the webhook ----------------------------------------------------
+class CloudyScenario extends BaseScenario {
+  readonly pattern = 'cloudy';
+  private sequence = 0;
+
+  constructor(o: ScenarioOptions) {
+    super(o, 'sfx');
+  }
+
+  private signed(body: string, at = Date.now()): Record<string, string> {
+    const timestamp = String(Math.floor(at / 1000));
+    return { 'x-vendor-timestamp': timestamp, 'x-vendor-signature': `sha256=${this.o.keys.webhook('vendor-cloud', `${timestamp}.${body}`)}` };
+  }
+
+  private callback(device: string, reading: Reading, at: number): string {
+    return JSON.stringify({ device, time: Math.floor(at / 1000), data: packReading(reading, ++this.sequence), seqNumber: this.sequence });
+  }
+
+  async step(index: number): Promise<void> {
+    await Promise.all(
+      this.readingsAt(index).map(async ({ model, reading }) => {
+        const at = Date.now();
+        const body = this.callback(model.id, reading, at);
+        const answer = await post(this.url('/cloudy/callback'), body, this.signed(body, at));
+        // The packed payload carries the battery in 20 mV steps: the flow sees that value.
+        const stored = { temperature: reading.temperature, battery: Math.round(reading.battery * 50) / 50 };
+        this.recordHttp({ sender: 'vendor-cloud', kind: 'callback', bad: false, at, readings: [{ device: model.id, at: Math.floor(at / 1000) * 1000, ...stored }] }, answer);
+      }),
+    );
+  }
+
+  async misbehave(): Promise<void> {
+    const body = this.callback('sfx-99', { temperature: 99.9, battery: 3.3 }, Date.now());
+    const path = this.url('/cloudy/callback');
+    this.recordHttp({ sender: 'vendor-cloud', kind: 'unsigned', bad: true, at: Date.now() }, await post(path, body));
+    this.recordHttp({ sender: 'vendor-cloud', kind: 'wrong signature', bad: true, at: Date.now() }, await post(path, body, { ...this.signed(body), 'x-vendor-signature': `sha256=${'00'.repeat(32)}` }));
+    const at = Date.now();
+    const headers = this.signed(body, at);
+    const measuredAt = (JSON.parse(body) as { time: number }).time * 1000;
+    this.recordHttp({ sender: 'vendor-cloud', kind: 'callback (before its replay)', bad: false, at, readings: [{ device: 'sfx-99', at: measuredAt, temperature: 99.9, battery: 3.3 }] }, await post(path, body, headers));
+    this.recordHttp({ sender: 'vendor-cloud', kind: 'replayed callback', bad: true, at: Date.now() }, await post(path, body, headers));
+    this.recordHttp({ sender: 'vendor-cloud', kind: 'stale timestamp', bad: true, at: Date.now() }, await post(path, body, this.signed(body, Date.now() - 3_600_000)));
+    const garbage = JSON.stringify({ device: 'sfx-98', time: Math.floor(Date.now() / 1000), data: 'zz' });
+    this.recordHttp({ sender: 'vendor-cloud', kind: 'undecodable payload', bad: true, at: Date.now() }, await post(path, garbage, this.signed(garbage)));
+  }
+}
+
+// 6 Direct (Augmented): cameras send inspection photos --------------------------------------------
+class AugmentedScenario extends BaseScenario {
+  readonly pattern = 'augmented';
+
+  constructor(o: ScenarioOptions) {
+    super(o, 'cam');
+  }
+
+  /** 16 x 16 RGB pixels: grey concrete, with rust-coloured patches covering `rust` of it. */
+  private photo(rust: number): string {
+    const pixels = Buffer.alloc(16 * 16 * 3);
+    for (let p = 0; p < 256; p++) {
+      const rusty = p < Math.round(rust * 256);
+      const [r, g, b] = rusty ? [170 + (p % 30), 70 + (p % 20), 40] : [120 + (p % 40), 120 + (p % 40), 125 + (p % 40)];
+      pixels.writeUInt8(r, p * 3);
+      pixels.writeUInt8(g, p * 3 + 1);
+      pixels.writeUInt8(b, p * 3 + 2);
+    }
+    return pixels.toString('base64');
+  }
+
+  async step(index: number): Promise<void> {
+    await Promise.all(
+      this.models.map(async (model, i) => {
+        const rust = this.o.overheatAt?.[i] === index || this.o.random.chance(0.3) ? 0.25 + this.o.random.next() * 0.3 : this.o.random.next() * 0.1;
+        const at = Date.now();
+        const inspection = { inspection: randomUUID(), site: LOCATIONS[i % LOCATIONS.length], takenAt: at, image: this.photo(rust) };
+        const answer = await post(this.url('/augmented/inspection'), JSON.stringify(inspection), { authorization: `Bearer ${await this.o.keys.jwt(model.id)}` });
+        this.recordHttp({ sender: model.id, kind: 'inspection', bad: false, at, detail: { inspection: inspection.inspection, site: inspection.site, rust: Math.round(rust * 100) } }, answer);
+      }),
+    );
+  }
+
+  async misbehave(): Promise<void> {
+    const id = this.models[0]?.id ?? 'cam-01';
+    const body = JSON.stringify({ inspection: randomUUID(), site: 'Nowhere', takenAt: Date.now(), image: this.photo(0.5) });
+    const path = this.url('/augmented/inspection');
+    this.recordHttp({ sender: id, kind: 'no token', bad: true, at: Date.now() }, await post(path, body));
+    this.recordHttp({ sender: id, kind: 'expired token', bad: true, at: Date.now() }, await post(path, body, { authorization: `Bearer ${await this.o.keys.jwt(id, { issuedAt: Date.now() - 7_200_000, lifetimeSeconds: 600 })}` }));
+    const wrongKey = new DeviceKeys(Buffer.alloc(32, 7));
+    this.recordHttp({ sender: id, kind: 'token signed with another key', bad: true, at: Date.now() }, await post(path, body, { authorization: `Bearer ${await wrongKey.jwt(id)}` }));
+  }
+}
+
+// 7 Buffered by Partners: a partner platform reports its devices ----------------------------------
+class PartnersScenario extends BaseScenario {
+  readonly pattern = 'partners';
+  private readonly raised = new Set<string>();
+
+  constructor(o: ScenarioOptions) {
+    super(o, 'fc');
+  }
+
+  async step(index: number): Promise<void> {
+    const devices = this.readingsAt(index).map(({ model, reading }) => {
+      const hot = reading.temperature > 85;
+      const alerts = [];
+      if (hot && !this.raised.has(model.id)) {
+        this.raised.add(model.id);
+        alerts.push({ id: `${model.id}-overheat`, reading: 'temperature', severity: 'major', state: 'raised', value: reading.temperature, threshold: 85, text: 'temperature above 85' });
+      } else if (!hot && reading.temperature < 80 && this.raised.delete(model.id)) {
+        alerts.push({ id: `${model.id}-overheat`, reading: 'temperature', severity: 'major', state: 'cleared', value: reading.temperature, threshold: 85, text: 'temperature back below 85' });
+      }
+      return { id: model.id, status: hot ? 'alarm' : 'ok', temperature: { min: reading.temperature, max: reading.temperature, mean: reading.temperature, last: reading.temperature }, battery: reading.battery, alerts };
+    });
+    const at = Date.now();
+    const body = JSON.stringify({ partner: 'fleetco', sentAt: new Date(at).toISOString(), devices });
+    const answer = await post(this.url('/partners/callback'), body, partnerHeaders(this.o.keys, 'partner-fleetco', body, at));
+    this.recordHttp({ sender: 'partner-fleetco', kind: 'report', bad: false, at, detail: { devices } }, answer);
+  }
+
+  async misbehave(): Promise<void> {
+    const body = JSON.stringify({ partner: 'fleetco', sentAt: new Date().toISOString(), devices: [{ id: 'fc-99', status: 'alarm', battery: 3, alerts: [{ id: 'fake', reading: 'temperature', severity: 'critical', text: 'fake alarm' }] }] });
+    const path = this.url('/partners/callback');
+    this.recordHttp({ sender: 'partner-fleetco', kind: 'unsigned', bad: true, at: Date.now() }, await post(path, body));
+    this.recordHttp({ sender: 'partner-fleetco', kind: 'wrong signature', bad: true, at: Date.now() }, await post(path, body, { ...partnerHeaders(this.o.keys, 'partner-fleetco', body), 'x-partner-signature': '11'.repeat(32) }));
+  }
+}
+
+// 8 Double Buffered: a partner forwards its devices' readings in batches ---------------------------
+class DoubleScenario extends BaseScenario {
+  readonly pattern = 'double';
+
+  constructor(o: ScenarioOptions) {
+    super(o, 'rc');
+  }
+
+  async step(index: number): Promise<void> {
+    const at = Date.now();
+    const readings = this.readingsAt(index).map(({ model, reading }) => ({ device: model.id, time: at, ...reading }));
+    if (readings.length === 0) return;
+    const body = JSON.stringify({ partner: 'relayco', readings });
+    const answer = await post(this.url('/double/readings'), body, partnerHeaders(this.o.keys, 'partner-relayco', body, at));
+    this.recordHttp({ sender: 'partner-relayco', kind: 'batch', bad: false, at, readings: readings.map((r) => ({ device: r.device, at, temperature: r.temperature, battery: r.battery })) }, answer);
+  }
+
+  async misbehave(): Promise<void> {
+    const time = Date.now();
+    const body = JSON.stringify({ partner: 'relayco', readings: [{ device: 'rc-99', time, temperature: 99.9, battery: 3 }] });
+    const path = this.url('/double/readings');
+    this.recordHttp({ sender: 'partner-relayco', kind: 'wrong signature', bad: true, at: Date.now() }, await post(path, body, { ...partnerHeaders(this.o.keys, 'partner-relayco', body), 'x-partner-signature': '22'.repeat(32) }));
+    const headers = partnerHeaders(this.o.keys, 'partner-relayco', body);
+    const first = await post(path, body, headers);
+    this.recordHttp({ sender: 'partner-relayco', kind: 'batch (before its replay)', bad: false, at: time, readings: [{ device: 'rc-99', at: time, temperature: 99.9, battery: 3 }] }, first);
+    this.recordHttp({ sender: 'partner-relayco', kind: 'replayed batch', bad: true, at: Date.now() }, await post(path, body, headers));
+  }
+}
+
+export function scenarioFor(pattern: PatternName, options: ScenarioOptions, intervalMs: number): Scenario {
+  switch (pattern) {
+    case 'anonymous':
+      return new AnonymousScenario(options);
+    case 'direct':
+      return new DirectScenario(options);
+    case 'buffered':
+      return new BufferedScenario(options);
+    case 'gateway':
+      return new GatewayScenario(options, intervalMs);
+    case 'cloudy':
+      return new CloudyScenario(options);
+    case 'augmented':
+      return new AugmentedScenario(options);
+    case 'partners':
+      return new PartnersScenario(options);
+    case 'double':
+      return new DoubleScenario(options);
+  }
+}
