@@ -24,14 +24,36 @@ export function isPrecision(value: unknown): value is Precision {
 export function fromMilliseconds(ms: number, precision: Precision): string {
   switch (precision) {
     case 'ms':
-      return String(ms);
+      return millisecondsText(ms);
     case 's':
       return String(Math.floor(ms / 1000));
     case 'us':
-      return `${ms}000`;
+      return `${millisecondsText(ms)}000`;
     case 'ns':
-      return `${ms}000000`;
+      return `${millisecondsText(ms)}000000`;
   }
+}
+
+/** "000" to "999": the milliseconds within a second. */
+const MILLISECOND_DIGITS = Array.from({ length: 1000 }, (_, ms) => String(ms).padStart(3, '0'));
+/** The second written last and its text. */
+let lastSecond = -1;
+let lastSecondText = '';
+
+/**
+ * An epoch time in ms as text. A time of today is too large for a small integer, and V8 turns such
+ * a number into text the slow way (about 150 ns, a fifth of what the client's Point costs); times
+ * written one after another mostly fall in the same second, so its text is kept and only the
+ * milliseconds are appended (about 15 ns).
+ */
+function millisecondsText(ms: number): string {
+  if (ms < 1000 || ms >= 1e15 || !Number.isInteger(ms)) return String(ms);
+  const second = Math.floor(ms / 1000);
+  if (second !== lastSecond) {
+    lastSecond = second;
+    lastSecondText = String(second);
+  }
+  return lastSecondText + MILLISECOND_DIGITS[ms - second * 1000];
 }
 
 /**

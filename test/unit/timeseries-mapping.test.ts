@@ -57,6 +57,15 @@ describe('timestamps', () => {
     expect(fromMilliseconds(ARRIVAL, 'ns')).toBe('1795300000123000000');
     expect(fromMilliseconds(ARRIVAL, 's')).toBe('1795300000');
   });
+
+  it('writes every millisecond as the number itself, within a second, across seconds and back in time', () => {
+    const times = [0, 7, 999, 1000, 1001, 59_999, ARRIVAL - 1001, ARRIVAL - 1, ARRIVAL, ARRIVAL + 877, ARRIVAL + 1000, ARRIVAL - 5000, 1e15 - 1, 1e15, -1, -1500, 2.5];
+    for (let ms = ARRIVAL - 2100; ms < ARRIVAL + 2100; ms += 7) times.push(ms);
+    for (const ms of times) {
+      expect(fromMilliseconds(ms, 'ms')).toBe(String(ms));
+      expect(fromMilliseconds(ms, 'us')).toBe(`${ms}000`);
+    }
+  });
 });
 
 describe('one reading', () => {
