@@ -51,7 +51,8 @@ interface SandboxStats {
 
 describe('buffered alerts into Salesforce through 503s, lost answers and a spent API allowance', () => {
   it('turns every alert into exactly one Case, the buffer holding them meanwhile', async () => {
-    node = await NodeRedProcess.start();
+    // No time-series store: this flow writes none (npm start would run one, left behind by a kill).
+    node = await NodeRedProcess.start({ env: { INFLUX_URL: 'http://127.0.0.1:9' } });
     const running = node;
     await deployBufferFlow(running, flow);
     const sandbox = running.salesforceUrl;
