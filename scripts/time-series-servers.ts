@@ -24,6 +24,9 @@ export function victoriaMetricsCommand(dataDir: string, host: string, port: numb
       // Queries see new points after 1 s instead of 30 s.
       '-search.latencyOffset=1s',
       '-retentionPeriod=100y',
+      // One point per series and time, as InfluxDB keeps it: a point written again (a retry after
+      // a lost answer, a buffer's redelivery) replaces itself instead of being stored twice.
+      '-dedup.minScrapeInterval=1ms',
       '-loggerLevel=ERROR',
     ],
     ready: () => answers(`http://${host}:${port}/health`, 200),

@@ -9,7 +9,7 @@
  * Wire the buffer's third output to `${prefix}.answer` and its fourth to `${prefix}.refused`.
  */
 import type { NodeRedProcess } from './node-red-process';
-import { eventually } from './wait';
+import { eventually, sleep } from './wait';
 
 export type FlowNode = { id: string; type: string; z?: string; [property: string]: unknown };
 
@@ -57,6 +57,104 @@ export function fileSink(prefix: string, buffer: string, line: string): FlowNode
   ];
 }
 
+/**
+ * What went wrong downstream of a buffer, kept in flow context and answered on GET /reported:
+ * wire a sink's error output to `${prefix}.failed` (each message kept as { payload, code,
+ * message }) and the buffer's dead-letter output to `${prefix}.dead` (counted). Needs
+ * bufferEndpoints on the same prefix (its HTTP response node).
+ */
+export function failureRecorders(prefix: string): FlowNode[] {
+  const z = `${prefix}.tab`;
+  return [
+    {
+      id: `${prefix}.failed`,
+      type: 'function',
+      z,
+      func: 'const failed = flow.get("failed") || [];\nfailed.push({ payload: msg.payload, code: msg.error && msg.error.code, message: msg.error && msg.error.message });\nflow.set("failed", failed);\nreturn null;',
+      outputs: 1,
+      wires: [],
+    },
+    { id: `${prefix}.dead`, type: 'function', z, func: 'flow.set("dead", (flow.get("dead") || 0) + 1);\nreturn null;', outputs: 1, wires: [] },
+    { id: `${prefix}.reported`, type: 'http in', z, url: '/reported', method: 'get', upload: false, wires: [[`${prefix}.report`]] },
+    { id: `${prefix}.report`, type: 'function', z, func: 'msg.payload = { failed: flow.get("failed") || [], dead: flow.get("dead") || 0 };\nreturn msg;', outputs: 1, wires: [[`${prefix}.answer`]] },
+  ];
+}
+
+export interface Reported {
+  failed: Array<{ payload: unknown; code: string; message: string }>;
+  dead: number;
+}
+
+/** GET /reported: the failures failureRecorders kept. */
+export async function reportedFailures(node: NodeRedProcess): Promise<Reported> {
+  const response = await fetch(`${node.editorUrl}/reported`);
+  if (!response.ok) throw new Error(`GET /reported: ${response.status}`);
+  return (await response.json()) as Reported;
+}
+
+/**
+ * `${prefix}.buffer`: an iot-buffer on the local store, FIFO, acknowledged by settlement, without
+ * capacity limits unless `settings` say otherwise, delivering to `deliver`, its dead letters to
+ * failureRecorders, its replies and refusals to bufferEndpoints.
+ */
+export function bufferNode(prefix: string, deliver: string[], settings: Record<string, string>): FlowNode {
+  return {
+    id: `${prefix}.buffer`,
+    type: 'iot-buffer',
+    z: `${prefix}.tab`,
+    backend: 'local',
+    order: 'fifo',
+    batchSize: '1',
+    ackMode: 'settle',
+    maxMessages: '0',
+    maxSize: '0',
+    ...settings,
+    wires: [deliver, [`${prefix}.dead`], [`${prefix}.answer`], [`${prefix}.refused`]],
+  };
+}
+
+/**
+ * Readings POSTed to /push at a steady pace, `perTick` every `tickMs` (not waiting for earlier
+ * posts: devices do not wait either), each made by `make` from its sequence number.
+ */
+export class ReadingStream {
+  /** Readings sent so far (the next sequence number). */
+  sent = 0;
+  /** Posts not answered 202. */
+  refused = 0;
+
+  constructor(
+    private readonly node: NodeRedProcess,
+    private readonly make: (seq: number) => object,
+    private readonly perTick: number,
+    private readonly tickMs: number,
+  ) {}
+
+  /** Sends for `ms`, then waits for every answer; returns the buffer's deepest /status seen. */
+  async pushFor(ms: number): Promise<BufferStats> {
+    const pending: Array<Promise<void>> = [];
+    let deepest = await bufferStats(this.node);
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      const readings = Array.from({ length: this.perTick }, () => this.make(this.sent++));
+      pending.push(pushReadings(this.node, readings).then((status) => void (status !== 202 && this.refused++)));
+      const [stats] = await Promise.all([bufferStats(this.node), sleep(this.tickMs)]);
+      if (stats.depth > deepest.depth) deepest = stats;
+    }
+    await Promise.all(pending);
+    return deepest;
+  }
+}
+
+/**
+ * A tab `${prefix}.tab` with a buffer fed by /push (bufferEndpoints), its failures recorded
+ * (failureRecorders: wire the sink's error output to `${prefix}.failed`), and the buffer itself
+ * (bufferNode) delivering to `deliver`: add the sink after it.
+ */
+export function bufferedTab(prefix: string, label: string, deliver: string[], settings: Record<string, string>): FlowNode[] {
+  return [{ id: `${prefix}.tab`, type: 'tab', label }, ...bufferEndpoints(prefix, `${prefix}.buffer`), ...failureRecorders(prefix), bufferNode(prefix, deliver, settings)];
+}
+
 /** POSTs readings to /push: the HTTP status (202 stored), or 0 when Node-RED did not answer. */
 export function pushReadings(node: NodeRedProcess, readings: object[]): Promise<number> {
   return fetch(`${node.editorUrl}/push`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(readings) }).then(
@@ -68,6 +166,9 @@ export function pushReadings(node: NodeRedProcess, readings: object[]): Promise<
 export interface BufferStats {
   depth: number;
   inFlight: number;
+  accepted?: number;
+  acknowledged?: number;
+  redelivered?: number;
   diskBytes?: number;
   connected?: boolean;
 }
