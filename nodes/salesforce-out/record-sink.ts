@@ -9,7 +9,7 @@
  *
  * No Node-RED here: the node passes callbacks that turn outcomes into messages.
  */
-import type { SalesforceClient } from '../shared/salesforce-client';
+import type { LimitHold, SalesforceClient } from '../shared/salesforce-client';
 import { Batcher, type Batch, type Entry } from './batcher';
 import { backoffMs, classifyCallError, type Verdict } from './error-policy';
 import { writeRecords, type CallSpec, type Outcome } from './writer';
@@ -20,8 +20,8 @@ export interface SinkCallbacks<T> {
   written(item: T, outcome: Written): void;
   /** `gaveUp`: retried `retries` times without success; else Salesforce refused the record. */
   failed(item: T, verdict: Verdict, gaveUp: boolean): void;
-  /** Let go while the limit holds: its buffer keeps it and delivers it again. */
-  released(item: T): void;
+  /** Let go while the limit holds: its buffer keeps it and delivers it again once the hold is over. */
+  released(item: T, hold: LimitHold): void;
   /** Counts or the session's state changed (for the status line). */
   changed(): void;
 }
@@ -81,7 +81,7 @@ export class RecordSink<T> {
     // Once the hold time is over, a buffered record may be the probe: it is kept.
     if (hold && Date.now() < hold.until && this.options.buffered(item)) {
       this.counts.released++;
-      this.callbacks.released(item);
+      this.callbacks.released(item, hold);
       this.callbacks.changed();
       return true;
     }
@@ -111,7 +111,7 @@ export class RecordSink<T> {
     let maxCalls = this.options.parallel;
     if (hold) {
       // Buffered records let go once when the hold starts; those arriving later, in add().
-      if (!this.releasedForHold) this.release();
+      if (!this.releasedForHold) this.release(hold);
       this.releasedForHold = true;
       // While the limit holds, no call; once the hold time is over, one call: the probe.
       if (now < hold.until || this.batcher.calls > 0) {
@@ -146,19 +146,19 @@ export class RecordSink<T> {
   }
 
   /** Lets go of waiting records a buffer keeps: they are not acknowledged, and come again. */
-  private release(): void {
+  private release(hold: LimitHold): void {
     this.batcher.remove((entry) => {
-      entry.items = this.keepUnbuffered(entry.items);
+      entry.items = this.keepUnbuffered(entry.items, hold);
       return entry.items.length > 0;
     });
   }
 
   /** The items no buffer keeps; the others are released. */
-  private keepUnbuffered(items: T[]): T[] {
+  private keepUnbuffered(items: T[], hold: LimitHold): T[] {
     return items.filter((item) => {
       if (!this.options.buffered(item)) return true;
       this.counts.released++;
-      this.callbacks.released(item);
+      this.callbacks.released(item, hold);
       return false;
     });
   }
@@ -177,9 +177,9 @@ export class RecordSink<T> {
       if (verdict.kind === 'invalid') {
         this.fail(entry, verdict, false);
       } else if (verdict.kind === 'limit') {
-        entry.items = this.keepUnbuffered(entry.items);
-        const until = this.client.state().hold?.until ?? now;
-        if (entry.items.length > 0) retry.push({ entry, readyAt: Math.max(until, now + MIN_HOLD_RETRY_MS) });
+        const hold = this.client.state().hold ?? { reason: 'exceeded', until: now };
+        entry.items = this.keepUnbuffered(entry.items, hold);
+        if (entry.items.length > 0) retry.push({ entry, readyAt: Math.max(hold.until, now + MIN_HOLD_RETRY_MS) });
       } else if (++entry.attempts > this.options.retries) {
         this.fail(entry, verdict, true);
       } else {

@@ -93,7 +93,12 @@ export = function register(RED: NodeAPI): void {
           {
             written: (item, outcome) => succeed(item, outcome),
             failed: (item, verdict, gaveUp) => fail(item, verdict, gaveUp),
-            released: (item) => item.done(),
+            // Settled as "again once the hold is over", so that a long hold costs its buffer one
+            // attempt rather than one per redelivery timeout.
+            released: (item, hold) => {
+              settleDelivery(RED, item.msg, { ok: false, reason: `${hold.reason === 'exceeded' ? 'REQUEST_LIMIT_EXCEEDED' : 'API guard'}: holding`, retry: true, retryAfterMs: Math.max(0, hold.until - Date.now()) });
+              item.done();
+            },
             changed: () => scheduleStatus(),
           },
         );
