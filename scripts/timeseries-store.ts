@@ -79,5 +79,15 @@ async function stopLeftover(pidFile: string, binary: string): Promise<void> {
   };
   if (!ours()) return;
   process.kill(pid, 'SIGKILL');
-  for (let waited = 0; ours() && waited < 5_000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+  // A dying process loses its memory (and /proc cmdline) before its files: its data lock is only
+  // released once it is gone or a zombie.
+  const exiting = () => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    } catch {
+      return false;
+    }
+  };
+  for (let waited = 0; exiting() && waited < 10_000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
 }
