@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Report } from '../../simulator/run';
-import { afterMinuteBoundary, countBy, expectedEpisodes, PatternRun, readingsPerDevice, sorted, temperatureRule } from '../support/patterns';
+import { afterMinuteBoundary, countBy, expectedEpisodes, PatternRun, readingsPerDevice, sorted, SUMMARY_WAIT_MS, temperatureRule } from '../support/patterns';
 
 let run: PatternRun;
 let report: Report;
@@ -49,7 +49,7 @@ describe('Pattern 3 · Buffered, end to end', () => {
       const counted = new Map<string, number>();
       for (const r of records) counted.set(String(r.Device_Id__c), (counted.get(String(r.Device_Id__c)) ?? 0) + Number(r.Readings__c));
       return sorted(counted).join() === sorted(expected).join();
-    });
+    }, SUMMARY_WAIT_MS);
     for (const s of summaries) {
       expect(Number(s.Temperature_Min__c)).toBeLessThanOrEqual(Number(s.Temperature_Mean__c));
       expect(Number(s.Temperature_Mean__c)).toBeLessThanOrEqual(Number(s.Temperature_Max__c));

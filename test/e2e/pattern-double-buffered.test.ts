@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Report } from '../../simulator/run';
-import { afterMinuteBoundary, countBy, expectedEpisodes, PatternRun, readingsPerDevice, sorted, temperatureRule } from '../support/patterns';
+import { afterMinuteBoundary, countBy, expectedEpisodes, PatternRun, readingsPerDevice, sorted, SUMMARY_WAIT_MS, temperatureRule } from '../support/patterns';
 
 let run: PatternRun;
 let report: Report;
@@ -40,7 +40,7 @@ describe('Pattern 8 · Double Buffered, end to end', () => {
       const counted = new Map<string, number>();
       for (const r of records) counted.set(String(r.Device_Id__c), (counted.get(String(r.Device_Id__c)) ?? 0) + Number(r.Readings__c));
       return sorted(counted).join() === sorted(expected).join();
-    });
+    }, SUMMARY_WAIT_MS);
   });
 
   it('opens exactly the Cases the readings call for', async () => {

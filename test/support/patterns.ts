@@ -156,6 +156,13 @@ export function sorted(map: Map<string, number>): Array<[string, number]> {
 }
 
 /** Waits until the clock passes the next whole minute (plus a margin): every minute window has closed. */
+/**
+ * How long to wait for the summaries once the minute is over. Windows go by arrival time: on a
+ * loaded machine the last readings can reach the summary node just after that minute, and then
+ * close with the next one.
+ */
+export const SUMMARY_WAIT_MS = 75_000;
+
 export async function afterMinuteBoundary(marginMs = 3_000): Promise<void> {
   const wait = 60_000 - (Date.now() % 60_000) + marginMs;
   await new Promise((resolve) => setTimeout(resolve, wait));
