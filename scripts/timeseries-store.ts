@@ -7,6 +7,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, ServerProcess, type ServerCommand } from './server-process';
 import { createInfluxDatabase, INFLUXD, influxdbCommand, VICTORIA_METRICS, victoriaMetricsCommand } from './time-series-servers';
 
@@ -83,11 +84,12 @@ async function stopLeftover(pidFile: string, binary: string): Promise<void> {
   // released once it is gone or a zombie.
   const exiting = () => {
     try {
+      // /proc/<pid>/stat: "pid (name) state ...", the name may hold spaces and parentheses.
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+      return stat[stat.lastIndexOf(')') + 2] !== 'Z';
     } catch {
       return false;
     }
   };
-  for (let waited = 0; exiting() && waited < 10_000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+  for (let waited = 0; exiting() && waited < 10_000; waited += 50) await sleep(50);
 }

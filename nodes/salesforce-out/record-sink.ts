@@ -145,7 +145,7 @@ export class RecordSink<T> {
     );
   }
 
-  /** Lets go of waiting records a buffer keeps: they are not acknowledged, and come again. */
+  /** Lets go of waiting records a buffer keeps: handed back to it until the hold is over. */
   private release(hold: LimitHold): void {
     this.batcher.remove((entry) => {
       entry.items = this.keepUnbuffered(entry.items, hold);

@@ -41,7 +41,6 @@ type Editor = {
       getType(type: string): unknown;
     };
     actions: { invoke(action: string): void };
-    view: { focus(): void };
   };
 };
 
@@ -114,6 +113,14 @@ async function flowArea(): Promise<{ x: number; y: number; width: number; height
   return { x: extent.left, y: extent.top, width: extent.width + margin, height: extent.height + margin };
 }
 
+async function togglePaletteAndSidebar(): Promise<void> {
+  await page.evaluate(() => {
+    const { RED } = window as unknown as Editor;
+    RED.actions.invoke('core:toggle-palette');
+    RED.actions.invoke('core:toggle-sidebar');
+  });
+}
+
 async function deploy(): Promise<void> {
   await page.click('#red-ui-header-button-deploy');
   // The button is disabled again once the runtime has taken the flows.
@@ -132,29 +139,21 @@ describe('the example flows, imported in the editor', () => {
     await page.waitForTimeout(3_000);
     await expect(page.locator('.red-ui-notification-error').count()).resolves.toBe(0);
     expect(pageErrors.slice(errorsBefore)).toEqual([]);
-    const troubled = await page.evaluate(() => {
+    const { troubled, unknown } = await page.evaluate(() => {
       const { RED } = window as unknown as Editor;
-      return RED.nodes
-        .filterNodes({ z: RED.workspaces.active() })
-        .filter((n) => n.status?.fill === 'red')
-        .map((n) => `${n.type} ${n.name ?? n.id}: ${n.status?.text ?? ''}`);
+      const onTab = RED.nodes.filterNodes({ z: RED.workspaces.active() });
+      return {
+        troubled: onTab.filter((n) => n.status?.fill === 'red').map((n) => `${n.type} ${n.name ?? n.id}: ${n.status?.text ?? ''}`),
+        unknown: onTab.filter((n) => RED.nodes.getType(n.type) === undefined).map((n) => n.type),
+      };
     });
     expect(troubled, `nodes with a red status in ${file}`).toEqual([]);
-    const unknown = await page.evaluate(() => {
-      const { RED } = window as unknown as Editor;
-      return RED.nodes
-        .filterNodes({ z: RED.workspaces.active() })
-        .filter((n) => RED.nodes.getType(n.type) === undefined)
-        .map((n) => n.type);
-    });
     expect(unknown, `unknown node types in ${file}`).toEqual([]);
     // The picture shows the workspace alone.
-    await page.evaluate(() => (window as unknown as Editor).RED.actions.invoke('core:toggle-palette'));
-    await page.evaluate(() => (window as unknown as Editor).RED.actions.invoke('core:toggle-sidebar'));
+    await togglePaletteAndSidebar();
     await page.waitForTimeout(300);
     await page.screenshot({ path: join(pictures, `${file.replace(/\.json$/, '')}.png`), clip: await flowArea(), style: '#red-ui-notifications { display: none; }' });
-    await page.evaluate(() => (window as unknown as Editor).RED.actions.invoke('core:toggle-palette'));
-    await page.evaluate(() => (window as unknown as Editor).RED.actions.invoke('core:toggle-sidebar'));
+    await togglePaletteAndSidebar();
   });
 
   it('keeps one of each shared config node however many examples use it', async () => {
