@@ -19,10 +19,15 @@ export class ServerProcess {
   private child: ChildProcess | undefined;
   private log: string[] = [];
 
+  /**
+   * `ownProcessGroup`: a Ctrl-C in the terminal does not reach the server, so that its owner can
+   * stop it last, after whatever still writes to it.
+   */
   constructor(
     readonly name: string,
     private readonly command: () => ServerCommand,
     private readonly cwd: string,
+    private readonly options: { ownProcessGroup?: boolean } = {},
   ) {}
 
   get running(): boolean {
@@ -38,7 +43,7 @@ export class ServerProcess {
     if (this.running) return;
     const { program, args, ready } = this.command();
     this.log = [];
-    const child = spawn(program, args, { cwd: this.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(program, args, { cwd: this.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: this.options.ownProcessGroup === true });
     this.child = child;
     const keep = (chunk: Buffer) => {
       this.log.push(chunk.toString());

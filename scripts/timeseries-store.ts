@@ -50,7 +50,8 @@ export async function startTimeSeriesStore(host: string, dataDir: string): Promi
   const dir = join(dataDir, candidate.name);
   mkdirSync(dir, { recursive: true });
   await stopLeftover(join(dir, 'pid'), candidate.binary);
-  const server = new ServerProcess(candidate.name, () => candidate.command(dir, host, port), dir);
+  // Its own process group: Node-RED's writers flush to it while they stop on a Ctrl-C.
+  const server = new ServerProcess(candidate.name, () => candidate.command(dir, host, port), dir, { ownProcessGroup: true });
   await server.start();
   writeFileSync(join(dir, 'pid'), String(server.pid));
   const url = `http://${host}:${port}`;

@@ -11,7 +11,7 @@ import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
 import { NodeRedProcess } from '../support/node-red-process';
 import { exportSeries, freePort, startMosquitto, type ManagedServer } from '../support/services';
-import { eventually } from '../support/wait';
+import { eventually, sleep } from '../support/wait';
 
 const PACKAGE = '@iot-patterns/node-red-enterprise-iot';
 const cleanup: Array<() => Promise<void>> = [];
@@ -161,6 +161,18 @@ describe('npm start', () => {
     expect((await fetch(`${second.timeSeriesUrl}/health`)).status).toBe(200);
     expect(await second.stop()).toBe(0);
     await expect(fetch(`${second.timeSeriesUrl}/health`)).rejects.toThrow();
+  });
+
+  it('on a Ctrl-C in the terminal, stops the managed store only after the flows have written to it', async () => {
+    const node = await started({ env: { NODE_RED_LOG_LEVEL: 'info' } });
+    expect(node.output).toMatch(/Time series: .*managed victoria-metrics/);
+    // The time-series example writes a reading a second, sent once a second: whatever is not yet
+    // sent when Ctrl-C comes is written as the flows stop, so the store must still be there.
+    await sleep(3_500);
+    expect(await node.interrupt()).toBe(0);
+    expect(node.output).toContain('Stopped flows');
+    expect(node.output).not.toMatch(/\[error\]/);
+    await expect(fetch(`${node.timeSeriesUrl}/health`)).rejects.toThrow();
   });
 
   it('uses the store INFLUX_URL names instead of starting one', async () => {

@@ -57,6 +57,8 @@ export class NodeRedProcess {
         ...options.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
+      // A process group of its own, as in a terminal: interrupt() signals all of it.
+      detached: true,
     });
     const node = new NodeRedProcess(child, dataDir, options.dataDir === undefined);
     node.brokerPorts = brokerPorts;
@@ -92,7 +94,18 @@ export class NodeRedProcess {
     if (response.status !== 204) throw new Error(`deploy failed: ${response.status} ${await response.text()}`);
   }
 
-  /** Ctrl-C: resolves with the exit code once the process has stopped. */
+  /**
+   * Ctrl-C in a terminal: SIGINT to the whole process group, the children npm start runs too.
+   * Resolves with the exit code once npm start has stopped.
+   */
+  interrupt(): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve(this.child.exitCode);
+    const exited = new Promise<number | null>((done) => this.child.once('exit', (code) => done(code)));
+    process.kill(-(this.child.pid as number), 'SIGINT');
+    return exited;
+  }
+
+  /** SIGINT (or the signal given) to npm start alone: resolves with the exit code once it has stopped. */
   stop(signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return Promise.resolve(this.child.exitCode);
     const exited = new Promise<number | null>((done) => this.child.once('exit', (code) => done(code)));
