@@ -111,7 +111,7 @@ export = function register(RED: NodeAPI): void {
     node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
       try {
         const token = deliveryOf(msg);
-        if (token && token.buffer === node.id) {
+        if (token && token.source === node.id) {
           queue?.settle(token.id, outcomeOf(msg));
           done();
           return;
@@ -253,7 +253,7 @@ export = function register(RED: NodeAPI): void {
         queue?.settle(delivery.id, { ok: false, reason: `the stored message cannot be read: ${(err as Error).message}`, retry: false });
         return;
       }
-      msg._delivery = { buffer: node.id, id: delivery.id };
+      msg._delivery = { source: node.id, id: delivery.id };
       if (delivery.attempt > 1) msg.redelivered = delivery.attempt - 1;
       else delete msg.redelivered;
       const out: Array<NodeMessage | null> = new Array(OUTPUTS).fill(null);

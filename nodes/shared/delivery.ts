@@ -1,30 +1,51 @@
 /**
- * At-least-once delivery between iot-buffer and the nodes downstream of it.
+ * At-least-once delivery, and honest receipts, between the pack's nodes.
  *
- * The buffer marks every message it delivers with `msg._delivery = { buffer, id }`: the id of the
- * buffer node, and the id of the delivery (one queued message, or one batch of them). The message
- * stays in the buffer until that delivery is settled:
+ * A *source* marks every message it hands on with `msg._delivery = { source, id }`: its own node
+ * id and the id of the delivery. The source keeps what it handed on until that delivery is
+ * settled. Three kinds of node are sources:
  *
- *   - a sink of the pack (time series, Salesforce) settles it itself, with settleDelivery(), once
- *     its write succeeded (ok) or failed for good (not ok);
- *   - any other flow settles it by wiring a Complete node (ok) or a Catch node (not ok, the
- *     error says why) back into the buffer's input: the buffer knows its own deliveries.
+ *   - iot-buffer, for every message (or batch) it delivers: it keeps it on disk until settled;
+ *   - a front door that answers a sender (iot-mqtt-broker for QoS 1/2 publishes, iot-device-auth
+ *     for HTTP requests) when it is set to answer only once the message is stored: it holds the
+ *     PUBACK or the HTTP answer until the delivery is settled;
+ *   - a node that splits one settled message into parts (a gateway's batch into readings) and
+ *     settles the whole once every part is settled.
  *
- * A delivery not settled in time is delivered again. Settling is idempotent: when a message fans
- * out to two sinks, the first settlement counts and later ones are ignored.
+ * Who settles:
+ *   - iot-buffer settles the delivery a message carries once it has stored the message durably
+ *     (ok), or refused it (not ok, retry: the sender may try again later);
+ *   - a sink of the pack (time series, Salesforce) settles once its write succeeded (ok) or
+ *     failed (not ok; retry or not);
+ *   - a node that rejects a message for good (bad signature, malformed) settles it not ok,
+ *     retry: false;
+ *   - any other flow settles a buffer's delivery by wiring a Complete node (ok) or a Catch node
+ *     (not ok, the error says why) back into the buffer's input.
  *
- * The property travels with the message through any node that keeps the msg object, and survives
- * Node-RED's message cloning (it is plain data).
+ * What a front door makes of it: ok is the receipt (PUBACK, HTTP 2xx); not ok without retry is
+ * a final refusal (MQTT 3.1.1 has no negative PUBACK, so it is acknowledged and reported; HTTP
+ * gets the refusal's status); not ok with retry means "not taken, send it again" (no PUBACK and
+ * the connection is closed so that the device resends; HTTP 503 with Retry-After).
+ *
+ * A delivery not settled in time counts as failed and may be delivered again. Settling is
+ * idempotent: when a message fans out to two settlers, the first settlement counts and later ones
+ * are ignored. The property travels with the message through any node that keeps the msg object,
+ * and survives Node-RED's message cloning (it is plain data).
  */
 import type { NodeAPI, NodeMessage } from 'node-red';
 
 export const DELIVERY_PROPERTY = '_delivery';
 
 export interface DeliveryToken {
-  /** Id of the iot-buffer node that delivered the message. */
-  buffer: string;
+  /** Id of the node that handed the message on and waits for its settlement. */
+  source: string;
   /** The delivery to settle. */
   id: string;
+  /**
+   * Set by a source that had nothing more to hand on right after this delivery: a sink that
+   * gathers messages into batches may write now instead of waiting for more.
+   */
+  last?: boolean;
 }
 
 export type Outcome =
@@ -37,27 +58,49 @@ export type Outcome =
    */
   | { ok: false; reason: string; retry: boolean; retryAfterMs?: number };
 
-/** What a node that delivers messages offers for settling them (the buffer implements it). */
+/** What a node that hands messages on offers for settling them. */
 export interface DeliverySource {
   settleDelivery(id: string, outcome: Outcome): void;
+  /**
+   * A sink says how many unsettled messages from this source it can usefully hold at once (its
+   * batch capacity), so that a source whose window is automatic hands on enough to fill the
+   * sink's batches and no more than it can hold.
+   */
+  announceCapacity?(sink: string, messages: number): void;
 }
 
-/** The delivery token a message carries, if it came from a buffer. */
+/** The delivery token a message carries, if it came from a source. */
 export function deliveryOf(msg: NodeMessage): DeliveryToken | undefined {
   const token = msg[DELIVERY_PROPERTY] as Partial<DeliveryToken> | undefined;
   if (token === null || typeof token !== 'object') return undefined;
-  return typeof token.buffer === 'string' && typeof token.id === 'string' ? { buffer: token.buffer, id: token.id } : undefined;
+  if (typeof token.source !== 'string' || typeof token.id !== 'string') return undefined;
+  return token.last === true ? { source: token.source, id: token.id, last: true } : { source: token.source, id: token.id };
+}
+
+function sourceOf(RED: NodeAPI, token: DeliveryToken): Partial<DeliverySource> | undefined {
+  const source = RED.nodes.getNode(token.source) as Partial<DeliverySource> | null;
+  return source ?? undefined;
 }
 
 /**
- * Settles the delivery a message carries. Returns false when the message came from no buffer, or
- * its buffer is gone (redeployed or removed: it will deliver the message again itself).
+ * Settles the delivery a message carries. Returns false when the message came from no source, or
+ * its source is gone (redeployed or removed: a buffer delivers the message again itself).
  */
 export function settleDelivery(RED: NodeAPI, msg: NodeMessage, outcome: Outcome): boolean {
   const token = deliveryOf(msg);
   if (!token) return false;
-  const source = RED.nodes.getNode(token.buffer) as Partial<DeliverySource> | null;
+  const source = sourceOf(RED, token);
   if (!source || typeof source.settleDelivery !== 'function') return false;
   source.settleDelivery(token.id, outcome);
+  return true;
+}
+
+/** Tells the source of a message how many of its messages this sink can hold at once. */
+export function announceCapacity(RED: NodeAPI, msg: NodeMessage, sink: string, messages: number): boolean {
+  const token = deliveryOf(msg);
+  if (!token) return false;
+  const source = sourceOf(RED, token);
+  if (!source || typeof source.announceCapacity !== 'function') return false;
+  source.announceCapacity(sink, messages);
   return true;
 }

@@ -110,7 +110,7 @@ describe('iot-buffer node', () => {
     for (let i = 1; i <= 5; i++) buffer().receive({ payload: i, topic: 'pump-1' });
     await eventually('five deliveries', () => (received.length === 5 ? true : undefined));
     expect(payloads(received)).toEqual([1, 2, 3, 4, 5]);
-    expect(received[0]._delivery).toMatchObject({ buffer: 'buf', id: expect.any(String) });
+    expect(received[0]._delivery).toMatchObject({ source: 'buf', id: expect.any(String) });
     expect(received[0].redelivered).toBeUndefined();
     expect(received[0].topic).toBe('pump-1');
     await eventually('an empty queue', async () => ((await stats()).depth === 0 ? true : undefined));
@@ -296,7 +296,7 @@ describe('iot-buffer node', () => {
     await eventually('the second buffer open', async () => ((await stats()).depth !== undefined ? true : undefined));
     for (const payload of [1, 2, 3]) first.receive({ payload });
     await eventually('three at the sink', () => (received.length === 3 ? true : undefined));
-    expect(received.every((m) => (m._delivery as { buffer: string }).buffer === 'buf')).toBe(true);
+    expect(received.every((m) => (m._delivery as { source: string }).source === 'buf')).toBe(true);
     await eventually('the first buffer empty', async () => ((await firstDepth()) === 0 ? true : undefined));
     expect(await stats()).toMatchObject({ depth: 3, inFlight: 3 });
   });

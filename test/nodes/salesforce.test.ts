@@ -208,7 +208,7 @@ describe('records Salesforce refuses', () => {
 
   it('refuses input it cannot make a record of, with a code, and settles it for the buffer', async () => {
     const seen = await load(flow());
-    send({ payload: 1, _delivery: { buffer: 'buffer', id: 'd1' } }, alertMsg('   '.trim() || ' '));
+    send({ payload: 1, _delivery: { source: 'buffer', id: 'd1' } }, alertMsg('   '.trim() || ' '));
     await until('two refusals', () => (seen.failed.length === 2 ? true : undefined));
     expect(seen.failed.map((m) => errorOf(m).code)).toEqual(['invalid_input', 'invalid_input']);
     expect(errorOf(seen.failed[0]).message).toMatch(/msg.alert is missing/);
@@ -267,7 +267,7 @@ describe('faults, handled as the error policy says', () => {
     const seen = await load(flow({ retries: '2' }));
     await connected();
     sf.sandbox.faults.inject({ unavailable: 10 });
-    send({ ...alertMsg('down-1'), _delivery: { buffer: 'buffer', id: 'd-down' } });
+    send({ ...alertMsg('down-1'), _delivery: { source: 'buffer', id: 'd-down' } });
     await until('the failure', () => (seen.failed.length === 1 ? true : undefined));
     expect(errorOf(seen.failed[0])).toMatchObject({ code: 'unavailable', errorCode: 'SERVER_UNAVAILABLE' });
     expect(errorOf(seen.failed[0]).message).toMatch(/^gave up after 2 retries/);
@@ -339,7 +339,7 @@ describe('the API limit', () => {
     const seen = await load(flow({ batchDelay: '10' }, { holdMinutes: '0.01', guardPercent: '100' }));
     await connected();
     sf.sandbox.setApiUsage(15_000);
-    send({ ...alertMsg('held-1'), _delivery: { buffer: 'buffer', id: 'd-held' } }, alertMsg('held-2'));
+    send({ ...alertMsg('held-1'), _delivery: { source: 'buffer', id: 'd-held' } }, alertMsg('held-2'));
     await until('the refusal', () => (sf.sandbox.stats().rejectedForLimit >= 1 ? true : undefined));
     await sleep(100);
     expect(seen.ok).toEqual([]);
@@ -352,7 +352,7 @@ describe('the API limit', () => {
     await until('the waiting record', () => (seen.ok.length === 1 ? true : undefined));
     expect((seen.ok[0].alert as { id: string }).id).toBe('held-2');
     // The buffer delivers its message again: now it is written and acknowledged.
-    send({ ...alertMsg('held-1'), _delivery: { buffer: 'buffer', id: 'd-held' } });
+    send({ ...alertMsg('held-1'), _delivery: { source: 'buffer', id: 'd-held' } });
     await until('the redelivered record', () => (seen.ok.length === 2 ? true : undefined));
     expect(settled).toEqual([['d-held', { ok: true }]]);
   });
@@ -360,7 +360,7 @@ describe('the API limit', () => {
   it('makes no call for buffered messages while it holds, and lets one through as the probe after the hold time', async () => {
     const seen = await load(flow({ batchDelay: '10' }, { holdMinutes: '0.01', guardPercent: '99' }));
     await connected();
-    const buffered = () => ({ ...alertMsg('only-buffered'), _delivery: { buffer: 'buffer', id: 'd-only' } });
+    const buffered = () => ({ ...alertMsg('only-buffered'), _delivery: { source: 'buffer', id: 'd-only' } });
     sf.sandbox.setApiUsage(15_000);
     send(buffered());
     await until('the refusal', () => (sf.sandbox.stats().rejectedForLimit === 1 ? true : undefined));
