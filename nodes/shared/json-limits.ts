@@ -1,0 +1,108 @@
+/**
+ * Limits on what the pack parses or stores: a body's size, how deeply it nests, how many keys and
+ * items it holds. A message nested a few thousand levels deep is small (6 KB) but overflows the
+ * stack wherever something walks it recursively (Node-RED clones every message it routes), so it
+ * must be refused before it is accepted, not found when it is delivered.
+ *
+ * Both checks walk without recursion. The text check runs before JSON.parse and counts brackets
+ * and commas outside strings (an upper bound of keys and items), so a hostile body costs one
+ * linear scan and no allocation.
+ */
+
+export type LimitCode = 'too_large' | 'too_deep' | 'too_many_keys';
+
+export interface ShapeLimits {
+  /** Deepest nesting of objects and arrays (the top-level value is depth 1). */
+  maxDepth: number;
+  /** Object keys plus array items, counted over the whole value. */
+  maxKeys: number;
+}
+
+export interface ParseLimits extends ShapeLimits {
+  /** Bytes of the text. */
+  maxBytes: number;
+}
+
+/** Sized for readings and batches of them: generous for devices, small for an attacker. */
+export const DEFAULT_PARSE_LIMITS: Readonly<ParseLimits> = Object.freeze({ maxBytes: 1_048_576, maxDepth: 32, maxKeys: 10_000 });
+
+export class LimitError extends Error {
+  constructor(
+    readonly code: LimitCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'LimitError';
+  }
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+const COMMA = 0x2c;
+
+/**
+ * Parses JSON text within the limits. Throws a LimitError (too_large, too_deep, too_many_keys)
+ * before parsing when the text exceeds them, or the SyntaxError of JSON.parse.
+ */
+export function parseJsonWithin(text: string | Buffer, limits: ParseLimits = DEFAULT_PARSE_LIMITS): unknown {
+  const bytes = typeof text === 'string' ? Buffer.byteLength(text) : text.length;
+  if (bytes > limits.maxBytes) throw new LimitError('too_large', `the body is ${bytes} bytes, more than ${limits.maxBytes}`);
+  const source = typeof text === 'string' ? text : text.toString('utf8');
+  const problem = scanText(source, limits);
+  if (problem) throw problem;
+  return JSON.parse(source);
+}
+
+/** The first limit a parsed value exceeds, or undefined. */
+export function checkShape(value: unknown, limits: ShapeLimits = DEFAULT_PARSE_LIMITS): LimitError | undefined {
+  if (value === null || typeof value !== 'object') return undefined;
+  // Depth-first with an explicit stack of [value, depth]; Buffers and typed arrays are leaves.
+  const stack: Array<[object, number]> = [[value, 1]];
+  const seen = new Set<object>();
+  let keys = 0;
+  while (stack.length > 0) {
+    const [current, depth] = stack.pop() as [object, number];
+    if (depth > limits.maxDepth) return tooDeep(limits.maxDepth);
+    if (seen.has(current)) continue;
+    seen.add(current);
+    if (ArrayBuffer.isView(current)) continue;
+    const children: unknown[] = Array.isArray(current) ? current : Object.values(current);
+    keys += children.length;
+    if (keys > limits.maxKeys) return tooMany(limits.maxKeys);
+    for (const child of children) if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+  }
+  return undefined;
+}
+
+function scanText(text: string, limits: ShapeLimits): LimitError | undefined {
+  let depth = 0;
+  let keys = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === BACKSLASH) i++;
+      else if (c === QUOTE) inString = false;
+      continue;
+    }
+    if (c === QUOTE) inString = true;
+    else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      if (++depth > limits.maxDepth) return tooDeep(limits.maxDepth);
+      keys++;
+    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) depth--;
+    else if (c === COMMA && ++keys > limits.maxKeys) return tooMany(limits.maxKeys);
+  }
+  return undefined;
+}
+
+function tooDeep(max: number): LimitError {
+  return new LimitError('too_deep', `the value nests more than ${max} levels deep`);
+}
+
+function tooMany(max: number): LimitError {
+  return new LimitError('too_many_keys', `the value holds more than ${max} keys and items`);
+}

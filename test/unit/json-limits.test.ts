@@ -1,0 +1,60 @@
+/**
+ * Parse and shape limits (nodes/shared/json-limits.ts): deep, wide and large values are refused
+ * with their code, without recursion, before anything walks them.
+ */
+import { describe, expect, it } from 'vitest';
+import { checkShape, DEFAULT_PARSE_LIMITS, LimitError, parseJsonWithin } from '../../nodes/shared/json-limits';
+
+const nested = (depth: number) => '['.repeat(depth) + ']'.repeat(depth);
+const codeOf = (fn: () => unknown): string | undefined => {
+  try {
+    fn();
+    return undefined;
+  } catch (err) {
+    return err instanceof LimitError ? err.code : (err as Error).name;
+  }
+};
+
+describe('parseJsonWithin', () => {
+  it.each([
+    ['a reading', '{"temperature":21.5,"battery":3.4}', undefined],
+    ['32 levels', nested(32), undefined],
+    ['33 levels', nested(33), 'too_deep'],
+    ['3,000 levels (6 KB)', nested(3000), 'too_deep'],
+    ['brackets inside strings do not count', JSON.stringify({ note: '['.repeat(500) }), undefined],
+    ['escaped quotes do not end a string', JSON.stringify({ note: '\\"[[[[' + '['.repeat(100) }), undefined],
+    ['10,000 items', JSON.stringify(new Array(9_999).fill(0)), undefined],
+    ['10,001 items', JSON.stringify(new Array(10_001).fill(0)), 'too_many_keys'],
+    ['not JSON', '{not json', 'SyntaxError'],
+  ])('%s', (_name, text, code) => {
+    expect(codeOf(() => parseJsonWithin(text))).toBe(code);
+    expect(codeOf(() => parseJsonWithin(Buffer.from(text)))).toBe(code);
+  });
+
+  it('refuses a body over its size before reading it', () => {
+    expect(codeOf(() => parseJsonWithin('"' + 'x'.repeat(100) + '"', { ...DEFAULT_PARSE_LIMITS, maxBytes: 50 }))).toBe('too_large');
+  });
+
+  it('returns what JSON.parse returns', () => {
+    expect(parseJsonWithin('{"a":[1,{"b":null}]}')).toEqual({ a: [1, { b: null }] });
+  });
+});
+
+describe('checkShape', () => {
+  it('measures depth and keys of values without recursion', () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    expect(checkShape(deep)?.code).toBe('too_deep');
+    expect(checkShape({ a: { b: { c: 1 } } }, { maxDepth: 3, maxKeys: 10 })).toBeUndefined();
+    expect(checkShape({ a: { b: { c: {} } } }, { maxDepth: 3, maxKeys: 10 })?.code).toBe('too_deep');
+    expect(checkShape(Object.fromEntries(Array.from({ length: 11 }, (_, i) => [`k${i}`, i])), { maxDepth: 3, maxKeys: 10 })?.code).toBe('too_many_keys');
+  });
+
+  it('treats Buffers as leaves and survives cycles', () => {
+    const cyclic: Record<string, unknown> = { payload: Buffer.alloc(100_000) };
+    cyclic.self = cyclic;
+    expect(checkShape(cyclic)).toBeUndefined();
+    expect(checkShape(42)).toBeUndefined();
+    expect(checkShape(null)).toBeUndefined();
+  });
+});
