@@ -26,6 +26,8 @@ interface EditorNode {
   type: string;
   name?: string;
   status?: { fill?: string; text?: string };
+  valid?: boolean;
+  validationErrors?: string[];
   x?: number;
   y?: number;
   w?: number;
@@ -139,16 +141,21 @@ describe('the example flows, imported in the editor', () => {
     await page.waitForTimeout(3_000);
     await expect(page.locator('.red-ui-notification-error').count()).resolves.toBe(0);
     expect(pageErrors.slice(errorsBefore)).toEqual([]);
-    const { troubled, unknown } = await page.evaluate(() => {
+    const { troubled, unknown, invalid } = await page.evaluate(() => {
       const { RED } = window as unknown as Editor;
       const onTab = RED.nodes.filterNodes({ z: RED.workspaces.active() });
+      const configs: EditorNode[] = [];
+      RED.nodes.eachConfig((n) => configs.push(n));
       return {
         troubled: onTab.filter((n) => n.status?.fill === 'red').map((n) => `${n.type} ${n.name ?? n.id}: ${n.status?.text ?? ''}`),
         unknown: onTab.filter((n) => RED.nodes.getType(n.type) === undefined).map((n) => n.type),
+        // What the editor marks with a red triangle: on the canvas, or in the Configuration nodes sidebar.
+        invalid: [...onTab, ...configs].filter((n) => n.valid === false).map((n) => `${n.type} ${n.name ?? n.id}: ${(n.validationErrors ?? []).join('; ')}`),
       };
     });
     expect(troubled, `nodes with a red status in ${file}`).toEqual([]);
     expect(unknown, `unknown node types in ${file}`).toEqual([]);
+    expect(invalid, `nodes the editor marks invalid in ${file}`).toEqual([]);
     // The picture shows the workspace alone.
     await togglePaletteAndSidebar();
     await page.waitForTimeout(300);
