@@ -181,9 +181,9 @@ const cases: Record<string, Record<string, FieldCases>> = {
     connection: { invalid: [{ connection: '' }, { connection: BAD_SALESFORCE }], valid: [{ connection: SALESFORCE }] },
     object: {
       invalid: [{ operation: 'upsert', object: 'Bad Name' }, { operation: 'create', object: '' }, { operation: 'event', object: 'Case' }],
-      valid: [{ operation: 'upsert', object: 'Case' }, { operation: 'event', object: 'Alert__e', recordFrom: 'msg' }, { operation: 'webToCase', object: '' }],
+      valid: [{ operation: 'upsert', object: 'Case' }, { operation: 'event', object: 'Alert__e', recordFrom: 'payload' }, { operation: 'webToCase', object: '' }],
     },
-    recordFrom: { invalid: [{ recordFrom: 'alert', object: 'Account' }], valid: [{ recordFrom: 'msg', object: 'Account' }, { recordFrom: 'alert', object: 'Lead' }] },
+    recordFrom: { invalid: [{ recordFrom: 'alert', object: 'Account' }], valid: [{ recordFrom: 'payload', object: 'Account' }, { recordFrom: 'alert', object: 'Lead' }] },
     externalIdField: {
       invalid: [{ operation: 'upsert', externalIdField: '' }, { operation: 'upsert', externalIdField: 'bad field' }],
       valid: [{ operation: 'upsert', externalIdField: 'IoT_Alert_Id__c' }, { operation: 'create', externalIdField: '' }],
