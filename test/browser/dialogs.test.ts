@@ -10,10 +10,9 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openEditor } from '../support/browser';
+import { addNodeMaker, openEditor, packTypes as loadedPackTypes, type NodeMaker } from '../support/browser';
 import { NodeRedProcess, repoRoot } from '../support/node-red-process';
 
-const PACKAGE = '@iot-patterns/node-red-enterprise-iot';
 const MIN_WIDTH = 80;
 /** `${IOT_BUFFERED_MQTT_PORT}` is 25 characters. */
 const SHORT_VALUE = 32;
@@ -83,8 +82,8 @@ beforeAll(async () => {
   // A first start deploys every example flow as a tab: the dialogs as npm start shows them.
   node = await NodeRedProcess.start();
   ({ browser, page, pageErrors } = await openEditor(node.editorUrl, { width: 1600, height: 1000 }, 'iot-threshold'));
-  const modules = (await fetch(`${node.editorUrl}/nodes`, { headers: { Accept: 'application/json' } }).then((r) => r.json())) as Array<{ module: string; types: string[] }>;
-  packTypes = modules.filter((m) => m.module === PACKAGE).flatMap((m) => m.types);
+  await addNodeMaker(page);
+  packTypes = await loadedPackTypes(node.editorUrl);
 });
 
 afterAll(async () => {
@@ -168,14 +167,11 @@ describe('the dialogs of the pack, as a person reads them', () => {
     const ids = await page.evaluate((all) => {
       const { RED } = window as unknown as Editor;
       const made = all.map((c, i) => {
-        const def = RED.nodes.getType(c.type);
-        const props: Record<string, unknown> = {};
-        for (const [k, d] of Object.entries(def.defaults)) props[k] = JSON.parse(JSON.stringify(d.value ?? ''));
-        const isConfig = def.category === 'config';
-        return { ...props, ...c.props, id: `d.case.${i}`, type: c.type, ...(isConfig ? {} : { z: 'd.tab', x: 200, y: 60 + i * 40, wires: [] }) };
+        const place = RED.nodes.getType(c.type).category === 'config' ? {} : { z: 'd.tab', x: 200, y: 60 + i * 40, wires: [] };
+        return (window as unknown as NodeMaker).newNodeProps(c.type, { ...c.props, id: `d.case.${i}`, ...place });
       });
       RED.nodes.import([{ id: 'd.tab', type: 'tab', label: 'dialogs' }, ...made]);
-      return made.map((m) => m.id);
+      return made.map((m) => String(m.id));
     }, cases);
     const narrow: string[] = [];
     const rawTitles: string[] = [];

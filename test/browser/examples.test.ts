@@ -7,10 +7,9 @@ import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openEditor } from '../support/browser';
+import { openEditor, PACKAGE } from '../support/browser';
 import { NodeRedProcess, repoRoot } from '../support/node-red-process';
 
-const PACKAGE = '@iot-patterns/node-red-enterprise-iot';
 const pictures = join(repoRoot, 'test-results', process.env.NODE_RED_PATH ? 'node-red-5' : 'node-red-4', 'examples');
 const files = readdirSync(join(repoRoot, 'flows'))
   .filter((f) => f.endsWith('.json'))

@@ -7,10 +7,8 @@
  */
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openEditor } from '../support/browser';
+import { addNodeMaker, openEditor, packTypes as loadedPackTypes, type EditorNodeDef, type NodeMaker } from '../support/browser';
 import { NodeRedProcess } from '../support/node-red-process';
-
-const PACKAGE = '@iot-patterns/node-red-enterprise-iot';
 
 type Props = Record<string, unknown>;
 /** Entries of one field: each is merged over the node's defaults (and its type's base below). */
@@ -263,12 +261,6 @@ const cases: Record<string, Record<string, FieldCases>> = {
   },
 };
 
-interface EditorNodeDef {
-  category: string;
-  outputs?: number;
-  defaults: Record<string, { value: unknown; validate?: (...args: unknown[]) => unknown; type?: string }>;
-  credentials?: Record<string, { validate?: unknown }>;
-}
 type Editor = {
   RED: {
     nodes: {
@@ -287,14 +279,6 @@ type Editor = {
   };
 };
 
-/** A node's properties as the editor makes them for a new node (runs in the page). */
-function defaultsOf(def: EditorNodeDef): Record<string, unknown> {
-  const props: Record<string, unknown> = {};
-  for (const [k, d] of Object.entries(def.defaults)) props[k] = JSON.parse(JSON.stringify(d.value ?? ''));
-  return props;
-}
-type PageHelpers = { defaultsOf: typeof defaultsOf };
-
 let node: NodeRedProcess;
 let browser: Browser;
 let page: Page;
@@ -304,9 +288,8 @@ let packTypes: string[];
 beforeAll(async () => {
   node = await NodeRedProcess.start({ flows: [{ id: 'v.tab', type: 'tab', label: 'validation' }] });
   ({ browser, page, pageErrors } = await openEditor(node.editorUrl, { width: 1600, height: 1000 }, 'iot-threshold'));
-  await page.evaluate(`window.defaultsOf = ${defaultsOf.toString()}`);
-  const modules = (await fetch(`${node.editorUrl}/nodes`, { headers: { Accept: 'application/json' } }).then((r) => r.json())) as Array<{ module: string; types: string[] }>;
-  packTypes = modules.filter((m) => m.module === PACKAGE).flatMap((m) => m.types);
+  await addNodeMaker(page);
+  packTypes = await loadedPackTypes(node.editorUrl);
   await page.evaluate(() => (window as unknown as Editor).RED.workspaces.show('v.tab'));
 });
 
@@ -314,8 +297,8 @@ beforeAll(async () => {
 async function importConfigs(which: typeof configs): Promise<void> {
   const made = await page.evaluate((all) => {
     const { RED } = window as unknown as Editor;
-    const { defaultsOf } = window as unknown as PageHelpers;
-    RED.nodes.import(all.map((c) => ({ ...defaultsOf(RED.nodes.getType(c.type)), ...c })));
+    const { newNodeProps } = window as unknown as NodeMaker;
+    RED.nodes.import(all.map((c) => newNodeProps(c.type, c)));
     return all.map((c) => `${c.name} ${String(RED.nodes.node(c.id)?.valid)}`);
   }, which);
   expect(made).toEqual(which.map((c) => `${c.name} ${String(!c.name.startsWith('bad'))}`));
@@ -354,18 +337,11 @@ async function tryEntries(entries: Array<{ type: string; props: Props; expectVal
       const { RED } = window as unknown as Editor;
       const made = entries.map((entry, i) => {
         const def = RED.nodes.getType(entry.type);
-        const props = (window as unknown as PageHelpers).defaultsOf(def);
-        const isConfig = def.category === 'config';
+        const props = (window as unknown as NodeMaker).newNodeProps(entry.type, { ...(base[entry.type] ?? {}), ...entry.props });
         const id = `v.case.${i}`;
         const outputs = Number(props.outputs ?? def.outputs ?? 0);
-        return {
-          ...props,
-          ...(base[entry.type] ?? {}),
-          ...entry.props,
-          id,
-          type: entry.type,
-          ...(isConfig ? { name: `case ${i}` } : { z: 'v.tab', x: 120 + (i % 8) * 190, y: 60 + Math.floor(i / 8) * 50, wires: Array.from({ length: outputs }, () => []) }),
-        };
+        const place = def.category === 'config' ? { name: `case ${i}` } : { z: 'v.tab', x: 120 + (i % 8) * 190, y: 60 + Math.floor(i / 8) * 50, wires: Array.from({ length: outputs }, () => []) };
+        return { ...props, id, ...place };
       });
       RED.nodes.import(made);
       RED.view.redraw(true);
@@ -504,14 +480,14 @@ describe('editor validation of every checked field', () => {
     const [threshold, writer] = await page.evaluate(
       ({ store }) => {
         const { RED } = window as unknown as Editor;
-        const { defaultsOf } = window as unknown as PageHelpers;
+        const { newNodeProps } = window as unknown as NodeMaker;
         const made = [
-          { ...defaultsOf(RED.nodes.getType('iot-threshold')), id: 'v.dialog.threshold', type: 'iot-threshold', z: 'v.tab', x: 200, y: 400, wires: [[], [], []] },
-          { ...defaultsOf(RED.nodes.getType('iot-timeseries-out')), id: 'v.dialog.writer', type: 'iot-timeseries-out', store, z: 'v.tab', x: 400, y: 400, wires: [[], []] },
+          newNodeProps('iot-threshold', { id: 'v.dialog.threshold', z: 'v.tab', x: 200, y: 400, wires: [[], [], []] }),
+          newNodeProps('iot-timeseries-out', { id: 'v.dialog.writer', store, z: 'v.tab', x: 400, y: 400, wires: [[], []] }),
         ];
         RED.nodes.import(made);
         RED.view.redraw(true);
-        return made.map((m) => m.id);
+        return made.map((m) => String(m.id));
       },
       { store: STORE },
     );
