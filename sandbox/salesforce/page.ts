@@ -24,8 +24,9 @@ export interface PageSource {
   webTo: { submitted: Record<string, number>; created: Record<string, number>; waiting: number; dropped: Array<{ kind: string; at: number; reason: string }> };
 }
 
-/** Which Cases to show: `device`, `status` (a Status, or `open` for every one not closed), `page` from 1. */
+/** Which Cases to show: one `case` (its id), `device`, `status` (a Status, or `open` for every one not closed), `page` from 1. */
 export interface CaseQuery {
+  case?: string;
   device?: string;
   status?: string;
   page?: number;
@@ -78,6 +79,7 @@ export function caseView(cases: StoredRecord[], record: PageSource['record'], qu
   const devices = [...new Set(rows.map((r) => r.Device).filter((d) => d !== ''))].sort();
   const statuses = [...new Set(rows.map((r) => text(r.Status)).filter((s) => s !== ''))].sort();
   const matching = rows
+    .filter((r) => !query.case || r.Id === query.case || text(r.Id).slice(0, 15) === query.case)
     .filter((r) => !query.device || r.Device === query.device)
     .filter((r) => !query.status || (query.status === 'open' ? r.Status !== 'Closed' : r.Status === query.status))
     .reverse();

@@ -173,7 +173,7 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
           200,
           pageView(
             { orgId, cases: store.all('Case'), leads: store.all('Lead'), assets: store.all('Asset'), summaries: store.all('IoT_Device_Summary__c'), events: store.events, record: (id) => store.get(id), api: { used: apiUsage.value, max: apiMax }, webTo: { submitted: webTo.submitted, created: webTo.created, waiting: webTo.waiting, dropped: webTo.dropped } },
-            { device: url.searchParams.get('device') ?? undefined, status: url.searchParams.get('status') ?? undefined, page: Number(url.searchParams.get('page') ?? 1) || 1 },
+            { case: url.searchParams.get('case') ?? undefined, device: url.searchParams.get('device') ?? undefined, status: url.searchParams.get('status') ?? undefined, page: Number(url.searchParams.get('page') ?? 1) || 1 },
           ),
         );
       case 'GET /_sandbox/stats':
@@ -223,6 +223,12 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
     if (path === '/' && req.method === 'GET') {
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
       res.end(PAGE);
+      return;
+    }
+    // A record's own address, as in Salesforce (`https://<My Domain>/<record id>`): the page, showing it.
+    if (/^\/[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$/.test(path) && req.method === 'GET') {
+      res.writeHead(302, { Location: `/?case=${path.slice(1)}` });
+      res.end();
       return;
     }
     if (path === '/favicon.svg' && req.method === 'GET') {

@@ -116,10 +116,13 @@ describe('the CRM page of the sandbox', () => {
     const closed = await waitForRows("pump-1's closed Cases", (r) => r.length > 0 && r.every((row) => row.Status === 'Closed'));
     expect(closed.map((r) => r.Device)).toEqual(Array.from({ length: Math.floor(PUMP_1_CASES / 5) }, () => 'pump-1'));
 
-    // A link with the filter in it opens the page filtered.
+    // A link with the filter in it opens the page filtered; a record's address shows that Case.
     const linked = await browser.newPage();
     await linked.goto(`${sf.sandbox.url}/?device=cam-1`);
     await eventually('the linked page filtered', async () => ((await linked.locator('#cases tbody tr').count()) === 1 && (await linked.locator('#device').inputValue()) === 'cam-1' ? true : undefined));
+    const inspection = sf.sandbox.records('Case').find((c) => c.IoT_Alert_Id__c === 'inspection-1');
+    await linked.goto(`${sf.sandbox.url}/${String(inspection?.Id)}`);
+    await eventually('the Case at its address', async () => ((await linked.locator('#cases tbody tr').count()) === 1 && (await linked.locator('#cases tbody td').nth(1).innerText()).startsWith('Inspection photo') ? true : undefined));
     await linked.close();
 
     await page.selectOption('#status', '');

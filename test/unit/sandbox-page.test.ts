@@ -42,7 +42,7 @@ describe('what a Case row shows', () => {
 describe('the Cases shown', () => {
   const cases: StoredRecord[] = Array.from({ length: 60 }, (_, i) => ({
     type: 'Case',
-    fields: { Id: `500${String(i).padStart(15, '0')}`, CaseNumber: String(1001 + i), IoT_Device_Id__c: `pump-${i % 3}`, Status: i % 4 === 0 ? 'Closed' : 'New' },
+    fields: { Id: `500${String(i).padStart(12, '0')}AAA`, CaseNumber: String(1001 + i), IoT_Device_Id__c: `pump-${i % 3}`, Status: i % 4 === 0 ? 'Closed' : 'New' },
   }));
   const numbers = (view: object) => (view as { rows: Fields[] }).rows.map((r) => Number(r.CaseNumber));
 
@@ -63,6 +63,12 @@ describe('the Cases shown', () => {
     const view = caseView(cases, record, query) as { matching: number; total: number };
     expect(view).toMatchObject({ matching: all.length, total: 60 });
     expect(numbers(view)).toEqual(all.slice(0, CASES_PER_PAGE));
+  });
+
+  it('one Case by its id, 18 or 15 characters (a link to the record)', () => {
+    const id = cases[7].fields.Id;
+    expect(numbers(caseView(cases, record, { case: id }))).toEqual([1008]);
+    expect(numbers(caseView(cases, record, { case: id.slice(0, 15) }))).toEqual([1008]);
   });
 
   it('a page past the last shows the last; a device with no Case shows none', () => {
