@@ -25,6 +25,16 @@ import { startLocalSalesforce } from './salesforce-sandbox';
 import { startTimeSeriesStore, type TimeSeriesStore } from './timeseries-store';
 import { seedFlows } from './seed-flows';
 
+/** The fleet dashboard example runs on FlowFuse Dashboard 2.0, a development dependency. */
+function dashboardInstalled(): boolean {
+  try {
+    createRequire(__filename).resolve('@flowfuse/node-red-dashboard/package.json');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 interface NodeRedRuntime {
   events: { once(event: string, listener: () => void): void };
   init(server: Server, settings: object): void;
@@ -94,6 +104,7 @@ async function startAll(running: Running): Promise<void> {
   console.log(`MQTT broker:     ${process.env.MQTT_URL}${running.broker ? ' (embedded)' : ''}`);
   console.log(running.salesforce ? `Salesforce:      ${running.salesforce.url}/ (local sandbox: its Cases, Leads and events)` : `Salesforce:      ${process.env.SF_LOGIN_URL}`);
   console.log(`Time series:     ${running.timeSeries?.url} (${running.timeSeries?.description})`);
+  if (dashboardInstalled()) console.log(`Fleet dashboard: http://${host}:${port}/dashboard`);
   console.log(`User directory:  ${settings.userDir}`);
   if (process.argv.includes('--simulate')) running.simulation = simulate(`http://${host}:${port}`, dataDir);
   console.log('Press Ctrl-C to stop.');
