@@ -41,7 +41,7 @@ export = function register(RED: NodeAPI): void {
   function IotBufferNode(this: BufferNode, def: BufferDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true };
+    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true, RED };
 
     let config: BufferConfig;
     let keyReader: PropertyReader | undefined;

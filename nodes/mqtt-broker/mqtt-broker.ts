@@ -77,7 +77,7 @@ export = function register(RED: NodeAPI): void {
   function IotMqttBrokerNode(this: BrokerNode, def: BrokerDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true };
+    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true, RED };
     const registry = registryService(RED, def.registry);
     let settings: BrokerSettings;
     try {
