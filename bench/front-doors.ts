@@ -8,6 +8,7 @@
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import mqtt, { type MqttClient } from 'mqtt';
 import { derivedApiKey, derivedKey } from '../nodes/device-registry/stores';
+import { freePort } from '../scripts/server-process';
 import { startRuntime } from './embedded-runtime';
 import { format, type Figure } from './measure';
 
@@ -72,15 +73,6 @@ if (!isMainThread && (workerData as { frontDoors?: DeviceRun } | undefined)?.fro
     (result) => parentPort?.postMessage(result),
     (err: Error) => parentPort?.postMessage({ error: err.message }),
   );
-}
-
-async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 async function run(acknowledge: 'arrival' | 'stored'): Promise<DeviceResult & { stored: number }> {
