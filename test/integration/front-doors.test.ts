@@ -55,8 +55,15 @@ vi.mock('node:fs', async (importOriginal) => {
 
 const KEY = 'key-for-pump-1-0123456789abcdef';
 const DEEP = `{"temperature":${'['.repeat(3000)}1${']'.repeat(3000)}}`;
-const devices = [{ id: 'pump-1', enabled: true }];
-const credentials = { registry: { secrets: JSON.stringify({ 'pump-1': { apiKey: KEY } }) } };
+const GATEWAY_KEY = 'key-for-gw-1-0123456789abcdefgh';
+const devices = [
+  { id: 'pump-1', enabled: true },
+  { id: 'gw-1', enabled: true },
+  { id: 's-1', enabled: true, gateway: 'gw-1' },
+  { id: 's-2', enabled: true, gateway: 'gw-1' },
+  { id: 's-9', enabled: true },
+];
+const credentials = { registry: { secrets: JSON.stringify({ 'pump-1': { apiKey: KEY }, 'gw-1': { apiKey: GATEWAY_KEY } }) } };
 
 let userDir: string;
 let port: number;
@@ -95,13 +102,13 @@ interface Seen {
 }
 
 /** broker (once stored) -> device-auth (broker identity) -> buffer <- device-auth (HTTP, once stored) <- http in. */
-async function load(buffer: Record<string, unknown> = {}): Promise<Seen> {
+async function load(buffer: Record<string, unknown> = {}, mqttAuth: Record<string, unknown> = {}): Promise<Seen> {
   const z = 'doors';
   const flow: FlowNode[] = [
     { id: z, type: 'tab' },
     { id: 'registry', type: 'iot-device-registry', z, source: 'list', devices },
     { id: 'broker', type: 'iot-mqtt-broker', z, registry: 'registry', host: '127.0.0.1', port, acknowledge: 'stored', wires: [['mqttAuth'], ['events'], ['refusedPublishes']] },
-    { id: 'mqttAuth', type: 'iot-device-auth', z, method: 'broker', wires: [['queue'], ['rejected']] },
+    { id: 'mqttAuth', type: 'iot-device-auth', z, registry: 'registry', method: 'broker', wires: [['queue'], ['rejected']], ...mqttAuth },
     { id: 'in', type: 'http in', z, url: '/readings', method: 'post', upload: false, skipBodyParsing: true, wires: [['httpAuth']] },
     { id: 'httpAuth', type: 'iot-device-auth', z, registry: 'registry', method: 'apikey', answer: 'stored', wires: [['queue'], ['rejected']] },
     { id: 'queue', type: 'iot-buffer', z, wires: [['delivered'], [], ['control'], ['refusedByBuffer']], ...buffer },
@@ -224,6 +231,33 @@ describe('front doors acknowledging once stored, into a real iot-buffer', () => 
     } finally {
       clearInterval(topUp);
     }
+  });
+
+  it('a gateway’s batch over MQTT: its PUBACK once every sensor’s reading is stored; a part not taken, and the whole batch comes again', async () => {
+    const seen = await load({ maxMessages: '2', whenFull: 'refuse' }, { gateway: true });
+    const gateway = await connect({ clientId: 'gw-1', username: 'gw-1', password: GATEWAY_KEY });
+    const batch = (n: number) => JSON.stringify({ readings: [{ sensor: 's-1', temperature: n, timestamp: 1_700_000_000_000 + n }, { sensor: 's-9', temperature: 99 }, { sensor: 's-2', temperature: n + 1 }] });
+    syncs.state.held = true;
+    const first = gateway.publishAsync('devices/gw-1/batch', batch(1), { qos: 1 }).then(() => 'acknowledged');
+    await eventually('both parts waiting for their fsync', () => (syncs.state.waiting.length > 0 ? true : undefined));
+    expect(await after(first)).toBe('waiting');
+    syncs.release();
+    expect(await first).toBe('acknowledged');
+    await eventually('both parts delivered', () => (seen.delivered.length >= 2 ? true : undefined));
+    expect(seen.delivered.map((m) => [(m.device as { id: string }).id, m.timestamp])).toEqual([
+      ['s-1', 1_700_000_000_001],
+      ['s-2', expect.any(Number)],
+    ]);
+    expect(seen.rejected.map((m) => [(m.error as { code: string }).code, m._delivery])).toEqual([['not_under_gateway', undefined]]);
+
+    // The queue holds two: the next batch's first part is refused, so the whole batch is not taken.
+    let reconnects = 0;
+    gateway.on('reconnect', () => reconnects++);
+    const second = gateway.publishAsync('devices/gw-1/batch', batch(2), { qos: 1 }).then(() => 'acknowledged');
+    await eventually('the gateway told to send again', () => (seen.events.some((e) => e.topic === 'not_taken') && reconnects > 0 ? true : undefined));
+    expect(await after(second)).toBe('waiting');
+    for (const msg of seen.delivered.splice(0)) (helper.getNode('queue') as Node & { receive(msg: NodeMessage): void }).receive({ _delivery: msg._delivery } as NodeMessage);
+    expect(await second).toBe('acknowledged');
   });
 
   it('a reading nested 3,000 levels deep is refused with too_deep by both doors, and nothing is stored', async () => {
