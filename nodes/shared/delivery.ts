@@ -113,6 +113,23 @@ export function settleToken(RED: NodeAPI, token: DeliveryToken, outcome: Outcome
   return true;
 }
 
+/**
+ * What a message wired back into its source says of its delivery: a Complete node's (no
+ * msg.error) that it is done; a Catch node's that it failed, to be tried again unless
+ * `msg.retry` is false (after `msg.retryAfter` ms when set).
+ */
+export function outcomeOfReturned(msg: NodeMessage): Outcome {
+  const error = msg.error as { message?: unknown; source?: { type?: unknown; name?: unknown } } | undefined;
+  if (error === undefined || error === null) return { ok: true };
+  const source = error.source;
+  const from = source && typeof source.type === 'string' ? `${source.type}${typeof source.name === 'string' && source.name ? ` "${source.name}"` : ''}: ` : '';
+  // Node-RED puts the error's toString() in msg.error.message: "Error: ..." says nothing.
+  const text = typeof error.message === 'string' ? error.message.replace(/^Error: /, '') : String(error);
+  const reason = `${from}${text}`;
+  const retryAfter = Number(msg.retryAfter);
+  return { ok: false, reason, retry: msg.retry !== false, retryAfterMs: Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : undefined };
+}
+
 /** Tells the source of a message how many of its messages this sink can hold at once. */
 export function announceCapacity(RED: NodeAPI, msg: NodeMessage, sink: string, messages: number): boolean {
   const token = deliveryOf(msg);

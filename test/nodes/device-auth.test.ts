@@ -6,6 +6,7 @@
  * inputs per method, every one of them rejected with a code.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +20,7 @@ import { derivedApiKey, derivedKey } from '../../nodes/device-registry/stores';
 import { signWebhook } from '../../nodes/device-registry/webhook';
 import type { Outcome } from '../../nodes/shared/delivery';
 import { deviceJwt, hmacHeaders, hmacSigned, keyPairs, nowSeconds } from '../support/device-credentials';
-import { captureHttpNodes, coreNodes, helper, serveHttpNodes } from '../support/node-red';
+import { captureHttpNodes, coreNodes, helper, nodeRedPath, serveHttpNodes } from '../support/node-red';
 import { eventually } from '../support/wait';
 
 type Flow = Array<{ id: string; type: string; [property: string]: unknown }>;
@@ -480,6 +481,32 @@ describe('iot-device-auth answering HTTP senders itself, once stored', () => {
       await eventually('the warning', () => (textOf(helper.log().args).includes('iot-device-auth.errors.not-settled') ? true : undefined));
     } finally {
       await d.close();
+    }
+  });
+
+  it('settles a delivery wired back to its input: a Catch node after a decoder that failed (told not to retry) answers 422, a Complete node 2xx', async () => {
+    const tab = 'decoding';
+    const flow: Flow = [
+      { id: tab, type: 'tab', label: 'decoding' },
+      { id: 'registry', type: 'iot-device-registry', z: tab, source: 'list', devices },
+      { id: 'in', type: 'http in', z: tab, url: '/readings', method: 'post', upload: false, skipBodyParsing: true, wires: [['auth']] },
+      { id: 'auth', type: 'iot-device-auth', z: tab, registry: 'registry', method: 'apikey', answer: 'stored', wires: [['decode'], []] },
+      // A decoder as a Cloudy flow has one: it throws on what it cannot read.
+      { id: 'decode', type: 'function', z: tab, func: 'if (msg.payload.packed === "zz") { throw new Error("cannot decode zz"); }\nreturn msg;', outputs: 1, wires: [['decoded']] },
+      { id: 'failed', type: 'catch', z: tab, scope: ['decode'], uncaught: false, wires: [['final']] },
+      { id: 'final', type: 'change', z: tab, rules: [{ t: 'set', p: 'retry', pt: 'msg', to: 'false', tot: 'bool' }], wires: [['auth']] },
+      { id: 'decoded', type: 'complete', z: tab, scope: ['decode'], uncaught: false, wires: [['auth']] },
+    ];
+    const functionNode = createRequire(nodeRedPath)('@node-red/nodes/core/function/10-function.js') as typeof registryNode;
+    const changeNode = createRequire(nodeRedPath)('@node-red/nodes/core/function/15-change.js') as typeof registryNode;
+    await helper.load([registryNode, deviceAuthNode, coreNodes.httpIn, coreNodes.catch, coreNodes.complete, functionNode, changeNode, captureHttpNodes], flow, { registry: { secrets: JSON.stringify(secrets) } });
+    const server = await serveHttpNodes();
+    try {
+      const statusOf = async (body: string) => (await fetch(`${server.url}/readings`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-api-key': API_KEY }, body, signal: AbortSignal.timeout(10_000) })).status;
+      expect(await statusOf('{"packed":"0a1b"}')).toBe(202);
+      expect(await statusOf('{"packed":"zz"}')).toBe(422);
+    } finally {
+      await server.close();
     }
   });
 
