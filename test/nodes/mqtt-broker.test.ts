@@ -364,6 +364,18 @@ describe('iot-mqtt-broker acknowledging QoS 1/2', () => {
     await eventually('the warning', () => (JSON.stringify(helper.log().args).includes('iot-mqtt-broker.errors.not-settled') ? true : undefined));
   });
 
+  it('once stored: a delivery wired back to the broker’s input settles it (a Catch node: not taken, unless msg.retry is false), and is not published', async () => {
+    const out = await load({ acknowledge: 'stored' });
+    const pump = await connect('pump-1', KEYS['pump-1'], { reconnectPeriod: 200 });
+    const acked = pump.publishAsync('devices/pump-1/t', '{"temperature":21}', { qos: 1 });
+    await eventually('the publish in the flow', () => (out.published.length > 0 ? true : undefined));
+    brokerNode().receive({ _delivery: out.published[0]._delivery, error: { message: 'Error: decoder busy', source: { type: 'function' } } } as NodeMessage);
+    await eventually('sent again', () => (out.published.length >= 2 ? true : undefined));
+    expect(eventsOf(out, 'not_taken').map((e) => e.reason)).toEqual(['function: decoder busy']);
+    brokerNode().receive({ _delivery: out.published[1]._delivery, retry: false, error: { message: 'Error: cannot decode', source: { type: 'function' } } } as NodeMessage);
+    expect(await within(acked, 5_000)).toBe('acknowledged');
+  });
+
   it('once stored: QoS 0 stays fire and forget, without a token', async () => {
     const out = await load({ acknowledge: 'stored' });
     const pump = await connect('pump-1', KEYS['pump-1']);
