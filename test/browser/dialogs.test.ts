@@ -25,6 +25,7 @@ const variants: Record<string, Props[]> = {
   'iot-device-auth': [
     ...['auto', 'apikey', 'hmac', 'sas', 'jwt', 'webhook', 'broker'].map((method) => ({ method, gateway: true })),
     { method: 'anonymous', anonymousSource: 'property', sourceProperty: 'req.ip' },
+    { method: 'hmac', answer: 'stored' },
   ],
   'iot-device-registry': [
     { source: 'list', devices: [{ id: 'pump-1', enabled: true, methods: 'apikey hmac', gateway: 'gw-1', meta: '{"site":"north"}', publishTopics: 'devices/{id}/#' }] },
@@ -33,7 +34,7 @@ const variants: Record<string, Props[]> = {
     { source: 'derived', masterSource: 'credential' },
   ],
   'iot-influxdb': [{ version: 'v1', database: 'iot' }, { version: 'v3', url: 'https://store.example.com', insecure: true }],
-  'iot-mqtt-broker': [{ usetls: true, wsPort: '8080' }],
+  'iot-mqtt-broker': [{ usetls: true, wsPort: '8080', acknowledge: 'stored', payloadFormat: 'json' }],
   'iot-salesforce-connection': ['jwt', 'clientCredentials', 'refreshToken', 'password', 'accessToken', 'none'].map((authMethod) => ({ authMethod })),
   'iot-salesforce-out': [
     { operation: 'upsert', recordFrom: 'alert', object: 'Case', fields: [{ field: 'Priority', value: 'alert.severity', valueType: 'msg' }, { field: 'Origin', value: 'IoT', valueType: 'str' }] },
