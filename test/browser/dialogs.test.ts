@@ -107,7 +107,8 @@ async function measure(id: string, isConfig: boolean, picture?: string): Promise
   await page.waitForSelector(ok, { state: 'visible' });
   // Sections behind a link (the writer's advanced settings) are opened as a person would.
   for (const toggle of await page.locator('.red-ui-tray:last-of-type #iot-ts-advanced-toggle').all()) await toggle.click();
-  await page.waitForTimeout(250);
+  // The tray has its width once it has slid in.
+  await page.waitForTimeout(100);
   if (picture) await page.locator('.red-ui-tray:last-of-type').screenshot({ path: join(screenshots, picture) });
   const measured = await page.evaluate(({ min, short }) => {
     const tray = Array.from(document.querySelectorAll('.red-ui-tray')).pop() as HTMLElement;
@@ -138,14 +139,24 @@ async function measure(id: string, isConfig: boolean, picture?: string): Promise
 }
 
 describe('the dialogs of the pack, as a person reads them', () => {
-  it('shows every box wide enough, every value whole and a title in words, for each node of the example flows', async () => {
+  // The same dialogs as below, with the example flows' own values; once, on the Node-RED of the
+  // first leg (the second test shows every type's layout on Node-RED 5 too).
+  it.skipIf(process.env.NODE_RED_PATH)('shows every box wide enough, every value whole and a title in words, for each node of the example flows', async () => {
     const nodes = await page.evaluate((types) => {
       const { RED } = window as unknown as Editor;
       const found: Array<{ id: string; type: string; config: boolean; name: string }> = [];
-      RED.nodes.eachConfig((n) => {
-        if (types.includes(n.type)) found.push({ id: n.id, type: n.type, config: true, name: n.name ?? n.id });
-      });
-      for (const n of RED.nodes.filterNodes({})) if (types.includes(n.type)) found.push({ id: n.id, type: n.type, config: false, name: n.name ?? n.id });
+      // Nodes set alike (the patterns' writers, say) show the same dialog: one of them is opened.
+      const seen = new Set<string>();
+      const add = (n: Record<string, unknown> & { id: string; type: string; name?: string }, config: boolean) => {
+        if (!types.includes(n.type)) return;
+        const settings = Object.keys(RED.nodes.getType(n.type).defaults).filter((k) => k !== 'name').map((k) => n[k]);
+        const signature = `${n.type} ${JSON.stringify(settings)}`;
+        if (seen.has(signature)) return;
+        seen.add(signature);
+        found.push({ id: n.id, type: n.type, config, name: n.name ?? n.id });
+      };
+      RED.nodes.eachConfig((n) => add(n as never, true));
+      for (const n of RED.nodes.filterNodes({})) add(n as never, false);
       return found;
     }, packTypes);
     expect(new Set(nodes.map((n) => n.type)).size, 'pack types used by the example flows').toBeGreaterThan(8);
@@ -178,7 +189,8 @@ describe('the dialogs of the pack, as a person reads them', () => {
     const rawTitles: string[] = [];
     for (const [i, c] of cases.entries()) {
       const isConfig = await page.evaluate((type) => (window as unknown as Editor).RED.nodes.getType(type).category === 'config', c.type);
-      const m = await measure(ids[i], isConfig, `${c.type}-${i}.png`);
+      // A picture of each type's dialog as a new node has it.
+      const m = await measure(ids[i], isConfig, Object.keys(c.props).length === 0 ? `${c.type}.png` : undefined);
       narrow.push(...m.narrow.map((x) => `${c.type} ${JSON.stringify(c.props)} ${x}`));
       if (/\biot-/.test(m.title)) rawTitles.push(`${c.type}: ${m.title}`);
     }
