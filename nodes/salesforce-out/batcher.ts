@@ -19,6 +19,8 @@ export interface Entry<T> {
   items: T[];
   /** Failed tries so far. */
   attempts: number;
+  /** A try failed without an answer: the record may exist already. */
+  answerLost?: boolean;
   /** Not to be sent before this time (a backoff). */
   readyAt: number;
   enqueuedAt: number;

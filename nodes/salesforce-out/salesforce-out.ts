@@ -8,12 +8,13 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { reject } from '../shared/coded-error';
 import { deliveryOf, settleDelivery } from '../shared/delivery';
 import { deviceOf } from '../shared/device';
-import type { ClientState, SalesforceClient, SalesforceConnection } from '../shared/salesforce-client';
+import type { SalesforceClient, SalesforceConnection } from '../shared/salesforce-client';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { backoffMs, classifyCallError, type Verdict } from './error-policy';
 import { readOutConfig, type OutProperties, type OutSettings } from './out-config';
 import { caseFromAlert, externalIdValue, leadFromAlert, readAlert, webToCaseFromAlert, webToLeadFromAlert } from './record-mapping';
 import { RecordSink, type Written } from './record-sink';
+import { apiStatus, type Trouble } from './status';
 import { DAILY_CAP, DailyCount, formValues, postWebTo, type WebToKind } from './web-to-form';
 import type { Operation } from './writer';
 
@@ -72,6 +73,8 @@ export = function register(RED: NodeAPI): void {
     const submitted = new DailyCount();
     let capWarned = false;
     let webToPending = 0;
+    /** Web-to posts failing past their retries, until one goes through. */
+    let webToTrouble: Trouble | undefined;
     let closing = false;
 
     const sink = webToKind
@@ -169,6 +172,7 @@ export = function register(RED: NodeAPI): void {
           const verdict = classifyCallError(err);
           if (verdict.kind === 'invalid' || attempt >= settings.retries || closing) {
             webToPending--;
+            if (verdict.kind !== 'invalid') webToTrouble = { kind: 'failing', errorCode: verdict.errorCode };
             return fail(item, verdict, verdict.kind !== 'invalid');
           }
           // Not holding Node-RED open at stop: the loop ends after the wait (closing).
@@ -176,6 +180,7 @@ export = function register(RED: NodeAPI): void {
         }
       }
       webToPending--;
+      webToTrouble = undefined;
       if (submitted.add() > DAILY_CAP[kind] && !capWarned) {
         capWarned = true;
         node.warn(RED._('iot-salesforce-out.warnings.web-to-cap', { count: DAILY_CAP[kind] }));
@@ -224,35 +229,19 @@ export = function register(RED: NodeAPI): void {
       }, STATUS_EVERY_MS);
     }
 
+    const t = (key: string, values?: Record<string, string | number>) => RED._(`iot-salesforce-out.${key}`, values);
+
     function updateStatus(): void {
       if (webToKind) {
         const count = submitted.value;
         const capped = count >= DAILY_CAP[webToKind];
-        const text = RED._(`iot-salesforce-out.status.${capped ? 'web-to-capped' : 'submitted'}`, { count: count.toLocaleString('en-US') });
-        node.status({ fill: capped ? 'yellow' : 'green', shape: webToPending > 0 ? 'ring' : 'dot', text: webToPending > 0 ? `${text} · ${webToPending} sending` : text });
+        let text = t(`status.${capped ? 'web-to-capped' : 'submitted'}`, { count: count.toLocaleString('en-US') });
+        if (webToPending > 0) text += ` · ${webToPending} sending`;
+        if (webToTrouble) node.status({ fill: 'red', shape: 'dot', text: `${t('status.failing', { code: webToTrouble.errorCode })} · ${text}` });
+        else node.status({ fill: capped ? 'yellow' : 'green', shape: webToPending > 0 ? 'ring' : 'dot', text });
         return;
       }
-      node.status(apiStatus(sink as RecordSink<Item>));
-    }
-
-    function apiStatus(s: RecordSink<Item>): { fill: 'red' | 'green' | 'yellow' | 'grey' | 'blue'; shape: 'dot' | 'ring'; text: string } {
-      const state: ClientState = session.state();
-      const counts = [`${s.counts.written.toLocaleString('en-US')} ${RED._('iot-salesforce-out.status.written')}`];
-      if (s.waiting > 0) counts.push(`${s.waiting.toLocaleString('en-US')} ${RED._('iot-salesforce-out.status.waiting')}`);
-      if (s.counts.failed > 0) counts.push(`${s.counts.failed.toLocaleString('en-US')} ${RED._('iot-salesforce-out.status.failed')}`);
-      if (state.usage) counts.push(`API ${state.usage.used.toLocaleString('en-US')}/${state.usage.limit.toLocaleString('en-US')}`);
-      if (state.hold) {
-        const until = new Date(state.hold.until).toLocaleTimeString('en-GB');
-        const released = s.counts.released > 0 ? ` · ${RED._('iot-salesforce-out.status.in-buffer', { count: s.counts.released })}` : '';
-        return { fill: 'red', shape: 'ring', text: `${RED._(`iot-salesforce-out.status.hold-${state.hold.reason}`, { until })} · ${counts.join(' · ')}${released}` };
-      }
-      if (state.phase === 'failed') {
-        const retry = state.retryAt ? ` · ${RED._('iot-salesforce-out.status.next-login', { at: new Date(state.retryAt).toLocaleTimeString('en-GB') })}` : '';
-        return { fill: 'red', shape: 'ring', text: `${RED._('iot-salesforce-out.status.login-failed')}: ${(state.error ?? '').slice(0, 80)}${retry}` };
-      }
-      if (state.phase === 'connecting') return { fill: 'yellow', shape: 'ring', text: RED._('iot-salesforce-out.status.connecting') };
-      if (state.phase === 'idle') return { fill: 'grey', shape: 'ring', text: RED._('iot-salesforce-out.status.ready') };
-      return { fill: s.waiting > 0 ? 'blue' : 'green', shape: 'dot', text: counts.join(' · ') };
+      node.status(apiStatus(session.state(), sink as RecordSink<Item>, t));
     }
 
     // Log in at deploy, so that wrong credentials show at once, not at the first alert.

@@ -105,8 +105,8 @@ function connected(): Promise<true> {
 }
 
 /** Records every status the output node shows from now on. */
-function watchStatus(): Array<{ text?: string }> {
-  const statuses: Array<{ text?: string }> = [];
+function watchStatus(): Array<{ fill?: string; shape?: string; text?: string }> {
+  const statuses: Array<{ fill?: string; shape?: string; text?: string }> = [];
   const node = out() as Node & { status(s: object): void };
   const original = node.status.bind(node);
   node.status = (s: { text?: string }) => {
@@ -228,6 +228,25 @@ describe('faults, handled as the error policy says', () => {
     expect(sf.sandbox.records('Case')).toHaveLength(1);
   });
 
+  it('retries a 200-record call that met a 503 or lost its answer as one call, at the default retry delay', async () => {
+    for (const fault of [{ unavailable: 1 }, { lostAnswers: 1 }]) {
+      sf.sandbox.reset();
+      const seen = await load(flow({ retryDelay: undefined, batchDelay: undefined }));
+      await connected();
+      // Every request the node makes to the API, those answered 503 included.
+      const requests = () => sf.sandbox.stats().apiCalls + sf.sandbox.stats().faults.unavailable;
+      const before = requests();
+      sf.sandbox.faults.inject(fault);
+      for (let i = 0; i < 200; i++) send(alertMsg(`again-${i}`));
+      await until(`200 results after ${Object.keys(fault)[0]}`, () => (seen.ok.length + seen.failed.length === 200 ? true : undefined));
+      expect(seen.failed).toEqual([]);
+      // The call that failed and its one retry.
+      expect(requests() - before).toBe(2);
+      expect(sf.sandbox.records('Case')).toHaveLength(200);
+      await helper.unload();
+    }
+  });
+
   it('retries only the records that met a row lock', async () => {
     const seen = await load(flow({ batchDelay: '50' }));
     await connected();
@@ -248,6 +267,42 @@ describe('faults, handled as the error policy says', () => {
     expect(sf.sandbox.stats().faults.lostAnswers).toBe(1);
     expect(sf.sandbox.records('Case').map((c) => c.IoT_Alert_Id__c).sort()).toEqual(['lost-1', 'lost-2']);
     expect(seen.ok.map((m) => resultOf(m).created)).toEqual([false, false]);
+  });
+
+  it('upserts a ready-made Lead on the alert id: a lost answer and the alert escalating make one Lead, never DUPLICATE_VALUE', async () => {
+    const seen = await load(flow({ operation: 'create', object: 'Lead', retryDelay: undefined, batchDelay: undefined }));
+    await connected();
+    sf.sandbox.faults.inject({ lostAnswers: 1 });
+    const device = { id: 'pump-17', method: 'hmac', meta: { contactName: 'Dana Ng', company: 'Acme Pumps' } };
+    send(alertMsg('lead-1', {}, { device }));
+    await until('the Lead', () => (seen.ok.length + seen.failed.length === 1 ? true : undefined));
+    send(alertMsg('lead-1', { severity: 'critical', change: 'escalated', text: 'temperature above 90 on pump-17 (95)' }, { device }));
+    await until('the escalation', () => (seen.ok.length + seen.failed.length === 2 ? true : undefined));
+    expect(seen.failed.map((m) => errorOf(m))).toEqual([]);
+    expect(sf.sandbox.stats().faults.lostAnswers).toBe(1);
+    const leads = sf.sandbox.records('Lead');
+    expect(leads).toEqual([expect.objectContaining({ IoT_Alert_Id__c: 'lead-1', LastName: 'Dana Ng', Company: 'Acme Pumps' })]);
+    expect(leads[0].Description).toContain('Severity: critical');
+    expect(seen.ok.map((m) => ({ ...resultOf(m), id: resultOf(m).id === leads[0].Id }))).toEqual([
+      { success: true, id: true, created: false, operation: 'upsert', object: 'Lead' },
+      { success: true, id: true, created: false, operation: 'upsert', object: 'Lead' },
+    ]);
+  });
+
+  it('counts a create refused as DUPLICATE_VALUE after its answer was lost as written, with the record it made', async () => {
+    const seen = await load(flow({ operation: 'create', object: 'Lead', recordFrom: 'payload', retryDelay: undefined, batchDelay: undefined }));
+    await connected();
+    sf.sandbox.faults.inject({ lostAnswers: 1 });
+    send({ payload: { LastName: 'Ng', Company: 'Acme', IoT_Alert_Id__c: 'unique-1' } });
+    await until('the result', () => (seen.ok.length + seen.failed.length === 1 ? true : undefined));
+    expect(seen.failed.map((m) => errorOf(m))).toEqual([]);
+    const leads = sf.sandbox.records('Lead');
+    expect(leads).toHaveLength(1);
+    expect(resultOf(seen.ok[0])).toEqual({ success: true, id: leads[0].Id, created: true, operation: 'create', object: 'Lead' });
+    // Without a lost answer, the same clash is the record's fault: refused, never retried.
+    send({ payload: { LastName: 'Ng', Company: 'Acme', IoT_Alert_Id__c: 'unique-1' } });
+    await until('the refusal', () => (seen.failed.length === 1 ? true : undefined));
+    expect(errorOf(seen.failed[0])).toMatchObject({ code: 'rejected', errorCode: 'DUPLICATE_VALUE' });
   });
 
   it('treats an answer slower than the timeout as lost, then retries without duplicates', async () => {
@@ -306,17 +361,45 @@ describe('tokens', () => {
     }
   });
 
-  it('never renews in a loop when every new token is refused at once', async () => {
-    const strict = await startTestSandbox({ tokenLifetimeMs: 0 });
+  it('renews a session that timed out from inactivity before its first call, at the node defaults (JWT and client credentials)', async () => {
+    // Real orgs end sessions after 2 hours without a call; here after 1.5 s, and the node keeps its defaults.
+    const quiet = await startTestSandbox({ sessionTimeoutMs: 1500 });
     try {
-      const f = flow({ retries: '3' });
+      for (const [connection, credentials] of [
+        [{ authMethod: 'jwt' }, { privateKey: sf.keys.privateKey }],
+        [{ authMethod: 'clientCredentials', username: '' }, { clientSecret: CONSUMER_SECRET }],
+      ] as const) {
+        const f = flow({ retryDelay: undefined, batchDelay: undefined }, { ...connection, loginUrl: quiet.sandbox.url });
+        const seen = await load(f, { conn: credentials });
+        await connected();
+        const logins = quiet.sandbox.stats().logins;
+        // The flow is quiet longer than the session timeout: the token logged in at deploy is never used.
+        await sleep(2000);
+        send(alertMsg(`after-quiet-${connection.authMethod}`));
+        await until(`the alert written (${connection.authMethod})`, () => (seen.ok.length + seen.failed.length === 1 ? true : undefined), 10_000);
+        expect(seen.failed.map((m) => errorOf(m))).toEqual([]);
+        expect(quiet.sandbox.records('Case').map((c) => c.IoT_Alert_Id__c)).toContain(`after-quiet-${connection.authMethod}`);
+        expect(quiet.sandbox.stats().logins - logins).toBe(1);
+        await helper.unload();
+      }
+    } finally {
+      await quiet.close();
+    }
+  });
+
+  it('never renews in a loop when every new token is refused at once', async () => {
+    const strict = await startTestSandbox({ sessionTimeoutMs: 0 });
+    try {
+      // No retry: a retry would wait for the next login allowed (30 s), as records do while logins are held.
+      const f = flow({ retries: '0' });
       f[0].loginUrl = strict.sandbox.url;
       const seen = await load(f);
       send(alertMsg('loop-1'));
       await until('the failure', () => (seen.failed.length === 1 ? true : undefined));
       expect(errorOf(seen.failed[0]).code).toBe('login_failed');
       expect(errorOf(seen.failed[0]).message).toMatch(/not logging in again before .*: the new token was refused too/);
-      expect(strict.sandbox.stats().logins).toBe(1);
+      // The token of the first login may have timed out unused: it is renewed once, and its refused successor is not.
+      expect(strict.sandbox.stats().logins).toBe(2);
     } finally {
       await strict.close();
     }
@@ -327,10 +410,17 @@ describe('tokens', () => {
     const statuses = watchStatus();
     send(alertMsg('x'));
     await until('the failure', () => (seen.failed.length === 1 ? true : undefined));
-    expect(errorOf(seen.failed[0])).toMatchObject({ code: 'login_failed' });
+    expect(errorOf(seen.failed[0])).toMatchObject({ code: 'login_failed', errorCode: 'invalid_client' });
     expect(errorOf(seen.failed[0]).message).toMatch(/invalid_client: invalid client credentials/);
     await until('the status', () => statuses.find((s) => /^iot-salesforce-out.status.login-failed: invalid_client: invalid client credentials · iot-salesforce-out.status.next-login$/.test(s.text ?? '')));
     expect(JSON.stringify([seen, statuses])).not.toContain('wrong-secret-value');
+  });
+  it('reports a refused JWT login with its own code (invalid_grant), not as an expired session', async () => {
+    const seen = await load(flow({ retries: '0' }, { username: 'nobody@iot-patterns.example' }));
+    send(alertMsg('refused-login'));
+    await until('the failure', () => (seen.failed.length === 1 ? true : undefined));
+    expect(errorOf(seen.failed[0])).toMatchObject({ code: 'login_failed', errorCode: 'invalid_grant', message: expect.stringMatching(/invalid_grant: invalid assertion/) });
+    expect(resultOf(seen.failed[0])).toMatchObject({ success: false, errors: [{ statusCode: 'invalid_grant' }] });
   });
 });
 
@@ -379,6 +469,50 @@ describe('the API limit', () => {
     ]);
   });
 
+  it('holds for the daily allowance until the hold time is over (5 minutes by default), saying until when', async () => {
+    const seen = await load(flow({}, { guardPercent: '100' }));
+    await connected();
+    const statuses = watchStatus();
+    sf.sandbox.setApiUsage(15_000);
+    const refusedAt = Date.now();
+    send({ ...alertMsg('daily-1'), _delivery: { source: 'buffer', id: 'd-daily' } });
+    await until('the hold', () => statuses.find((s) => /status.hold-exceeded/.test(s.text ?? '')));
+    const hold = (helper.getNode('conn') as Node & SalesforceConnection).client?.state().hold;
+    expect(hold?.reason).toBe('exceeded');
+    expect((hold?.until ?? 0) - refusedAt).toBeGreaterThanOrEqual(299_000);
+    expect(statuses.at(-1)).toMatchObject({ fill: 'yellow', shape: 'ring' });
+    // The buffer keeps the message on disk meanwhile, to deliver it again when the hold ends.
+    expect(settled).toEqual([['d-daily', { ok: false, retry: true, reason: 'REQUEST_LIMIT_EXCEEDED: holding', retryAfterMs: expect.any(Number) }]]);
+    expect((settled[0][1] as { retryAfterMs: number }).retryAfterMs).toBeGreaterThan(290_000);
+    expect(seen.ok).toEqual([]);
+  });
+
+  it('holds only until the next answer when the limit is the org\'s concurrent long requests (low daily use)', async () => {
+    const seen = await load(flow({ retryDelay: undefined, batchDelay: undefined }));
+    await connected();
+    const statuses = watchStatus();
+    // Another integration's request runs long; the org allows one at a time (Salesforce: 25 of 20 s).
+    sf.sandbox.configure({ longRequestMs: 100, concurrentLongRequests: 1 });
+    sf.sandbox.faults.inject({ latencyMs: 1500 });
+    const other = new (await import('jsforce')).Connection({ loginUrl: sf.sandbox.url, version: '62.0', oauth2: { clientId: CONSUMER_KEY, clientSecret: CONSUMER_SECRET, loginUrl: sf.sandbox.url } });
+    await other.authorize({ grant_type: 'client_credentials' });
+    const report = other.sobject('Case').create({ Subject: 'a long report' });
+    await sleep(200);
+    const sentAt = Date.now();
+    send({ ...alertMsg('busy-1'), _delivery: { source: 'buffer', id: 'd-busy' } }, alertMsg('busy-2'));
+    await until('the refusal', () => (sf.sandbox.stats().rejectedForConcurrency >= 1 ? true : undefined));
+    await until('the hold in the status', () => statuses.find((s) => /status.hold-concurrent/.test(s.text ?? '')));
+    expect(statuses.at(-1)).toMatchObject({ fill: 'yellow', shape: 'ring' });
+    await report;
+    sf.sandbox.faults.inject({ latencyMs: 0 });
+    await until('both written', () => (seen.ok.length === 2 ? true : undefined), 10_000);
+    // Seconds, not the 5 minutes of a daily hold; the buffered message was written, not handed back.
+    expect(Date.now() - sentAt).toBeLessThan(10_000);
+    expect(settled).toEqual([['d-busy', { ok: true }]]);
+    expect(seen.failed).toEqual([]);
+    await until('green again', () => (statuses.at(-1)?.fill === 'green' ? true : undefined));
+  });
+
   it('stops at the guard share of the daily allowance and says so', async () => {
     const seen = await load(flow({ batchDelay: '10' }, { guardPercent: '50', holdMinutes: '10' }));
     const statuses = watchStatus();
@@ -388,7 +522,29 @@ describe('the API limit', () => {
     send(alertMsg('g-2'));
     await until('the hold in the status', () => statuses.find((s) => /status.hold-guard/.test(s.text ?? '')));
     expect(sf.sandbox.records('Case')).toHaveLength(1);
-    expect(statuses.at(-1)).toEqual({ fill: 'red', shape: 'ring', text: 'iot-salesforce-out.status.hold-guard · 1 iot-salesforce-out.status.written · 1 iot-salesforce-out.status.waiting · API 7,500/15,000' });
+    expect(statuses.at(-1)).toEqual({ fill: 'yellow', shape: 'ring', text: 'iot-salesforce-out.status.hold-guard · 1 iot-salesforce-out.status.written · 1 iot-salesforce-out.status.waiting · API 7,500/15,000' });
+  });
+});
+
+describe('status', () => {
+  it('is green while writing, yellow while retrying a 503 with its code and time, red once every call fails past its retries', async () => {
+    // One retry instead of five, so that the calls run out in seconds: the colours are the point.
+    const seen = await load(flow({ retryDelay: undefined, batchDelay: undefined, retries: '1' }));
+    await connected();
+    const statuses = watchStatus();
+    send(alertMsg('st-1'));
+    await until('green', () => (statuses.at(-1)?.fill === 'green' ? true : undefined));
+    expect(statuses.at(-1)).toEqual({ fill: 'green', shape: 'dot', text: expect.stringMatching(/^1 iot-salesforce-out.status.written · API \d+\/15,000$/) });
+    sf.sandbox.faults.inject({ unavailable: 100 });
+    send(alertMsg('st-2'), alertMsg('st-3'), alertMsg('st-4'));
+    await until('yellow', () => statuses.find((s) => s.fill === 'yellow'));
+    expect(statuses.find((s) => s.fill === 'yellow')).toMatchObject({ shape: 'ring', text: expect.stringMatching(/^iot-salesforce-out.status.retrying · 1 iot-salesforce-out.status.written · 3 iot-salesforce-out.status.waiting/) });
+    await until('the failures', () => (seen.failed.length === 3 ? true : undefined));
+    await until('red', () => (statuses.at(-1)?.fill === 'red' ? true : undefined));
+    expect(statuses.at(-1)).toMatchObject({ fill: 'red', shape: 'dot', text: expect.stringMatching(/^iot-salesforce-out.status.failing · 1 iot-salesforce-out.status.written · 3 iot-salesforce-out.status.failed/) });
+    sf.sandbox.faults.clear();
+    send(alertMsg('st-5'));
+    await until('green again', () => (statuses.at(-1)?.fill === 'green' ? true : undefined));
   });
 });
 
