@@ -70,7 +70,10 @@ export function mappingOptions(p: TimeseriesProperties, precision: Precision): M
     text,
     valueField: p.valueField === undefined ? DEFAULTS.valueField : p.valueField.trim(),
     tagKeys: new Set(nameList(p.tagKeys)),
-    timeField: p.timeType === 'field' || p.timeType === undefined ? (p.time ?? DEFAULTS.timeField).trim() : '',
+    // The reading's own time comes first whatever the message's time is read from; with
+    // "arrival" it is left out (never stored as a value).
+    timeField: p.timeType === 'field' || p.timeType === undefined ? (p.time ?? DEFAULTS.timeField).trim() : DEFAULTS.timeField,
+    arrivalTime: p.timeType === 'arrival',
   };
 }
 

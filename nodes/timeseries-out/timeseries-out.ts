@@ -7,7 +7,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import type { StoreConfigNode } from '../influxdb/store-writer';
 import { reject } from '../shared/coded-error';
-import { settleDelivery } from '../shared/delivery';
+import { DELIVERY_PROPERTY, settleDelivery } from '../shared/delivery';
 import { deviceOf } from '../shared/device';
 import { LogSummary } from '../shared/log-summary';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
@@ -84,6 +84,7 @@ export = function register(RED: NodeAPI): void {
     const where = store.describe();
     const measurement = def.measurementType && def.measurementType !== 'str' ? undefined : def.measurement || DEFAULTS.measurement;
     const messageTimeFromMsg = !def.timeType || def.timeType === 'field';
+    const arrivalTime = def.timeType === 'arrival';
     const anyAsync = [readingsReader, measurementReader, timeReader, ...tagReaders.map((tag) => tag.reader)].some((reader) => reader?.async);
     const log = new LogSummary(LOG_INTERVAL_MS);
     // Sending costs even when nothing listens: written messages go out only when the output is wired.
@@ -167,7 +168,10 @@ export = function register(RED: NodeAPI): void {
 
     function accept(msg: NodeMessage, parts: MessageParts, done: Done): void {
       received = true;
-      const mapped = toPoints.map(parts, Date.now(), parts === scratchParts ? scratchMapped : undefined);
+      // The time a message arrived stands in for a missing time only when nothing can deliver it
+      // again: a queue's redelivery would become a second point at another time.
+      const arrival = arrivalTime || msg[DELIVERY_PROPERTY] === undefined ? Date.now() : undefined;
+      const mapped = toPoints.map(parts, arrival, parts === scratchParts ? scratchMapped : undefined);
       const tracker: Tracker = {
         msg,
         done,

@@ -19,6 +19,8 @@ type Status = { fill: string; shape: string; text: string };
 type TestNode = Node & { receive(msg: NodeMessage): void; status: { lastCall: { args: [Status] } | null; getCalls(): Array<{ args: [Status] }> } };
 
 const TOKEN = 'apiv3_s3cr3t-token-value';
+/** A reading's time: messages from a buffer carry the time they were accepted (msg.timestamp). */
+const T0 = 1_795_300_000_000;
 const settled: Array<[string, Outcome]> = [];
 
 /** Stands in for iot-buffer: it only settles deliveries (nodes/shared/delivery.ts). */
@@ -133,7 +135,7 @@ describe('iot-timeseries-out on the v3 API', () => {
   it('is done only when the batch holding its points is written', async () => {
     let answer: (() => void) | undefined;
     const out = await load({}, {}, () => new Promise((resolve) => (answer = () => resolve({ status: 204 }))));
-    send({ payload: { v: 1 }, _delivery: { source: 'buf', id: 'd1' } });
+    send({ payload: { v: 1 }, timestamp: T0, _delivery: { source: 'buf', id: 'd1' } });
     await until('the request', () => fake.requests.length === 1);
     await settle(100);
     expect(out.completed).toEqual([]);
@@ -147,7 +149,7 @@ describe('iot-timeseries-out on the v3 API', () => {
     const out = await load();
     send(
       { payload: { v: 1 }, topic: 'good-1' },
-      { payload: { v: Number.NaN }, topic: 'nan', _delivery: { source: 'buf', id: 'bad' } },
+      { payload: { v: Number.NaN }, topic: 'nan', timestamp: T0, _delivery: { source: 'buf', id: 'bad' } },
       { payload: {}, topic: 'empty' },
       { payload: 'warm', topic: 'text' },
       { payload: { v: 2 }, topic: 'stamp', timestamp: 'yesterday' },
@@ -182,7 +184,7 @@ describe('iot-timeseries-out on the v3 API', () => {
         ? { status: 204 }
         : { status: 400, body: JSON.stringify({ error: 'partial write of line protocol occurred', data: [{ original_line: request.lines[bad], line_number: bad + 1, error_message: 'invalid column type for column v, expected float, got string' }] }) };
     });
-    for (let i = 0; i < 8; i++) send({ payload: { v: i === 5 ? 'five' : i }, topic: `m${i}`, _delivery: { source: 'buf', id: `d${i}` } });
+    for (let i = 0; i < 8; i++) send({ payload: { v: i === 5 ? 'five' : i }, topic: `m${i}`, timestamp: T0 + i, _delivery: { source: 'buf', id: `d${i}` } });
     await until('all eight done', () => out.completed.length === 8);
     expect(out.errors.map((m) => m.topic)).toEqual(['m5']);
     expect(out.errors[0].rejected).toEqual([{ code: 'point_rejected', message: 'invalid column type for column v, expected float, got string', line: 'sensor v="five" ' + (out.errors[0].rejected as Array<{ line: string }>)[0].line.split(' ')[2] }]);
@@ -193,7 +195,7 @@ describe('iot-timeseries-out on the v3 API', () => {
 
   it('stops on 401: status unauthorized, error output, no endless retry, one log line', async () => {
     const out = await load({}, {}, () => ({ status: 401, body: '{"error":"invalid token"}' }));
-    for (let i = 0; i < 20; i++) send({ payload: { v: i }, topic: `m${i}`, _delivery: { source: 'buf', id: `d${i}` } });
+    for (let i = 0; i < 20; i++) send({ payload: { v: i }, topic: `m${i}`, timestamp: T0 + i, _delivery: { source: 'buf', id: `d${i}` } });
     await until('twenty errors', () => out.errors.length === 20);
     await settle(1500);
     expect(fake.requests).toHaveLength(1);
@@ -219,7 +221,7 @@ describe('iot-timeseries-out on the v3 API', () => {
 
   it('holds a bounded number of points and says so on the error output past it, never dropping in silence', async () => {
     const out = await load({ maxPending: '10', batchSize: '5', maxInFlight: '1', giveUpAfter: '0' }, {}, () => ({ status: 503 }));
-    for (let i = 0; i < 25; i++) send({ payload: { v: i }, topic: `m${i}`, _delivery: { source: 'buf', id: `d${i}` } });
+    for (let i = 0; i < 25; i++) send({ payload: { v: i }, topic: `m${i}`, timestamp: T0 + i, _delivery: { source: 'buf', id: `d${i}` } });
     await until('fifteen refused', () => out.errors.length === 15);
     expect(out.errors.every((m) => codeOf(m) === 'backlog_full')).toBe(true);
     expect(out.errors.map((m) => m.topic)).toEqual(Array.from({ length: 15 }, (_, i) => `m${i + 10}`));

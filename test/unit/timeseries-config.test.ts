@@ -21,6 +21,7 @@ describe('writer options', () => {
       valueField: 'value',
       tagKeys: new Set(),
       timeField: 'timestamp',
+      arrivalTime: false,
     });
   });
 
@@ -35,8 +36,9 @@ describe('writer options', () => {
     const mapping = mappingOptions({ integerFields: 'count, rssi\nsteps', tagKeys: 'sensor', text: 'numeric', valueField: '', timeType: 'field', time: 'ts', timeUnit: 's' }, 'ms');
     expect([...mapping.integerFields]).toEqual(['count', 'rssi', 'steps']);
     expect(mapping).toMatchObject({ text: 'numeric', valueField: '', timeField: 'ts', timeUnit: 's' });
-    expect(mappingOptions({ timeType: 'msg', time: 'timestamp' }, 'ms').timeField).toBe('');
-    expect(mappingOptions({ timeType: 'arrival' }, 'ms').timeField).toBe('');
+    // Whatever the message's time is read from, the reading's own time comes first and is no value.
+    expect(mappingOptions({ timeType: 'msg', time: 'measuredAt' }, 'ms')).toMatchObject({ timeField: 'timestamp', arrivalTime: false });
+    expect(mappingOptions({ timeType: 'arrival' }, 'ms')).toMatchObject({ timeField: 'timestamp', arrivalTime: true });
   });
 
   it.each([
