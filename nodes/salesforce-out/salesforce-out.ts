@@ -6,13 +6,15 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { reject } from '../shared/coded-error';
+import { DEFAULT_PARSE_LIMITS, removeTooDeep, tooDeepProperty } from '../shared/json-limits';
+import { LogSummary } from '../shared/log-summary';
 import { deliveryOf, settleDelivery } from '../shared/delivery';
 import { deviceOf } from '../shared/device';
 import type { SalesforceClient, SalesforceConnection } from '../shared/salesforce-client';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { backoffMs, classifyCallError, type Verdict } from './error-policy';
 import { readOutConfig, type OutProperties, type OutSettings } from './out-config';
-import { caseFromAlert, externalIdValue, leadFromAlert, readAlert, webToCaseFromAlert, webToLeadFromAlert } from './record-mapping';
+import { caseFromAlert, externalIdValue, leadFromAlert, readAlert, recordProblem, webToCaseFromAlert, webToLeadFromAlert } from './record-mapping';
 import { RecordSink, type Written } from './record-sink';
 import { apiStatus, type Trouble } from './status';
 import { DAILY_CAP, DailyCount, formValues, postWebTo, type WebToKind } from './web-to-form';
@@ -63,6 +65,8 @@ export = function register(RED: NodeAPI): void {
       });
       return;
     }
+    const t = (key: string, values?: Record<string, string | number>) => RED._(`iot-salesforce-out.${key}`, values);
+    const problems = new LogSummary(60_000);
     const settings: OutSettings = config;
     const session: SalesforceClient = client;
     const webToKind: WebToKind | undefined = settings.operation === 'webToCase' ? 'case' : settings.operation === 'webToLead' ? 'lead' : undefined;
@@ -98,10 +102,11 @@ export = function register(RED: NodeAPI): void {
             failed: (item, verdict, gaveUp) => fail(item, verdict, gaveUp),
             // Settled as "again once the hold is over", so that a long hold costs its buffer one
             // attempt rather than one per redelivery timeout.
-            released: (item, hold) => {
-              settleDelivery(RED, item.msg, { ok: false, reason: `${hold.reason === 'exceeded' ? 'REQUEST_LIMIT_EXCEEDED' : 'API guard'}: holding`, retry: true, retryAfterMs: Math.max(0, hold.until - Date.now()) });
-              item.done();
-            },
+            released: (item, hold) =>
+              guarded(() => {
+                settleDelivery(RED, item.msg, { ok: false, reason: `${hold.reason === 'exceeded' ? 'REQUEST_LIMIT_EXCEEDED' : 'API guard'}: holding`, retry: true, retryAfterMs: Math.max(0, hold.until - Date.now()) });
+                item.done();
+              }),
             changed: () => scheduleStatus(),
           },
         );
@@ -109,6 +114,12 @@ export = function register(RED: NodeAPI): void {
     // --- messages in -----------------------------------------------------------------------
     node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
       const item: Item = { msg, send, done };
+      // A message too deep for Node-RED to copy would end the process where it is passed on.
+      if (tooDeepProperty(msg) !== undefined) {
+        const removed = removeTooDeep(msg).map((key) => `msg.${key}`);
+        refuse(item, 'too_deep', t('errors.too-deep', { properties: removed.join(', '), levels: DEFAULT_PARSE_LIMITS.maxDepth }));
+        return;
+      }
       recordOf(msg)
         .then((record) => (typeof record === 'string' ? refuse(item, 'invalid_input', record) : take(item, record)))
         .catch((err: Error) => refuse(item, 'invalid_input', err.message));
@@ -138,6 +149,8 @@ export = function register(RED: NodeAPI): void {
     }
 
     async function take(item: Item, record: Record<string, unknown>): Promise<void> {
+      const problem = recordProblem(record);
+      if (problem) return refuse(item, problem.code, problem.message);
       if (webToKind) return submit(item, webToKind, record);
       let key: string | undefined;
       if (settings.operation === 'upsert') {
@@ -196,9 +209,11 @@ export = function register(RED: NodeAPI): void {
     }
 
     function finish(item: Item, out: Array<NodeMessage | null>): void {
-      settleDelivery(RED, item.msg, { ok: true });
-      item.send(out);
-      item.done();
+      guarded(() => {
+        settleDelivery(RED, item.msg, { ok: true });
+        item.send(out);
+        item.done();
+      });
       scheduleStatus();
     }
 
@@ -208,14 +223,31 @@ export = function register(RED: NodeAPI): void {
       msg.salesforce = { success: false, ...what, errors: [{ statusCode: verdict.errorCode, message: verdict.message, fields }] };
       const code = !gaveUp ? 'rejected' : verdict.kind === 'auth' ? 'login_failed' : 'unavailable';
       const message = gaveUp ? `gave up after ${settings.retries} retries: ${verdict.message}` : verdict.message;
-      settleDelivery(RED, msg, { ok: false, retry: gaveUp, reason: `${verdict.errorCode}: ${verdict.message}` });
-      reject(node, msg, code, message, item.send, item.done, rejection, { errorCode: verdict.errorCode, fields });
+      guarded(() => {
+        settleDelivery(RED, msg, { ok: false, retry: gaveUp, reason: `${verdict.errorCode}: ${verdict.message}` });
+        reject(node, msg, code, message, item.send, item.done, rejection, { errorCode: verdict.errorCode, fields });
+      });
       scheduleStatus();
     }
 
     function refuse(item: Item, code: string, message: string): void {
-      settleDelivery(RED, item.msg, { ok: false, retry: false, reason: message });
-      reject(node, item.msg, code, message, item.send, item.done, rejection);
+      guarded(() => {
+        settleDelivery(RED, item.msg, { ok: false, retry: false, reason: message });
+        reject(node, item.msg, code, message, item.send, item.done, rejection);
+      });
+    }
+
+    /**
+     * Passing a message on runs from Salesforce's answers and from promise callbacks: nothing
+     * it throws (Node-RED copying a message for Complete and Catch nodes, say) may escape as an
+     * unhandled rejection, which would end the process.
+     */
+    function guarded(passOn: () => void): void {
+      try {
+        passOn();
+      } catch (err) {
+        problems.report('not_passed_on', t('errors.not-passed-on', { message: (err as Error).message }), (text) => node.error(text));
+      }
     }
 
     // --- status ----------------------------------------------------------------------------
@@ -228,8 +260,6 @@ export = function register(RED: NodeAPI): void {
         updateStatus();
       }, STATUS_EVERY_MS);
     }
-
-    const t = (key: string, values?: Record<string, string | number>) => RED._(`iot-salesforce-out.${key}`, values);
 
     function updateStatus(): void {
       if (webToKind) {

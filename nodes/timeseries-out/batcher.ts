@@ -34,10 +34,18 @@ export interface BatcherListener<O> {
   retrying(reason: string, delayMs: number): void;
 }
 
+/**
+ * The most characters a request body holds: a batch is sent at this size whatever its count (a
+ * string in V8 is at most 2^29 characters, and InfluxDB refuses bodies over 25 MB by default).
+ */
+export const MAX_BODY_LENGTH = 8 * 1_048_576;
+
 /** The batch being filled. */
 interface Filling<O> {
   lines: string[];
   owners: O[];
+  /** Characters of its body so far. */
+  length: number;
 }
 
 /**
@@ -57,7 +65,7 @@ interface Batch<O> {
 }
 
 export class Batcher<O> {
-  private current: Filling<O> = { lines: [], owners: [] };
+  private current: Filling<O> = { lines: [], owners: [], length: 0 };
   private readonly queue: Array<Batch<O>> = [];
   private readonly inFlight = new Set<AbortController>();
   private flushTimer: NodeJS.Timeout | undefined;
@@ -95,9 +103,11 @@ export class Batcher<O> {
     if (this.closing || this.pendingPoints + lines.length > this.options.maxPending) return false;
     this.pendingPoints += lines.length;
     for (const line of lines) {
+      if (this.current.length + line.length >= MAX_BODY_LENGTH && this.current.lines.length > 0) this.seal();
       const batch = this.current;
       batch.lines.push(line);
       batch.owners.push(owner);
+      batch.length += line.length + 1;
       if (batch.lines.length === 1) this.flushTimer = setTimeout(() => this.flush(), this.options.flushIntervalMs);
       if (batch.lines.length >= this.options.batchSize) this.seal();
     }
@@ -140,7 +150,7 @@ export class Batcher<O> {
     clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     const filled = this.current;
-    this.current = { lines: [], owners: [] };
+    this.current = { lines: [], owners: [], length: 0 };
     this.queue.push(sealed(filled.lines, filled.owners, Date.now()));
   }
 

@@ -207,7 +207,7 @@ export class PointMapper {
       time = fromMilliseconds(arrivalMs, options.precision);
     }
     point.timestamp(time);
-    return flattened(point.toLineProtocol() as string);
+    return checkedLine(point.toLineProtocol() as string);
   }
 
   /** msg.points: lines are taken as they are; objects are built like readings, text as string fields. */
@@ -222,7 +222,7 @@ export class PointMapper {
       const point = points[i] as unknown;
       try {
         if (typeof point === 'string') {
-          for (const line of point.split('\n')) if (line.trim() !== '') mapped.lines.push(line.trim());
+          for (const line of point.split('\n')) if (line.trim() !== '') mapped.lines.push(checkedLine(line.trim()));
         } else if (isValues(point)) {
           mapped.lines.push(this.readyPoint(point, parts.measurement, arrivalMs));
         } else {
@@ -246,11 +246,19 @@ export class PointMapper {
 }
 
 /**
- * The line is built by concatenation, which V8 keeps as a tree of the pieces (about 400 bytes for
- * a 50-character line) until something reads it; reading one character makes it one flat string
- * (about 75 bytes). Lines wait in memory for their batch, so this matters at high rates.
+ * The longest point written, in characters. No database takes more (InfluxDB keeps 64 KB of text
+ * in a field, and refuses bodies over 25 MB by default); and points wait in memory for their batch.
  */
-function flattened(line: string): string {
+export const MAX_LINE_LENGTH = 1_048_576;
+
+/**
+ * A line as it waits for its batch: refused when too long, and flat. The line is built by
+ * concatenation, which V8 keeps as a tree of the pieces (about 400 bytes for a 50-character line)
+ * until something reads it; reading one character makes it one flat string (about 75 bytes).
+ * Lines wait in memory for their batch, so this matters at high rates.
+ */
+function checkedLine(line: string): string {
+  if (line.length > MAX_LINE_LENGTH) throw new ReadingError('too_large', `the point is ${line.length} characters of line protocol, more than the ${MAX_LINE_LENGTH} a database takes`);
   line.charCodeAt(0);
   return line;
 }

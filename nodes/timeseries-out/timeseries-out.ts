@@ -7,6 +7,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import type { StoreConfigNode } from '../influxdb/store-writer';
 import { reject } from '../shared/coded-error';
+import { DEFAULT_PARSE_LIMITS, removeTooDeep, tooDeepProperty } from '../shared/json-limits';
 import { DELIVERY_PROPERTY, settleDelivery } from '../shared/delivery';
 import { deviceOf } from '../shared/device';
 import { LogSummary } from '../shared/log-summary';
@@ -56,10 +57,13 @@ export = function register(RED: NodeAPI): void {
     let readingsReader: PropertyReader | undefined;
     let measurementReader: PropertyReader | undefined;
     let timeReader: PropertyReader | undefined;
+    let maxPending = 0;
     if (store && !problem) {
       try {
         mapper = new PointMapper(mappingOptions(def, store.precision));
-        batcher = new Batcher<Tracker>(batcherOptions(def), (body, signal) => store.write(body, signal), { written, failed, retrying });
+        const options = batcherOptions(def);
+        maxPending = options.maxPending;
+        batcher = new Batcher<Tracker>(options, (body, signal) => store.write(body, signal), { written, failed, retrying });
         readingsReader = propertyReader(RED, node, def.readings || 'payload', def.readingsType || 'msg');
         if (def.measurementType && def.measurementType !== 'str') measurementReader = propertyReader(RED, node, def.measurement ?? '', def.measurementType);
         if (def.timeType && def.timeType !== 'field' && def.timeType !== 'arrival') timeReader = propertyReader(RED, node, def.time ?? '', def.timeType);
@@ -107,24 +111,41 @@ export = function register(RED: NodeAPI): void {
     const sendOut: Send = (out) => node.send(out);
 
     node.on('input', (msg: NodeMessage, _send: Send, done: Done) => {
-      try {
-        if (!anyAsync) {
-          accept(msg, fillParts(scratchParts, msg, readNow), done);
+      // A message too deep for Node-RED to copy would end the process where it is passed on.
+      if (tooDeepProperty(msg) !== undefined) {
+        const removed = removeTooDeep(msg).map((key) => `msg.${key}`);
+        refuse(msg, 'too_deep', t('errors.too-deep', { properties: removed.join(', '), levels: DEFAULT_PARSE_LIMITS.maxDepth }), done);
+        return;
+      }
+      if (!anyAsync) {
+        let parts: MessageParts;
+        try {
+          parts = fillParts(scratchParts, msg, readNow);
+        } catch (err) {
+          refuse(msg, 'bad_property', (err as Error).message, done);
           return;
         }
-        const reads: Array<Promise<unknown>> = [];
-        const slots = new Map<PropertyReader, number>();
+        accept(msg, parts, done);
+        return;
+      }
+      const reads: Array<Promise<unknown>> = [];
+      const slots = new Map<PropertyReader, number>();
+      try {
         fillParts(newParts(), msg, (reader) => {
           slots.set(reader, reads.push(Promise.resolve(reader.read(msg))) - 1);
           return undefined;
         });
-        Promise.all(reads).then(
-          (values) => accept(msg, fillParts(newParts(), msg, (reader) => values[slots.get(reader) as number]), done),
-          (err: Error) => refuse(msg, 'bad_property', err.message, done),
-        );
       } catch (err) {
         refuse(msg, 'bad_property', (err as Error).message, done);
+        return;
       }
+      Promise.all(reads)
+        .then((values) => fillParts(newParts(), msg, (reader) => values[slots.get(reader) as number]))
+        .then(
+          (parts) => accept(msg, parts, done),
+          (err: Error) => refuse(msg, 'bad_property', err.message, done),
+        )
+        .catch((err: Error) => log.report('not_passed_on', t('log.not-passed-on', { message: err.message }), (text) => node.error(text)));
     });
 
     function readNow(reader: PropertyReader, msg: NodeMessage): unknown {
@@ -183,6 +204,13 @@ export = function register(RED: NodeAPI): void {
         finish(tracker);
         return;
       }
+      if (mapped.lines.length > maxPending) {
+        // More points than the node ever holds: no later delivery can do better.
+        tracker.remaining = 0;
+        addFailure(tracker, { code: 'too_large', message: t('errors.too-many-points', { points: mapped.lines.length, max: maxPending }), retry: false });
+        finish(tracker);
+        return;
+      }
       if (!points.add(mapped.lines, tracker)) {
         backlogFull = true;
         tracker.remaining = 0;
@@ -199,6 +227,15 @@ export = function register(RED: NodeAPI): void {
 
     // --- messages out ----------------------------------------------------------------------
     function finish(tracker: Tracker): void {
+      // Runs from the database's answers: nothing it throws may escape as an unhandled rejection.
+      try {
+        passOn(tracker);
+      } catch (err) {
+        log.report('not_passed_on', t('log.not-passed-on', { message: (err as Error).message }), (text) => node.error(text));
+      }
+    }
+
+    function passOn(tracker: Tracker): void {
       const { msg, rejections } = tracker;
       if (!rejections) {
         settleDelivery(RED, msg, DELIVERED);

@@ -13,6 +13,7 @@ import type { Outcome } from '../../nodes/shared/delivery';
 import type { SalesforceConnection } from '../../nodes/shared/salesforce-client';
 import { helper } from '../support/node-red';
 import { CONSUMER_KEY, CONSUMER_SECRET, startTestSandbox, USERNAME, type TestSandbox } from '../support/salesforce';
+import { nested, watchProcessFailures } from '../support/process-failures';
 import { eventually, sleep } from '../support/wait';
 
 type Flow = Array<{ id: string; type: string; [property: string]: unknown }>;
@@ -606,6 +607,60 @@ describe('Web-to and the API on one connection', () => {
     send(alertMsg('api-1'));
     await until('the refusal', () => (webToOnly.failed.length === 1 ? true : undefined));
     expect(errorOf(webToOnly.failed[0])).toMatchObject({ code: 'invalid_config', message: expect.stringMatching(/Web-to forms only/) });
+  });
+});
+
+describe('deep and huge messages, with Catch and Complete nodes wired as real flows do', () => {
+  it('refuses each with a specific code, never ending the process with an unhandled rejection', async () => {
+    const hostile: Flow = [
+      ...flow({ operation: 'create', recordFrom: 'payload', catchErrors: true, z: 'tab' }),
+      { id: 'tab', type: 'tab', label: 'hostile' },
+      { id: 'done', type: 'complete', z: 'tab', scope: ['out'], uncaught: false, wires: [['completed']] },
+      { id: 'catcher', type: 'catch', z: 'tab', scope: ['out'], uncaught: false, wires: [['caught']] },
+      { id: 'completed', type: 'helper', z: 'tab' },
+      { id: 'caught', type: 'helper', z: 'tab' },
+    ];
+    const seen = await load(hostile);
+    const completed: NodeMessage[] = [];
+    const caught: NodeMessage[] = [];
+    helper.getNode('completed').on('input', (msg: NodeMessage) => completed.push(msg));
+    helper.getNode('caught').on('input', (msg: NodeMessage) => caught.push(msg));
+    await connected();
+    const failures = watchProcessFailures();
+    try {
+      const delivered = (id: string) => ({ _delivery: { source: 'buffer', id } });
+      send(
+        // A good record that drags a 3,000-level value along: Node-RED overflows its stack copying it for Complete.
+        { payload: { Subject: 'fine, but deep beside' }, topic: 'deep-beside', trace: nested(3000), ...delivered('deep-beside') },
+        { payload: { Subject: 'deep', Description: nested(3000) }, topic: 'deep-record', ...delivered('deep-record') },
+        { payload: { Subject: 'huge', Description: 'x'.repeat(2_000_000) }, topic: 'huge-record', ...delivered('huge-record') },
+        { payload: { Subject: 'a BigInt', Count__c: 10n }, topic: 'bigint', ...delivered('bigint') },
+        { payload: { Subject: 'fine' }, topic: 'fine', ...delivered('fine') },
+      );
+      await until('five messages done', () => (completed.length + caught.length === 5 ? true : undefined)).catch((err: Error) => {
+        throw new Error(`${err.message}: ${JSON.stringify({ failures: failures.seen, failed: seen.failed.map((m) => [m.topic, errorOf(m).code]), completed: completed.map((m) => m.topic), caught: caught.map((m) => m.topic) })}`);
+      });
+      await sleep(200);
+      expect(failures.seen).toEqual([]);
+      expect(seen.failed.map((m) => [m.topic, errorOf(m).code])).toEqual([
+        ['deep-beside', 'too_deep'],
+        ['deep-record', 'too_deep'],
+        ['huge-record', 'too_large'],
+        ['bigint', 'not_serializable'],
+      ]);
+      expect(caught.map((m) => m.topic)).toEqual(['deep-beside', 'deep-record', 'huge-record', 'bigint']);
+      expect(completed.map((m) => m.topic)).toEqual(['fine']);
+      expect(settled.map(([id, outcome]) => [id, outcome.ok || outcome.retry])).toEqual([
+        ['deep-beside', false],
+        ['deep-record', false],
+        ['huge-record', false],
+        ['bigint', false],
+        ['fine', true],
+      ]);
+      expect(sf.sandbox.records('Case').map((c) => c.Subject)).toEqual(['fine']);
+    } finally {
+      failures.stop();
+    }
   });
 });
 

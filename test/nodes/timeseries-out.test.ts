@@ -12,6 +12,7 @@ import type { Outcome } from '../../nodes/shared/delivery';
 import timeseriesNode from '../../nodes/timeseries-out/timeseries-out';
 import { FakeInflux, type FakeHandler } from '../support/fake-influx';
 import { withMessages } from '../support/messages';
+import { nested, watchProcessFailures } from '../support/process-failures';
 import { helper } from '../support/node-red';
 
 type Flow = Array<{ id: string; type: string; [property: string]: unknown }>;
@@ -276,6 +277,62 @@ describe('iot-timeseries-out on the v3 API', () => {
     expect(fake.requests).toHaveLength(0);
     await helper.unload();
     expect(fake.lines.map((l) => l.split(' ')[1])).toEqual(['v=1', 'v=2']);
+  });
+});
+
+describe('deep and huge messages, with Catch and Complete nodes wired as real flows do', () => {
+  it('refuses each with a specific code, never ending the process with an unhandled rejection', async () => {
+    fake = await FakeInflux.start();
+    const flow: Flow = [
+      { id: 'tab', type: 'tab', label: 'hostile' },
+      { id: 'db', type: 'iot-influxdb', url: fake.url, version: 'v3', database: 'iot', precision: 'ms' },
+      { id: 'ts', type: 'iot-timeseries-out', z: 'tab', store: 'db', text: 'string', catchErrors: true, wires: [['written'], ['errors']] },
+      { id: 'done', type: 'complete', z: 'tab', scope: ['ts'], uncaught: false, wires: [['completed']] },
+      { id: 'catcher', type: 'catch', z: 'tab', scope: ['ts'], uncaught: false, wires: [['caught']] },
+      { id: 'written', type: 'helper', z: 'tab' },
+      { id: 'errors', type: 'helper', z: 'tab' },
+      { id: 'completed', type: 'helper', z: 'tab' },
+      { id: 'caught', type: 'helper', z: 'tab' },
+      { id: 'buf', type: 'test-buffer', z: 'tab' },
+    ];
+    await helper.load([...nodes, stubBuffer], flow, { db: { token: TOKEN } });
+    const seen: Record<string, NodeMessage[]> = { written: [], errors: [], completed: [], caught: [] };
+    for (const id of Object.keys(seen)) helper.getNode(id).on('input', (msg: NodeMessage) => seen[id].push(msg));
+    const failures = watchProcessFailures();
+    try {
+      const delivered = (id: string) => ({ timestamp: T0, _delivery: { source: 'buf', id } });
+      send(
+        // A good reading that drags a 3,000-level value along: Node-RED overflows its stack copying it for Complete.
+        { payload: { v: 1 }, topic: 'deep-beside', trace: nested(3000), ...delivered('deep-beside') },
+        { payload: nested(3000), topic: 'deep-payload', ...delivered('deep-payload') },
+        // More points than the node ever holds: no later delivery can succeed.
+        { payload: Array.from({ length: 150_000 }, (_, i) => ({ v: i })), topic: 'huge-batch', ...delivered('huge-batch') },
+        // A point no database takes (InfluxDB keeps 64 KB of text in a field).
+        { payload: { v: 1, note: 'x'.repeat(2_000_000) }, topic: 'huge-text', ...delivered('huge-text') },
+        { payload: { v: 2 }, topic: 'fine', ...delivered('fine') },
+      );
+      await until('five messages done', () => seen.completed.length + seen.caught.length === 5, 10_000);
+      await settle(200);
+      expect(failures.seen).toEqual([]);
+      expect(seen.errors.map((m) => [m.topic, codeOf(m)])).toEqual([
+        ['deep-beside', 'too_deep'],
+        ['deep-payload', 'too_deep'],
+        ['huge-batch', 'too_large'],
+        ['huge-text', 'too_large'],
+      ]);
+      expect(seen.caught.map((m) => m.topic)).toEqual(['deep-beside', 'deep-payload', 'huge-batch', 'huge-text']);
+      expect(seen.completed.map((m) => m.topic)).toEqual(['fine']);
+      expect(settled.map(([id, outcome]) => [id, outcome.ok || outcome.retry])).toEqual([
+        ['deep-beside', false],
+        ['deep-payload', false],
+        ['huge-batch', false],
+        ['huge-text', false],
+        ['fine', true],
+      ]);
+      expect(fake.lines.map((line) => line.split(' ')[1])).toEqual(['v=2']);
+    } finally {
+      failures.stop();
+    }
   });
 });
 

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { Batcher, type Batch } from '../../nodes/salesforce-out/batcher';
 import { backoffMs, classifyCallError, classifyRecordError, duplicateOf } from '../../nodes/salesforce-out/error-policy';
 import { readOutConfig } from '../../nodes/salesforce-out/out-config';
-import { caseFromAlert, describeAlert, externalIdForPath, externalIdValue, leadFromAlert, readAlert, subjectOf, webToCaseFromAlert, webToLeadFromAlert, type Alert } from '../../nodes/salesforce-out/record-mapping';
+import { caseFromAlert, describeAlert, externalIdForPath, externalIdValue, leadFromAlert, readAlert, recordProblem, subjectOf, webToCaseFromAlert, webToLeadFromAlert, type Alert } from '../../nodes/salesforce-out/record-mapping';
 import { LoginError } from '../../nodes/shared/salesforce-client';
 
 describe('error policy', () => {
@@ -264,6 +264,22 @@ describe('record mapping', () => {
     expect(readAlert(alert)).toBe(alert);
     expect([externalIdValue('a'), externalIdValue(' '), externalIdValue(7), externalIdValue(NaN), externalIdValue({})]).toEqual(['a', undefined, '7', undefined, undefined]);
     expect(externalIdForPath('pump/17 #1?x=y')).toBe('pump%2F17%20%231%3Fx%3Dy');
+  });
+});
+
+describe('records that cannot be sent at all', () => {
+  const cyclic: Record<string, unknown> = { Subject: 'x' };
+  cyclic.Self__c = cyclic;
+  let deep: unknown = 'x';
+  for (let i = 0; i < 40; i++) deep = { a: deep };
+  it.each<[string, Record<string, unknown>, string | undefined]>([
+    ['a Case', { Subject: 'pump hot', Priority: 'High', Account: { External_Id__c: 'acme' } }, undefined],
+    ['a BigInt', { Subject: 'x', Count__c: 10n }, 'not_serializable'],
+    ['a cycle', cyclic, 'not_serializable'],
+    ['a value 40 levels deep', { Subject: 'x', Description: deep }, 'too_deep'],
+    ['2 MB of text', { Subject: 'x', Description: 'x'.repeat(2_000_000) }, 'too_large'],
+  ])('%s: %s', (_what, record, code) => {
+    expect(recordProblem(record)?.code).toBe(code);
   });
 });
 

@@ -5,7 +5,7 @@
  */
 import { HttpError } from '@influxdata/influxdb-client';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Batcher, type BatcherOptions } from '../../nodes/timeseries-out/batcher';
+import { Batcher, MAX_BODY_LENGTH, type BatcherOptions } from '../../nodes/timeseries-out/batcher';
 import type { Failure } from '../../nodes/timeseries-out/write-outcome';
 
 type Answer = (lines: string[]) => Promise<void>;
@@ -90,6 +90,16 @@ describe('batching', () => {
     expect(h.requests[2]).toEqual(['b2']);
     expect(h.written).toEqual([...Array(4).fill('m1'), ...Array(3).fill('m2')]);
     expect(h.batcher.pending).toBe(0);
+  });
+
+  it('sends a batch once its body reaches the most a request holds, whatever its count', async () => {
+    const h = harness(ok, { batchSize: 5000 });
+    const big = 'x'.repeat(MAX_BODY_LENGTH / 4);
+    for (let i = 0; i < 9; i++) h.batcher.add([`${big}${i}`], `m${i}`);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(h.requests.map((r) => r.length)).toEqual([3, 3, 3]);
+    expect(Math.max(...h.requests.map((r) => r.join('\n').length))).toBeLessThan(MAX_BODY_LENGTH);
+    expect(h.written).toHaveLength(9);
   });
 
   it('keeps at most maxInFlight requests under way', async () => {

@@ -231,6 +231,8 @@ describe('bad input', () => {
     ['an object as tag value', { readings: { t: 1 }, tags: ['site', { a: 1 }] }, {}, 'bad_tag'],
     ['a tag value ending in a backslash', { readings: { t: 1 }, tags: ['site', 'a\\'] }, {}, 'bad_name'],
     ['a field name ending in a backslash', { readings: { 't\\': 1 } }, {}, 'bad_name'],
+    ['a point longer than a database takes', { readings: { t: 1, note: 'x'.repeat(1_100_000) } }, { text: 'string' }, 'too_large'],
+    ['a line of ready text as long', { points: [`m v="${'x'.repeat(1_100_000)}" 1`] }, {}, 'too_large'],
   ] as Array<[string, Partial<MessageParts>, Partial<MappingOptions>, string]>)('%s: %s', (_what, parts, overrides, code) => {
     const result = map(parts, overrides);
     expect(result.lines).toEqual([]);
