@@ -11,12 +11,13 @@ import { benchDeviceAuth } from './device-auth';
 import { benchSalesforce } from './salesforce';
 import { benchThreshold } from './threshold';
 import { benchTimeseries } from './timeseries';
+import { benchTimeseriesMemory } from './timeseries-memory';
 
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
   threshold: benchThreshold,
   'device-auth': benchDeviceAuth,
   salesforce: benchSalesforce,
-  timeseries: benchTimeseries,
+  timeseries: async () => [...(await benchTimeseries()), ...(await benchTimeseriesMemory())],
   buffer: benchBuffer,
 };
 

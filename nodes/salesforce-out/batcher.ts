@@ -148,6 +148,11 @@ export class Batcher<T> {
     this.waitingCount += retry.length;
   }
 
+  /** Makes every waiting record due now, without waiting out the delay (the source has nothing more). */
+  expedite(now: number): void {
+    for (const queue of this.queues.values()) for (const entry of queue) entry.enqueuedAt = Math.min(entry.enqueuedAt, now - this.options.delayMs);
+  }
+
   /** Takes out every waiting entry that keep() refuses (at a hold, entries a buffer keeps). */
   remove(keep: (entry: Entry<T>) => boolean): Array<Entry<T>> {
     const removed: Array<Entry<T>> = [];

@@ -94,6 +94,12 @@ export class RecordSink<T> {
     return true;
   }
 
+  /** Sends what waits as soon as a call may be made, without waiting for the batch delay. */
+  expedite(): void {
+    this.batcher.expedite(Date.now());
+    this.pump();
+  }
+
   /** Sends what waits without waiting for the batch delay, waits for calls under way (at most graceMs), and returns the items left. */
   async close(graceMs: number): Promise<T[]> {
     this.closing = true;

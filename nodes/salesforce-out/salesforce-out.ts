@@ -8,7 +8,8 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { reject } from '../shared/coded-error';
 import { DEFAULT_PARSE_LIMITS, removeTooDeep, tooDeepProperty } from '../shared/json-limits';
 import { LogSummary } from '../shared/log-summary';
-import { deliveryOf, settleDelivery } from '../shared/delivery';
+import { CapacityAnnouncer } from '../shared/capacity';
+import { DELIVERY_PROPERTY, deliveryOf, settleDelivery, type DeliveryToken } from '../shared/delivery';
 import { deviceOf } from '../shared/device';
 import type { SalesforceClient, SalesforceConnection } from '../shared/salesforce-client';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
@@ -67,6 +68,7 @@ export = function register(RED: NodeAPI): void {
     }
     const t = (key: string, values?: Record<string, string | number>) => RED._(`iot-salesforce-out.${key}`, values);
     const problems = new LogSummary(60_000);
+    const capacity = new CapacityAnnouncer(RED, node.id);
     const settings: OutSettings = config;
     const session: SalesforceClient = client;
     const webToKind: WebToKind | undefined = settings.operation === 'webToCase' ? 'case' : settings.operation === 'webToLead' ? 'lead' : undefined;
@@ -165,7 +167,15 @@ export = function register(RED: NodeAPI): void {
         if (typeof id !== 'string' || !ID.test(id)) return refuse(item, 'invalid_input', "an update needs the record's Id (15 or 18 characters) in the field Id");
         key = id.slice(0, 15);
       }
-      if (!(sink as RecordSink<Item>).add(key, record, item)) refuse(item, 'backlog_full', `${MAX_WAITING} records are waiting already: refusing more`);
+      const records = sink as RecordSink<Item>;
+      capacity.tell(item.msg, settings.batchSize * settings.parallel);
+      if (!records.add(key, record, item)) {
+        refuse(item, 'backlog_full', `${MAX_WAITING} records are waiting already: refusing more`);
+        return;
+      }
+      // The source had nothing more right after this one: each call counts against the org's
+      // allowance, so the node otherwise waits its batch delay for more.
+      if ((item.msg[DELIVERY_PROPERTY] as DeliveryToken | undefined)?.last === true) records.expedite();
     }
 
     // --- Web-to ----------------------------------------------------------------------------
@@ -280,6 +290,7 @@ export = function register(RED: NodeAPI): void {
 
     node.on('close', (done: () => void) => {
       closing = true;
+      capacity.close();
       unsubscribe();
       if (statusTimer) clearTimeout(statusTimer);
       if (!sink) {

@@ -33,6 +33,7 @@ export interface TimeseriesProperties {
   timeType?: string;
   timeUnit?: string;
   batchSize?: string | number;
+  linger?: string | number;
   flushInterval?: string | number;
   maxInFlight?: string | number;
   maxPending?: string | number;
@@ -48,6 +49,7 @@ export const DEFAULTS = {
   valueField: 'value',
   timeField: 'timestamp',
   batchSize: 5000,
+  lingerMs: 5,
   flushIntervalMs: 1000,
   maxInFlight: 4,
   maxPending: 100_000,
@@ -80,6 +82,7 @@ export function mappingOptions(p: TimeseriesProperties, precision: Precision): M
 export function batcherOptions(p: TimeseriesProperties): BatcherOptions {
   return {
     batchSize: whole(p.batchSize, DEFAULTS.batchSize, 'batch size', 1),
+    lingerMs: whole(p.linger, DEFAULTS.lingerMs, 'linger', 0),
     flushIntervalMs: whole(p.flushInterval, DEFAULTS.flushIntervalMs, 'flush interval', 1),
     maxInFlight: whole(p.maxInFlight, DEFAULTS.maxInFlight, 'requests in flight', 1),
     maxPending: whole(p.maxPending, DEFAULTS.maxPending, 'pending points', 1),

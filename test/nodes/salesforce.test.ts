@@ -9,7 +9,7 @@ import type { Node, NodeAPI, NodeMessage } from 'node-red';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import connectionNode from '../../nodes/salesforce-connection/salesforce-connection';
 import outNode from '../../nodes/salesforce-out/salesforce-out';
-import type { Outcome } from '../../nodes/shared/delivery';
+import type { DeliverySource, Outcome } from '../../nodes/shared/delivery';
 import type { SalesforceConnection } from '../../nodes/shared/salesforce-client';
 import { helper } from '../support/node-red';
 import { CONSUMER_KEY, CONSUMER_SECRET, startTestSandbox, USERNAME, type TestSandbox } from '../support/salesforce';
@@ -21,12 +21,14 @@ type Result = { success: boolean; id?: string | null; created?: boolean; submitt
 
 let sf: TestSandbox;
 const settled: Array<[string, Outcome]> = [];
+const announced: Array<[string, number]> = [];
 
-/** A stand-in for iot-buffer: it only records settlements. */
+/** A stand-in for iot-buffer: it only records settlements and announced capacities. */
 function testBuffer(RED: NodeAPI): void {
-  RED.nodes.registerType('test-buffer', function (this: Node & { settleDelivery?: (id: string, outcome: Outcome) => void }, config: object) {
+  RED.nodes.registerType('test-buffer', function (this: Node & DeliverySource, config: object) {
     RED.nodes.createNode(this, config as never);
     this.settleDelivery = (id, outcome) => settled.push([id, outcome]);
+    this.announceCapacity = (sink, messages) => announced.push([sink, messages]);
   });
 }
 
@@ -41,6 +43,7 @@ afterAll(async () => {
 beforeEach(() => {
   sf.sandbox.reset();
   settled.length = 0;
+  announced.length = 0;
 });
 afterEach(async () => {
   await helper.unload();
@@ -524,6 +527,26 @@ describe('the API limit', () => {
     await until('the hold in the status', () => statuses.find((s) => /status.hold-guard/.test(s.text ?? '')));
     expect(sf.sandbox.records('Case')).toHaveLength(1);
     expect(statuses.at(-1)).toEqual({ fill: 'yellow', shape: 'ring', text: 'iot-salesforce-out.status.hold-guard · 1 iot-salesforce-out.status.written · 1 iot-salesforce-out.status.waiting · API 7,500/15,000' });
+  });
+});
+
+describe('with a buffer upstream (issue 13)', () => {
+  it('sends at once when the buffer says its delivery was the last, instead of waiting out the batch delay', async () => {
+    // A long batch delay, so that only the buffer's word can explain an early call.
+    const seen = await load(flow({ batchDelay: '5000', retryDelay: undefined }));
+    await connected();
+    const sentAt = Date.now();
+    send({ ...alertMsg('last-1'), _delivery: { source: 'buffer', id: 'l1' } }, { ...alertMsg('last-2'), _delivery: { source: 'buffer', id: 'l2', last: true } });
+    await until('both written', () => (seen.ok.length === 2 ? true : undefined), 4000);
+    expect(Date.now() - sentAt).toBeLessThan(2000);
+    expect(sf.sandbox.stats().apiCalls).toBe(1);
+  });
+
+  it('tells the buffer how many messages it can use at once: batch size × calls in parallel', async () => {
+    const seen = await load(flow({ retryDelay: undefined, batchDelay: undefined }));
+    send({ ...alertMsg('cap-1'), _delivery: { source: 'buffer', id: 'c1' } });
+    await until('written', () => (seen.ok.length === 1 ? true : undefined));
+    expect(announced).toEqual([['out', 400]]);
   });
 });
 

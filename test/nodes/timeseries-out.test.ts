@@ -8,7 +8,7 @@
 import type { Node, NodeAPI, NodeMessage } from 'node-red';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import influxdbNode from '../../nodes/influxdb/influxdb';
-import type { Outcome } from '../../nodes/shared/delivery';
+import type { DeliverySource, Outcome } from '../../nodes/shared/delivery';
 import timeseriesNode from '../../nodes/timeseries-out/timeseries-out';
 import { FakeInflux, type FakeHandler } from '../support/fake-influx';
 import { withMessages } from '../support/messages';
@@ -23,12 +23,15 @@ const TOKEN = 'apiv3_s3cr3t-token-value';
 /** A reading's time: messages from a buffer carry the time they were accepted (msg.timestamp). */
 const T0 = 1_795_300_000_000;
 const settled: Array<[string, Outcome]> = [];
+/** Capacities the writer announced to the stand-in buffer: sink id and messages. */
+const announced: Array<[string, number]> = [];
 
-/** Stands in for iot-buffer: it only settles deliveries (nodes/shared/delivery.ts). */
+/** Stands in for iot-buffer: it only records settlements and announced capacities (nodes/shared/delivery.ts). */
 function stubBuffer(RED: NodeAPI): void {
-  RED.nodes.registerType('test-buffer', function (this: Node & { settleDelivery(id: string, outcome: Outcome): void }, config: { id: string }) {
+  RED.nodes.registerType('test-buffer', function (this: Node & DeliverySource, config: { id: string }) {
     RED.nodes.createNode(this, config as never);
     this.settleDelivery = (id, outcome) => settled.push([id, outcome]);
+    this.announceCapacity = (sink, messages) => announced.push([sink, messages]);
   });
 }
 
@@ -45,6 +48,7 @@ afterEach(async () => {
   await helper.unload();
   await fake?.close();
   settled.length = 0;
+  announced.length = 0;
 });
 
 const settle = (ms = 50) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -213,7 +217,7 @@ describe('iot-timeseries-out on the v3 API', () => {
     send({ payload: { v: 1 } });
     await until('the first attempt', () => fake.requests.length === 1);
     await settle(1100);
-    expect(lastStatus()?.text).toMatch(/^retrying in \d s · 1 pending · 503 Service Unavailable/);
+    expect(lastStatus()).toMatchObject({ fill: 'yellow', shape: 'ring', text: expect.stringMatching(/^retrying in \d s · 1 pending · 503 Service Unavailable/) });
     await until('written', () => out.completed.length === 1, 3000);
     expect(fake.requests).toHaveLength(2);
     expect(out.errors).toEqual([]);
@@ -271,12 +275,65 @@ describe('iot-timeseries-out on the v3 API', () => {
   });
 
   it('writes what it holds when it stops', async () => {
-    await load({ flushInterval: '60000' });
+    await load({ flushInterval: '60000', linger: '60000' });
     send({ payload: { v: 1 } }, { payload: { v: 2 } });
     await settle();
     expect(fake.requests).toHaveLength(0);
     await helper.unload();
     expect(fake.lines.map((l) => l.split(' ')[1])).toEqual(['v=1', 'v=2']);
+  });
+});
+
+describe('writing without waiting out the flush interval (issue 13), at the defaults', () => {
+  const defaults = { flushInterval: undefined };
+
+  it('writes at once when the buffer says its delivery was the last it had', async () => {
+    let answered = 0;
+    const out = await load(defaults, {}, () => (answered++, { status: 204 }));
+    const sentAt = Date.now();
+    for (let i = 0; i < 9; i++) send({ payload: { v: i }, timestamp: T0 + i, _delivery: { source: 'buf', id: `d${i}` } });
+    send({ payload: { v: 9 }, timestamp: T0 + 9, _delivery: { source: 'buf', id: 'd9', last: true } });
+    await until('all ten written', () => out.completed.length === 10, 2000);
+    expect(Date.now() - sentAt).toBeLessThan(300);
+    expect(fake.requests.map((r) => r.lines.length)).toEqual([10]);
+    expect(answered).toBe(1);
+  });
+
+  it('writes once its input goes quiet, not a second later', async () => {
+    const out = await load(defaults);
+    const sentAt = Date.now();
+    for (let i = 0; i < 50; i++) send({ payload: { v: i }, timestamp: T0 + i });
+    await until('all fifty written', () => out.completed.length === 50, 2000);
+    expect(Date.now() - sentAt).toBeLessThan(300);
+    expect(fake.requests.map((r) => r.lines.length)).toEqual([50]);
+  });
+
+  it('tells its buffer how many messages fill its requests in flight: batch size × requests, in messages', async () => {
+    const out = await load(defaults);
+    send({ payload: { v: 1 }, timestamp: T0, _delivery: { source: 'buf', id: 'first' } });
+    await until('told', () => announced.length === 1);
+    expect(announced).toEqual([['ts', 20_000]]);
+    // Gateway batches of ten readings a message: the same points are fewer messages.
+    for (let i = 0; i < 300; i++) send({ payload: Array.from({ length: 10 }, (_, k) => ({ v: k })), timestamp: T0 + i, _delivery: { source: 'buf', id: `b${i}` } });
+    await until('all written', () => out.completed.length === 301, 5000);
+    expect(announced.at(-1)?.[1]).toBeLessThanOrEqual(2500);
+    expect(announced.at(-1)?.[1]).toBeGreaterThanOrEqual(2000);
+    // Not told with every message: when it changes, and again at most once a second.
+    expect(announced.length).toBeLessThan(40);
+  });
+
+  it('never says 0 pts/s while it writes: green, the rate over the last seconds, or "writing"', async () => {
+    const out = await load(defaults, {}, () => new Promise((resolve) => setTimeout(() => resolve({ status: 204 }), 1500)));
+    for (let i = 0; i < 20; i++) {
+      send({ payload: { v: i }, timestamp: T0 + i });
+      await settle(200);
+    }
+    await until('all written', () => out.completed.length === 20, 5000);
+    await settle(1100);
+    const shown = writer().status.getCalls().map((call) => call.args[0]);
+    expect(shown.filter((status) => /^0 pts\/s · [1-9]/.test(status.text))).toEqual([]);
+    expect(shown.filter((status) => status.fill !== 'green' && status.fill !== 'grey')).toEqual([]);
+    expect(shown.some((status) => /^writing · \d+ pending$/.test(status.text) || /^0\.\d pts\/s · /.test(status.text))).toBe(true);
   });
 });
 

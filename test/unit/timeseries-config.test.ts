@@ -8,6 +8,7 @@ describe('writer options', () => {
   it('has the defaults the issue asks for', () => {
     expect(batcherOptions({})).toEqual({
       batchSize: 5000,
+      lingerMs: 5,
       flushIntervalMs: 1000,
       maxInFlight: 4,
       maxPending: 100_000,
