@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { format, met, type Figure } from './measure';
 import { benchBuffer } from './buffer';
 import { benchDeviceAuth } from './device-auth';
+import { benchFrontDoors } from './front-doors';
 import { benchSalesforce } from './salesforce';
 import { benchThreshold } from './threshold';
 import { benchTimeseries } from './timeseries';
@@ -16,6 +17,7 @@ import { benchTimeseriesMemory } from './timeseries-memory';
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
   threshold: benchThreshold,
   'device-auth': benchDeviceAuth,
+  'front-doors': benchFrontDoors,
   salesforce: benchSalesforce,
   timeseries: async () => [...(await benchTimeseries()), ...(await benchTimeseriesMemory())],
   buffer: benchBuffer,
