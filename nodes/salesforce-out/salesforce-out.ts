@@ -5,12 +5,12 @@
  * and turns each record's outcome into the message's output, its buffer settlement and done().
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import { reject } from '../shared/coded-error';
-import { DEFAULT_PARSE_LIMITS, removeTooDeep, tooDeepProperty } from '../shared/json-limits';
-import { LogSummary } from '../shared/log-summary';
 import { CapacityAnnouncer } from '../shared/capacity';
+import { reject } from '../shared/coded-error';
 import { DELIVERY_PROPERTY, deliveryOf, settleDelivery, type DeliveryToken } from '../shared/delivery';
 import { deviceOf } from '../shared/device';
+import { takeOutTooDeep } from '../shared/json-limits';
+import { LogSummary } from '../shared/log-summary';
 import type { SalesforceClient, SalesforceConnection } from '../shared/salesforce-client';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { backoffMs, classifyCallError, type Verdict } from './error-policy';
@@ -117,9 +117,9 @@ export = function register(RED: NodeAPI): void {
     node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
       const item: Item = { msg, send, done };
       // A message too deep for Node-RED to copy would end the process where it is passed on.
-      if (tooDeepProperty(msg) !== undefined) {
-        const removed = removeTooDeep(msg).map((key) => `msg.${key}`);
-        refuse(item, 'too_deep', t('errors.too-deep', { properties: removed.join(', '), levels: DEFAULT_PARSE_LIMITS.maxDepth }));
+      const tooDeep = takeOutTooDeep(msg);
+      if (tooDeep !== undefined) {
+        refuse(item, 'too_deep', tooDeep);
         return;
       }
       recordOf(msg)
@@ -299,7 +299,7 @@ export = function register(RED: NodeAPI): void {
       }
       sink.close(CLOSE_GRACE_MS).then((left) => {
         if (left.length > 0) node.warn(RED._('iot-salesforce-out.warnings.not-written', { count: left.length }));
-        for (const item of left) item.done();
+        for (const item of left) guarded(() => item.done());
         done();
       });
     });

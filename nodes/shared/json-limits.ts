@@ -137,6 +137,16 @@ export function removeTooDeep(msg: object, maxDepth: number = DEFAULT_PARSE_LIMI
   return removed;
 }
 
+/**
+ * For a node that must refuse a message too deep to be copied (too_deep): takes the deep
+ * properties out and says which, or returns undefined when the message is fine.
+ */
+export function takeOutTooDeep(msg: object, maxDepth: number = DEFAULT_PARSE_LIMITS.maxDepth): string | undefined {
+  if (tooDeepProperty(msg, maxDepth) === undefined) return undefined;
+  const removed = removeTooDeep(msg, maxDepth).map((key) => `msg.${key}`);
+  return `${removed.join(', ')} nests more than ${maxDepth} levels deep: taken out of the message, which Node-RED could not copy otherwise`;
+}
+
 /** Whether a value nests more than `levels` levels (the value itself is one). */
 function deeperThan(value: object, levels: number): boolean {
   if (levels <= 0) return true;

@@ -6,18 +6,18 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import type { StoreConfigNode } from '../influxdb/store-writer';
-import { reject } from '../shared/coded-error';
-import { DEFAULT_PARSE_LIMITS, removeTooDeep, tooDeepProperty } from '../shared/json-limits';
 import { CapacityAnnouncer } from '../shared/capacity';
+import { reject } from '../shared/coded-error';
 import { DELIVERY_PROPERTY, settleDelivery, type DeliveryToken } from '../shared/delivery';
 import { deviceOf } from '../shared/device';
+import { takeOutTooDeep } from '../shared/json-limits';
 import { LogSummary } from '../shared/log-summary';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { Batcher } from './batcher';
-import { WrittenRate } from './written-rate';
 import { PointMapper, type Mapped, type MessageParts, type Rejection } from './mapping';
 import { batcherOptions, DEFAULTS, mappingOptions, tagRows, type TimeseriesProperties } from './node-config';
 import type { Failure } from './write-outcome';
+import { WrittenRate } from './written-rate';
 
 type TimeseriesDef = NodeDef & TimeseriesProperties & { wires?: string[][] };
 type Send = (msg: Array<NodeMessage | null>) => void;
@@ -122,9 +122,9 @@ export = function register(RED: NodeAPI): void {
 
     node.on('input', (msg: NodeMessage, _send: Send, done: Done) => {
       // A message too deep for Node-RED to copy would end the process where it is passed on.
-      if (tooDeepProperty(msg) !== undefined) {
-        const removed = removeTooDeep(msg).map((key) => `msg.${key}`);
-        refuse(msg, 'too_deep', t('errors.too-deep', { properties: removed.join(', '), levels: DEFAULT_PARSE_LIMITS.maxDepth }), done);
+      const tooDeep = takeOutTooDeep(msg);
+      if (tooDeep !== undefined) {
+        refuse(msg, 'too_deep', tooDeep, done);
         return;
       }
       if (!anyAsync) {

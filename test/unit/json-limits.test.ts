@@ -3,7 +3,7 @@
  * with their code, without recursion, before anything walks them.
  */
 import { describe, expect, it } from 'vitest';
-import { checkShape, DEFAULT_PARSE_LIMITS, LimitError, parseJsonWithin, removeTooDeep, tooDeepProperty } from '../../nodes/shared/json-limits';
+import { checkShape, DEFAULT_PARSE_LIMITS, LimitError, parseJsonWithin, removeTooDeep, takeOutTooDeep, tooDeepProperty } from '../../nodes/shared/json-limits';
 
 const nested = (depth: number) => '['.repeat(depth) + ']'.repeat(depth);
 const codeOf = (fn: () => unknown): string | undefined => {
@@ -85,5 +85,16 @@ describe('tooDeepProperty and removeTooDeep: messages Node-RED could not copy', 
     const msg: Record<string, unknown> = { payload: levels(40), topic: 't', trace: levels(50), device: { id: 'd' } };
     expect(removeTooDeep(msg)).toEqual(['payload', 'trace']);
     expect(msg).toEqual({ topic: 't', device: { id: 'd' } });
+  });
+});
+
+describe('takeOutTooDeep', () => {
+  it('says what it took out of a message too deep to copy, and leaves a fine one alone', () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 100; i++) deep = [deep];
+    const msg: Record<string, unknown> = { payload: { v: 1 }, trace: deep };
+    expect(takeOutTooDeep(msg)).toBe('msg.trace nests more than 32 levels deep: taken out of the message, which Node-RED could not copy otherwise');
+    expect(msg).toEqual({ payload: { v: 1 } });
+    expect(takeOutTooDeep(msg)).toBeUndefined();
   });
 });
