@@ -294,7 +294,8 @@ describe('writing without waiting out the flush interval (issue 13), at the defa
     for (let i = 0; i < 9; i++) send({ payload: { v: i }, timestamp: T0 + i, _delivery: { source: 'buf', id: `d${i}` } });
     send({ payload: { v: 9 }, timestamp: T0 + 9, _delivery: { source: 'buf', id: 'd9', last: true } });
     await until('all ten written', () => out.completed.length === 10, 2000);
-    expect(Date.now() - sentAt).toBeLessThan(300);
+    // Well before the flush interval (1 s), with room for a loaded machine.
+    expect(Date.now() - sentAt).toBeLessThan(700);
     expect(fake.requests.map((r) => r.lines.length)).toEqual([10]);
     expect(answered).toBe(1);
   });
@@ -304,7 +305,8 @@ describe('writing without waiting out the flush interval (issue 13), at the defa
     const sentAt = Date.now();
     for (let i = 0; i < 50; i++) send({ payload: { v: i }, timestamp: T0 + i });
     await until('all fifty written', () => out.completed.length === 50, 2000);
-    expect(Date.now() - sentAt).toBeLessThan(300);
+    // Well before the flush interval (1 s), with room for a loaded machine.
+    expect(Date.now() - sentAt).toBeLessThan(700);
     expect(fake.requests.map((r) => r.lines.length)).toEqual([50]);
   });
 
