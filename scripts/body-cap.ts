@@ -19,11 +19,6 @@ export class CappedRequest extends IncomingMessage {
   private bodyBytes = 0;
   private cut = false;
 
-  /** True once the body went past its cap: nothing more of it is read. */
-  get overCap(): boolean {
-    return this.cut;
-  }
-
   override push(chunk: unknown, encoding?: BufferEncoding): boolean {
     if (this.cut) return false;
     if (chunk !== null && chunk !== undefined) {

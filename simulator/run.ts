@@ -130,7 +130,8 @@ export class Simulation {
       this.giveUp.abort();
       await Promise.all(scenarios.map((s) => s.stop()));
       await Promise.all(unsettled);
-      for (const s of this.sent) if (s.status === 'waiting') s.status = s.attempts === undefined ? 'no puback' : 'no answer';
+      // Every sender settled its messages when stopped; nothing may stay 'waiting' in a report.
+      for (const s of this.sent) if (s.status === 'waiting') s.status = 'no answer';
     }
     return { sent: this.sent, totals: this.totals() };
   }
