@@ -262,6 +262,7 @@ const cases: Record<string, Record<string, FieldCases>> = {
     },
     batchSize: whole('batchSize', ['0', '1.5', 'x'], ['5000', '']),
     flushInterval: whole('flushInterval', ['0', 'x'], ['1000']),
+    linger: whole('linger', ['-1', '1.5', 'x'], ['0', '5']),
     maxInFlight: whole('maxInFlight', ['0', 'x'], ['4']),
     maxPending: whole('maxPending', ['0', 'x'], ['100000']),
     retryMaxDelay: whole('retryMaxDelay', ['0', 'x'], ['30']),
