@@ -20,13 +20,17 @@ export type Side = 'both' | 'above' | 'below';
 /** A deviation teaches the baseline at most this many spreads. */
 const CLIP = 3;
 
+/** A key's baseline: four doubles side by side, as a reading touches them all. */
+const MEAN = 0;
+/** Sum of weight times squared deviation (West's S). */
+const SQUARES = 1;
+/** Sum of weights, and of squared weights. */
+const WEIGHT = 2;
+const WEIGHT2 = 3;
+const STRIDE = 4;
+
 export class BaselineColumns {
-  private mean = new Float64Array(0);
-  /** Sum of weight times squared deviation (West's S). */
-  private squares = new Float64Array(0);
-  /** Sum of weights, and of squared weights. */
-  private weight = new Float64Array(0);
-  private weight2 = new Float64Array(0);
+  private sums = new Float64Array(0);
   private readonly keep: number;
   /** The weight gathered after `warmup` readings. */
   private readonly warm: number;
@@ -50,26 +54,24 @@ export class BaselineColumns {
   }
 
   grow(capacity: number): void {
-    this.mean = resized(this.mean, capacity);
-    this.squares = resized(this.squares, capacity);
-    this.weight = resized(this.weight, capacity);
-    this.weight2 = resized(this.weight2, capacity);
+    this.sums = resized(this.sums, capacity * STRIDE);
   }
 
   clear(slot: number): void {
-    this.weight[slot] = 0;
+    this.sums[slot * STRIDE + WEIGHT] = 0;
   }
 
   /** The usual value (NaN before the first reading). */
   usual(slot: number): number {
-    return this.weight[slot] > 0 ? this.mean[slot] : NaN;
+    return this.sums[slot * STRIDE + WEIGHT] > 0 ? this.sums[slot * STRIDE + MEAN] : NaN;
   }
 
   /** The usual spread: the weighted standard deviation (0 before the second reading). */
   spread(slot: number): number {
-    const w = this.weight[slot];
-    const reliable = w - this.weight2[slot] / w;
-    return reliable > 0 ? Math.sqrt(this.squares[slot] / reliable) : 0;
+    const o = slot * STRIDE;
+    const w = this.sums[o + WEIGHT];
+    const reliable = w - this.sums[o + WEIGHT2] / w;
+    return reliable > 0 ? Math.sqrt(this.sums[o + SQUARES] / reliable) : 0;
   }
 
   /**
@@ -77,49 +79,53 @@ export class BaselineColumns {
    * the other side, within the minimum deviation, or while the key warms up).
    */
   score(slot: number, value: number): number {
-    if (!(this.weight[slot] >= this.warm)) return 0;
-    const deviation = value - this.mean[slot];
+    const o = slot * STRIDE;
+    if (!(this.sums[o + WEIGHT] >= this.warm)) return 0;
+    const mean = this.sums[o + MEAN];
+    const deviation = value - mean;
     const size = this.side === 'both' ? Math.abs(deviation) : this.side === 'above' ? deviation : -deviation;
     if (!(size > 0) || size < this.minDeviation) return 0;
     // A key that always read the same value: any change is unusual, but finitely so.
-    const spread = Math.max(this.spread(slot), 1e-9 * Math.max(1, Math.abs(this.mean[slot])));
+    const spread = Math.max(this.spread(slot), 1e-9 * Math.max(1, Math.abs(mean)));
     return size / spread;
   }
 
   learn(slot: number, value: number): void {
+    const s = this.sums;
+    const o = slot * STRIDE;
     const keep = this.keep;
-    const previous = this.weight[slot];
+    const previous = s[o + WEIGHT];
     if (previous === 0) {
-      this.mean[slot] = value;
-      this.squares[slot] = 0;
-      this.weight[slot] = 1;
-      this.weight2[slot] = 1;
+      s[o + MEAN] = value;
+      s[o + SQUARES] = 0;
+      s[o + WEIGHT] = 1;
+      s[o + WEIGHT2] = 1;
       return;
     }
-    let deviation = value - this.mean[slot];
+    let deviation = value - s[o + MEAN];
     if (previous >= this.warm) {
       const limit = CLIP * this.spread(slot);
       if (limit > 0) deviation = Math.max(-limit, Math.min(limit, deviation));
     }
     const weight = keep * previous + 1;
     const step = deviation / weight;
-    this.mean[slot] += step;
-    this.squares[slot] = keep * this.squares[slot] + deviation * (deviation - step);
-    this.weight[slot] = weight;
-    this.weight2[slot] = keep * keep * this.weight2[slot] + 1;
+    s[o + MEAN] += step;
+    s[o + SQUARES] = keep * s[o + SQUARES] + deviation * (deviation - step);
+    s[o + WEIGHT] = weight;
+    s[o + WEIGHT2] = keep * keep * s[o + WEIGHT2] + 1;
   }
 
   save(slot: number): number[] | null {
-    return this.weight[slot] > 0 ? [this.mean[slot], this.squares[slot], this.weight[slot], this.weight2[slot]] : null;
+    return this.sums[slot * STRIDE + WEIGHT] > 0 ? Array.from(this.sums.subarray(slot * STRIDE, (slot + 1) * STRIDE)) : null;
   }
 
   /** Takes back what save() gave; anything else starts the key's baseline afresh. */
   restore(slot: number, saved: unknown): void {
-    const valid = Array.isArray(saved) && saved.length === 4 && saved.every((n) => typeof n === 'number' && Number.isFinite(n)) && saved[1] >= 0 && saved[2] > 0 && saved[3] > 0;
+    const valid = Array.isArray(saved) && saved.length === STRIDE && saved.every((n) => typeof n === 'number' && Number.isFinite(n)) && saved[SQUARES] >= 0 && saved[WEIGHT] > 0 && saved[WEIGHT2] > 0;
     if (!valid) {
       this.clear(slot);
       return;
     }
-    [this.mean[slot], this.squares[slot], this.weight[slot], this.weight2[slot]] = saved as number[];
+    this.sums.set(saved as number[], slot * STRIDE);
   }
 }

@@ -315,14 +315,15 @@ export class ThresholdEngine {
     const crossing = this.crossingOf(slot, th);
     const known = trend.readings(slot) >= (this.forecast as ForecastConfig).minReadings;
     const lead = !known ? NaN : Number.isNaN(crossing) ? Infinity : Math.max(0, crossing - now);
-    const announced = this.evaluate(slot, lead, now, th, this.confident(slot), value);
+    const confident = this.confident(slot);
+    const announced = this.evaluate(slot, lead, now, th, confident, value);
     if (!announced && this.mask[slot] !== 0 && !Number.isNaN(crossing)) {
       const last = this.announced[slot];
       // A restored alert has announced nothing in this run: what it said before stands.
       if (Number.isNaN(last)) this.announced[slot] = crossing;
       else if (Math.abs(crossing - last) >= UPDATE_SHARE * Math.max(lead, this.shortestLead)) this.announce(slot, now, value, th);
     }
-    this.schedule(slot, this.deadlineOf(slot, now));
+    if (confident && !Number.isNaN(crossing)) this.schedule(slot, this.leadDeadline(slot, th, now, crossing));
   }
 
   private crossingOf(slot: number, th: Thresholds): number {
@@ -333,7 +334,7 @@ export class ThresholdEngine {
   private confident(slot: number): boolean {
     const trend = this.trend as TrendColumns;
     const forecast = this.forecast as ForecastConfig;
-    return trend.readings(slot) >= forecast.minReadings && trend.confidence(slot) >= forecast.minConfidence && trend.span(slot) >= forecast.windowMs * SPAN_SHARE;
+    return trend.sure(slot, forecast.minReadings, forecast.windowMs * SPAN_SHARE, forecast.minConfidence);
   }
 
   /** forecast rules: a raised alert's crossing moved; the same episode says so. */
@@ -673,14 +674,27 @@ export class ThresholdEngine {
       const needed = (mask & (1 << i)) !== 0 ? this.clearNeed : this.raiseNeed;
       deadline = Math.min(deadline, this.runStart[r] + needed.ms);
     }
-    if (this.trend && !(this.raiseNeed.count > 1 && this.raiseNeed.ms === Infinity)) {
+    if (this.trend) {
       const crossing = this.crossingOf(slot, th);
-      if (Number.isNaN(crossing) || !this.confident(slot)) return deadline;
-      for (let i = 0; i < this.levelCount; i++) {
-        if ((mask & (1 << i)) !== 0 || this.runCount[base + i] !== 0) continue;
-        const from = crossing - th.leadWithin(i);
-        if (from > after) deadline = Math.min(deadline, from);
-      }
+      if (!Number.isNaN(crossing) && this.confident(slot)) deadline = Math.min(deadline, this.leadDeadline(slot, th, after, crossing));
+    }
+    return deadline;
+  }
+
+  /**
+   * forecast rules, with a confident trend crossing at `crossing`: the first time after `after`
+   * that a level not yet raised (nor running) comes within its lead time. A count confirmation
+   * waits for readings, so it has none.
+   */
+  private leadDeadline(slot: number, th: Thresholds, after: number, crossing: number): number {
+    if (this.raiseNeed.count > 1 && this.raiseNeed.ms === Infinity) return Infinity;
+    const mask = this.mask[slot];
+    const base = slot * this.levelCount;
+    let deadline = Infinity;
+    for (let i = 0; i < this.levelCount; i++) {
+      if ((mask & (1 << i)) !== 0 || this.runCount[base + i] !== 0) continue;
+      const from = crossing - th.leadWithin(i);
+      if (from > after && from < deadline) deadline = from;
     }
     return deadline;
   }

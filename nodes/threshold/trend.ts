@@ -13,100 +13,98 @@ import { resized } from './columns';
 
 export type Direction = 'below' | 'above';
 
-/** Doubles per key in a saved trend: newest time, weight, weight², mean time, mean value, three co-moments. */
-const SAVED_LENGTH = 8;
+/**
+ * A key's trend: eight doubles side by side, one cache line, since a reading touches them all.
+ * The newest reading's time (ms) is the origin of the other times.
+ */
+const NEWEST = 0;
+/** Sum of weights, and of squared weights (for the effective number of readings). */
+const WEIGHT = 1;
+const WEIGHT2 = 2;
+/** Weighted mean time (relative to newest, so at most 0) and mean value. */
+const MEAN_TIME = 3;
+const MEAN_VALUE = 4;
+/** Weighted co-moments: sum w (t - mean t)², sum w (t - mean t)(y - mean y), sum w (y - mean y)². */
+const CTT = 5;
+const CTY = 6;
+const CYY = 7;
+const STRIDE = 8;
 
 export class TrendColumns {
-  /** The newest reading's time (ms): the origin of the other columns' times. */
-  private newest = new Float64Array(0);
-  /** Sum of weights, and of squared weights (for the effective number of readings). */
-  private weight = new Float64Array(0);
-  private weight2 = new Float64Array(0);
-  /** Weighted mean time (relative to newest, so at most 0) and mean value. */
-  private meanTime = new Float64Array(0);
-  private meanValue = new Float64Array(0);
-  /** Weighted co-moments: sum w (t - mean t)², sum w (t - mean t)(y - mean y), sum w (y - mean y)². */
-  private ctt = new Float64Array(0);
-  private cty = new Float64Array(0);
-  private cyy = new Float64Array(0);
+  private sums = new Float64Array(0);
 
   /** @param tau the weights' time constant (ms): half the trend window. */
   constructor(private readonly tau: number) {}
 
   grow(capacity: number): void {
-    this.newest = resized(this.newest, capacity);
-    this.weight = resized(this.weight, capacity);
-    this.weight2 = resized(this.weight2, capacity);
-    this.meanTime = resized(this.meanTime, capacity);
-    this.meanValue = resized(this.meanValue, capacity);
-    this.ctt = resized(this.ctt, capacity);
-    this.cty = resized(this.cty, capacity);
-    this.cyy = resized(this.cyy, capacity);
+    this.sums = resized(this.sums, capacity * STRIDE);
   }
 
   clear(slot: number): void {
-    this.weight[slot] = 0;
-    this.weight2[slot] = 0;
+    this.sums.fill(0, slot * STRIDE, (slot + 1) * STRIDE);
   }
 
   add(slot: number, at: number, value: number): void {
-    const total = this.weight[slot];
+    const s = this.sums;
+    const o = slot * STRIDE;
+    const total = s[o + WEIGHT];
     if (total === 0) {
-      this.newest[slot] = at;
-      this.weight[slot] = 1;
-      this.weight2[slot] = 1;
-      this.meanTime[slot] = 0;
-      this.meanValue[slot] = value;
-      this.ctt[slot] = 0;
-      this.cty[slot] = 0;
-      this.cyy[slot] = 0;
+      s[o + NEWEST] = at;
+      s[o + WEIGHT] = 1;
+      s[o + WEIGHT2] = 1;
+      s[o + MEAN_TIME] = 0;
+      s[o + MEAN_VALUE] = value;
+      s[o + CTT] = 0;
+      s[o + CTY] = 0;
+      s[o + CYY] = 0;
       return;
     }
     let w = 1;
     let t = 0;
-    const newest = this.newest[slot];
+    const newest = s[o + NEWEST];
     if (at > newest) {
       // Everything known so far ages by the time that passed.
       const decay = Math.exp((newest - at) / this.tau);
-      this.weight[slot] = total * decay;
-      this.weight2[slot] *= decay * decay;
-      this.ctt[slot] *= decay;
-      this.cty[slot] *= decay;
-      this.cyy[slot] *= decay;
-      this.meanTime[slot] -= at - newest;
-      this.newest[slot] = at;
+      s[o + WEIGHT] = total * decay;
+      s[o + WEIGHT2] *= decay * decay;
+      s[o + CTT] *= decay;
+      s[o + CTY] *= decay;
+      s[o + CYY] *= decay;
+      s[o + MEAN_TIME] -= at - newest;
+      s[o + NEWEST] = at;
     } else {
       t = at - newest;
       w = Math.exp(t / this.tau);
     }
-    const sum = this.weight[slot] + w;
-    const dt = t - this.meanTime[slot];
-    const dy = value - this.meanValue[slot];
-    const meanTime = this.meanTime[slot] + (dt * w) / sum;
-    const meanValue = this.meanValue[slot] + (dy * w) / sum;
-    this.ctt[slot] += w * dt * (t - meanTime);
-    this.cty[slot] += w * dt * (value - meanValue);
-    this.cyy[slot] += w * dy * (value - meanValue);
-    this.meanTime[slot] = meanTime;
-    this.meanValue[slot] = meanValue;
-    this.weight[slot] = sum;
-    this.weight2[slot] += w * w;
+    const sum = s[o + WEIGHT] + w;
+    const dt = t - s[o + MEAN_TIME];
+    const dy = value - s[o + MEAN_VALUE];
+    const meanTime = s[o + MEAN_TIME] + (dt * w) / sum;
+    const meanValue = s[o + MEAN_VALUE] + (dy * w) / sum;
+    s[o + CTT] += w * dt * (t - meanTime);
+    s[o + CTY] += w * dt * (value - meanValue);
+    s[o + CYY] += w * dy * (value - meanValue);
+    s[o + MEAN_TIME] = meanTime;
+    s[o + MEAN_VALUE] = meanValue;
+    s[o + WEIGHT] = sum;
+    s[o + WEIGHT2] += w * w;
   }
 
   /** The fitted change per ms (NaN without two distinct times). */
   slope(slot: number): number {
-    const ctt = this.ctt[slot];
-    return ctt > 0 ? this.cty[slot] / ctt : NaN;
+    const ctt = this.sums[slot * STRIDE + CTT];
+    return ctt > 0 ? this.sums[slot * STRIDE + CTY] / ctt : NaN;
   }
 
   /** The fitted value at the newest reading's time. */
   level(slot: number): number {
     const slope = this.slope(slot);
-    return Number.isNaN(slope) ? this.meanValue[slot] : this.meanValue[slot] - slope * this.meanTime[slot];
+    const o = slot * STRIDE;
+    return Number.isNaN(slope) ? this.sums[o + MEAN_VALUE] : this.sums[o + MEAN_VALUE] - slope * this.sums[o + MEAN_TIME];
   }
 
   newestAt(slot: number): number {
-    return this.weight[slot] > 0 ? this.newest[slot] : NaN;
+    return this.sums[slot * STRIDE + WEIGHT] > 0 ? this.sums[slot * STRIDE + NEWEST] : NaN;
   }
 
   /**
@@ -120,8 +118,9 @@ export class TrendColumns {
     const level = this.level(slot);
     const past = direction === 'below' ? level <= target : level >= target;
     const towards = direction === 'below' ? slope < 0 : slope > 0;
-    if (!towards) return past ? this.newest[slot] : NaN;
-    return this.newest[slot] + (target - level) / slope;
+    const newest = this.sums[slot * STRIDE + NEWEST];
+    if (!towards) return past ? newest : NaN;
+    return newest + (target - level) / slope;
   }
 
   /**
@@ -131,51 +130,72 @@ export class TrendColumns {
    * the slope's t statistic t = sqrt((n - 2) R² / (1 - R²)) gives 1 - 1/t.
    */
   confidence(slot: number): number {
-    const ctt = this.ctt[slot];
+    const o = slot * STRIDE;
+    const ctt = this.sums[o + CTT];
     const n = this.readings(slot);
     if (!(ctt > 0) || !(n > 2)) return 0;
-    const cty = this.cty[slot];
+    const cty = this.sums[o + CTY];
     const explained = (cty * cty) / ctt;
-    const unexplained = this.cyy[slot] - explained;
+    const unexplained = this.sums[o + CYY] - explained;
     if (!(explained > 0)) return 0;
     if (!(unexplained > 0)) return 1;
     return Math.max(0, 1 - Math.sqrt(unexplained / ((n - 2) * explained)));
   }
 
+  /**
+   * Whether the trend may raise: at least `readings` effective readings, a weighted span of
+   * times of at least `span`, and a confidence of at least `confidence`; the same tests as
+   * readings(), span() and confidence(), squared so that no square root is taken per reading.
+   */
+  sure(slot: number, readings: number, span: number, confidence: number): boolean {
+    const s = this.sums;
+    const o = slot * STRIDE;
+    const w = s[o + WEIGHT];
+    const n = w > 0 ? (w * w) / s[o + WEIGHT2] : 0;
+    const ctt = s[o + CTT];
+    if (!(n >= readings) || !(12 * ctt >= span * span * w) || !(n > 2)) return false;
+    const cty = s[o + CTY];
+    const explained = (cty * cty) / ctt;
+    const unexplained = s[o + CYY] - explained;
+    const doubt = 1 - confidence;
+    return confidence <= 0 || (explained > 0 && unexplained <= doubt * doubt * (n - 2) * explained);
+  }
+
   /** The time the readings cover, as the span of evenly spread readings with the same weighted spread of times. */
   span(slot: number): number {
-    const w = this.weight[slot];
-    return w > 0 ? Math.sqrt((12 * this.ctt[slot]) / w) : 0;
+    const w = this.sums[slot * STRIDE + WEIGHT];
+    return w > 0 ? Math.sqrt((12 * this.sums[slot * STRIDE + CTT]) / w) : 0;
   }
 
   /** The effective number of readings behind the fit (Kish): (sum w)² / sum w². */
   readings(slot: number): number {
-    const w2 = this.weight2[slot];
-    return w2 > 0 ? (this.weight[slot] * this.weight[slot]) / w2 : 0;
+    const w = this.sums[slot * STRIDE + WEIGHT];
+    return w > 0 ? (w * w) / this.sums[slot * STRIDE + WEIGHT2] : 0;
   }
 
   /** The spread of the readings around the line (weighted residual standard deviation). */
   residual(slot: number): number {
-    const ctt = this.ctt[slot];
-    const w = this.weight[slot];
+    const o = slot * STRIDE;
+    const ctt = this.sums[o + CTT];
+    const w = this.sums[o + WEIGHT];
     const n = this.readings(slot);
     if (!(ctt > 0) || !(n > 2)) return NaN;
-    const cty = this.cty[slot];
-    const sse = Math.max(0, this.cyy[slot] - (cty * cty) / ctt);
+    const cty = this.sums[o + CTY];
+    const sse = Math.max(0, this.sums[o + CYY] - (cty * cty) / ctt);
     return Math.sqrt(((sse / w) * n) / (n - 2));
   }
 
   save(slot: number): number[] | null {
-    if (this.weight[slot] === 0) return null;
-    return [this.newest[slot], this.weight[slot], this.weight2[slot], this.meanTime[slot], this.meanValue[slot], this.ctt[slot], this.cty[slot], this.cyy[slot]];
+    if (this.sums[slot * STRIDE + WEIGHT] === 0) return null;
+    return Array.from(this.sums.subarray(slot * STRIDE, (slot + 1) * STRIDE));
   }
 
   /** Takes back what save() gave; anything else leaves the key without a trend. */
   restore(slot: number, saved: unknown): void {
-    if (!Array.isArray(saved) || saved.length !== SAVED_LENGTH || !saved.every((n) => typeof n === 'number' && Number.isFinite(n)) || !(saved[1] > 0)) {
+    if (!Array.isArray(saved) || saved.length !== STRIDE || !saved.every((n) => typeof n === 'number' && Number.isFinite(n)) || !(saved[WEIGHT] > 0)) {
       this.clear(slot);
       return;
     }
-    [this.newest[slot], this.weight[slot], this.weight2[slot], this.meanTime[slot], this.meanValue[slot], this.ctt[slot], this.cty[slot], this.cyy[slot]] = saved as number[];
+    this.sums.set(saved as number[], slot * STRIDE);
   }
 }

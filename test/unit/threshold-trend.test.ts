@@ -122,6 +122,20 @@ describe('trend: exponentially weighted least squares on the readings own times'
     expect(clean.confidence(0)).toBeGreaterThan(0.95);
   });
 
+  it('decides "sure enough to raise" exactly as its readings, span and confidence say', () => {
+    const random = new Random(8);
+    const disagreements: string[] = [];
+    for (let k = 0; k < 300; k++) {
+      const count = 3 + Math.floor(random.next() * 60);
+      const noise = random.next() * 0.05;
+      const trend = trendOf(Array.from({ length: count }, (_, i) => [i * 0.5, 3.6 - 0.004 * i * 0.5 + (random.next() - 0.5) * noise]));
+      const [readings, span, confidence] = [random.next() * 40, random.next() * 30 * HOUR, random.next()];
+      const expected = trend.readings(0) >= readings && trend.span(0) >= span && trend.confidence(0) >= confidence;
+      if (trend.sure(0, readings, span, confidence) !== expected) disagreements.push(`${count} readings, noise ${noise}: ${readings}, ${span}, ${confidence}`);
+    }
+    expect(disagreements).toEqual([]);
+  });
+
   it('saves and restores a key, and refuses what it did not save', () => {
     const trend = trendOf([[0, 3.6], [1, 3.59], [2, 3.585]]);
     const saved = JSON.parse(JSON.stringify(trend.save(0)));
