@@ -4,6 +4,7 @@
  * late, or not at all; per-device settings; state kept across a restart; and their validation.
  */
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_SETTINGS, anomalyRule as unusual, forecastRule as batteryForecast } from '../../bench/forecast-accuracy';
 import { describeAlert, formatLead, type AlertWording } from '../../nodes/threshold/alert-text';
 import { applyJournal, ThresholdEngine, type AlertEvent, type EngineSnapshot, type JournalEntry } from '../../nodes/threshold/engine';
 import { ruleFromProperties } from '../../nodes/threshold/node-config';
@@ -14,40 +15,17 @@ const HOUR = 3_600_000;
 const T0 = Date.UTC(2026, 11, 1);
 const at = (hours: number) => T0 + hours * HOUR;
 
+/** The evaluation's battery forecast (warning within 48 h, critical within 6 h) over a 24 h window. */
 function forecastRule(forecast: Partial<ForecastConfig> = {}, partial: Partial<RuleConfig> = {}): RuleConfig {
-  return {
-    rule: 'forecast',
-    measure: 'value',
-    rateUnitMs: 60_000,
-    hysteresis: 'none',
-    deadband: 0,
-    levels: [
-      { severity: 'warning', value: 48 * HOUR },
-      { severity: 'critical', value: 6 * HOUR },
-    ],
-    raise: { mode: 'immediate' },
-    clear: { mode: 'immediate' },
-    forecast: { direction: 'below', target: 3.3, windowMs: 24 * HOUR, minReadings: 10, minConfidence: 0.9, clearMargin: 1, ...forecast },
-    ...partial,
-  };
+  return { ...batteryForecast({ ...DEFAULT_SETTINGS, windowMs: 24 * HOUR, ...forecast }), ...partial };
 }
 
 function anomalyRule(anomaly: Partial<AnomalyConfig> = {}, partial: Partial<RuleConfig> = {}): RuleConfig {
-  return {
-    rule: 'anomaly',
-    measure: 'value',
-    rateUnitMs: 60_000,
-    hysteresis: 'none',
-    deadband: 0,
-    levels: [
-      { severity: 'warning', value: 4 },
-      { severity: 'critical', value: 8 },
-    ],
-    raise: { mode: 'immediate' },
-    clear: { mode: 'immediate' },
-    anomaly: { history: 50, warmup: 20, side: 'both', minDeviation: 0, ...anomaly },
-    ...partial,
-  };
+  const levels = [
+    { severity: 'warning' as const, value: 4 },
+    { severity: 'critical' as const, value: 8 },
+  ];
+  return { ...unusual(levels, { history: 50, warmup: 20, side: 'both', minDeviation: 0, ...anomaly }), ...partial };
 }
 
 function engineWithLog(rule: RuleConfig) {
