@@ -7,6 +7,7 @@ import { met, type Figure } from './measure';
 import { benchBuffer } from './buffer';
 import { row, table, writeSection } from './report';
 import { benchDeviceAuth } from './device-auth';
+import { benchFrontDoors } from './front-doors';
 import { benchSalesforce } from './salesforce';
 import { benchThreshold } from './threshold';
 import { benchTimeseries } from './timeseries';
@@ -14,6 +15,7 @@ import { benchTimeseries } from './timeseries';
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
   threshold: benchThreshold,
   'device-auth': benchDeviceAuth,
+  'front-doors': benchFrontDoors,
   salesforce: benchSalesforce,
   timeseries: benchTimeseries,
   buffer: benchBuffer,
