@@ -317,7 +317,8 @@ export class ThresholdEngine {
     const lead = !known ? NaN : Number.isNaN(crossing) ? Infinity : Math.max(0, crossing - now);
     const confident = this.confident(slot);
     const announced = this.evaluate(slot, lead, now, th, confident, value);
-    if (!announced && this.mask[slot] !== 0 && !Number.isNaN(crossing)) {
+    // Once the crossing is past, where exactly the line crossed is no news for anyone.
+    if (!announced && this.mask[slot] !== 0 && crossing > now) {
       const last = this.announced[slot];
       // A restored alert has announced nothing in this run: what it said before stands.
       if (Number.isNaN(last)) this.announced[slot] = crossing;

@@ -123,6 +123,15 @@ describe('forecast: time to threshold', () => {
     expect(first - moved[0]).toBeGreaterThan(0.2 * ((moved[0] - updates[0].at) as number) - 1);
   });
 
+  it('announces no updates once the crossing is past, however the line moves', () => {
+    const { engine, events } = engineWithLog(forecastRule());
+    decline(engine, 'k', 0, 70);
+    // Flat at the bottom: the line flattens, and where it crossed moves back every reading.
+    for (let h = 71; h <= 100; h++) engine.read('k', 3.25, at(h), at(h));
+    expect(events.filter((e) => e.change === 'updated' && e.at > at(60)).map(brief)).toEqual([]);
+    expect(engine.status('k')).toMatchObject({ state: 'raised', severity: 'critical' });
+  });
+
   it('clears when a battery swap turns the trend round', () => {
     const { engine, events } = engineWithLog(forecastRule());
     decline(engine, 'dev-7', 0, 30);
