@@ -42,12 +42,12 @@ const FORECAST: RuleConfig = {
   forecast: { direction: 'below', target: 3.3, windowMs: 48 * HOUR, minReadings: 10, minConfidence: 0.9, clearMargin: 1 },
 };
 
-/** Unusual for the device: warning beyond 4 usual spreads, critical beyond 8, the node's defaults. */
+/** Unusual for the device: warning beyond 5 usual spreads, critical beyond 8, history and warm-up as the node's defaults. */
 const ANOMALY: RuleConfig = {
   ...RULE,
   rule: 'anomaly',
   levels: [
-    { severity: 'warning', value: 4, clear: 3 },
+    { severity: 'warning', value: 5, clear: 4 },
     { severity: 'critical', value: 8, clear: 6 },
   ],
   raise: { mode: 'immediate' },

@@ -44,7 +44,7 @@ export interface ForecastDetail {
   leadTime: number | null;
   /** The lead time of the level concerned: within it a level raises, beyond it (with the margin) it clears. */
   within: number;
-  /** How much of the readings' spread the line explains (R², 0 to 1). */
+  /** 1 - (standard error of the slope / slope): 0.9, the rate of change is known to ±10 %. */
   confidence: number;
   /** The effective number of readings behind the fit. */
   readings: number;
@@ -457,7 +457,7 @@ export class ThresholdEngine {
       status = { key, state: 'raised', severity: this.severities[topLevel(mask)], id: this.episodeId(key, since), since };
     } else {
       const base = slot * this.levelCount;
-      for (let i = 0; i < this.levelCount; i++) {
+      for (let i = 0; i < this.levelCount && status.state === 'normal'; i++) {
         if (this.runCount[base + i] > 0) status = { key, state: 'pending' };
       }
     }

@@ -48,9 +48,9 @@ export interface ForecastConfig {
   windowMs: number;
   /** The effective number of readings behind the fit before it may raise. */
   minReadings: number;
-  /** The fit's R² (0 to 1) before it may raise. */
+  /** The trend's confidence (0 to 1: 1 - standard error of the slope / slope) before it may raise. */
   minConfidence: number;
-  /** A level clears once the lead time exceeds its own by this fraction (0.25: 48 h clears beyond 60 h). */
+  /** A level clears once the lead time exceeds its own by this fraction (1: 48 h clears beyond 96 h). */
   clearMargin: number;
 }
 
