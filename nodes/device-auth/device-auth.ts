@@ -72,7 +72,7 @@ export = function register(RED: NodeAPI): void {
         const reader = propertyReader(RED, node, value, type);
         readers.push(f.secret && type === 'msg' ? { name: f.name, reader, secretPath: value } : { name: f.name, reader });
       }
-      if (settings.mode === 'anonymous' && def.anonymousSource === 'property' && def.sourceProperty) {
+      if (def.anonymousSource === 'property' && def.sourceProperty) {
         sourceReader = propertyReader(RED, node, def.sourceProperty, def.sourcePropertyType || 'msg');
       }
       core = new DeviceAuthCore(settings, registry, (mark) => identifyByBroker(RED, mark as never));
@@ -83,7 +83,6 @@ export = function register(RED: NodeAPI): void {
       node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', message, send, done, rejection));
       return;
     }
-    const mode = core.settings.mode;
     const secretPaths = readers
       .filter((r) => r.secretPath !== undefined)
       .map((r) => credentialPath(RED.util.normalisePropertyExpression(r.secretPath as string) as Array<string | number>))
@@ -129,10 +128,9 @@ export = function register(RED: NodeAPI): void {
       if (typeof msg.topic === 'string') input.topic = msg.topic;
       const mark = brokerMarkOf(msg);
       if (mark) input.brokerMark = mark;
-      if (mode === 'anonymous') {
-        const source = anonymousSource(msg, req);
-        if (typeof source === 'string') input.source = source;
-      }
+      // The source keys anonymous rate limits, and lockout after failed credentials.
+      const source = sourceOf(msg, req);
+      if (typeof source === 'string') input.source = source;
       const pending: Array<Promise<void>> = [];
       for (const { name, reader } of readers) {
         const value = reader.read(msg);
@@ -147,7 +145,7 @@ export = function register(RED: NodeAPI): void {
       return pending.length > 0 ? Promise.all(pending).then(() => input) : input;
     }
 
-    function anonymousSource(msg: NodeMessage, req: HttpRequestLike | undefined): string | undefined {
+    function sourceOf(msg: NodeMessage, req: HttpRequestLike | undefined): string | undefined {
       switch (def.anonymousSource) {
         case 'client':
           return brokerMarkOf(msg)?.client ?? (typeof msg.clientId === 'string' ? msg.clientId : undefined);

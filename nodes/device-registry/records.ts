@@ -3,7 +3,7 @@
  * editor's list, a registry file) goes through. Key material stays inside the registry folder.
  */
 import { sha256 } from '../shared/digest';
-import { AUTH_METHODS, type AuthMethod } from '../shared/device-registry-api';
+import { AUTH_METHODS, type AuthMethod, type SecretMethod } from '../shared/device-registry-api';
 
 export interface DeviceRecord {
   id: string;
@@ -12,6 +12,8 @@ export interface DeviceRecord {
   methods?: ReadonlySet<AuthMethod>;
   /** Shared secret bytes: HMAC, SAS, webhook signatures and HS256 tokens. */
   secret?: Buffer;
+  /** A derived device's key for each method (stores.ts); a listed device has its one secret instead. */
+  keyFor?(method: SecretMethod): Buffer;
   /** SHA-256 of the API key: the key itself is never kept. */
   apiKeyHash?: Buffer;
   /** Public keys for JWT (PEM text, or JWK / JWK Set JSON). */
@@ -196,15 +198,21 @@ function metaOf(raw: Record<string, unknown>): Record<string, unknown> | undefin
   return meta;
 }
 
+/** The shared secret a method's proof is checked with: the method's derived key, or the device's secret. */
+export function secretOf(record: DeviceRecord, method: SecretMethod): Buffer | undefined {
+  return record.keyFor ? record.keyFor(method) : record.secret;
+}
+
 /** Which methods a record can use: those its key material supports, narrowed by its own list. */
 export function methodAllowed(record: DeviceRecord, method: AuthMethod): boolean {
   if (record.methods && !record.methods.has(method)) return false;
+  const hasSecret = record.keyFor !== undefined || record.secret !== undefined;
   switch (method) {
     case 'apikey':
       return record.apiKeyHash !== undefined;
     case 'jwt':
-      return record.secret !== undefined || (record.publicKeys?.length ?? 0) > 0;
+      return hasSecret || (record.publicKeys?.length ?? 0) > 0;
     default:
-      return record.secret !== undefined;
+      return hasSecret;
   }
 }

@@ -10,7 +10,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { BROKER_PROPERTY, type BrokerIdentitySource, type BrokerMark } from '../shared/broker-identity';
 import { reject } from '../shared/coded-error';
 import type { DeviceIdentity } from '../shared/device';
-import { registryService } from '../shared/device-registry-api';
+import { registryService, TOKEN_SKEW_SECONDS } from '../shared/device-registry-api';
 import { isUtf8Text, looksLikeJson } from '../shared/payload';
 import { throttled } from '../shared/throttle';
 import { BrokerCore, type BrokerEvents, type BrokerSettings, type ConnectionEvent } from './broker-core';
@@ -101,7 +101,9 @@ export = function register(RED: NodeAPI): void {
         nodeId: node.id,
         methods,
         policy: {
-          skewMs: Number(def.skew ?? 300) * 1000,
+          // Only tokens are checked at CONNECT: the skew is their clock tolerance.
+          skewMs: Number(def.skew ?? TOKEN_SKEW_SECONDS) * 1000,
+          tokenSkewMs: Number(def.skew ?? TOKEN_SKEW_SECONDS) * 1000,
           maxLifetimeMs: Number(def.maxLifetime ?? 86_400) * 1000,
           audiences,
           ...(def.sasResource ? { sasResource: def.sasResource } : {}),
