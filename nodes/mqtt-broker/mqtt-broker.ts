@@ -36,6 +36,11 @@ interface BrokerDef extends NodeDef {
   deliver?: string;
   payloadFormat?: 'auto' | 'buffer' | 'string';
   persist?: boolean;
+  maxPacket?: string | number;
+  retainedPerDevice?: string | number;
+  retainedBytesPerDevice?: string | number;
+  queuedPerDevice?: string | number;
+  queuedBytesPerDevice?: string | number;
   catchErrors?: boolean;
 }
 
@@ -53,6 +58,21 @@ function portOf(value: string | number | undefined, fallback: number | undefined
   const port = Number(value);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new Error(`${String(value)} is not a port`);
   return port;
+}
+
+/**
+ * Per-device limits sized for sensors, also for flows written before they were settings (a flow
+ * without them accepted a 50 MB publish, and any number of retained and queued messages): a
+ * packet of 128 KiB (twice device-auth's default body cap, with room for the topic), 10 retained
+ * messages in 64 KiB, 1,000 queued messages in 1 MiB. 0 turns a limit off.
+ */
+const BROKER_LIMITS = { maxPacketBytes: 131_072, retainedPerDevice: 10, retainedBytesPerDevice: 65_536, queuedPerDevice: 1_000, queuedBytesPerDevice: 1_048_576 } as const;
+
+function limit(value: string | number | undefined, fallback: number, what: string): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${what} must be a whole number, 0 or more`);
+  return n;
 }
 
 function rules(text: string | undefined, fallback: string): string[] {
@@ -113,6 +133,13 @@ export = function register(RED: NodeAPI): void {
         gatewaySensors: def.gatewaySensors !== false,
         clientIdMustMatch: def.clientIdMustMatch !== false,
         deliver: def.deliver || '#',
+        limits: {
+          maxPacketBytes: limit(def.maxPacket, BROKER_LIMITS.maxPacketBytes, 'the packet size limit'),
+          retainedPerDevice: limit(def.retainedPerDevice, BROKER_LIMITS.retainedPerDevice, 'the retained messages per device'),
+          retainedBytesPerDevice: limit(def.retainedBytesPerDevice, BROKER_LIMITS.retainedBytesPerDevice, 'the retained bytes per device'),
+          queuedPerDevice: limit(def.queuedPerDevice, BROKER_LIMITS.queuedPerDevice, 'the queued messages per device'),
+          queuedBytesPerDevice: limit(def.queuedBytesPerDevice, BROKER_LIMITS.queuedBytesPerDevice, 'the queued bytes per device'),
+        },
         ...(def.persist !== false && userDir ? { persistenceDir: join(userDir, 'iot-state', `mqtt-broker-${node.id.replace(/[^\w.-]/g, '_')}`) } : {}),
         ...(tcpPort !== undefined ? { tcp: { host: def.host || undefined, port: tcpPort, ...(tls ? { tls } : {}) } } : {}),
         ...(wsPort !== undefined ? { ws: { host: def.host || undefined, port: wsPort, path: def.wsPath || '/mqtt', ...(tls ? { tls } : {}) } } : {}),
@@ -160,6 +187,7 @@ export = function register(RED: NodeAPI): void {
       offline: (e) => event('offline', e),
       refused: (e) => event('refused', e),
       denied: (e) => event('denied', e),
+      dropped: (e) => event('dropped', e),
       warning: (message) => node.warn(message),
     };
 
@@ -211,7 +239,13 @@ export = function register(RED: NodeAPI): void {
         return;
       }
       const value = msg.payload;
-      const payload = Buffer.isBuffer(value) ? value : Buffer.from(typeof value === 'string' ? value : value === undefined || value === null ? '' : JSON.stringify(value));
+      let payload: Buffer;
+      try {
+        payload = Buffer.isBuffer(value) ? value : Buffer.from(typeof value === 'string' ? value : value === undefined || value === null ? '' : (JSON.stringify(value) ?? ''));
+      } catch (err) {
+        reject(node, msg, 'not_serializable', RED._('iot-mqtt-broker.errors.not-serializable', { message: (err as Error).message }), send, done, rejection);
+        return;
+      }
       core.publish(topic, payload, qos, msg.retain === true).then(
         () => done(),
         (err: Error) => reject(node, msg, 'not_published', err.message, send, done, rejection),
