@@ -92,10 +92,13 @@ export = function register(RED: NodeAPI): void {
       try {
         const input = inputOf(msg);
         if (input instanceof Promise) {
-          input.then(
-            (i) => authenticate(msg, i, send, done),
-            (err: Error) => finish(msg, { ok: false, code: 'malformed', message: err.message, status: 400 }, send, done),
-          );
+          input
+            .then(
+              (i) => authenticate(msg, i, send, done),
+              (err: Error) => finish(msg, { ok: false, code: 'malformed', message: err.message, status: 400 }, send, done),
+            )
+            // Whatever throws later is still answered, never an unhandled rejection.
+            .catch((err: Error) => reject(node, msg, 'internal', err.message, send, done, rejection));
         } else {
           authenticate(msg, input, send, done);
         }
@@ -107,10 +110,7 @@ export = function register(RED: NodeAPI): void {
     function authenticate(msg: NodeMessage, input: AuthInput, send: Send, done: Done): void {
       const outcome = core.authenticate(input, Date.now());
       if (outcome instanceof Promise) {
-        outcome.then(
-          (o) => finish(msg, o, send, done),
-          (err: Error) => reject(node, msg, 'internal', err.message, send, done, rejection),
-        );
+        outcome.then((o) => finish(msg, o, send, done)).catch((err: Error) => reject(node, msg, 'internal', err.message, send, done, rejection));
       } else {
         finish(msg, outcome, send, done);
       }

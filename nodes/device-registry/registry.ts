@@ -36,6 +36,30 @@ function reject(code: RejectCode, message: string, id?: string): Failure {
   return id === undefined ? { ok: false, code, message } : { ok: false, code, message, id };
 }
 
+/** The text fields each method's credential must have (the id is optional where the credential names the device). */
+const TEXT_FIELDS: Record<string, readonly string[]> = {
+  apikey: ['key'],
+  hmac: ['id', 'timestamp', 'nonce', 'signature', 'scope', 'bodyDigest'],
+  sas: ['token'],
+  jwt: ['token'],
+  webhook: ['id', 'signature'],
+};
+
+/**
+ * What is wrong with the shape of a presented credential, if anything: consumers build them from
+ * what devices send, and the registry answers every shape with a verdict, never a throw.
+ */
+function shapeProblem(p: Presented): string | undefined {
+  const fields = p !== null && typeof p === 'object' ? TEXT_FIELDS[(p as { method?: unknown }).method as string] : undefined;
+  if (!fields) return `unknown method ${String((p as { method?: unknown } | null)?.method).slice(0, 32)}`;
+  const given = p as unknown as Record<string, unknown>;
+  const missing = fields.find((f) => typeof given[f] !== 'string');
+  if (missing) return `${missing} must be text`;
+  if (given.id !== undefined && typeof given.id !== 'string') return 'the device id must be text';
+  if (p.method === 'webhook' && !Buffer.isBuffer(p.content)) return 'the signed content must be bytes';
+  return undefined;
+}
+
 /** One lockout entry per device id and source; a credential without a known source shares the id's sourceless entry. */
 function lockKey(id: string, source: string | undefined): string {
   return `${id}\n${source ?? ''}`;
@@ -190,6 +214,8 @@ export class DeviceRegistry implements DeviceRegistryService {
 
   /** The device a credential claims to be, or why it cannot be read. */
   private identify(store: DeviceStore, p: Presented, policy: VerifyPolicy): Claim | Failure {
+    const shape = shapeProblem(p);
+    if (shape) return reject('malformed', shape);
     switch (p.method) {
       case 'apikey': {
         if (typeof p.key !== 'string' || p.key === '' || p.key.length > API_KEY_LIMIT) return reject('malformed', 'the API key is empty or too long');

@@ -205,8 +205,12 @@ describe('iot-mqtt-broker', () => {
     helper.getNode('rejectedInput').on('input', (msg: NodeMessage) => rejectedInput.push(msg));
     brokerNode().receive({ topic: 'devices/+/commands', payload: 'x' } as NodeMessage);
     brokerNode().receive({ topic: 'devices/pump-1/commands', payload: 'x', qos: 3 } as NodeMessage);
-    await eventually('two rejections', () => (rejectedInput.length >= 2 ? true : undefined));
-    expect(rejectedInput.map((m) => (m.error as { code: string }).code)).toEqual(['bad_topic', 'bad_qos']);
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    brokerNode().receive({ topic: 'devices/pump-1/commands', payload: circular } as NodeMessage);
+    brokerNode().receive({ topic: 'devices/pump-1/commands', payload: { big: 10n } } as NodeMessage);
+    await eventually('four rejections', () => (rejectedInput.length >= 4 ? true : undefined));
+    expect(rejectedInput.map((m) => (m.error as { code: string }).code)).toEqual(['bad_topic', 'bad_qos', 'not_serializable', 'not_serializable']);
     expect(out.events.length).toBeGreaterThan(0);
   });
 

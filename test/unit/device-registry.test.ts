@@ -410,6 +410,34 @@ describe('verifying credentials', () => {
     expect(await codes('ghost-1')).toEqual(['unknown_device', 'unknown_device', 'locked_out']);
   });
 
+  it('answers 10,000 credentials of every shape with a coded verdict, never a throw', async () => {
+    const fuzzed = registryOf([{ id: 'pump-1', secret: SECRET, apiKey: API_KEY }, { id: 'cam-1', publicKey: es256.pem }], { failures: 3, windowMs: 60_000, lockMs: 60_000 });
+    let state = 7;
+    const next = () => {
+      state ^= state << 13;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      return (state >>> 0) / 4_294_967_296;
+    };
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)];
+    const values: Array<() => unknown> = [() => undefined, () => null, () => 1, () => '', () => 'pump-1', () => 'x'.repeat(5_000), () => randomBytes(10), () => ({}), () => [], () => 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJjYW0tMSJ9.', () => 'SharedAccessSignature sr=pump-1&sig=abc&se=1', () => 'ab'.repeat(32), () => String(nowSeconds())];
+    const known = new Set(['malformed', 'unknown_device', 'bad_key', 'bad_signature', 'bad_algorithm', 'wrong_subject', 'locked_out', 'expired', 'not_yet_valid', 'method_not_allowed', 'too_long_lived', 'wrong_audience']);
+    const thrown: string[] = [];
+    const unexpected = new Set<string>();
+    for (let i = 0; i < 10_000; i++) {
+      const presented: Record<string, unknown> = { method: pick(['apikey', 'hmac', 'sas', 'jwt', 'webhook', 'teleport', undefined]) };
+      for (const field of ['id', 'key', 'timestamp', 'nonce', 'signature', 'scope', 'bodyDigest', 'token', 'content']) if (next() < 0.7) presented[field] = pick(values)();
+      try {
+        const result = await fuzzed.verify(presented as unknown as Presented, policy, Date.now(), pick(['10.0.0.1', '10.0.0.2', undefined]));
+        if (!result.ok && !known.has(result.code)) unexpected.add(result.code);
+      } catch (err) {
+        thrown.push(`${String(presented.method)}: ${(err as Error).message}`);
+      }
+    }
+    expect(thrown).toEqual([]);
+    expect([...unexpected]).toEqual([]);
+  });
+
   it('refuses everything while it has no devices', async () => {
     const empty = new DeviceRegistry({ failures: 0, windowMs: 1, lockMs: 1 });
     expect(empty.state).toBe('loading');
