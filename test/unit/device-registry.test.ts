@@ -364,6 +364,32 @@ describe('verifying credentials', () => {
     expect([codeOf(jwtOnly), codeOf(unknown)]).toEqual(['method_not_allowed', 'unknown_device']);
   });
 
+  it('takes about as long to refuse an unknown id as a registered one with a wrong credential', async () => {
+    // Interleaved rounds and medians, so the load of a shared machine falls on both alike.
+    const { es256: keys } = keyPairs();
+    const timing = registryOf([{ id: 'pump-1', secret: SECRET, apiKey: API_KEY }, { id: 'cam-1', publicKey: keys.pem }]);
+    const cases: Record<string, Array<() => Promise<Presented>>> = {
+      'API key': [async () => ({ method: 'apikey', id: 'pump-1', key: 'guessed-key-0123456789abcdef' }), async () => ({ method: 'apikey', id: 'ghost-1', key: 'guessed-key-0123456789abcdef' })],
+      HMAC: [async () => ({ method: 'hmac', ...hmacSigned(randomBytes(32), 'pump-1', 't', 'x') }), async () => ({ method: 'hmac', ...hmacSigned(randomBytes(32), 'ghost-1', 't', 'x') })],
+      'JWT ES256': [async () => ({ method: 'jwt', token: await deviceJwt(other.privateKey, 'ES256', { sub: 'cam-1' }) }), async () => ({ method: 'jwt', token: await deviceJwt(other.privateKey, 'ES256', { sub: 'ghost-1' }) })],
+    };
+    const ratios: Record<string, number> = {};
+    for (const [name, [registered, unknown]] of Object.entries(cases)) {
+      const samples: [number[], number[]] = [[], []];
+      const presented = await Promise.all(Array.from({ length: 400 }, (_, i) => (i % 2 === 0 ? registered() : unknown())));
+      for (let i = 0; i < presented.length; i++) {
+        const started = process.hrtime.bigint();
+        await timing.verify(presented[i], policy, Date.now(), `10.0.${i}.1`);
+        samples[i % 2].push(Number(process.hrtime.bigint() - started));
+      }
+      const median = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1];
+      ratios[name] = Math.round((median(samples[1]) / median(samples[0])) * 10) / 10;
+    }
+    if (process.env.IOT_TIMING_LOG) console.log(ratios);
+    const outside = Object.entries(ratios).filter(([, ratio]) => ratio < 0.5 || ratio > 2);
+    expect(outside).toEqual([]);
+  });
+
   it('gateways: a sensor is accepted only under its own gateway', () => {
     expect(registry.sensor('gw-1', 's-1', 'hmac')).toEqual({ ok: true, device: { id: 's-1', method: 'hmac', gateway: 'gw-1' } });
     expect(codeOf(registry.sensor('gw-1', 's-2', 'hmac'))).toBe('not_under_gateway');
