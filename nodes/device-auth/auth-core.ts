@@ -79,6 +79,8 @@ export interface AuthInput {
   source?: string;
   /** What an iot-mqtt-broker node marked the message with, if anything. */
   brokerMark?: unknown;
+  /** The client certificate chain (DER, the device's first) of the TLS connection the request came over. */
+  certificate?: readonly Buffer[];
 }
 
 export interface SensorReading {
@@ -203,7 +205,7 @@ export class DeviceAuthCore {
       const size = bytes ? bytes.length : Buffer.byteLength(safeJson(input.body));
       if (size > max) return rejection('too_large', `the body has ${size} bytes; at most ${max} are accepted`);
     }
-    const mode = this.settings.mode === 'auto' ? detectMode(input) : (this.settings.mode as Exclude<AuthMode, 'auto'>);
+    const mode = this.settings.mode === 'auto' ? detectMode(input, this.settings.accepted) : (this.settings.mode as Exclude<AuthMode, 'auto'>);
     if (isRejection(mode)) return mode;
     if (this.settings.mode === 'auto' && mode !== 'broker' && mode !== 'anonymous' && !this.settings.accepted.has(mode)) {
       return rejection('method_not_allowed', `this endpoint accepts ${[...this.settings.accepted].join(', ') || 'no method'}, not ${mode}`);
@@ -270,6 +272,10 @@ export class DeviceAuthCore {
         if (this.settings.webhookContent.includes('{timestamp}') && timestamp === undefined) return rejection('missing_credentials', 'no webhook timestamp');
         const content = webhookContent(this.settings.webhookContent, timestamp, bytes);
         return timestamp === undefined ? { method, id, signature, content } : { method, id, signature, content, timestamp };
+      }
+      case 'x509': {
+        if (!input.certificate) return rejection('missing_credentials', 'no client certificate: the request did not come over TLS with one (https with requestCert)');
+        return id === undefined ? { method, chain: input.certificate } : { method, id, chain: input.certificate };
       }
     }
   }
@@ -397,8 +403,10 @@ function scopeField(payload: Record<string, unknown>, field: string, sender: str
   if (typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value))) payload[field] = `${sender}:${value}`;
 }
 
-function detectMode(input: AuthInput): Exclude<AuthMode, 'auto'> | Rejection {
+function detectMode(input: AuthInput, accepted: ReadonlySet<AuthMethod>): Exclude<AuthMode, 'auto'> | Rejection {
   if (input.brokerMark !== undefined) return 'broker';
+  // A client certificate is a property of the connection: it speaks for the request when this endpoint takes certificates.
+  if (input.certificate && accepted.has('x509')) return 'x509';
   const f = input.fields;
   const token = typeof f.token === 'string' ? f.token.trim() : undefined;
   if (token?.startsWith('SharedAccessSignature ')) return 'sas';
@@ -408,7 +416,7 @@ function detectMode(input: AuthInput): Exclude<AuthMode, 'auto'> | Rejection {
   }
   if (f.signature !== undefined && f.nonce !== undefined && f.timestamp !== undefined) return 'hmac';
   if (f.apiKey !== undefined && f.apiKey !== '') return 'apikey';
-  return rejection('missing_credentials', 'the message carries no credentials (API key, HMAC signature, SAS token, JWT) and did not come from an iot-mqtt-broker node');
+  return rejection('missing_credentials', 'the message carries no credentials (client certificate, API key, HMAC signature, SAS token, JWT) and did not come from an iot-mqtt-broker node');
 }
 
 function safeJson(value: unknown): string {

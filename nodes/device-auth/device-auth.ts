@@ -7,6 +7,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { identifyByBroker, brokerMarkOf, BROKER_PROPERTY } from '../shared/broker-identity';
 import { reject } from '../shared/coded-error';
 import { registryService, type DeviceRegistryService } from '../shared/device-registry-api';
+import { peerCertificateChain } from '../shared/peer-certificate';
 import { throttled } from '../shared/throttle';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { DeviceAuthCore, statusText, type AuthInput, type AuthMode, type AuthOutcome, type CredentialFields } from './auth-core';
@@ -35,6 +36,7 @@ const USED: Record<AuthMode, Array<keyof CredentialFields>> = {
   sas: ['deviceId', 'token'],
   jwt: ['deviceId', 'token'],
   webhook: ['deviceId', 'signature', 'timestamp'],
+  x509: ['deviceId'],
   auto: ['deviceId', 'apiKey', 'timestamp', 'nonce', 'signature', 'token'],
 };
 
@@ -47,6 +49,9 @@ interface HttpRequestLike {
   url?: unknown;
   ip?: unknown;
   headers?: Record<string, unknown>;
+  /** The connection (express: req.socket, also req.client): a TLS socket when served over https. */
+  socket?: unknown;
+  client?: unknown;
 }
 
 export = function register(RED: NodeAPI): void {
@@ -83,6 +88,7 @@ export = function register(RED: NodeAPI): void {
       node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', message, send, done, rejection));
       return;
     }
+    const usesCertificates = core.settings.mode === 'x509' || (core.settings.mode === 'auto' && core.settings.accepted.has('x509'));
     const secretPaths = readers
       .filter((r) => r.secretPath !== undefined)
       .map((r) => credentialPath(RED.util.normalisePropertyExpression(r.secretPath as string) as Array<string | number>))
@@ -124,6 +130,10 @@ export = function register(RED: NodeAPI): void {
         const url = typeof req.originalUrl === 'string' ? req.originalUrl : typeof req.url === 'string' ? req.url : '/';
         const contentType = req.headers?.['content-type'];
         input.http = { method: req.method, url, ...(typeof contentType === 'string' ? { contentType } : {}) };
+        if (usesCertificates) {
+          const chain = peerCertificateChain(req.socket ?? req.client);
+          if (chain) input.certificate = chain;
+        }
       }
       if (typeof msg.topic === 'string') input.topic = msg.topic;
       const mark = brokerMarkOf(msg);

@@ -2,7 +2,7 @@
  * The editor's properties of an iot-device-auth node, turned into the core's settings, with a
  * clear error for anything that cannot work.
  */
-import { SECRET_METHODS, TOKEN_SKEW_SECONDS, type AuthMethod } from '../shared/device-registry-api';
+import { AUTH_METHODS, SECRET_METHODS, TOKEN_SKEW_SECONDS, type AuthMethod } from '../shared/device-registry-api';
 import type { AuthMode, AuthSettings } from './auth-core';
 
 export interface DeviceAuthProperties {
@@ -61,7 +61,7 @@ export const CREDENTIAL_DEFAULTS = {
   token: 'req.headers.authorization',
 } as const;
 
-const MODES: readonly AuthMode[] = ['auto', 'anonymous', 'apikey', 'hmac', 'sas', 'jwt', 'webhook', 'broker'];
+const MODES: readonly AuthMode[] = ['auto', 'anonymous', 'apikey', 'hmac', 'sas', 'jwt', 'webhook', 'x509', 'broker'];
 
 function number(value: string | number | undefined, fallback: number, what: string, min = 0): number {
   if (value === undefined || value === '') return fallback;
@@ -88,8 +88,9 @@ export function settingsFromProperties(p: DeviceAuthProperties): AuthSettings {
   const webhookContent = p.webhookContent || '{body}';
   if (webhookContent.split('{body}').length !== 2) throw new Error('the webhook signed content must hold {body} exactly once');
   const rate = number(p.rate, 0, 'the rate limit');
+  // Flows from before the setting accept every method they did: those of shared secrets and keys.
   const accepted = p.accepted ?? SECRET_METHODS;
-  const unknown = accepted.filter((m) => !(SECRET_METHODS as readonly string[]).includes(m));
+  const unknown = accepted.filter((m) => !(AUTH_METHODS as readonly string[]).includes(m));
   if (unknown.length > 0) throw new Error(`unknown accepted method(s) ${unknown.join(', ')}`);
   if (mode === 'auto' && accepted.length === 0) throw new Error('accept at least one method');
   const settings: AuthSettings = {

@@ -10,6 +10,8 @@ import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { AUTH_METHODS, type AuthMethod } from '../shared/device-registry-api';
 import { migrateSettings } from '../shared/settings-version';
+import { fleetFiles, loadFleets, type FleetSetting } from './fleets';
+import type { Fleet } from './x509';
 import { decodeSecret, parseRecord, RecordError } from './records';
 import { DeviceRegistry } from './registry';
 import { loadRegistryFile, parseIdList } from './registry-file';
@@ -35,6 +37,7 @@ interface RegistryDef extends NodeDef {
   derivedMeta?: string;
   revoked?: string;
   revokedFile?: string;
+  fleets?: FleetSetting[];
   lockFailures?: string | number;
   lockWindow?: string | number;
   lockDuration?: string | number;
@@ -190,6 +193,24 @@ export = function register(RED: NodeAPI): void {
       watchFile(path, () => void load());
     } else {
       registry.setRevoked(listed);
+    }
+
+    // --- client certificates: the fleets whose CAs issue them ----------------------------------
+    const fleetSettings = Array.isArray(def.fleets) ? def.fleets : [];
+    if (fleetSettings.length > 0) {
+      let loaded: Fleet[] = [];
+      const loadCertificates = () =>
+        loadFleets(fleetSettings, pathOf, loaded)
+          .then(({ fleets, problems }) => {
+            if (closed) return;
+            loaded = fleets;
+            registry.useFleets(fleets);
+            for (const problem of problems) node.error(RED._('iot-device-registry.errors.fleet', { problem }));
+          })
+          .catch((err: Error) => node.error(RED._('iot-device-registry.errors.fleet', { problem: err.message })));
+      registry.expectFleets();
+      void loadCertificates();
+      for (const path of new Set(fleetFiles(fleetSettings, pathOf))) watchFile(path, () => void loadCertificates());
     }
 
     node.on('close', (done: () => void) => {

@@ -23,7 +23,9 @@ import { canonicalString, checkHmac, hmacShape, type HmacParts } from './hmac';
 import { checkJwt, parseJwt, type JwtParts } from './jwt';
 import { Lockout, type LockoutPolicy } from './lockout';
 import { sha256 } from '../shared/digest';
-import { isDeviceId, methodAllowed, secretOf, type DeviceRecord } from './records';
+import { isDeviceId, methodAllowed, normalFingerprint, secretOf, type DeviceRecord } from './records';
+import { normalSerial } from './crl';
+import { certificateRevoked, identifyCertificate, type CertificateClaim, type Fleet } from './x509';
 import { checkSas, parseSas, type SasToken } from './sas';
 import type { DeviceStore } from './stores';
 import { checkWebhook, defaultWebhookPolicy, webhookSignature } from './webhook';
@@ -43,6 +45,7 @@ const TEXT_FIELDS: Record<string, readonly string[]> = {
   sas: ['token'],
   jwt: ['token'],
   webhook: ['id', 'signature'],
+  x509: [],
 };
 
 /**
@@ -57,6 +60,7 @@ function shapeProblem(p: Presented): string | undefined {
   if (missing) return `${missing} must be text`;
   if (given.id !== undefined && typeof given.id !== 'string') return 'the device id must be text';
   if (p.method === 'webhook' && !Buffer.isBuffer(p.content)) return 'the signed content must be bytes';
+  if (p.method === 'x509' && (!Array.isArray(p.chain) || !p.chain.every((c) => Buffer.isBuffer(c)))) return 'the certificate chain must be DER certificates';
   return undefined;
 }
 
@@ -83,6 +87,7 @@ interface Claim {
   sas?: SasToken;
   signature?: Buffer;
   hmac?: HmacParts;
+  certificate?: CertificateClaim;
 }
 
 export class DeviceRegistry implements DeviceRegistryService {
@@ -91,6 +96,11 @@ export class DeviceRegistry implements DeviceRegistryService {
   /** Set while something the registry must not do without (its revocation list) is unreadable. */
   private blocked: string | undefined;
   private revoked: ReadonlySet<string> = new Set();
+  private revokedSerials: ReadonlySet<string> = new Set();
+  private revokedFingerprints: ReadonlySet<string> = new Set();
+  private fleets: readonly Fleet[] = [];
+  /** Set until the fleets a registry is configured with were read for the first time. */
+  private fleetsLoading = false;
   private readonly listeners = new Set<() => void>();
   private readonly lockout: Lockout;
   private readonly dummyKey = randomBytes(32);
@@ -104,7 +114,7 @@ export class DeviceRegistry implements DeviceRegistryService {
 
   get state(): 'ready' | 'loading' | 'failed' {
     if (this.blocked !== undefined) return 'failed';
-    return this.store ? 'ready' : this.problem !== undefined ? 'failed' : 'loading';
+    return this.store && !this.fleetsLoading ? 'ready' : this.problem !== undefined ? 'failed' : 'loading';
   }
 
   /** Why the last load failed (the previous devices, if any, stay in use), or why it is blocked. */
@@ -134,9 +144,32 @@ export class DeviceRegistry implements DeviceRegistryService {
     this.problem = problem;
   }
 
-  setRevoked(ids: Iterable<string>): void {
-    this.revoked = new Set(ids);
+  /** Revocation entries: device ids, `serial:<hex>` and `sha256:<fingerprint>` of certificates. */
+  setRevoked(entries: Iterable<string>): void {
+    const ids = new Set<string>();
+    const serials = new Set<string>();
+    const fingerprints = new Set<string>();
+    for (const entry of entries) {
+      if (/^serial:/i.test(entry)) serials.add(normalSerial(entry.slice(7)));
+      else if (/^sha256:/i.test(entry) && normalFingerprint(entry)) fingerprints.add(normalFingerprint(entry) as string);
+      else ids.add(entry);
+    }
+    this.revoked = ids;
+    this.revokedSerials = serials;
+    this.revokedFingerprints = fingerprints;
     this.blocked = undefined;
+    this.changed();
+  }
+
+  /** Refuses every credential until useFleets() is first called: a certificate must not be judged without its fleet. */
+  expectFleets(): void {
+    this.fleetsLoading = true;
+  }
+
+  /** The fleets whose CAs issue device certificates, with their CRLs (a change re-checks connected devices). */
+  useFleets(fleets: readonly Fleet[]): void {
+    this.fleets = fleets;
+    this.fleetsLoading = false;
     this.changed();
   }
 
@@ -187,9 +220,9 @@ export class DeviceRegistry implements DeviceRegistryService {
   }
 
   verify(presented: Presented, policy: VerifyPolicy, now: number, source?: string): Verdict | Promise<Verdict> {
-    const store = this.blocked === undefined ? this.store : undefined;
+    const store = this.blocked === undefined && !this.fleetsLoading ? this.store : undefined;
     if (!store) return reject('registry_unavailable', this.loadProblem ? `the device registry cannot be used: ${this.loadProblem}` : 'the device registry is still loading');
-    const claim = this.identify(store, presented, policy);
+    const claim = this.identify(store, presented, policy, now);
     if ('ok' in claim) return claim;
     const { id } = claim;
     const key = lockKey(id, source);
@@ -213,7 +246,7 @@ export class DeviceRegistry implements DeviceRegistryService {
   }
 
   /** The device a credential claims to be, or why it cannot be read. */
-  private identify(store: DeviceStore, p: Presented, policy: VerifyPolicy): Claim | Failure {
+  private identify(store: DeviceStore, p: Presented, policy: VerifyPolicy, now: number): Claim | Failure {
     const shape = shapeProblem(p);
     if (shape) return reject('malformed', shape);
     switch (p.method) {
@@ -247,6 +280,14 @@ export class DeviceRegistry implements DeviceRegistryService {
         const claim = this.claimedId(p.id);
         return 'ok' in claim ? claim : { ...claim, signature };
       }
+      case 'x509': {
+        // What the handshake proved is checked first: a failure here cannot be a guess, so it does not count towards lockout.
+        const lookup = { pinned: (fingerprint: string) => store.byCertificate(fingerprint)?.id, registered: (id: string) => store.get(id) !== undefined };
+        const certificate = identifyCertificate(p.chain, this.fleets, lookup, now, policy.tokenSkewMs);
+        if ('ok' in certificate) return reject(certificate.code, certificate.message, p.id);
+        if (p.id !== undefined && p.id !== certificate.id) return reject('wrong_subject', `the certificate names ${certificate.id}, not ${p.id}`, p.id);
+        return { id: certificate.id, certificate };
+      }
       default:
         return reject('malformed', `unknown method ${String((p as { method: unknown }).method).slice(0, 32)}`);
     }
@@ -268,6 +309,14 @@ export class DeviceRegistry implements DeviceRegistryService {
         return checkJwt(record, claim.jwt as JwtParts, p.token, policy, now);
       case 'webhook':
         return checkWebhook(secretOf(record, 'webhook') as Buffer, claim.signature as Buffer, p, policy, now);
+      case 'x509': {
+        const certificate = claim.certificate as CertificateClaim;
+        const revoked = certificateRevoked(certificate, this.revokedSerials, this.revokedFingerprints);
+        if (revoked) return revoked;
+        const claims: Record<string, unknown> = { subject: certificate.subject, serial: certificate.serial, fingerprint: certificate.fingerprint };
+        if (certificate.fleet) claims.fleet = certificate.fleet.name;
+        return { ok: true, claims };
+      }
     }
   }
 
@@ -314,6 +363,9 @@ export class DeviceRegistry implements DeviceRegistryService {
           () => undefined,
         );
       }
+      case 'x509':
+        // A certificate's check costs no secret: nothing to equal.
+        return undefined;
       default:
         hmac('sha256', this.dummyKey, p.token);
         return undefined;

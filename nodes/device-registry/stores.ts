@@ -14,6 +14,8 @@ export interface DeviceStore {
   get(id: string): DeviceRecord | undefined;
   /** The device an API key belongs to, for endpoints where the key comes without an id. */
   byApiKeyHash(hash: Buffer): DeviceRecord | undefined;
+  /** The device a client certificate (its SHA-256 fingerprint) is pinned on. */
+  byCertificate(fingerprint: string): DeviceRecord | undefined;
 }
 
 /** Deeply frozen, so that a node downstream cannot change the registry through msg.device.meta. */
@@ -29,6 +31,7 @@ export class RecordStore implements DeviceStore {
   private readonly byId = new Map<string, DeviceRecord>();
   /** null: several devices share the key, so it identifies none. */
   private byKey: Map<string, DeviceRecord | null> | undefined;
+  private readonly byPin = new Map<string, DeviceRecord>();
 
   constructor(records: Iterable<DeviceRecord>) {
     for (const record of records) {
@@ -40,7 +43,16 @@ export class RecordStore implements DeviceStore {
       if (record.gateway !== undefined && !this.byId.has(record.gateway)) {
         throw new RecordError(`device ${record.id}: its gateway ${record.gateway} is not registered`);
       }
+      for (const pin of record.certificates ?? []) {
+        const other = this.byPin.get(pin);
+        if (other) throw new RecordError(`device ${record.id}: certificate ${pin} is already pinned on ${other.id}`);
+        this.byPin.set(pin, record);
+      }
     }
+  }
+
+  byCertificate(fingerprint: string): DeviceRecord | undefined {
+    return this.byPin.get(fingerprint);
   }
 
   get size(): number {
@@ -153,6 +165,11 @@ export class DerivedStore implements DeviceStore {
   }
 
   byApiKeyHash(): undefined {
+    return undefined;
+  }
+
+  /** Derived devices are named by their certificates (CN or subjectAltName), never pinned. */
+  byCertificate(): undefined {
     return undefined;
   }
 

@@ -18,6 +18,7 @@ import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { BrokerIdentitySource, BrokerMark } from '../shared/broker-identity';
 import type { DeviceIdentity } from '../shared/device';
 import type { DeviceRegistryService, RejectCode, Verdict, VerifyPolicy } from '../shared/device-registry-api';
+import { peerCertificateChain } from '../shared/peer-certificate';
 import { createAcl, matches, type Acl } from './acl';
 import { connectCredential, type ConnectMethod } from './connect';
 import { FilePersistence, type SessionLimits } from './file-persistence';
@@ -90,6 +91,8 @@ interface Session {
   token: string;
   device: DeviceIdentity & { method: string };
   address?: string;
+  /** The client certificate it connected with: checked again whenever the registry changes (revocation). */
+  certificate?: readonly Buffer[];
   /** When the connection ended; its marks stay good for a while (a device may publish and leave at once). */
   endedAt?: number;
 }
@@ -269,7 +272,8 @@ export class BrokerCore implements BrokerIdentitySource {
     const request = this.requests.get(client) ?? { clientId: client.id, clean: true };
     // MQTT-3.1.3-8: a client without an id cannot have a session to come back to.
     if (request.clientId === '' && !request.clean) return refuse('bad_client_id', 'a persistent session needs a client id', IDENTIFIER_REJECTED);
-    const credential = connectCredential(username, password, this.settings.methods);
+    const certificate = this.settings.methods.has('x509') ? peerCertificateChain(client.req?.socket ?? client.conn) : undefined;
+    const credential = connectCredential(username, password, this.settings.methods, certificate);
     if ('code' in credential) return refuse(credential.code, credential.message);
     const finish = (verdict: Verdict) => {
       if (!verdict.ok) return refuse(verdict.code, verdict.message);
@@ -280,7 +284,7 @@ export class BrokerCore implements BrokerIdentitySource {
         return refuse('topic_not_allowed', `the will is on ${request.will.topic.slice(0, 128)}, a topic ${id} may not publish to`, NOT_AUTHORIZED);
       }
       if (!request.clean && request.clientId !== '') this.persistence?.bindSession(request.clientId, id);
-      this.pending.set(client, { client, token: randomBytes(16).toString('hex'), device: verdict.device, ...(address ? { address } : {}) });
+      this.pending.set(client, { client, token: randomBytes(16).toString('hex'), device: verdict.device, ...(address ? { address } : {}), ...(credential.method === 'x509' ? { certificate: credential.chain } : {}) });
       callback(null, true);
     };
     let verdict: Verdict | Promise<Verdict>;
@@ -325,12 +329,27 @@ export class BrokerCore implements BrokerIdentitySource {
     return view ? { device: { id: view.id } } : {};
   }
 
-  /** Closes the connections of devices the registry no longer accepts. */
+  /**
+   * Closes the connections of devices the registry no longer accepts: revoked or removed devices,
+   * and devices whose client certificate no longer verifies (revoked by serial or fingerprint, on
+   * a CRL, its fleet gone).
+   */
   private dropRevoked(): void {
     for (const session of this.sessions.values()) {
-      if (this.registry.device(session.device.id)?.enabled === true) continue;
-      this.events.warning(`${session.device.id} is no longer registered or enabled: disconnected`);
-      session.client.close();
+      if (this.registry.device(session.device.id)?.enabled !== true) {
+        this.events.warning(`${session.device.id} is no longer registered or enabled: disconnected`);
+        session.client.close();
+        continue;
+      }
+      if (!session.certificate) continue;
+      const drop = (verdict: Verdict) => {
+        if (verdict.ok || session.client.closed) return;
+        this.events.warning(`${session.device.id}: its client certificate no longer verifies (${verdict.code}): disconnected`);
+        session.client.close();
+      };
+      const verdict = this.registry.verify({ method: 'x509', id: session.device.id, chain: session.certificate }, this.settings.policy, Date.now(), session.address);
+      if (verdict instanceof Promise) void verdict.then(drop);
+      else drop(verdict);
     }
   }
 

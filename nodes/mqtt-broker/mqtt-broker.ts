@@ -14,7 +14,7 @@ import { registryService, TOKEN_SKEW_SECONDS } from '../shared/device-registry-a
 import { isUtf8Text, looksLikeJson } from '../shared/payload';
 import { throttled } from '../shared/throttle';
 import { BrokerCore, type BrokerEvents, type BrokerSettings, type ConnectionEvent } from './broker-core';
-import { CONNECT_METHODS, type ConnectMethod } from './connect';
+import { CONNECT_METHODS, PASSWORD_METHODS, type ConnectMethod } from './connect';
 
 interface BrokerDef extends NodeDef {
   registry?: string;
@@ -24,6 +24,7 @@ interface BrokerDef extends NodeDef {
   wsPath?: string;
   usetls?: boolean;
   tls?: string;
+  requestCert?: boolean;
   methods?: string[];
   skew?: string | number;
   maxLifetime?: string | number;
@@ -102,7 +103,7 @@ export = function register(RED: NodeAPI): void {
     let settings: BrokerSettings;
     try {
       if (!registry) throw new Error(RED._('iot-mqtt-broker.errors.no-registry'));
-      const methods = new Set((def.methods ?? [...CONNECT_METHODS]).filter((m): m is ConnectMethod => (CONNECT_METHODS as readonly string[]).includes(m)));
+      const methods = new Set((def.methods ?? [...PASSWORD_METHODS]).filter((m): m is ConnectMethod => (CONNECT_METHODS as readonly string[]).includes(m)));
       if (methods.size === 0) throw new Error(RED._('iot-mqtt-broker.errors.no-methods'));
       const tcpPort = portOf(def.port, 1883);
       const wsPort = portOf(def.wsPort, undefined);
@@ -114,7 +115,14 @@ export = function register(RED: NodeAPI): void {
         if (!tlsNode?.addTLSOptions) throw new Error(RED._('iot-mqtt-broker.errors.no-tls'));
         tls = {};
         tlsNode.addTLSOptions(tls);
+        if (def.requestCert) {
+          // Asked for, not required: a device without one may still use a password, and a
+          // certificate is judged by the registry (fleet CAs, revocation), not by OpenSSL's store.
+          tls.requestCert = true;
+          tls.rejectUnauthorized = false;
+        }
       }
+      if (methods.has('x509') && !tls?.requestCert) throw new Error(RED._('iot-mqtt-broker.errors.x509-needs-tls'));
       const userDir = RED.settings.userDir as string | undefined;
       const audiences = (def.audience ?? '').split(/[\s,]+/).filter((a) => a !== '');
       settings = {

@@ -13,8 +13,9 @@ import type { DeviceIdentity } from './device';
 /** Methods whose proof is made with a key the registry holds or derives (a shared secret). */
 export type SecretMethod = 'apikey' | 'hmac' | 'sas' | 'jwt' | 'webhook';
 export const SECRET_METHODS: readonly SecretMethod[] = ['apikey', 'hmac', 'sas', 'jwt', 'webhook'];
-export type AuthMethod = SecretMethod;
-export const AUTH_METHODS: readonly AuthMethod[] = SECRET_METHODS;
+/** x509: a client certificate, its private key proven by the TLS handshake. */
+export type AuthMethod = SecretMethod | 'x509';
+export const AUTH_METHODS: readonly AuthMethod[] = [...SECRET_METHODS, 'x509'];
 
 /** Why a message or a connection was refused. Stable: flows switch on them. */
 export type RejectCode =
@@ -56,7 +57,13 @@ export type Presented =
   /** A compact JWT; the device is its `sub` (or `iss`). */
   | { method: 'jwt'; id?: string; token: string }
   /** A vendor webhook: the signature header as sent, and the exact bytes it signs. */
-  | { method: 'webhook'; id: string; signature: string; content: Buffer; timestamp?: string };
+  | { method: 'webhook'; id: string; signature: string; content: Buffer; timestamp?: string }
+  /**
+   * A client certificate from a TLS connection that asked for one: the DER certificates the
+   * client sent, its own first. The handshake proved the client holds the certificate's key; the
+   * registry decides whether a fleet CA issued it, which device it names, and whether it is revoked.
+   */
+  | { method: 'x509'; id?: string; chain: readonly Buffer[] };
 
 /**
  * The default clock tolerance for token times, in seconds. Flows from before it was a setting of
