@@ -13,6 +13,7 @@
  * NODE_RED_PATH runs another Node-RED than the development dependency (the Node-RED 5 leg).
  */
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer, type ServerOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
@@ -48,7 +49,7 @@ interface Running {
 
 async function startAll(running: Running): Promise<void> {
   // Settings read the environment: set what the flows need before loading them.
-  const settings = require('../settings') as { uiHost: string; uiPort: number; userDir: string; flowFile: string; httpAdminRoot: string; httpNodeRoot: string };
+  const settings = require('../settings') as { uiHost: string; uiPort: number; userDir: string; flowFile: string; httpAdminRoot: string; httpNodeRoot: string; https?: ServerOptions };
   const host = settings.uiHost;
 
   if (!process.env.MQTT_URL) {
@@ -73,7 +74,7 @@ async function startAll(running: Running): Promise<void> {
   const RED = fromNodeRed(nodeRedPath) as NodeRedRuntime;
   const express = fromNodeRed('express') as () => { use(path: string, handler: unknown): void };
   const app = express();
-  const server = createServer(app as never);
+  const server = settings.https ? createHttpsServer(settings.https, app as never) : createServer(app as never);
   RED.init(server, settings);
   app.use(settings.httpAdminRoot, RED.httpAdmin);
   app.use(settings.httpNodeRoot, RED.httpNode);
@@ -90,12 +91,13 @@ async function startAll(running: Running): Promise<void> {
   const port = (server.address() as AddressInfo).port;
 
   console.log('');
-  console.log(`Node-RED editor: http://${host}:${port}/`);
+  const scheme = settings.https ? 'https' : 'http';
+  console.log(`Node-RED editor: ${scheme}://${host}:${port}/`);
   console.log(`MQTT broker:     ${process.env.MQTT_URL}${running.broker ? ' (embedded)' : ''}`);
   console.log(running.salesforce ? `Salesforce:      ${running.salesforce.url}/ (local sandbox: its Cases, Leads and events)` : `Salesforce:      ${process.env.SF_LOGIN_URL}`);
   console.log(`Time series:     ${running.timeSeries?.url} (${running.timeSeries?.description})`);
   console.log(`User directory:  ${settings.userDir}`);
-  if (process.argv.includes('--simulate')) running.simulation = simulate(`http://${host}:${port}`, dataDir);
+  if (process.argv.includes('--simulate')) running.simulation = simulate(`${scheme}://${host}:${port}`, dataDir);
   console.log('Press Ctrl-C to stop.');
 }
 
