@@ -311,6 +311,15 @@ describe('each method', () => {
     expect(codeOf(await run(direct, http('/r', '{}', { authorization: signSas(KEY, 'pump-1', nowSeconds() + 60) })))).toBe('method_not_allowed');
   });
 
+  it('a webhook integration is never locked out by strangers’ forged calls', async () => {
+    const locking = registryOf([{ id: 'vendor-cloud', secret: SECRET, methods: 'webhook' }], { failures: 10, windowMs: 60_000, lockMs: 300_000 });
+    const auth = new DeviceAuthCore(settings({ mode: 'webhook' }), locking, noBroker);
+    const call = (signature: string, source: string): AuthInput => ({ body: Buffer.from('{"device":"sfx-1"}'), http: { method: 'POST', url: '/cb', contentType: 'application/json' }, source, fields: { deviceId: 'vendor-cloud', signature } });
+    for (let i = 0; i < 30; i++) await run(auth, call(randomBytes(32).toString('hex'), '198.51.100.66'));
+    expect(codeOf(await run(auth, call(randomBytes(32).toString('hex'), '198.51.100.66')))).toBe('locked_out');
+    expect(codeOf(await run(auth, call(signWebhook(KEY, '{"device":"sfx-1"}'), '203.0.113.10')))).toBe('ok');
+  });
+
   it('a registered device that may not use the method gets the same status as an unknown one', async () => {
     const jwtOnly = await run(core({ mode: 'hmac' }), signedHttp(undefined, { id: 'cam-1' }));
     const unknown = await run(core({ mode: 'hmac' }), signedHttp(undefined, { id: 'ghost-1' }));
