@@ -11,13 +11,14 @@ import { benchFrontDoors } from './front-doors';
 import { benchSalesforce } from './salesforce';
 import { benchThreshold } from './threshold';
 import { benchTimeseries } from './timeseries';
+import { benchTimeseriesMemory } from './timeseries-memory';
 
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
   threshold: benchThreshold,
   'device-auth': benchDeviceAuth,
   'front-doors': benchFrontDoors,
   salesforce: benchSalesforce,
-  timeseries: benchTimeseries,
+  timeseries: async () => [...(await benchTimeseries()), ...(await benchTimeseriesMemory())],
   buffer: benchBuffer,
 };
 
