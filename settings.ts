@@ -19,6 +19,9 @@
  *                               NODE_RED_HOST is not a loopback address
  *   IOT_HTTP_MAX_BODY           the most an http in endpoint reads of a request body, in bytes
  *                               (default 1048576); npm start answers 413 past it
+ *   NODE_RED_HTTPS_KEY_FILE     with NODE_RED_HTTPS_CERT_FILE: serve the editor and the HTTP
+ *   NODE_RED_HTTPS_CERT_FILE    endpoints over https, asking clients for a certificate (devices
+ *                               with X.509 identities; browsers without one are served as usual)
  */
 import { randomBytes } from 'node:crypto';
 import { isIPv4 } from 'node:net';
@@ -103,6 +106,20 @@ mkdirSync(userDir, { recursive: true });
 
 const uiHost = process.env.NODE_RED_HOST ?? '127.0.0.1';
 
+/**
+ * https for the editor and the endpoints, when a key and certificate are given. Client
+ * certificates are asked for, not required, and not judged here: iot-device-auth hands them to
+ * the device registry, whose fleets decide what each is worth.
+ */
+function httpsSettings(): { key: Buffer; cert: Buffer; requestCert: true; rejectUnauthorized: false } | undefined {
+  const keyFile = process.env.NODE_RED_HTTPS_KEY_FILE;
+  const certFile = process.env.NODE_RED_HTTPS_CERT_FILE;
+  if (!keyFile && !certFile) return undefined;
+  if (!keyFile || !certFile) throw new Error('NODE_RED_HTTPS_KEY_FILE and NODE_RED_HTTPS_CERT_FILE go together: set both for https, or neither');
+  return { key: readFileSync(keyFile), cert: readFileSync(certFile), requestCert: true, rejectUnauthorized: false };
+}
+const https = httpsSettings();
+
 const settings = {
   uiHost,
   uiPort: Number(process.env.PORT ?? 1880),
@@ -110,6 +127,7 @@ const settings = {
   flowFile: 'flows.json',
   flowFilePretty: true,
   credentialSecret,
+  ...(https ? { https } : {}),
   /** This package is loaded as a module from here, with its examples/ folder. */
   nodesDir: [packageRoot],
   httpAdminRoot: '/',

@@ -10,6 +10,7 @@
  * there, before any reader.
  */
 import { createServer, IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type ServerOptions as TlsServerOptions } from 'node:https';
 
 export class CappedRequest extends IncomingMessage {
   /** Bytes the body may have; set by the server's handler before anything reads the body. */
@@ -66,7 +67,8 @@ function payloadTooLarge(res: ServerResponse): void {
   res.end(text);
 }
 
-/** An HTTP server whose requests are CappedRequests. */
-export function createCappedServer(handle: (req: CappedRequest, res: ServerResponse) => void): Server {
-  return createServer({ IncomingMessage: CappedRequest }, (req, res) => handle(req as CappedRequest, res));
+/** An HTTP server, or an HTTPS one when TLS options are given, whose requests are CappedRequests. */
+export function createCappedServer(handle: (req: CappedRequest, res: ServerResponse) => void, tls?: TlsServerOptions): Server {
+  const listener = (req: IncomingMessage, res: ServerResponse) => handle(req as CappedRequest, res);
+  return tls ? createHttpsServer({ ...tls, IncomingMessage: CappedRequest }, listener) : createServer({ IncomingMessage: CappedRequest }, listener);
 }

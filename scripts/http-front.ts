@@ -18,6 +18,7 @@
  */
 import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { ServerOptions as TlsServerOptions } from 'node:https';
 import { capBody, createCappedServer, type CappedRequest } from './body-cap';
 
 /** Seconds a sender is told to wait while Node-RED starts or deploys (a start takes a few). */
@@ -51,9 +52,9 @@ export class HttpFront {
 
   constructor(private readonly options: FrontOptions) {}
 
-  /** The server Node-RED runs on: every request passes the front first. */
-  createServer(app: App): Server {
-    const server = createCappedServer((req, res) => this.handle(req, res, app));
+  /** The server Node-RED runs on (https when TLS options are given): every request passes the front first. */
+  createServer(app: App, tls?: TlsServerOptions): Server {
+    const server = createCappedServer((req, res) => this.handle(req, res, app), tls);
     // Upgrades skip the request handler. Listening before Node-RED does, this refuses first; the
     // comms' own listener then finds the socket closed and leaves it.
     server.on('upgrade', (req: IncomingMessage, socket: Duplex) => {

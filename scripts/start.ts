@@ -14,6 +14,7 @@
  * NODE_RED_PATH runs another Node-RED than the development dependency (the Node-RED 5 leg).
  */
 import type { Server } from 'node:http';
+import type { ServerOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
@@ -71,6 +72,7 @@ async function startAll(running: Running): Promise<void> {
     httpNodeRoot: string;
     apiMaxLength: number;
     httpNodeMaxLength: number;
+    https?: ServerOptions;
   };
   const host = settings.uiHost;
 
@@ -97,7 +99,7 @@ async function startAll(running: Running): Promise<void> {
   const express = fromNodeRed('express') as () => { use(...handlers: unknown[]): void };
   const app = express();
   const front = new HttpFront({ nodeMaxBytes: settings.httpNodeMaxLength, apiMaxBytes: settings.apiMaxLength });
-  const server = front.createServer(app as never);
+  const server = front.createServer(app as never, settings.https);
   RED.init(server, settings);
   app.use(settings.httpAdminRoot, RED.httpAdmin);
   app.use(settings.httpNodeRoot, RED.httpNode);
@@ -116,7 +118,7 @@ async function startAll(running: Running): Promise<void> {
   front.started();
   await flowsStarted;
   const port = (server.address() as AddressInfo).port;
-  const editor = `http://${reachable(host)}:${port}`;
+  const editor = `${settings.https ? 'https' : 'http'}://${reachable(host)}:${port}`;
 
   const urls = { editor: `${editor}/`, CRM: running.salesforce ? `${running.salesforce.url}/` : undefined, store: running.timeSeries?.url, dashboard: dashboardInstalled() ? `${editor}/dashboard` : undefined };
   console.log('');

@@ -29,12 +29,12 @@ const variants: Record<string, Props[]> = {
   ],
   'iot-device-registry': [
     { source: 'list', devices: [{ id: 'pump-1', enabled: true, methods: 'apikey hmac', gateway: 'gw-1', meta: '{"site":"north"}', publishTopics: 'devices/{id}/#' }] },
-    { source: 'file', file: 'devices.csv' },
+    { source: 'file', file: 'devices.csv', fleets: [{ name: 'plant', ca: 'PEM', idFrom: 'cn' }] },
     { source: 'derived', masterSource: 'env' },
     { source: 'derived', masterSource: 'credential' },
   ],
   'iot-influxdb': [{ version: 'v1', database: 'iot' }, { version: 'v3', url: 'https://store.example.com', insecure: true }],
-  'iot-mqtt-broker': [{ usetls: true, wsPort: '8080', acknowledge: 'stored', payloadFormat: 'json' }],
+  'iot-mqtt-broker': [{ usetls: true, requestCert: true, methods: ['apikey', 'x509'], wsPort: '8080', acknowledge: 'stored', payloadFormat: 'json' }],
   'iot-salesforce-connection': ['jwt', 'clientCredentials', 'refreshToken', 'password', 'accessToken', 'none'].map((authMethod) => ({ authMethod })),
   'iot-salesforce-out': [
     { operation: 'upsert', recordFrom: 'alert', object: 'Case', fields: [{ field: 'Priority', value: 'alert.severity', valueType: 'msg' }, { field: 'Origin', value: 'IoT', valueType: 'str' }] },
@@ -49,6 +49,8 @@ const variants: Record<string, Props[]> = {
     { rule: 'above', hysteresis: 'deadband', deadband: '2' },
     { rule: 'silence', startup: 'expect', levels: [{ severity: 'major', value: '5min' }] },
     { rule: 'equals', levels: [{ severity: 'info', value: 'open' }] },
+    { rule: 'forecast', forecastTarget: '90' },
+    { rule: 'anomaly' },
   ],
   'iot-timeseries-out': [{ tags: [{ name: 'site', value: 'north', type: 'str' }, { name: 'line', value: 'device.meta.line', type: 'msg' }], timeType: 'msg', time: 'timestamp' }],
 };
