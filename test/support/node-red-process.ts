@@ -26,6 +26,7 @@ export class NodeRedProcess {
   mqttUrl = '';
   timeSeriesUrl = '';
   salesforceUrl = '';
+  dashboardUrl = '';
   /** The example flows' device brokers, on free ports so that test processes do not collide. */
   brokerPorts = { devices: 0, buffered: 0, gateway: 0 };
   output = '';
@@ -75,6 +76,7 @@ export class NodeRedProcess {
         node.mqttUrl = /^MQTT broker:\s+(\S+)/m.exec(node.output)?.[1] ?? '';
         node.timeSeriesUrl = /^Time series:\s+(\S+)/m.exec(node.output)?.[1] ?? '';
         node.salesforceUrl = (/^Salesforce:\s+(\S+)/m.exec(node.output)?.[1] ?? '').replace(/\/$/, '');
+        node.dashboardUrl = /^Fleet dashboard:\s+(\S+)/m.exec(node.output)?.[1] ?? '';
         ready();
       };
       child.stdout?.on('data', check);
