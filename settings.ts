@@ -14,6 +14,8 @@
  *   IOT_DEVICES_MQTT_PORT       the example flows' device brokers: device-auth (1884),
  *   IOT_BUFFERED_MQTT_PORT      Buffered pattern (1885) and Gateway pattern (1886)
  *   IOT_GATEWAY_MQTT_PORT
+ *   IOT_BENCH_PEERS             1 loads the benchmark peers' nodes (node-red-contrib-influxdb), which
+ *                               the palette otherwise leaves out (npm run bench patterns sets it)
  */
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -78,8 +80,9 @@ const settings = {
   externalModules: {
     autoInstall: false,
     palette: {
-      // Development dependencies with nodes of their own (benchmark peers) stay out of the palette.
-      denyList: ['node-red-contrib-influxdb'],
+      // Development dependencies with nodes of their own (benchmark peers) stay out of the palette,
+      // except for the pattern benchmark's peer chain (IOT_BENCH_PEERS=1), which runs on them.
+      denyList: process.env.IOT_BENCH_PEERS === '1' ? [] : ['node-red-contrib-influxdb'],
     },
     modules: { allowInstall: false },
   },
