@@ -23,7 +23,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -117,6 +117,8 @@ export interface ChainResult {
   /** Peak resident memory of the measured process, bytes. */
   peakRss: number;
   readBack?: ReadBack;
+  /** Errors and warnings Node-RED logged while measured: how many, and the first few kinds. */
+  logged: { count: number; first: string[] };
   /** Why the chain could not be measured. */
   error?: string;
   /** The process ids of everything the chain started (stopped when it ended). */
@@ -285,6 +287,8 @@ interface Prepared {
   reconnections(): number;
   /** Stops the measured process so that its profile is written (when profiling). */
   finish?(): Promise<void>;
+  /** Everything Node-RED has printed so far. */
+  output?(): string;
 }
 
 const mqttReading = (r: Reading) => JSON.stringify({ temperature: r.temperature, battery: r.battery, timestamp: r.time });
@@ -360,7 +364,7 @@ async function startNodeRed(ctx: Context, chain: ChainName, flows: unknown[], en
   const { sandbox, env: salesforce, recordsFile } = await startSandboxOrg('127.0.0.1', 0, dir);
   ctx.cleanup.add(sandbox, (s) => s.close());
   const nodeArgs = ctx.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${join(ctx.profileDir, chain)}`] : [];
-  const node = await NodeRedProcess.start({ flows, nodeArgs, env: { ...salesforce, ...env, NODE_RED_LOG_LEVEL: 'error' } });
+  const node = await NodeRedProcess.start({ flows, nodeArgs, env: { ...salesforce, ...env } });
   ctx.cleanup.add(node, (n) => n.dispose());
   ctx.processes.push(node.child.pid as number);
   ctx.log(`${chain}: Node-RED ${node.editorUrl} (pid ${node.child.pid})`);
@@ -390,7 +394,7 @@ async function preparePeer(ctx: Context): Promise<Prepared> {
   // The batch node's own input: an array of points.
   const point = (id: string, r: Reading) => JSON.stringify([{ measurement: READINGS_MEASUREMENT, tags: { device: id }, fields: { temperature: r.temperature, battery: r.battery }, timestamp: r.time }]);
   const senders = await mqttSenders(ctx, broker.url, plainDevices(ctx.fleet, point));
-  return { ...senders, pid: node.child.pid as number, brokerPid: broker.pid, store: timeSeriesStore(vm, ctx.fleet, (d) => `pump-${pad3(d + 1)}`), finish: finishProfiled(ctx, node) };
+  return { ...senders, pid: node.child.pid as number, brokerPid: broker.pid, store: timeSeriesStore(vm, ctx.fleet, (d) => `pump-${pad3(d + 1)}`), finish: finishProfiled(ctx, node), output: () => node.output };
 }
 
 /** The flow as shipped, and whether it keeps a time series (else its readings end in the CRM's Assets). */
@@ -495,16 +499,25 @@ async function preparePattern(pattern: PatternName, ctx: Context): Promise<Prepa
   const load = patternLoad(pattern, ctx, node, new DeviceKeys(secret));
   const store = timeSeries ? timeSeriesStore(vm, ctx.fleet, load.label) : crmAssetStore(recordsFile, ctx.fleet, load.label);
   const senders = await load.prepare();
-  return { ...senders, pid: node.child.pid as number, store, finish: finishProfiled(ctx, node) };
+  return { ...senders, pid: node.child.pid as number, store, finish: finishProfiled(ctx, node), output: () => node.output };
 }
 
 // ---- one chain measured ---------------------------------------------------------------------
+
+/** Node-RED's error and warning lines: how many, and the first three different ones (without their time). */
+function loggedProblems(output: string): ChainResult['logged'] {
+  const lines = output.split('\n').filter((line) => /\[(error|warn)\]/.test(line));
+  const first = [...new Set(lines.map((line) => line.replace(/^.*?\[(error|warn)\]\s*/, '[$1] ').slice(0, 200)))].slice(0, 3);
+  return { count: lines.length, first };
+}
 
 /**
  * The profile Node-RED wrote as it stopped, summed up over the measured time only (performance.now()
  * is turned into the monotonic clock the profile uses), into summary.txt beside it.
  */
 function profileSummary(dir: string, fromMs: number, toMs: number, log: (line: string) => void): void {
+  // Only Node-RED is profiled (not the ceiling's subscriber).
+  if (!existsSync(dir)) return;
   const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
   if (!file) return log(`no profile in ${dir}`);
   const offsetUs = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;
@@ -545,7 +558,7 @@ async function measureChain(chain: ChainName, fleet: Fleet, options: PatternBenc
   const deadline = new Deadline(deadlineMs(fleet.total));
   const cleanup = new Cleanup();
   const ctx: Context = { fleet, deadline, log, profileDir: options.profileDir, cleanup, processes: [] };
-  const result: ChainResult = { chain, label: chainLabel(chain), readings: fleet.total, acknowledged: 0, refused: 0, refusals: [], retries: 0, reconnections: 0, rate: NaN, seconds: NaN, acknowledgedRate: NaN, cpuPerReading: NaN, peakRss: NaN, processes: ctx.processes };
+  const result: ChainResult = { chain, label: chainLabel(chain), readings: fleet.total, acknowledged: 0, refused: 0, refusals: [], retries: 0, reconnections: 0, rate: NaN, seconds: NaN, acknowledgedRate: NaN, cpuPerReading: NaN, peakRss: NaN, logged: { count: 0, first: [] }, processes: ctx.processes };
   let sampler: NodeJS.Timeout | undefined;
   try {
     const chainReady = await PREPARE[chain](ctx);
@@ -566,6 +579,7 @@ async function measureChain(chain: ChainName, fleet: Fleet, options: PatternBenc
       }
     };
     const start: Sample = { at: performance.now(), progress: await store.progress(), cpu: cpuSeconds(pid), brokerCpu: brokerCpu() };
+    const outputBefore = chainReady.output?.().length ?? 0;
     log(`${chain}: sending ${format(fleet.total)} readings`);
     sampler = setInterval(() => void sample(), SAMPLE_MS);
     let sent = false;
@@ -611,6 +625,7 @@ async function measureChain(chain: ChainName, fleet: Fleet, options: PatternBenc
     result.cpuPerReading = (end.cpu - start.cpu) / fleet.total;
     if (brokerPid !== undefined) result.brokerCpuPerReading = (end.brokerCpu - start.brokerCpu) / fleet.total;
     result.peakRss = peakResidentBytes(pid);
+    result.logged = loggedProblems(chainReady.output?.().slice(outputBefore) ?? '');
     result.readBack = await store.readBack();
     if (stalled) result.error = `stopped: ${stalled} (${format(stored)} of ${format(fleet.total)} stored, ${format(acks.readings)} acknowledged)`;
     log(`${chain}: ${format(result.rate)} readings/s over ${format(result.seconds)} s; ${format(result.readBack.stored)} stored, ${result.readBack.missing} missing, ${result.readBack.extra} extra`);
@@ -658,6 +673,7 @@ function details(r: ChainResult): string {
   if (r.retries > 0) parts.push(`${format(r.retries)} resent`);
   if (r.reconnections > 0) parts.push(`${format(r.reconnections)} reconnections`);
   if (r.refused > 0) parts.push(`${format(r.refused)} readings refused (${r.refusals.join('; ')})`);
+  if (r.logged.count > 0) parts.push(`Node-RED logged ${format(r.logged.count)} errors or warnings (${r.logged.first.join('; ')})`);
   if (r.readBack && !r.readBack.deviceTimes) parts.push('stored at the flow\'s own time, not the device\'s');
   if (r.error) parts.push(`FAILED: ${r.error}`);
   return parts.join('; ');
