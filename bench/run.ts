@@ -8,10 +8,12 @@ import { join, resolve } from 'node:path';
 import { format, met, type Figure } from './measure';
 import { benchBuffer } from './buffer';
 import { benchDeviceAuth } from './device-auth';
+import { benchFrontDoors } from './front-doors';
 import { benchPatterns } from './patterns';
 import { benchSalesforce } from './salesforce';
 import { benchThreshold } from './threshold';
 import { benchTimeseries } from './timeseries';
+import { benchTimeseriesMemory } from './timeseries-memory';
 
 /** A bench's figures; with `notRecorded` (why), they are printed but not written into the README. */
 type BenchResult = Figure[] | { figures: Figure[]; notRecorded?: string };
@@ -19,8 +21,9 @@ type BenchResult = Figure[] | { figures: Figure[]; notRecorded?: string };
 const BENCHES: Record<string, () => Promise<BenchResult>> = {
   threshold: benchThreshold,
   'device-auth': benchDeviceAuth,
+  'front-doors': benchFrontDoors,
   salesforce: benchSalesforce,
-  timeseries: benchTimeseries,
+  timeseries: async () => [...(await benchTimeseries()), ...(await benchTimeseriesMemory())],
   buffer: benchBuffer,
   patterns: benchPatterns,
 };

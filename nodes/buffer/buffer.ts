@@ -11,7 +11,7 @@ import { hostname } from 'node:os';
 import { rm } from 'node:fs/promises';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { reject } from '../shared/coded-error';
-import { deliveryOf, settleDelivery, type DeliverySource, type Outcome } from '../shared/delivery';
+import { deliveryOf, outcomeOfReturned, settleDelivery, type DeliverySource, type Outcome } from '../shared/delivery';
 import { defaultKey } from '../shared/device';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { LocalStore } from './local-store';
@@ -41,7 +41,7 @@ export = function register(RED: NodeAPI): void {
   function IotBufferNode(this: BufferNode, def: BufferDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true };
+    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true, RED };
 
     let config: BufferConfig;
     let keyReader: PropertyReader | undefined;
@@ -112,7 +112,7 @@ export = function register(RED: NodeAPI): void {
       try {
         const token = deliveryOf(msg);
         if (token && token.source === node.id) {
-          queue?.settle(token.id, outcomeOf(msg));
+          queue?.settle(token.id, outcomeOfReturned(msg));
           done();
           return;
         }
@@ -129,19 +129,6 @@ export = function register(RED: NodeAPI): void {
         reject(node, msg, 'internal', (err as Error).message, send, done, rejection);
       }
     });
-
-    /** A Complete node's message settles as done; a Catch node's (msg.error) as failed. */
-    function outcomeOf(msg: NodeMessage): Outcome {
-      const error = msg.error as { message?: unknown; source?: { type?: unknown; name?: unknown } } | undefined;
-      if (error === undefined || error === null) return { ok: true };
-      const source = error.source;
-      const from = source && typeof source.type === 'string' ? `${source.type}${typeof source.name === 'string' && source.name ? ` "${source.name}"` : ''}: ` : '';
-      // Node-RED puts the error's toString() in msg.error.message: "Error: ..." says nothing.
-      const text = typeof error.message === 'string' ? error.message.replace(/^Error: /, '') : String(error);
-      const reason = `${from}${text}`;
-      const retryAfter = Number(msg.retryAfter);
-      return { ok: false, reason, retry: msg.retry !== false, retryAfterMs: Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : undefined };
-    }
 
     function storeMessage(msg: NodeMessage, send: Send, done: Done): void {
       if (!queue) {
