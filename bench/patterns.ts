@@ -127,6 +127,9 @@ export interface ChainResult {
 
 /** Cleanups run in reverse order, each whatever the others did. */
 class Cleanup {
+  /** Those of the chains under way, for an interrupted run (Node-RED has a process group of its own: a Ctrl-C does not reach it). */
+  static readonly active = new Set<Cleanup>();
+
   private readonly steps: Array<() => Promise<unknown> | unknown> = [];
 
   add<T>(value: T, step: (value: T) => Promise<unknown> | unknown): T {
@@ -135,8 +138,8 @@ class Cleanup {
   }
 
   async run(): Promise<void> {
-    for (const step of this.steps.reverse()) await Promise.resolve().then(step).catch((err: Error) => console.error(`[bench patterns] cleanup: ${err.message}`));
-    this.steps.length = 0;
+    // Taken at once: an interrupt may run it while the chain's own end does.
+    for (const step of this.steps.splice(0).reverse()) await Promise.resolve().then(step).catch((err: Error) => console.error(`[bench patterns] cleanup: ${err.message}`));
   }
 }
 
@@ -557,6 +560,7 @@ async function measureChain(chain: ChainName, fleet: Fleet, options: PatternBenc
   const log = options.log ?? (() => undefined);
   const deadline = new Deadline(deadlineMs(fleet.total));
   const cleanup = new Cleanup();
+  Cleanup.active.add(cleanup);
   const ctx: Context = { fleet, deadline, log, profileDir: options.profileDir, cleanup, processes: [] };
   const result: ChainResult = { chain, label: chainLabel(chain), readings: fleet.total, acknowledged: 0, refused: 0, refusals: [], retries: 0, reconnections: 0, rate: NaN, seconds: NaN, acknowledgedRate: NaN, cpuPerReading: NaN, peakRss: NaN, logged: { count: 0, first: [] }, processes: ctx.processes };
   let sampler: NodeJS.Timeout | undefined;
@@ -637,6 +641,7 @@ async function measureChain(chain: ChainName, fleet: Fleet, options: PatternBenc
   } finally {
     if (sampler) clearInterval(sampler);
     await cleanup.run();
+    Cleanup.active.delete(cleanup);
   }
   return result;
 }
@@ -729,7 +734,15 @@ export async function benchPatterns(): Promise<{ figures: Figure[]; notRecorded?
   const chains = option('chains')?.split(',') ?? [...CHAINS];
   const unknown = chains.filter((c) => !(CHAINS as readonly string[]).includes(c));
   if (unknown.length > 0) throw new Error(`unknown chain(s) ${unknown.join(', ')}; known: ${CHAINS.join(', ')}`);
+  const interrupted = (signal: NodeJS.Signals) => {
+    console.log(`\n${signal}: stopping what the benchmark started`);
+    Promise.all([...Cleanup.active].map((c) => c.run())).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
   const results = await runPatternBench({ readings, chains: chains as ChainName[], profileDir: option('profile'), log: (line) => console.log(`  ${line}`) });
+  process.off('SIGINT', interrupted);
+  process.off('SIGTERM', interrupted);
   const small = readings < SPEC_READINGS || chains.length < CHAINS.length;
   return { figures: patternFigures(results), notRecorded: small ? `a partial run (${format(readings)} readings, chains ${chains.join(', ')}): figures not written to README.md` : undefined };
 }
