@@ -321,14 +321,15 @@ function plainDevices(fleet: Fleet, body: (id: string, r: Reading) => string) {
   });
 }
 
-async function started(ctx: Context, server: ManagedServer): Promise<ManagedServer> {
+/** A server the chain owns: disposed when it ends. */
+async function owned(ctx: Context, server: ManagedServer): Promise<ManagedServer> {
   ctx.cleanup.add(server, (s) => s.dispose());
   ctx.processes.push(server.pid as number);
   return server;
 }
 
-const bareBroker = async (ctx: Context) => started(ctx, await startMosquitto(MOSQUITTO_SETTINGS));
-const freshStore = async (ctx: Context) => started(ctx, await startVictoriaMetrics());
+const bareBroker = async (ctx: Context) => owned(ctx, await startMosquitto(MOSQUITTO_SETTINGS));
+const freshStore = async (ctx: Context) => owned(ctx, await startVictoriaMetrics());
 
 async function prepareCeiling(ctx: Context): Promise<Prepared> {
   const vm = await freshStore(ctx);
