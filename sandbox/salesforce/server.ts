@@ -14,8 +14,9 @@
  * process (see README "Salesforce sandbox"). It listens on loopback by default and has no
  * protection of its own: it is a test double, not a server to expose.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { capBody, createCappedServer } from '../../scripts/body-cap';
 import { Faults, type FaultPlan } from './faults';
 import { IdFactory, toId18 } from './ids';
 import { OAuthServer, type ConnectedApp, type SandboxUser } from './oauth';
@@ -262,7 +263,8 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
     reply(res, 404, [{ errorCode: 'NOT_FOUND', message: 'The requested resource does not exist' }]);
   }
 
-  const server: Server = createServer((req, res) => {
+  const server: Server = createCappedServer((req, res) => {
+    if (!capBody(req, res, MAX_BODY_BYTES)) return;
     route(req, res).catch((err: Error) => {
       if (!res.headersSent) reply(res, 500, [{ errorCode: 'UNKNOWN_EXCEPTION', message: err.message }]);
       else res.destroy();
@@ -340,6 +342,9 @@ function reply(res: ServerResponse, status: number, body?: unknown, headers: Rec
   res.writeHead(status, { ...headers, 'Content-Type': 'application/json;charset=UTF-8', 'Content-Length': Buffer.byteLength(text) });
   res.end(text);
 }
+
+/** The most of a request body the sandbox reads: far above a 200-record collection call, the largest the pack makes. */
+const MAX_BODY_BYTES = 8 * 1024 * 1024;
 
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {

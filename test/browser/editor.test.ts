@@ -118,6 +118,29 @@ describe('the editor in Chromium', () => {
     }
   });
 
+  it('keeps an old registry at key derivation v1 when it is opened and saved, and starts a new one at v2', async () => {
+    type Red = { RED: { editor: { editConfig(n: string, t: string, id: string): void }; nodes: { node(id: string): Record<string, unknown> } } };
+    // The pattern flows' registry predates settings versions.
+    expect(await page.evaluate(() => (window as unknown as Red).RED.nodes.node('patterns.registry').settingsVersion)).toBeUndefined();
+    await page.evaluate(() => (window as unknown as Red).RED.editor.editConfig('', 'iot-device-registry', 'patterns.registry'));
+    await page.waitForSelector('#node-config-dialog-ok', { state: 'visible' });
+    expect(await page.inputValue('#node-config-input-keyDerivation')).toBe('v1');
+    await expect(page.locator('.iot-registry-derivation-v1').isVisible()).resolves.toBe(true);
+    await page.click('#node-config-dialog-ok');
+    await page.waitForSelector('#node-config-dialog-ok', { state: 'detached' });
+    const saved = await page.evaluate(() => {
+      const n = (window as unknown as Red).RED.nodes.node('patterns.registry');
+      return { settingsVersion: n.settingsVersion, keyDerivation: n.keyDerivation };
+    });
+    expect(saved).toEqual({ settingsVersion: 2, keyDerivation: 'v1' });
+    await page.evaluate(() => (window as unknown as Red).RED.editor.editConfig('', 'iot-device-registry', '_ADD_'));
+    await page.waitForSelector('#node-config-dialog-cancel', { state: 'visible' });
+    await page.selectOption('#node-config-input-source', 'derived');
+    expect(await page.inputValue('#node-config-input-keyDerivation')).toBe('v2');
+    await page.click('#node-config-dialog-cancel');
+    await page.waitForSelector('#node-config-dialog-cancel', { state: 'detached' });
+  });
+
   it('offers the examples under Import > Examples', async () => {
     await page.click('#red-ui-header-button-sidemenu');
     await page.click('#menu-item-import');

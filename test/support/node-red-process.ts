@@ -6,7 +6,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { afterAll } from 'vitest';
 import { freePort } from '../../scripts/server-process';
+import { stopLeftoverStore } from '../../scripts/timeseries-store';
 
 /** The repository, from this file in test/support or compiled in dist/test/support (the benchmarks). */
 export const repoRoot = [resolve(__dirname, '..', '..'), resolve(__dirname, '..', '..', '..')].find((dir) => existsSync(join(dir, 'package.json'))) as string;
@@ -95,11 +97,15 @@ export class NodeRedProcess {
     return node;
   }
 
-  /** A full deploy through the admin API. The flows start a moment after it answers. */
-  async deploy(flows: unknown[]): Promise<void> {
+  /**
+   * A deploy through the admin API, as the editor's Deploy button makes it: full (the default),
+   * `flows` (only the tabs with a changed node restart) or `nodes` (only the changed nodes). The
+   * flows start a moment after it answers.
+   */
+  async deploy(flows: unknown[], type: 'full' | 'flows' | 'nodes' = 'full'): Promise<void> {
     const response = await fetch(`${this.editorUrl}/flows`, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', 'Node-RED-Deployment-Type': 'full' },
+      headers: { 'Content-Type': 'application/json', 'Node-RED-Deployment-Type': type },
       body: JSON.stringify(flows),
     });
     if (response.status !== 204) throw new Error(`deploy failed: ${response.status} ${await response.text()}`);
@@ -129,8 +135,26 @@ export class NodeRedProcess {
     await this.stop('SIGKILL');
   }
 
+  /** Ends the process at once, and the managed store it leaves behind (no server outlives a test). */
   async dispose(): Promise<void> {
     await this.stop('SIGKILL');
+    await stopLeftoverStore(this.dataDir);
     if (this.ownsDataDir) rmSync(this.dataDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * For a test file: starts Node-RED processes that are all disposed after the file's tests, also
+ * when a test fails half way.
+ */
+export function disposedAfterAll(): (options?: NodeRedOptions) => Promise<NodeRedProcess> {
+  const nodes: NodeRedProcess[] = [];
+  afterAll(async () => {
+    for (const node of nodes.reverse()) await node.dispose();
+  });
+  return async (options) => {
+    const node = await NodeRedProcess.start(options);
+    nodes.push(node);
+    return node;
+  };
 }
