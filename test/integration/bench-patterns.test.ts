@@ -4,8 +4,11 @@
  * the report present and finite, and nothing the bench started left running. No speed is asserted:
  * the figures of a run this small on a shared machine say nothing (the benchmark itself measures).
  */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CHAINS, patternFigures, runPatternBench, type ChainResult } from '../../bench/patterns';
+import { repoRoot } from '../support/node-red-process';
 
 const READINGS = 2_000;
 
@@ -20,6 +23,12 @@ function alive(pid: number): boolean {
 
 describe('npm run bench patterns', () => {
   let results: ChainResult[] = [];
+
+  it('loads compiled in plain node, as npm run bench runs it (no test-runner module on its way)', () => {
+    const loaded = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(join(repoRoot, 'dist', 'bench', 'patterns.js'))})`], { encoding: 'utf8', timeout: 60_000 });
+    expect(loaded.stderr.split('\n').slice(0, 5).join('\n')).toBe('');
+    expect(loaded.status).toBe(0);
+  });
 
   it(
     'measures every chain on the same readings, each acknowledged and read back exactly, and stops all it started',

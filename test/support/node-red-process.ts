@@ -1,12 +1,13 @@
 /**
  * A whole Node-RED, started the way `npm start` starts it (dist/scripts/start.js), as a child
- * process on free ports with its own data folder. For end-to-end and browser tests.
+ * process on free ports with its own data folder. For end-to-end and browser tests, and for the
+ * pattern benchmark, which runs compiled in plain node: nothing here may import vitest (its
+ * test-file helpers are in node-red-after-all.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll } from 'vitest';
 import { freePort } from '../../scripts/server-process';
 import { stopLeftoverStore } from '../../scripts/timeseries-store';
 
@@ -141,20 +142,4 @@ export class NodeRedProcess {
     await stopLeftoverStore(this.dataDir);
     if (this.ownsDataDir) rmSync(this.dataDir, { recursive: true, force: true });
   }
-}
-
-/**
- * For a test file: starts Node-RED processes that are all disposed after the file's tests, also
- * when a test fails half way.
- */
-export function disposedAfterAll(): (options?: NodeRedOptions) => Promise<NodeRedProcess> {
-  const nodes: NodeRedProcess[] = [];
-  afterAll(async () => {
-    for (const node of nodes.reverse()) await node.dispose();
-  });
-  return async (options) => {
-    const node = await NodeRedProcess.start(options);
-    nodes.push(node);
-    return node;
-  };
 }
