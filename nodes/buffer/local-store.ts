@@ -826,9 +826,11 @@ export class LocalStore implements QueueStore<LocalMessage> {
       const record = this.reader.next();
       if (!record) {
         if (segment === this.head || this.cursorIndex >= this.segments.length - 1) return undefined;
-        this.leaveSegment(segment);
+        // Move on before leaving: leaving may delete the segment (nothing in it waits, as after a
+        // purge), which shifts the index of every later one back by one.
         this.cursorIndex++;
         this.reader = undefined;
+        this.leaveSegment(segment);
         continue;
       }
       if (record.type !== RecordType.message || record.seq <= this.purgedUpTo) continue;

@@ -230,6 +230,11 @@ describe('iot-buffer node', () => {
     buffer().receive({ control: 'purge' });
     await eventually('the purge reply', () => (out.control.length > replies + 1 ? true : undefined));
     expect(out.control[out.control.length - 1].payload).toMatchObject({ removed: 2, depth: 0, purged: 2 });
+    // What comes after a purge is delivered.
+    buffer().receive({ control: 'resume' });
+    for (const payload of [6, 7]) buffer().receive({ payload });
+    await eventually('the messages after the purge delivered', () => (received.length === 5 ? true : undefined));
+    expect(payloads(received)).toEqual([1, 2, 3, 6, 7]);
     buffer().receive({ control: 'explode' });
     await eventually('a refusal', () => (out.refused.length === 1 ? true : undefined));
     expect(out.refused[0].error).toMatchObject({ code: 'bad_control' });

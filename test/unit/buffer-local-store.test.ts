@@ -247,6 +247,19 @@ describe('the local store', () => {
     expect(again.store.segmentCount).toBeLessThanOrEqual(2);
   });
 
+  it('hands out what is appended after a purge without a restart (the cursor leaves the purged segment for the next)', async () => {
+    const dir = folder();
+    const { store } = await opened(dir, { segmentBytes: 4096 });
+    await appendAll(store, numbered(1, 60, 100));
+    const handed = store.take(60);
+    await new Promise<number>((resolve, reject) => store.purge((err, n) => (err ? reject(err) : resolve(n))));
+    await settle(store, handed);
+    await appendAll(store, ['after-1', 'after-2']);
+    expect(bodies(store.take(10))).toEqual(['after-1', 'after-2']);
+    await appendAll(store, ['after-3']);
+    expect(bodies(store.take(10))).toEqual(['after-3']);
+  });
+
   it('copies the few messages that pin an old segment to the head, so the segment can go', async () => {
     const dir = folder();
     const { store } = await opened(dir, { segmentBytes: 4096 });
