@@ -295,10 +295,6 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     this.schedulePump();
   }
 
-  get isPaused(): boolean {
-    return this.paused;
-  }
-
   /** Removes every message, in flight or not; late settlements of them are ignored. */
   purge(done: (err: StoreError | null, removed: number) => void): void {
     for (const group of [...this.active]) {
