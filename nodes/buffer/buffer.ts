@@ -13,12 +13,15 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { reject } from '../shared/coded-error';
 import { deliveryOf, settleDelivery, type DeliverySource, type Outcome } from '../shared/delivery';
 import { defaultKey } from '../shared/device';
+import { LogSummary } from '../shared/log-summary';
+import { throttled } from '../shared/throttle';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { LocalStore } from './local-store';
 import { decodeMessage, encodeMessage, EncodingError } from './message-codec';
 import { bufferConfig, type BufferConfig, type BufferCredentials, type BufferProperties } from './node-config';
 import { BufferQueue, type Delivery, type QueueStats } from './queue';
 import { RedisStore } from './redis-store';
+import { statusLine } from './status';
 import { StoreError, type EncodedMessage, type QueueStore, type StoredMessage } from './store';
 
 type BufferDef = NodeDef & BufferProperties;
@@ -32,7 +35,7 @@ const STATUS_EVERY_MS = 500;
 const REOPEN_AFTER_MS = 10_000;
 /** A problem stays in the status this long after it last happened. */
 const PROBLEM_SHOWN_MS = 30_000;
-/** The same problem is logged at most this often (with a count of repeats). */
+/** A kind of problem is logged at once, then at most once this often with a count of repeats. */
 const PROBLEM_LOG_EVERY_MS = 10_000;
 const CONTROLS = ['pause', 'resume', 'purge', 'status'] as const;
 type Control = (typeof CONTROLS)[number];
@@ -70,7 +73,7 @@ export = function register(RED: NodeAPI): void {
 
     function openStore(): void {
       const created: QueueStore = config.backend === 'redis' && config.redis ? new RedisStore(config.redis) : new LocalStore(config.local as NonNullable<BufferConfig['local']>);
-      const createdQueue = new BufferQueue(created, config.queue, { deliver, deadLetter, changed: scheduleStatus });
+      const createdQueue = new BufferQueue(created, config.queue, { deliver, deadLetter, changed: status.schedule });
       created.onProblem = (err) => problem(err);
       created.open().then(
         (report) => {
@@ -189,7 +192,7 @@ export = function register(RED: NodeAPI): void {
     }
 
     function refuse(msg: NodeMessage, err: StoreError, send: Send, done: Done, code: string = err.code): void {
-      if (['disk_full', 'no_permission', 'io_error', 'backend_unavailable', 'overloaded'].includes(err.code)) problem(err);
+      if (['disk_full', 'no_permission', 'io_error', 'backend_unavailable', 'overloaded', 'queue_full'].includes(err.code)) problem(err);
       settleDelivery(RED, msg, { ok: false, reason: `${code}: ${err.message}`, retry: true });
       reject(node, msg, code, err.message, send, done, rejection);
     }
@@ -279,31 +282,22 @@ export = function register(RED: NodeAPI): void {
     }
 
     // --- problems and status --------------------------------------------------------------
-    let lastProblem: { code: string; text: string; at: number; logged: number; repeats: number } | undefined;
+    const log = new LogSummary(PROBLEM_LOG_EVERY_MS);
+    let lastProblem: { code: string; at: number } | undefined;
+    let lastDrop = { count: 0, at: 0 };
 
     function problem(err: StoreError): void {
-      const now = Date.now();
-      if (lastProblem && lastProblem.text === err.message && now - lastProblem.logged < PROBLEM_LOG_EVERY_MS) {
-        lastProblem.repeats++;
-        lastProblem.at = now;
-      } else {
-        const repeats = lastProblem && lastProblem.text === err.message ? lastProblem.repeats : 0;
-        node.warn(repeats > 0 ? `${err.code}: ${err.message} (${RED._('iot-buffer.log.repeated', { count: repeats })})` : `${err.code}: ${err.message}`);
-        lastProblem = { code: err.code, text: err.message, at: now, logged: now, repeats: 0 };
-      }
-      scheduleStatus();
+      log.report(err.code, `${err.code}: ${err.message}`, (text) => node.warn(text));
+      lastProblem = { code: err.code, at: Date.now() };
+      status.schedule();
     }
 
-    let statusTimer: NodeJS.Timeout | undefined;
-    function scheduleStatus(): void {
-      statusTimer ??= setTimeout(() => {
-        statusTimer = undefined;
-        updateStatus();
-      }, STATUS_EVERY_MS);
-    }
+    const status = throttled(updateStatus, STATUS_EVERY_MS);
 
     function updateStatus(): void {
       if (closing) return;
+      const now = Date.now();
+      log.tick(now);
       if (openError) {
         node.status({ fill: 'red', shape: 'ring', text: `${openError.code} · ${RED._('iot-buffer.status.not-open')}` });
         return;
@@ -312,25 +306,24 @@ export = function register(RED: NodeAPI): void {
         node.status({ fill: 'grey', shape: 'ring', text: RED._('iot-buffer.status.opening') });
         return;
       }
-      const s = queue.stats();
-      const parts = [RED._('iot-buffer.status.queued', { count: s.depth.toLocaleString('en-US') }), RED._('iot-buffer.status.in-flight', { count: s.inFlight.toLocaleString('en-US') })];
-      if (s.oldestAgeMs > 0 && s.depth > 0) parts.push(RED._('iot-buffer.status.oldest', { age: formatAge(s.oldestAgeMs) }));
-      if (s.dropped > 0) parts.push(RED._('iot-buffer.status.dropped', { count: s.dropped.toLocaleString('en-US') }));
-      if (s.paused) parts.push(RED._('iot-buffer.status.paused'));
-      const disconnected = store instanceof RedisStore && !store.isConnected;
-      if (disconnected) parts.push(RED._('iot-buffer.status.disconnected'));
-      const recent = lastProblem && Date.now() - lastProblem.at < PROBLEM_SHOWN_MS ? lastProblem.code : undefined;
-      if (recent && !disconnected) parts.push(recent);
-      const fill = disconnected || recent ? 'red' : s.paused ? 'yellow' : 'green';
-      node.status({ fill, shape: s.depth > 0 ? 'dot' : 'ring', text: parts.join(' · ') });
-      if (recent || s.depth > 0) scheduleStatus();
+      const stats = queue.stats();
+      if (stats.dropped > lastDrop.count) lastDrop = { count: stats.dropped, at: now };
+      const recent = lastProblem && now - lastProblem.at < PROBLEM_SHOWN_MS ? lastProblem.code : undefined;
+      const line = statusLine(
+        { stats, problem: recent, droppedRecently: now - lastDrop.at < PROBLEM_SHOWN_MS, disconnected: store instanceof RedisStore && !store.isConnected },
+        (key, values) => RED._(`iot-buffer.${key}`, values),
+      );
+      node.status(line);
+      // Ages, retry times and recent problems change with time alone: look again.
+      if (recent || stats.depth > 0 || line.fill !== 'green') status.schedule();
     }
 
     // --- closing --------------------------------------------------------------------------
     node.on('close', (removed: boolean, done: () => void) => {
       closing = true;
       if (reopenTimer) clearTimeout(reopenTimer);
-      if (statusTimer) clearTimeout(statusTimer);
+      status.cancel();
+      log.flush();
       const closingQueue = queue;
       const empty = (queue?.stats().depth ?? 1) === 0;
       queue = undefined;
@@ -367,11 +360,4 @@ function keyText(value: unknown): string {
 function withoutToken(msg: NodeMessage): NodeMessage {
   delete msg._delivery;
   return msg;
-}
-
-function formatAge(ms: number): string {
-  if (ms < 60_000) return `${Math.round(ms / 1000)} s`;
-  if (ms < 3_600_000) return `${Math.round(ms / 60_000)} min`;
-  if (ms < 86_400_000) return `${(ms / 3_600_000).toFixed(1)} h`;
-  return `${(ms / 86_400_000).toFixed(1)} d`;
 }

@@ -14,6 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { StoreError, type EncodedMessage, type QueueStore, type StoredMessage } from './store';
 import type { Outcome } from '../shared/delivery';
+import { formatDuration } from '../shared/duration';
 
 export interface QueueOptions {
   /** 'fifo': one order for all; 'key': order per key, one delivery per key at a time. */
@@ -63,6 +64,12 @@ export interface QueueStats {
   paused: boolean;
   /** Age of the oldest message stored, in ms (0 when empty). */
   oldestAgeMs: number;
+  /** Messages whose delivery failed and that wait to go again. */
+  retrying: number;
+  /** When the next of them goes again (ms since epoch), if any waits. */
+  nextRetryAt?: number;
+  /** Whether that next one waits because its sink said when to try again (a Retry-After). */
+  heldBySink: boolean;
   accepted: number;
   refused: number;
   delivered: number;
@@ -86,6 +93,8 @@ interface Group<M> {
   state: GroupState;
   deadline: number;
   dueAt: number;
+  /** Waiting because the sink said when to try again (retryAfterMs), not for the backoff. */
+  heldBySink?: boolean;
 }
 
 /** Per-key ordering sets messages of busy keys aside; past these it stops reading ahead. */
@@ -236,6 +245,7 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     } else {
       group.state = 'waiting';
       const backoff = Math.min(this.options.retryDelayMaxMs, this.options.retryDelayMs * 2 ** (group.attempt - 1));
+      group.heldBySink = retryAfterMs !== undefined && retryAfterMs > 0;
       group.dueAt = Date.now() + (retryAfterMs !== undefined && retryAfterMs >= 0 ? retryAfterMs : backoff);
       // FIFO: failed deliveries go again oldest first (by position, not by due time); per key:
       // each when it is due, other keys are not held up.
@@ -324,6 +334,12 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     for (const m of this.forming) oldest = Math.min(oldest, m.acceptedAt);
     if (this.ready.length > 0) oldest = Math.min(oldest, this.ready[0].acceptedAt);
     for (const list of this.heldBack.values()) oldest = Math.min(oldest, list[0].acceptedAt);
+    let retrying = 0;
+    let next: Group<M> | undefined;
+    for (const group of this.retries) {
+      retrying += group.messages.length;
+      if (!next || group.dueAt < next.dueAt) next = group;
+    }
     return {
       backend: this.store.kind,
       depth: this.store.messages,
@@ -332,6 +348,9 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
       heldBack: this.heldCount,
       paused: this.paused,
       oldestAgeMs: Number.isFinite(oldest) ? Math.max(0, Date.now() - oldest) : 0,
+      retrying,
+      nextRetryAt: next?.dueAt,
+      heldBySink: next?.heldBySink === true,
       ...this.counts,
       dropped: this.counts.dropped + (this.store.dropped ?? 0),
     };
@@ -499,7 +518,7 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     if (this.options.ackMode === 'send') return;
     for (const group of this.outstanding.values()) {
       if (group.deadline > now) break;
-      this.fail(group, `not acknowledged within ${formatMs(this.options.ackTimeoutMs)}`, true, 0);
+      this.fail(group, `not acknowledged within ${formatDuration(this.options.ackTimeoutMs)}`, true, 0);
     }
   }
 
@@ -538,8 +557,4 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
       this.pump();
     }, Math.max(0, at - Date.now()));
   }
-}
-
-function formatMs(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 }

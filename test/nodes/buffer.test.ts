@@ -11,9 +11,14 @@ import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import bufferNode from '../../nodes/buffer/buffer';
+import { LocalStore } from '../../nodes/buffer/local-store';
 import { settleDelivery } from '../../nodes/shared/delivery';
+import { withMessages } from '../support/messages';
 import { helper } from '../support/node-red';
 import { eventually } from '../support/wait';
+
+/** The buffer node answering RED._ from its own catalog, as Node-RED does. */
+const iotBuffer = withMessages(bufferNode, 'buffer');
 
 type FlowNode = { id: string; type: string; [property: string]: unknown };
 type Behaviour = (msg: NodeMessage) => Error | undefined | 'silent';
@@ -90,6 +95,19 @@ function collect(...ids: string[]): Record<string, NodeMessage[]> {
 }
 
 const buffer = () => helper.getNode('buf') as Node & { receive(msg: NodeMessage): void };
+type StatusSpy = { getCalls(): Array<{ thisValue: unknown; args: [{ fill?: string; shape?: string; text?: string }] }> };
+/** The buffer's latest status (node.status is a spy shared by every node of the runtime). */
+const lastStatus = () => {
+  const node = buffer();
+  const calls = (node.status as unknown as StatusSpy).getCalls().filter((c) => c.thisValue === node);
+  return calls[calls.length - 1]?.args[0];
+};
+/** Waits until the status shows this colour, and returns it. */
+const statusIn = (fill: string, text: RegExp) =>
+  eventually(`a ${fill} status matching ${text}`, () => {
+    const status = lastStatus();
+    return status?.fill === fill && text.test(status.text ?? '') ? status : undefined;
+  });
 const payloads = (msgs: NodeMessage[]) => msgs.map((m) => m.payload);
 
 async function stats(): Promise<Record<string, number | boolean | string>> {
@@ -100,7 +118,7 @@ async function stats(): Promise<Record<string, number | boolean | string>> {
 }
 
 async function load(props: Record<string, unknown> = {}, extra: FlowNode[] = []): Promise<void> {
-  await helper.load([bufferNode, testSink], flow(props, extra));
+  await helper.load([iotBuffer, testSink], flow(props, extra));
   await eventually('the store open', async () => ((await stats()).depth !== undefined ? true : undefined));
 }
 
@@ -284,7 +302,7 @@ describe('iot-buffer node', () => {
   });
 
   it('acknowledges to an upstream buffer once it stored the message (Double Buffered)', async () => {
-    await helper.load([bufferNode, testSink], [
+    await helper.load([iotBuffer, testSink], [
       ...flow(),
       { id: 'first', type: 'iot-buffer', z: 'tab', fsyncWindow: '2', wires: [['buf'], [], ['firstControl'], []] },
       { id: 'firstControl', type: 'helper', z: 'tab' },
@@ -332,7 +350,7 @@ describe('iot-buffer node', () => {
   });
 
   it('rejects every message with invalid_config when the configuration is wrong', async () => {
-    await helper.load([bufferNode, testSink], flow({ maxInFlight: '0', batchSize: 'lots' }));
+    await helper.load([iotBuffer, testSink], flow({ maxInFlight: '0', batchSize: 'lots' }));
     const out = collect('refused');
     buffer().receive({ payload: 1 });
     await eventually('a refusal', () => (out.refused.length === 1 ? true : undefined));
@@ -343,7 +361,7 @@ describe('iot-buffer node', () => {
   });
 
   it('keeps the Redis password in the credentials: not in the URL, not in any log line or message', async () => {
-    await helper.load([bufferNode, testSink], flow({ backend: 'redis', redisUrl: 'redis://127.0.0.1:1' }), { buf: { redisPassword: 's3cret-pass' } });
+    await helper.load([iotBuffer, testSink], flow({ backend: 'redis', redisUrl: 'redis://127.0.0.1:1' }), { buf: { redisPassword: 's3cret-pass' } });
     const out = collect('refused');
     buffer().receive({ payload: 1 });
     await eventually('a refusal', () => (out.refused.length === 1 ? true : undefined));
@@ -352,11 +370,64 @@ describe('iot-buffer node', () => {
     const logged = JSON.stringify([node.warn.args, node.error.args, node.log.args, out.refused]);
     expect(logged).not.toContain('s3cret-pass');
     await helper.unload();
-    await helper.load([bufferNode, testSink], flow({ backend: 'redis', redisUrl: 'redis://:s3cret@127.0.0.1:6379' }));
+    await helper.load([iotBuffer, testSink], flow({ backend: 'redis', redisUrl: 'redis://:s3cret@127.0.0.1:6379' }));
     const again = collect('refused');
     buffer().receive({ payload: 1 });
     await eventually('a refusal', () => (again.refused.length === 1 ? true : undefined));
     expect(again.refused[0].error).toMatchObject({ code: 'invalid_config', message: expect.stringContaining('password field') });
     expect(JSON.stringify(again.refused[0].error)).not.toContain('s3cret');
+  });
+
+  describe('status', () => {
+    it('is green while it works, yellow while paused, red while the queue is full and refusing', async () => {
+      await load({ maxMessages: '2' });
+      buffer().receive({ payload: 1 });
+      await eventually('a delivery', () => (received.length === 1 ? true : undefined));
+      await statusIn('green', /^0 queued · 0 in flight$/);
+      buffer().receive({ control: 'pause' });
+      await statusIn('yellow', /paused/);
+      for (const payload of [2, 3, 4]) buffer().receive({ payload });
+      await statusIn('red', /queue_full/);
+      buffer().receive({ control: 'resume' });
+      await eventually('two more deliveries', () => (received.length === 3 ? true : undefined));
+    });
+
+    it('is yellow while deliveries fail and go again, saying when the next goes', async () => {
+      await load({ retryDelay: '60' });
+      sinkBehaviour = () => new Error('database said no');
+      buffer().receive({ payload: 'x' });
+      const status = await statusIn('yellow', /1 retrying \(next at \d\d:\d\d:\d\d\)/);
+      expect(status.text).toMatch(/^1 queued · 1 in flight · /);
+    });
+
+    it('is yellow while a sink holds its deliveries with a Retry-After, saying until when', async () => {
+      await load();
+      sinkBehaviour = (msg) => {
+        msg.retryAfter = 120_000;
+        return new Error('429 Too Many Requests');
+      };
+      const before = Date.now();
+      buffer().receive({ payload: 'x' });
+      const status = await statusIn('yellow', /1 held by the sink until \d\d:\d\d:\d\d/);
+      const until = /until (\d\d:\d\d:\d\d)/.exec(status.text ?? '')?.[1];
+      expect(until).toBe(new Date(before + 120_000).toTimeString().slice(0, 8));
+    });
+
+    it('is yellow while the oldest message has waited more than a minute', async () => {
+      const dir = join(userDir, 'iot-buffer', 'buf');
+      const store = new LocalStore({ dir, fsyncWindowMs: 0, segmentBytes: 1024 * 1024 });
+      await store.open();
+      await new Promise<void>((resolve, reject) => store.append('k', JSON.stringify({ payload: 'old' }), Date.now() - 5 * 60_000, (err) => (err ? reject(err) : resolve())));
+      await store.close();
+      sinkBehaviour = () => 'silent';
+      await load();
+      await statusIn('yellow', /^1 queued · 1 in flight · oldest 5 min( \d+ s)?$/);
+    });
+
+    it('is red while the store cannot open, saying why', async () => {
+      writeFileSync(join(userDir, 'not-a-folder'), 'x');
+      await helper.load([iotBuffer, testSink], flow({ dataDir: 'not-a-folder/queue' }));
+      await statusIn('red', /^io_error · /);
+    });
   });
 });
