@@ -17,7 +17,7 @@ import { LogSummary } from '../shared/log-summary';
 import { throttled } from '../shared/throttle';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { LocalStore } from './local-store';
-import { decodeMessage, encodeMessage, EncodingError } from './message-codec';
+import { encodeMessage, EncodingError, readStored, shapeProblem, storedContent, type ShapeProblem } from './message-codec';
 import { bufferConfig, type BufferConfig, type BufferCredentials, type BufferProperties } from './node-config';
 import { BufferQueue, type Delivery, type QueueStats } from './queue';
 import { RedisStore } from './redis-store';
@@ -73,7 +73,7 @@ export = function register(RED: NodeAPI): void {
 
     function openStore(): void {
       const created: QueueStore = config.backend === 'redis' && config.redis ? new RedisStore(config.redis) : new LocalStore(config.local as NonNullable<BufferConfig['local']>);
-      const createdQueue = new BufferQueue(created, config.queue, { deliver, deadLetter, changed: status.schedule });
+      const createdQueue: BufferQueue = new BufferQueue(created, config.queue, { deliver: (delivery) => deliver(createdQueue, delivery), deadLetter, changed: status.schedule });
       created.onProblem = (err) => problem(err);
       created.open().then(
         (report) => {
@@ -103,7 +103,19 @@ export = function register(RED: NodeAPI): void {
     function runEarly(): void {
       const waiting = early;
       early = [];
-      for (const handle of waiting) handle();
+      for (const handle of waiting) safely(handle);
+    }
+
+    /**
+     * Runs what answers a message from a callback of the store or a promise: a throw from the nodes
+     * downstream must not end up in the store's machinery or as an unhandled rejection.
+     */
+    function safely(answer: () => void): void {
+      try {
+        answer();
+      } catch (err) {
+        node.error(RED._('iot-buffer.errors.downstream', { message: (err as Error).message }));
+      }
     }
 
     node.settleDelivery = (id: string, outcome: Outcome) => {
@@ -121,6 +133,11 @@ export = function register(RED: NodeAPI): void {
         }
         if (msg.control !== undefined) {
           control(msg, send, done);
+          return;
+        }
+        const shape = shapeProblem(msg, config.limits);
+        if (shape) {
+          refuseUnroutable(msg, shape, send, done);
           return;
         }
         if (!queue && !openError) {
@@ -154,8 +171,8 @@ export = function register(RED: NodeAPI): void {
       const key = keyOf(msg);
       if (key instanceof Promise) {
         key.then(
-          (k) => accept(msg, k, send, done),
-          (err: Error) => refuse(msg, new StoreError('io_error', err.message), send, done, 'bad_key'),
+          (k) => safely(() => accept(msg, k, send, done)),
+          (err: Error) => safely(() => refuse(msg, new StoreError('io_error', err.message), send, done, 'bad_key')),
         );
       } else {
         accept(msg, key, send, done);
@@ -180,15 +197,32 @@ export = function register(RED: NodeAPI): void {
         refuse(msg, new StoreError('closed', 'the buffer is closed'), send, done);
         return;
       }
-      queue.accept(key, body, (err) => {
-        if (err) {
-          refuse(msg, err, send, done);
-          return;
-        }
-        // Stored durably: a buffer upstream (Double Buffered) may let go of it.
-        settleDelivery(RED, msg, { ok: true });
-        done();
-      });
+      // Called back from inside the store's write loop: nothing thrown downstream (a Complete or
+      // Catch node cloning the message) may get into it.
+      queue.accept(key, body, (err) =>
+        safely(() => {
+          if (err) {
+            refuse(msg, err, send, done);
+            return;
+          }
+          // Stored durably: a buffer upstream (Double Buffered) may let go of it.
+          settleDelivery(RED, msg, { ok: true });
+          done();
+        }),
+      );
+    }
+
+    /**
+     * A message that could not be routed (too deep, too many keys) is refused for good: nothing
+     * of it is stored, the sender is told not to send it again, and the offending properties are
+     * taken off the message so that the nodes that see the refusal (the error output, Catch and
+     * Complete nodes, which clone it) can route it.
+     */
+    function refuseUnroutable(msg: NodeMessage, shape: ShapeProblem, send: Send, done: Done): void {
+      for (const property of shape.properties) delete (msg as Record<string, unknown>)[property];
+      const message = RED._('iot-buffer.errors.unroutable', { problem: shape.message });
+      settleDelivery(RED, msg, { ok: false, reason: `${shape.code}: ${message}`, retry: false });
+      reject(node, msg, shape.code, message, send, done, rejection);
     }
 
     function refuse(msg: NodeMessage, err: StoreError, send: Send, done: Done, code: string = err.code): void {
@@ -220,14 +254,16 @@ export = function register(RED: NodeAPI): void {
       if (command === 'pause') queue.pause();
       if (command === 'resume') queue.resume();
       if (command === 'purge') {
-        queue.purge((err, removed) => {
-          if (err) {
-            problem(err);
-            reject(node, msg, err.code, err.message, send, done, rejection);
-            return;
-          }
-          reply({ removed });
-        });
+        queue.purge((err, removed) =>
+          safely(() => {
+            if (err) {
+              problem(err);
+              reject(node, msg, err.code, err.message, send, done, rejection);
+              return;
+            }
+            reply({ removed });
+          }),
+        );
         return;
       }
       reply();
@@ -243,42 +279,58 @@ export = function register(RED: NodeAPI): void {
     }
 
     // --- messages out ---------------------------------------------------------------------
-    function deliver(delivery: Delivery<StoredMessage>): void {
+    function deliver(from: BufferQueue, delivery: Delivery<StoredMessage>): void {
       let msg: NodeMessage;
-      try {
-        if (config.queue.batchSize > 1) {
-          const messages = delivery.messages.map((m) => withoutToken(decodeMessage(m.body)));
-          msg = { _msgid: RED.util.generateId(), payload: messages.map((m) => m.payload), messages };
-        } else {
-          msg = decodeMessage(delivery.messages[0].body);
+      if (config.queue.batchSize > 1) {
+        const messages: NodeMessage[] = [];
+        for (const stored of delivery.messages) {
+          const read = readStored(stored.body, config.limits);
+          if (read.msg) messages.push(withoutToken(read.msg));
+          else from.setAside(delivery.id, [stored], `${read.problem.code}: ${read.problem.message}`);
         }
-      } catch (err) {
-        queue?.settle(delivery.id, { ok: false, reason: `the stored message cannot be read: ${(err as Error).message}`, retry: false });
-        return;
+        if (messages.length === 0) return;
+        msg = { _msgid: RED.util.generateId(), payload: messages.map((m) => m.payload), messages };
+      } else {
+        const read = readStored(delivery.messages[0].body, config.limits);
+        if (!read.msg) {
+          from.setAside(delivery.id, delivery.messages, `${read.problem.code}: ${read.problem.message}`);
+          return;
+        }
+        msg = read.msg;
       }
       msg._delivery = { source: node.id, id: delivery.id };
       if (delivery.attempt > 1) msg.redelivered = delivery.attempt - 1;
       else delete msg.redelivered;
       const out: Array<NodeMessage | null> = new Array(OUTPUTS).fill(null);
       out[OUTPUT.deliver] = msg;
-      node.send(out);
+      try {
+        node.send(out);
+      } catch (err) {
+        // Node-RED clones a message for the second node wired to an output, synchronously, here.
+        from.setAside(delivery.id, delivery.messages, RED._('iot-buffer.errors.not-routed', { message: (err as Error).message }));
+      }
     }
 
     function deadLetter(messages: StoredMessage[], reason: string, attempts: number): void {
-      const letters: NodeMessage[] = messages.map((m) => {
-        let msg: NodeMessage;
-        try {
-          msg = withoutToken(decodeMessage(m.body));
-        } catch {
-          msg = { _msgid: RED.util.generateId(), payload: m.body };
-        }
+      const letter = (m: StoredMessage, msg: NodeMessage): NodeMessage => {
         delete msg.redelivered;
         msg.deadLetter = { reason, attempts, acceptedAt: m.acceptedAt, buffer: node.id };
         return msg;
+      };
+      // As stored, when it cannot be decoded or routed as a message.
+      const asStored = (m: StoredMessage) => letter(m, { _msgid: RED.util.generateId(), payload: storedContent(m.body) });
+      const letters = messages.map((m) => {
+        const read = readStored(m.body, config.limits);
+        return read.msg ? letter(m, withoutToken(read.msg)) : asStored(m);
       });
       const out: Array<NodeMessage | NodeMessage[] | null> = new Array(OUTPUTS).fill(null);
       out[OUTPUT.deadLetter] = letters;
-      node.send(out);
+      try {
+        node.send(out);
+      } catch {
+        out[OUTPUT.deadLetter] = messages.map(asStored);
+        safely(() => node.send(out));
+      }
     }
 
     // --- problems and status --------------------------------------------------------------

@@ -3,6 +3,7 @@
  * Kept apart from the adapter so that a unit test can check every conversion without Node-RED.
  */
 import { isAbsolute, join } from 'node:path';
+import { DEFAULT_PARSE_LIMITS, type ShapeLimits } from '../shared/json-limits';
 import type { LocalStoreOptions } from './local-store';
 import type { QueueOptions } from './queue';
 import type { RedisStoreOptions } from './redis-store';
@@ -33,6 +34,8 @@ export interface BufferProperties {
   maxMessages?: string | number;
   maxSize?: string | number;
   whenFull?: string;
+  maxDepth?: string | number;
+  maxKeys?: string | number;
   catchErrors?: boolean;
 }
 
@@ -51,6 +54,8 @@ export interface BufferContext {
 export interface BufferConfig {
   backend: 'local' | 'redis';
   queue: QueueOptions;
+  /** What a message may hold, per property: deeper or larger is refused, never stored. */
+  limits: ShapeLimits;
   local?: LocalStoreOptions;
   redis?: RedisStoreOptions;
 }
@@ -115,7 +120,11 @@ export function bufferConfig(p: BufferProperties, credentials: BufferCredentials
   };
   if (queue.retryDelayMaxMs < queue.retryDelayMs) queue.retryDelayMaxMs = queue.retryDelayMs;
 
-  const config: BufferConfig = { backend, queue };
+  const limits: ShapeLimits = {
+    maxDepth: number(p.maxDepth, DEFAULT_PARSE_LIMITS.maxDepth, 'deepest nesting', 1, 1_000),
+    maxKeys: number(p.maxKeys, DEFAULT_PARSE_LIMITS.maxKeys, 'most keys and items', 1, 10_000_000),
+  };
+  const config: BufferConfig = { backend, queue, limits };
   if (backend === 'local') {
     const dir = dataFolder(p.dataDir, context, problems);
     config.local = {

@@ -234,6 +234,27 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     return true;
   }
 
+  /**
+   * Moves messages of a delivery to the dead letters with the reason, at once: they cannot be
+   * delivered (unreadable, unroutable). The rest of the delivery stays out; a delivery left empty
+   * is over.
+   */
+  setAside(id: string, messages: readonly M[], reason: string): void {
+    const group = this.groups.get(id);
+    if (!group || group.state === 'settling') return;
+    const aside = group.messages.filter((m) => messages.includes(m));
+    if (aside.length === 0) return;
+    if (aside.length === group.messages.length) {
+      this.deadLetter(group, reason);
+    } else {
+      group.messages = group.messages.filter((m) => !messages.includes(m));
+      const apart: Group<M> = { messages: aside, attempt: group.attempt, ids: [], state: 'out', deadline: 0, dueAt: 0 };
+      this.active.add(apart);
+      this.deadLetter(apart, reason);
+    }
+    this.events.changed();
+  }
+
   private fail(group: Group<M>, reason: string, retry: boolean, retryAfterMs: number | undefined): void {
     this.outstanding.delete(group.ids[group.ids.length - 1]);
     for (const m of group.messages) this.store.noteAttempt(m);
