@@ -137,7 +137,7 @@ async function localCycles(): Promise<[number, number]> {
 
 function localFigure([store, codec]: [number, number]): Figure {
   return {
-    name: `local store: messages per second enqueued, delivered and acknowledged (${format(MESSAGE_BYTES)}-byte messages, fsync within ${FSYNC_WINDOW_MS} ms, ${format(cycleOptions.maxInFlight)} in flight)`,
+    name: `local store: messages per second enqueued, delivered and acknowledged (${format(MESSAGE_BYTES)}-byte messages, fsync within ${FSYNC_WINDOW_MS} ms, ${format(cycleOptions.maxInFlight as number)} in flight)`,
     value: store,
     unit: 'msg/s',
     goal: { op: '>=', value: 50_000 },

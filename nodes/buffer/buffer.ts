@@ -8,7 +8,9 @@
  * 4 rejected messages (msg.error).
  */
 import { hostname } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { reject } from '../shared/coded-error';
 import { deliveryOf, settleDelivery, type DeliverySource, type Outcome } from '../shared/delivery';
@@ -16,6 +18,7 @@ import { defaultKey } from '../shared/device';
 import { LogSummary } from '../shared/log-summary';
 import { throttled } from '../shared/throttle';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
+import { CrashRecord } from './crash-record';
 import { LocalStore } from './local-store';
 import { encodeMessage, EncodingError, readStored, shapeProblem, storedContent, type ShapeProblem } from './message-codec';
 import { bufferConfig, type BufferConfig, type BufferCredentials, type BufferProperties } from './node-config';
@@ -70,10 +73,21 @@ export = function register(RED: NodeAPI): void {
     let closing = false;
     /** Messages that came before the store was open, handled once it is. */
     let early: Array<() => void> = [];
+    const crashes = config.crashLimit > 0 && config.crashFile ? new CrashRecord(config.crashFile, config.crashLimit) : undefined;
+
+    // Crash-loop protection (crash-record.ts): written in the moment the process dies of an
+    // exception; the monitor event leaves the process's own handling of it as it is.
+    const onDeath = (err: unknown) => {
+      if (!crashes || !queue) return;
+      crashes.recordDeath(queue.outRefs(), err);
+      setImmediate(() => crashes.retractDeath());
+    };
+    if (crashes) process.on('uncaughtExceptionMonitor', onDeath);
 
     function openStore(): void {
       const created: QueueStore = config.backend === 'redis' && config.redis ? new RedisStore(config.redis) : new LocalStore(config.local as NonNullable<BufferConfig['local']>);
-      const createdQueue: BufferQueue = new BufferQueue(created, config.queue, { deliver: (delivery) => deliver(createdQueue, delivery), deadLetter, changed: status.schedule });
+      const events = { deliver: (delivery: Delivery<StoredMessage>) => deliver(createdQueue, delivery), deadLetter, changed: status.schedule };
+      const createdQueue: BufferQueue = new BufferQueue(created, config.queue, events, crashes);
       created.onProblem = (err) => problem(err);
       created.open().then(
         (report) => {
@@ -86,6 +100,7 @@ export = function register(RED: NodeAPI): void {
           openError = undefined;
           for (const text of report.problems) problem(new StoreError(config.backend === 'redis' ? 'backend_unavailable' : 'store_corrupt', text));
           if (report.messages > 0) node.log(RED._('iot-buffer.log.recovered', { count: report.messages.toLocaleString('en-US') }));
+          if (crashes) recoverCrashes(crashes);
           createdQueue.start();
           runEarly();
           updateStatus();
@@ -98,6 +113,13 @@ export = function register(RED: NodeAPI): void {
           if (!closing) reopenTimer = setTimeout(openStore, REOPEN_AFTER_MS);
         },
       );
+    }
+
+    function recoverCrashes(record: CrashRecord): void {
+      if (config.backend === 'redis') mkdirSync(dirname(record.path), { recursive: true });
+      const { suspects, problem: trouble } = record.load();
+      if (trouble) node.warn(trouble);
+      if (suspects > 0) node.warn(RED._('iot-buffer.log.suspects', { count: suspects, limit: record.limit }));
     }
 
     function runEarly(): void {
@@ -120,6 +142,9 @@ export = function register(RED: NodeAPI): void {
 
     node.settleDelivery = (id: string, outcome: Outcome) => {
       queue?.settle(id, outcome);
+    };
+    node.announceCapacity = (sink: string, messages: number) => {
+      queue?.announceCapacity(sink, messages);
     };
 
     // --- messages in ----------------------------------------------------------------------
@@ -298,7 +323,7 @@ export = function register(RED: NodeAPI): void {
         }
         msg = read.msg;
       }
-      msg._delivery = { source: node.id, id: delivery.id };
+      msg._delivery = delivery.last ? { source: node.id, id: delivery.id, last: true } : { source: node.id, id: delivery.id };
       if (delivery.attempt > 1) msg.redelivered = delivery.attempt - 1;
       else delete msg.redelivered;
       const out: Array<NodeMessage | null> = new Array(OUTPUTS).fill(null);
@@ -373,6 +398,7 @@ export = function register(RED: NodeAPI): void {
     // --- closing --------------------------------------------------------------------------
     node.on('close', (removed: boolean, done: () => void) => {
       closing = true;
+      process.off('uncaughtExceptionMonitor', onDeath);
       if (reopenTimer) clearTimeout(reopenTimer);
       status.cancel();
       log.flush();

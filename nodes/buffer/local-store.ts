@@ -70,6 +70,10 @@ export class LocalMessage implements StoredMessage {
     public segment: Segment,
     public position: number,
   ) {}
+
+  get ref(): string {
+    return String(this.seq);
+  }
 }
 
 interface PendingWrite {

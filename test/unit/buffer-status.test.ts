@@ -12,6 +12,7 @@ const quiet: QueueStats = {
   depth: 0,
   bytes: 0,
   inFlight: 0,
+  window: 100,
   heldBack: 0,
   paused: false,
   oldestAgeMs: 0,
