@@ -4,8 +4,8 @@
  * acknowledgements and control messages on its input, delivers with the delivery token, sends
  * dead letters and refusals, keeps the status line, and settles deliveries for the pack's sinks.
  *
- * Outputs: 1 delivered messages (or batches), 2 dead letters, 3 replies to control messages,
- * 4 rejected messages (msg.error).
+ * Outputs: 1 delivered messages (or batches), [accepted messages, when on,] dead letters, replies
+ * to control messages, refused messages (msg.error).
  */
 import { hostname } from 'node:os';
 import { mkdirSync } from 'node:fs';
@@ -32,8 +32,11 @@ type BufferNode = Node<BufferCredentials> & DeliverySource;
 type Send = (msg: Array<NodeMessage | NodeMessage[] | null>) => void;
 type Done = (err?: Error) => void;
 
-const OUTPUTS = 4;
-const OUTPUT = { deliver: 0, deadLetter: 1, control: 2 } as const;
+/** Where each output is: the accepted output, when on, comes second and moves the others on. */
+function outputsOf(accepted: boolean) {
+  const shift = accepted ? 1 : 0;
+  return { count: 4 + shift, deliver: 0, accepted: accepted ? 1 : -1, deadLetter: 1 + shift, control: 2 + shift };
+}
 const STATUS_EVERY_MS = 500;
 const REOPEN_AFTER_MS = 10_000;
 /** A problem stays in the status this long after it last happened. */
@@ -47,7 +50,8 @@ export = function register(RED: NodeAPI): void {
   function IotBufferNode(this: BufferNode, def: BufferDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true };
+    const outputs = outputsOf(def.acceptedOutput === true);
+    const rejection = { outputs: outputs.count, catchErrors: def.catchErrors === true };
 
     let config: BufferConfig;
     let keyReader: PropertyReader | undefined;
@@ -230,8 +234,15 @@ export = function register(RED: NodeAPI): void {
             refuse(msg, err, send, done);
             return;
           }
-          // Stored durably: a buffer upstream (Double Buffered) may let go of it.
+          // Stored durably: a buffer upstream (Double Buffered) or a front door may let go of it.
           settleDelivery(RED, msg, { ok: true });
+          if (outputs.accepted >= 0) {
+            // Passed on untracked, as it came in (req and res kept): its token is settled.
+            delete msg._delivery;
+            const out: Array<NodeMessage | null> = new Array(outputs.count).fill(null);
+            out[outputs.accepted] = msg;
+            send(out);
+          }
           done();
         }),
       );
@@ -264,8 +275,8 @@ export = function register(RED: NodeAPI): void {
       }
       const reply = (extra: Record<string, unknown> = {}) => {
         msg.payload = { ...statsNow(), ...extra };
-        const out: Array<NodeMessage | null> = new Array(OUTPUTS).fill(null);
-        out[OUTPUT.control] = msg;
+        const out: Array<NodeMessage | null> = new Array(outputs.count).fill(null);
+        out[outputs.control] = msg;
         send(out);
         updateStatus();
         done();
@@ -326,8 +337,8 @@ export = function register(RED: NodeAPI): void {
       msg._delivery = delivery.last ? { source: node.id, id: delivery.id, last: true } : { source: node.id, id: delivery.id };
       if (delivery.attempt > 1) msg.redelivered = delivery.attempt - 1;
       else delete msg.redelivered;
-      const out: Array<NodeMessage | null> = new Array(OUTPUTS).fill(null);
-      out[OUTPUT.deliver] = msg;
+      const out: Array<NodeMessage | null> = new Array(outputs.count).fill(null);
+      out[outputs.deliver] = msg;
       try {
         node.send(out);
       } catch (err) {
@@ -348,12 +359,12 @@ export = function register(RED: NodeAPI): void {
         const read = readStored(m.body, config.limits);
         return read.msg ? letter(m, withoutToken(read.msg)) : asStored(m);
       });
-      const out: Array<NodeMessage | NodeMessage[] | null> = new Array(OUTPUTS).fill(null);
-      out[OUTPUT.deadLetter] = letters;
+      const out: Array<NodeMessage | NodeMessage[] | null> = new Array(outputs.count).fill(null);
+      out[outputs.deadLetter] = letters;
       try {
         node.send(out);
       } catch {
-        out[OUTPUT.deadLetter] = messages.map(asStored);
+        out[outputs.deadLetter] = messages.map(asStored);
         safely(() => node.send(out));
       }
     }

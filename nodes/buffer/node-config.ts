@@ -37,6 +37,8 @@ export interface BufferProperties {
   maxDepth?: string | number;
   maxKeys?: string | number;
   crashLimit?: string | number;
+  /** "Pass each message on once stored": an output of its own, after the delivered one. */
+  acceptedOutput?: boolean;
   catchErrors?: boolean;
 }
 

@@ -552,4 +552,65 @@ describe('iot-buffer node', () => {
       expect(escaped).toEqual([]);
     });
   });
+
+  describe('the accepted output', () => {
+    /** The flow with the accepted output on: outputs [delivered, accepted, dead, control, refused]. */
+    const withAccepted = (props: Record<string, unknown> = {}) =>
+      flow({ acceptedOutput: true, ...props }, [{ id: 'accepted', type: 'helper' }]).map((n) =>
+        n.id === 'buf' ? { ...n, wires: [['sink'], ['accepted'], ['dead'], ['control'], ['refused']] } : n,
+      );
+
+    it('passes each message on once it is stored, as it came in but for the settled token, untracked, in order; the other outputs move down one', async () => {
+      await helper.load([iotBuffer, testSink, testSource], [...withAccepted({ maxMessages: '4', fsyncWindow: '50' }), { id: 'upstream', type: 'test-source', z: 'tab' }]);
+      await eventually('the store open', async () => ((await stats()).depth !== undefined ? true : undefined));
+      const out = collect('accepted', 'dead', 'control', 'refused');
+      const dir = join(userDir, 'iot-buffer', 'buf');
+      const onDisk: boolean[] = [];
+      helper.getNode('accepted').on('input', (msg: NodeMessage) => {
+        const text = readdirSync(dir)
+          .filter((f) => f.endsWith('.seg'))
+          .map((f) => readFileSync(join(dir, f)).toString('latin1'))
+          .join('');
+        onDisk.push(text.includes(`"reading-${String(msg.payload)}"`));
+      });
+      const req = { socket: 'live' };
+      const res = { answer: 'later' };
+      buffer().receive({ payload: 1, topic: 'reading-1', req, res, _delivery: { source: 'upstream', id: 'u1' } });
+      for (const payload of [2, 3]) buffer().receive({ payload, topic: `reading-${payload}` });
+      await eventually('three passed on', () => (out.accepted.length === 3 ? true : undefined));
+      expect(out.accepted.map((m) => m.payload)).toEqual([1, 2, 3]);
+      expect(onDisk).toEqual([true, true, true]);
+      expect(out.accepted[0].req).toBe(req);
+      expect(out.accepted[0].res).toBe(res);
+      expect(out.accepted.map((m) => m._delivery)).toEqual([undefined, undefined, undefined]);
+      expect(settledUpstream).toEqual([['u1', { ok: true }]]);
+      // Delivered as before, with this buffer's own token.
+      await eventually('three delivered', () => (received.length >= 3 ? true : undefined));
+      expect((received[0]._delivery as { source: string }).source).toBe('buf');
+      // Dead letters, control replies and refusals on outputs 3, 4 and 5.
+      buffer().receive({ control: 'pause' });
+      for (const payload of [4, 5, 6]) buffer().receive({ payload });
+      await eventually('a refusal on the last output', () => (out.refused.length >= 1 ? true : undefined));
+      expect(out.refused[0].error).toMatchObject({ code: 'queue_full' });
+      expect(out.control.length).toBeGreaterThan(0);
+      buffer().receive({ control: 'resume' });
+      sinkBehaviour = (msg) => {
+        msg.retry = false;
+        return new Error('never');
+      };
+      await eventually('dead letters on the third output', () => (out.dead.length >= 1 ? true : undefined));
+    });
+
+    it('is off in a flow saved before it existed: four outputs, as before', async () => {
+      await load();
+      const out = collect('dead', 'control', 'refused');
+      sinkBehaviour = (msg) => {
+        msg.retry = false;
+        return new Error('never');
+      };
+      buffer().receive({ payload: 'x' });
+      await eventually('a dead letter on the second output', () => (out.dead.length === 1 ? true : undefined));
+      expect(out.dead[0].deadLetter).toMatchObject({ reason: 'failed for good: test-sink: never' });
+    });
+  });
 });
