@@ -575,30 +575,29 @@ describe('iot-buffer node', () => {
       });
       const req = { socket: 'live' };
       const res = { answer: 'later' };
+      buffer().receive({ control: 'pause' });
       buffer().receive({ payload: 1, topic: 'reading-1', req, res, _delivery: { source: 'upstream', id: 'u1' } });
-      for (const payload of [2, 3]) buffer().receive({ payload, topic: `reading-${payload}` });
-      await eventually('three passed on', () => (out.accepted.length === 3 ? true : undefined));
-      expect(out.accepted.map((m) => m.payload)).toEqual([1, 2, 3]);
-      expect(onDisk).toEqual([true, true, true]);
+      for (const payload of [2, 3, 4, 5]) buffer().receive({ payload, topic: `reading-${payload}` });
+      await eventually('four passed on and one refused', () => (out.accepted.length === 4 && out.refused.length === 1 ? true : undefined));
+      expect(out.accepted.map((m) => m.payload)).toEqual([1, 2, 3, 4]);
+      expect(onDisk).toEqual([true, true, true, true]);
       expect(out.accepted[0].req).toBe(req);
       expect(out.accepted[0].res).toBe(res);
-      expect(out.accepted.map((m) => m._delivery)).toEqual([undefined, undefined, undefined]);
+      expect(out.accepted.map((m) => m._delivery)).toEqual([undefined, undefined, undefined, undefined]);
       expect(settledUpstream).toEqual([['u1', { ok: true }]]);
-      // Delivered as before, with this buffer's own token.
-      await eventually('three delivered', () => (received.length >= 3 ? true : undefined));
-      expect((received[0]._delivery as { source: string }).source).toBe('buf');
-      // Dead letters, control replies and refusals on outputs 3, 4 and 5.
-      buffer().receive({ control: 'pause' });
-      for (const payload of [4, 5, 6]) buffer().receive({ payload });
-      await eventually('a refusal on the last output', () => (out.refused.length >= 1 ? true : undefined));
-      expect(out.refused[0].error).toMatchObject({ code: 'queue_full' });
+      // Refusals on the fifth output, control replies on the fourth.
+      expect(out.refused[0]).toMatchObject({ payload: 5, error: { code: 'queue_full' } });
       expect(out.control.length).toBeGreaterThan(0);
-      buffer().receive({ control: 'resume' });
+      // Delivered as before, with this buffer's own token; dead letters on the third output.
       sinkBehaviour = (msg) => {
+        if (msg.payload !== 2) return undefined;
         msg.retry = false;
         return new Error('never');
       };
-      await eventually('dead letters on the third output', () => (out.dead.length >= 1 ? true : undefined));
+      buffer().receive({ control: 'resume' });
+      await eventually('four delivered and one dead letter', () => (received.length === 4 && out.dead.length === 1 ? true : undefined));
+      expect((received[0]._delivery as { source: string }).source).toBe('buf');
+      expect(out.dead[0].payload).toBe(2);
     });
 
     it('is off in a flow saved before it existed: four outputs, as before', async () => {
