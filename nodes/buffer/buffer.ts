@@ -321,13 +321,16 @@ export = function register(RED: NodeAPI): void {
         const messages: NodeMessage[] = [];
         for (const stored of delivery.messages) {
           const read = readStored(stored.body, config.limits);
+          stored.dropBody?.();
           if (read.msg) messages.push(withoutToken(read.msg));
           else from.setAside(delivery.id, [stored], `${read.problem.code}: ${read.problem.message}`);
         }
         if (messages.length === 0) return;
         msg = { _msgid: RED.util.generateId(), payload: messages.map((m) => m.payload), messages };
       } else {
-        const read = readStored(delivery.messages[0].body, config.limits);
+        const stored = delivery.messages[0];
+        const read = readStored(stored.body, config.limits);
+        stored.dropBody?.();
         if (!read.msg) {
           from.setAside(delivery.id, delivery.messages, `${read.problem.code}: ${read.problem.message}`);
           return;

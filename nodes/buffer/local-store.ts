@@ -60,20 +60,49 @@ const openFolders = new Set<string>();
 
 export class LocalMessage implements StoredMessage {
   settled = false;
+  /** The body while it is wanted in memory; after its first delivery it is read back when needed. */
+  private kept: Buffer | undefined;
+
   constructor(
     readonly seq: number,
     readonly key: string,
     readonly acceptedAt: number,
-    readonly body: Buffer,
+    body: Buffer,
     readonly size: number,
     public attempts: number,
     public segment: Segment,
     public position: number,
-  ) {}
+  ) {
+    this.kept = body;
+  }
 
   get ref(): string {
     return String(this.seq);
   }
+
+  get body(): Buffer {
+    return this.kept ?? readBodyBack(this);
+  }
+
+  /**
+   * Lets go of the body once it was decoded for delivery: a message in flight then costs a few
+   * dozen bytes instead of its size, and the rare redelivery or dead letter reads it again from
+   * its segment (which a message in flight keeps alive).
+   */
+  dropBody(): void {
+    this.kept = undefined;
+  }
+}
+
+/** A message's body read again from its record; empty when the record cannot be read (then it is reported as unreadable). */
+function readBodyBack(m: LocalMessage): Buffer {
+  try {
+    const record = new RecordReader(m.segment.fd, m.position, m.position + m.size, () => undefined, m.size).next();
+    if (record && record.seq === m.seq && (record.type === RecordType.message || record.type === RecordType.copy)) return messageFields(record).message;
+  } catch {
+    // Below: nothing could be read.
+  }
+  return Buffer.alloc(0);
 }
 
 interface PendingWrite {

@@ -372,8 +372,9 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
       this.events.changed();
       this.schedulePump();
     });
-    // The window is full until these are written: do not wait for the fsync window.
-    if (this.inFlight >= this.window.size(Date.now())) this.store.flush();
+    // Slots are wanted (the window is full, or messages wait for the keys these settlements
+    // free): make them durable now rather than at the end of the fsync window.
+    if (this.inFlight >= this.window.size(Date.now()) || this.heldCount > 0) this.store.flush();
   }
 
   /** A delivery is over without a death (settled, failed, timed out): its messages are cleared. */

@@ -71,6 +71,8 @@ export interface StoredMessage {
   readonly size: number;
   /** Deliveries so far, as far as the store knows (survives restarts). */
   attempts: number;
+  /** Lets go of the body in memory after it was decoded (when the store can read it back). */
+  dropBody?(): void;
 }
 
 export interface RecoveryReport {
