@@ -291,6 +291,30 @@ async function feedNode(node: BenchNode, count: number, make: (i: number) => obj
   }
 }
 
+/**
+ * A closed-loop producer: feeds `count` messages to a buffer, at most UNACCEPTED_MAX between it and
+ * their acknowledgement (as a flow waits on done), and returns acknowledged messages per second.
+ */
+async function closedLoop(buffer: BenchNode, acked: () => number, count: number, make: (i: number) => object, check: () => void = () => undefined): Promise<number> {
+  const base = acked();
+  const started = process.hrtime.bigint();
+  for (let i = 0; i < count; ) {
+    check();
+    if (i - (acked() - base) >= UNACCEPTED_MAX) {
+      await sleep(1);
+      continue;
+    }
+    const until = Math.min(count, i + 2_000);
+    for (; i < until; i++) buffer.receive(make(i));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  while (acked() - base < count) {
+    check();
+    await sleep(1);
+  }
+  return count / (Number(process.hrtime.bigint() - started) / 1e9);
+}
+
 async function benchNodes(): Promise<Figure[]> {
   const flow = [
     { id: 'bench.tab', type: 'tab', label: 'bench' },
@@ -324,26 +348,7 @@ async function benchNodes(): Promise<Figure[]> {
     const check = () => {
       if (refused !== undefined) throw new Error(`the buffer refused a message: ${JSON.stringify(refused)}`);
     };
-    // A closed-loop producer: at most UNACCEPTED_MAX messages between it and their acknowledgement.
-    const run = async (count: number, from: number): Promise<number> => {
-      const base = acks;
-      const started = process.hrtime.bigint();
-      for (let i = 0; i < count; ) {
-        check();
-        if (i - (acks - base) >= UNACCEPTED_MAX) {
-          await sleep(1);
-          continue;
-        }
-        const until = Math.min(count, i + 2_000);
-        for (; i < until; i++) buffer.receive(reading(from + i));
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-      while (acks - base < count) {
-        check();
-        await sleep(1);
-      }
-      return count / (Number(process.hrtime.bigint() - started) / 1e9);
-    };
+    const run = (count: number, from: number) => closedLoop(buffer, () => acks, count, (i) => reading(from + i), check);
     await run(20_000, 0);
     await sleep(200);
     const bufferRate = await run(NODE_MESSAGES, 20_000);
@@ -496,21 +501,7 @@ async function windowRun(c: WindowCase, count: number): Promise<{ rate: number; 
     runtime.node('w.refused').on('input', (msg) => {
       throw new Error(`the buffer refused a message: ${JSON.stringify((msg as { error?: unknown }).error)}`);
     });
-    const run = async (n: number, from: number): Promise<number> => {
-      const base = acks;
-      const started = process.hrtime.bigint();
-      for (let i = 0; i < n; ) {
-        if (i - (acks - base) >= UNACCEPTED_MAX) {
-          await sleep(1);
-          continue;
-        }
-        const until = Math.min(n, i + 2_000);
-        for (; i < until; i++) buffer.receive(reading(from + i, c.devices));
-        await new Promise((done) => setImmediate(done));
-      }
-      while (acks - base < n) await sleep(1);
-      return n / (Number(process.hrtime.bigint() - started) / 1e9);
-    };
+    const run = (n: number, from: number) => closedLoop(buffer, () => acks, n, (i) => reading(from + i, c.devices));
     await run(10_000, 0);
     const sinkNode = runtime.node('w.sink') as BenchNode & { batches?: number };
     const batchesBefore = sinkNode.batches ?? 0;
