@@ -77,16 +77,10 @@ export = function register(RED: NodeAPI): void {
     let closing = false;
     /** Messages that came before the store was open, handled once it is. */
     let early: Array<() => void> = [];
+    // Crash-loop protection (crash-record.ts): what is out is written in the moment the process
+    // dies of an exception.
     const crashes = config.crashLimit > 0 && config.crashFile ? new CrashRecord(config.crashFile, config.crashLimit) : undefined;
-
-    // Crash-loop protection (crash-record.ts): written in the moment the process dies of an
-    // exception; the monitor event leaves the process's own handling of it as it is.
-    const onDeath = (err: unknown) => {
-      if (!crashes || !queue) return;
-      crashes.recordDeath(queue.outRefs(), err);
-      setImmediate(() => crashes.retractDeath());
-    };
-    if (crashes) process.on('uncaughtExceptionMonitor', onDeath);
+    crashes?.watch(() => queue?.outRefs() ?? []);
 
     function openStore(): void {
       const created: QueueStore = config.backend === 'redis' && config.redis ? new RedisStore(config.redis) : new LocalStore(config.local as NonNullable<BufferConfig['local']>);
@@ -412,7 +406,7 @@ export = function register(RED: NodeAPI): void {
     // --- closing --------------------------------------------------------------------------
     node.on('close', (removed: boolean, done: () => void) => {
       closing = true;
-      process.off('uncaughtExceptionMonitor', onDeath);
+      crashes?.unwatch();
       if (reopenTimer) clearTimeout(reopenTimer);
       status.cancel();
       log.flush();

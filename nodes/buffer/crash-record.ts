@@ -31,6 +31,17 @@ interface RecordFile {
   died?: { at: number; error: string; out: string[] };
 }
 
+/** Records watching for a death, with what each had out: one process listener for all of them. */
+const watching = new Map<CrashRecord, () => string[]>();
+
+function onDeath(err: unknown): void {
+  for (const [record, out] of watching) record.recordDeath(out(), err);
+  // Still here on the next turn: something handled the exception and the process lives on.
+  setImmediate(() => {
+    for (const record of watching.keys()) record.retractDeath();
+  });
+}
+
 export class CrashRecord {
   private suspects = new Map<string, Suspect>();
   /** Whether a death was written and the process may yet live on (someone handled the exception). */
@@ -76,6 +87,21 @@ export class CrashRecord {
       problem ??= `the crash record ${this.path} could not be written (${(err as Error).message})`;
     }
     return { suspects: this.suspects.size, problem };
+  }
+
+  /**
+   * Writes, when the process dies of an uncaught exception or an unhandled rejection, what `out`
+   * says was out then. Node's 'uncaughtExceptionMonitor' event leaves the process's own handling
+   * of the exception (Node-RED's, or Node's default) exactly as it is.
+   */
+  watch(out: () => string[]): void {
+    if (watching.size === 0) process.on('uncaughtExceptionMonitor', onDeath);
+    watching.set(this, out);
+  }
+
+  unwatch(): void {
+    if (!watching.delete(this)) return;
+    if (watching.size === 0) process.off('uncaughtExceptionMonitor', onDeath);
   }
 
   /** Deaths in a row counted for a message. */
