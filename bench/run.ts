@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { format, met, type Figure } from './measure';
 import { benchBuffer } from './buffer';
 import { benchDeviceAuth } from './device-auth';
+import { benchFrontDoors } from './front-doors';
 import { benchSalesforce } from './salesforce';
 import { benchThreshold } from './threshold';
 import { benchTimeseries } from './timeseries';
@@ -15,6 +16,7 @@ import { benchTimeseries } from './timeseries';
 const BENCHES: Record<string, () => Promise<Figure[]>> = {
   threshold: benchThreshold,
   'device-auth': benchDeviceAuth,
+  'front-doors': benchFrontDoors,
   salesforce: benchSalesforce,
   timeseries: benchTimeseries,
   buffer: benchBuffer,

@@ -13,7 +13,7 @@ import { rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { reject } from '../shared/coded-error';
-import { deliveryOf, settleDelivery, type DeliverySource, type Outcome } from '../shared/delivery';
+import { deliveryOf, outcomeOfReturned, settleDelivery, type DeliverySource, type Outcome } from '../shared/delivery';
 import { defaultKey } from '../shared/device';
 import { LogSummary } from '../shared/log-summary';
 import { throttled } from '../shared/throttle';
@@ -51,7 +51,7 @@ export = function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, def);
     const node = this;
     const outputs = outputsOf(def.acceptedOutput === true);
-    const rejection = { outputs: outputs.count, catchErrors: def.catchErrors === true };
+    const rejection = { outputs: outputs.count, catchErrors: def.catchErrors === true, RED };
 
     let config: BufferConfig;
     let keyReader: PropertyReader | undefined;
@@ -150,7 +150,7 @@ export = function register(RED: NodeAPI): void {
       try {
         const token = deliveryOf(msg);
         if (token && token.source === node.id) {
-          queue?.settle(token.id, outcomeOf(msg));
+          queue?.settle(token.id, outcomeOfReturned(msg));
           done();
           return;
         }
@@ -172,19 +172,6 @@ export = function register(RED: NodeAPI): void {
         reject(node, msg, 'internal', (err as Error).message, send, done, rejection);
       }
     });
-
-    /** A Complete node's message settles as done; a Catch node's (msg.error) as failed. */
-    function outcomeOf(msg: NodeMessage): Outcome {
-      const error = msg.error as { message?: unknown; source?: { type?: unknown; name?: unknown } } | undefined;
-      if (error === undefined || error === null) return { ok: true };
-      const source = error.source;
-      const from = source && typeof source.type === 'string' ? `${source.type}${typeof source.name === 'string' && source.name ? ` "${source.name}"` : ''}: ` : '';
-      // Node-RED puts the error's toString() in msg.error.message: "Error: ..." says nothing.
-      const text = typeof error.message === 'string' ? error.message.replace(/^Error: /, '') : String(error);
-      const reason = `${from}${text}`;
-      const retryAfter = Number(msg.retryAfter);
-      return { ok: false, reason, retry: msg.retry !== false, retryAfterMs: Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : undefined };
-    }
 
     function storeMessage(msg: NodeMessage, send: Send, done: Done): void {
       if (!queue) {
@@ -250,14 +237,13 @@ export = function register(RED: NodeAPI): void {
      */
     function refuseUnroutable(msg: NodeMessage, shape: ShapeProblem, send: Send, done: Done): void {
       for (const property of shape.properties) delete (msg as Record<string, unknown>)[property];
-      const message = RED._('iot-buffer.errors.unroutable', { problem: shape.message });
-      settleDelivery(RED, msg, { ok: false, reason: `${shape.code}: ${message}`, retry: false });
-      reject(node, msg, shape.code, message, send, done, rejection);
+      // reject() settles the sender's token: for good, as too_deep and too_many_keys are final.
+      reject(node, msg, shape.code, RED._('iot-buffer.errors.unroutable', { problem: shape.message }), send, done, rejection);
     }
 
     function refuse(msg: NodeMessage, err: StoreError, send: Send, done: Done, code: string = err.code): void {
       if (['disk_full', 'no_permission', 'io_error', 'backend_unavailable', 'overloaded', 'queue_full'].includes(err.code)) problem(err);
-      settleDelivery(RED, msg, { ok: false, reason: `${code}: ${err.message}`, retry: true });
+      // reject() settles the sender's token: again later for what may pass then (full, disk, Redis), for good otherwise.
       reject(node, msg, code, err.message, send, done, rejection);
     }
 

@@ -3,19 +3,25 @@
  * credential, the registry gives its verdict, and this node polices the rest (payload size,
  * replays, rates, the body's syntax, field allow-lists, the sensors of a gateway's batch).
  *
- * Order: size cap; credential (missing, malformed); the registry's verdict (lockout, unknown,
- * revoked, signature, time); replay; per-device rate; body parsing (only bytes that verified are
- * parsed); allow-list; gateway sensors.
+ * Order: size cap (and, for a body something already parsed, its depth and key count); credential
+ * (missing, malformed); the registry's verdict (lockout, unknown, revoked, signature, time);
+ * replay; per-device rate; body parsing within the depth and key limits (only bytes that verified
+ * are parsed); allow-list; the reading's time; gateway sensors (each with its own time).
  */
 import { STATUS_CODES } from 'node:http';
 import type { DeviceIdentity } from '../shared/device';
 import type { AuthMethod, DeviceRegistryService, Presented, RejectCode, Verdict, VerifyPolicy } from '../shared/device-registry-api';
 import { sha256Hex } from '../shared/digest';
+import { checkShape, LimitError, parseJsonWithin, type LimitCode, type ShapeLimits } from '../shared/json-limits';
 import { isUtf8Text, looksLikeJson } from '../shared/payload';
+import { readingTime } from '../shared/timestamp';
 import { ReplayCache } from './replay-cache';
 import { TokenBuckets } from './token-bucket';
 
 export type AuthMode = 'anonymous' | AuthMethod | 'broker' | 'auto';
+
+/** Why a message (or one reading of a batch) is refused: the registry's codes and this node's own. */
+export type AuthCode = RejectCode | LimitCode | 'bad_timestamp' | 'internal';
 
 export interface AuthSettings {
   mode: AuthMode;
@@ -24,6 +30,10 @@ export interface AuthSettings {
   requireJti: boolean;
   /** Largest body in bytes; 0: no cap. */
   maxBytes: number;
+  /** How deep a body may nest and how many keys and items it may hold (checked before it is parsed). */
+  limits: ShapeLimits;
+  /** The reading's own time field (ms or s since the epoch, or ISO 8601); '': none, the time of acceptance. */
+  timeField: string;
   /** What the body becomes once verified. */
   parse: 'auto' | 'json' | 'raw';
   /** Top-level payload fields that go on; empty: all. */
@@ -68,25 +78,30 @@ export interface SensorReading {
   device: DeviceIdentity;
   item: unknown;
   index: number;
+  /** When the reading was measured (its own time), else accepted; ms since the epoch. */
+  time: number;
 }
 
 export interface SensorRejection {
-  code: RejectCode;
+  code: AuthCode;
   message: string;
   item: unknown;
   index: number;
 }
 
 export type AuthOutcome =
-  | { ok: true; device: DeviceIdentity; payload: unknown; sensors?: SensorReading[]; rejectedSensors?: SensorRejection[] }
-  | { ok: false; code: RejectCode; message: string; status: number; retryAfterSeconds?: number; id?: string };
+  | { ok: true; device: DeviceIdentity; payload: unknown; time: number; sensors?: SensorReading[]; rejectedSensors?: SensorRejection[] }
+  | { ok: false; code: AuthCode; message: string; status: number; retryAfterSeconds?: number; id?: string };
 
 type Rejection = Extract<AuthOutcome, { ok: false }>;
 
 /** The HTTP status an HTTP flow answers a rejection with; the body says no more than its name. */
-export function httpStatusOf(code: RejectCode): number {
+export function httpStatusOf(code: AuthCode): number {
   switch (code) {
     case 'malformed':
+    case 'too_deep':
+    case 'too_many_keys':
+    case 'bad_timestamp':
       return 400;
     case 'too_large':
       return 413;
@@ -104,11 +119,29 @@ export function httpStatusOf(code: RejectCode): number {
   }
 }
 
+/**
+ * The HTTP status of a refusal for good that came from downstream (a settlement, not this node's
+ * own rejection): the limits' own statuses, else 422 (understood, and will never be taken).
+ */
+export function refusalStatus(code: string | undefined): number {
+  switch (code) {
+    case 'too_large':
+      return 413;
+    case 'malformed':
+    case 'too_deep':
+    case 'too_many_keys':
+    case 'bad_timestamp':
+      return 400;
+    default:
+      return 422;
+  }
+}
+
 export function statusText(status: number): string {
   return STATUS_CODES[status] ?? 'Error';
 }
 
-function rejection(code: RejectCode, message: string, id?: string): Rejection {
+function rejection(code: AuthCode, message: string, id?: string): Rejection {
   const out: Rejection = { ok: false, code, message, status: httpStatusOf(code) };
   if (id !== undefined) out.id = id;
   return out;
@@ -178,6 +211,11 @@ export class DeviceAuthCore {
 
   private run(input: AuthInput, now: number): AuthOutcome | Promise<AuthOutcome> {
     const bytes = bodyBytes(input.body, input.http);
+    if (!bytes) {
+      // Parsed before it came here (an http in node, a broker): bounded before anything walks it.
+      const shape = checkShape(input.body, this.settings.limits);
+      if (shape) return rejection(shape.code, shape.message);
+    }
     const max = this.settings.maxBytes;
     if (max > 0) {
       const size = bytes ? bytes.length : Buffer.byteLength(safeJson(input.body));
@@ -189,7 +227,7 @@ export class DeviceAuthCore {
       const source = input.source || 'unknown';
       const limited = this.limit(`anonymous:${source}`, now);
       if (limited) return limited;
-      return this.accept({ id: `anonymous:${source}`, method: 'anonymous' }, input, bytes, 'anonymous');
+      return this.accept({ id: `anonymous:${source}`, method: 'anonymous' }, input, bytes, 'anonymous', now);
     }
     if (mode === 'broker') {
       const device = input.brokerMark === undefined ? undefined : this.brokerIdentity(input.brokerMark);
@@ -263,7 +301,7 @@ export class DeviceAuthCore {
     }
     const limited = this.limit(device.id, now);
     if (limited) return limited;
-    return this.accept(device, input, bytes, device.method ?? 'unknown');
+    return this.accept(device, input, bytes, device.method ?? 'unknown', now);
   }
 
   private limit(key: string, now: number): Rejection | undefined {
@@ -275,15 +313,26 @@ export class DeviceAuthCore {
     return limited;
   }
 
-  private accept(device: DeviceIdentity, input: AuthInput, bytes: Buffer | undefined, method: string): AuthOutcome {
+  private accept(device: DeviceIdentity, input: AuthInput, bytes: Buffer | undefined, method: string, now: number): AuthOutcome {
     const payload = this.parsed(input, bytes);
     if (isRejection(payload)) return { ...payload, id: device.id };
     const allowed = this.settings.allowedFields;
-    if (allowed.length > 0 && payload !== null && typeof payload === 'object' && !Array.isArray(payload) && !Buffer.isBuffer(payload)) {
-      for (const key of Object.keys(payload)) if (!allowed.includes(key)) delete (payload as Record<string, unknown>)[key];
+    if (allowed.length > 0 && isRecord(payload)) {
+      for (const key of Object.keys(payload)) if (!allowed.includes(key)) delete payload[key];
     }
-    if (!this.settings.gateway) return { ok: true, device, payload };
-    return this.sensors(device, payload, method);
+    const time = this.timeOf(payload, now);
+    if (isRejection(time)) return { ...time, id: device.id };
+    if (!this.settings.gateway) return { ok: true, device, payload, time };
+    return this.sensors(device, payload, method, time, now);
+  }
+
+  /** The reading's own time, else `now`; a time field that is not a time refuses the reading. */
+  private timeOf(reading: unknown, now: number): number | Rejection {
+    const field = this.settings.timeField;
+    if (!field || !isRecord(reading) || reading[field] === undefined) return now;
+    const time = readingTime(reading[field]);
+    if (Number.isNaN(time)) return rejection('bad_timestamp', `${field} ${JSON.stringify(reading[field])?.slice(0, 64)} is not a time (ms or s since the epoch, or ISO 8601 with a zone)`);
+    return time;
   }
 
   private parsed(input: AuthInput, bytes: Buffer | undefined): unknown {
@@ -293,18 +342,23 @@ export class DeviceAuthCore {
     const type = input.http?.contentType?.toLowerCase() ?? '';
     if (mode === 'json' || type.includes('json') || (type === '' && looksLikeJson(bytes))) {
       try {
-        return JSON.parse(bytes.toString('utf8')) as unknown;
+        return parseJsonWithin(bytes, { maxBytes: Infinity, ...this.settings.limits });
       } catch (err) {
+        if (err instanceof LimitError) return rejection(err.code, err.message);
         return rejection('malformed', `the body is not valid JSON: ${(err as Error).message}`);
       }
     }
-    if (type.startsWith('application/x-www-form-urlencoded')) return Object.fromEntries(new URLSearchParams(bytes.toString('utf8')));
+    if (type.startsWith('application/x-www-form-urlencoded')) {
+      const form = [...new URLSearchParams(bytes.toString('utf8'))];
+      if (form.length > this.settings.limits.maxKeys) return rejection('too_many_keys', `the form holds more than ${this.settings.limits.maxKeys} fields`);
+      return Object.fromEntries(form);
+    }
     if (type.startsWith('text/') || (type === '' && isUtf8Text(bytes))) return bytes.toString('utf8');
     return bytes;
   }
 
-  /** Checks each sensor of a gateway's batch; the ones not under it are rejected one by one. */
-  private sensors(gateway: DeviceIdentity, payload: unknown, method: string): AuthOutcome {
+  /** Checks each sensor of a gateway's batch; the ones not under it (or with a bad time) are rejected one by one. */
+  private sensors(gateway: DeviceIdentity, payload: unknown, method: string, time: number, now: number): AuthOutcome {
     const { batchPath, sensorField } = this.settings.gateway as NonNullable<AuthSettings['gateway']>;
     const container = payload !== null && typeof payload === 'object' && !Array.isArray(payload) && batchPath ? (payload as Record<string, unknown>) : undefined;
     const batch = Array.isArray(payload) ? payload : container?.[batchPath];
@@ -320,16 +374,22 @@ export class DeviceAuthCore {
         return;
       }
       const verdict = (this.registry as DeviceRegistryService).sensor(gateway.id, sensorId, method);
-      if (verdict.ok) sensors.push({ device: verdict.device, item, index });
-      else rejectedSensors.push({ code: verdict.code, message: verdict.message, item, index });
+      if (!verdict.ok) {
+        rejectedSensors.push({ code: verdict.code, message: verdict.message, item, index });
+        return;
+      }
+      const at = this.timeOf(item, now);
+      if (isRejection(at)) rejectedSensors.push({ code: at.code, message: `reading ${index}: ${at.message}`, item, index });
+      else sensors.push({ device: verdict.device, item, index, time: at });
     });
     if (sensors.length === 0) {
       const first = rejectedSensors[0];
-      return rejection(first.code === 'malformed' ? 'malformed' : 'not_under_gateway', `no reading of the batch is from a sensor of ${gateway.id}: ${first.message}`, gateway.id);
+      const code = first.code === 'malformed' || first.code === 'bad_timestamp' ? first.code : 'not_under_gateway';
+      return rejection(code, `no reading of the batch is from a sensor of ${gateway.id}: ${first.message}`, gateway.id);
     }
     const accepted = sensors.map((s) => s.item);
     const filtered = container ? { ...container, [batchPath]: accepted } : accepted;
-    return { ok: true, device: gateway, payload: filtered, sensors, rejectedSensors };
+    return { ok: true, device: gateway, payload: filtered, time, sensors, rejectedSensors };
   }
 }
 
@@ -345,6 +405,10 @@ function detectMode(input: AuthInput): Exclude<AuthMode, 'auto'> | Rejection {
   if (f.signature !== undefined && f.nonce !== undefined && f.timestamp !== undefined) return 'hmac';
   if (f.apiKey !== undefined && f.apiKey !== '') return 'apikey';
   return rejection('missing_credentials', 'the message carries no credentials (API key, HMAC signature, SAS token, JWT) and did not come from an iot-mqtt-broker node');
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && !Buffer.isBuffer(value);
 }
 
 function safeJson(value: unknown): string {

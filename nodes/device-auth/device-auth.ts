@@ -1,20 +1,33 @@
 /**
  * iot-device-auth: the Node-RED side of the device-auth pipeline. Reads where the credentials are
- * (typed inputs), hands them to the core, removes credential material from the message, and
- * sends it on as authenticated (msg.device) or rejected (msg.error, and msg.statusCode for HTTP).
+ * (typed inputs), hands them to the core, removes credential material from the message, sets the
+ * reading's time, and sends it on as authenticated (msg.device) or rejected (msg.error, and
+ * msg.statusCode for HTTP).
+ *
+ * It is also a delivery source (nodes/shared/delivery.ts): set to answer HTTP senders "once
+ * stored", it holds the answer until what it handed on is settled; and when it splits a batch
+ * that carries a delivery of its own (from a broker holding the PUBACK), it hands on the parts
+ * with tokens of its own and settles the batch once every part is settled.
  */
+import { randomBytes } from 'node:crypto';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { identifyByBroker, brokerMarkOf, BROKER_PROPERTY } from '../shared/broker-identity';
 import { reject } from '../shared/coded-error';
+import { DeadlineTimer } from '../shared/deadline-timer';
+import { deliveryOf, outcomeOfReturned, settleToken, DELIVERY_PROPERTY, type DeliverySource, type DeliveryToken, type Outcome } from '../shared/delivery';
 import { registryService, type DeviceRegistryService } from '../shared/device-registry-api';
+import { HeldReceipts } from '../shared/held-receipts';
+import { LogSummary } from '../shared/log-summary';
 import { throttled } from '../shared/throttle';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
-import { DeviceAuthCore, statusText, type AuthInput, type AuthMode, type AuthOutcome, type CredentialFields } from './auth-core';
-import { CREDENTIAL_DEFAULTS, settingsFromProperties, type DeviceAuthProperties } from './node-config';
+import { DeviceAuthCore, refusalStatus, statusText, type AuthCode, type AuthInput, type AuthMode, type AuthOutcome, type CredentialFields } from './auth-core';
+import { answerFromProperties, CREDENTIAL_DEFAULTS, settingsFromProperties, type AnswerSettings, type DeviceAuthProperties } from './node-config';
 import { credentialPath, removeCredentials, type CredentialPath } from './scrub';
 
+type DeviceAuthNode = Node & DeliverySource;
 type Send = (msg: Array<NodeMessage | NodeMessage[] | null>) => void;
 type Done = (err?: Error) => void;
+type Rejection = Extract<AuthOutcome, { ok: false }>;
 
 /** Credential fields read from the message, and whether they are secrets to remove after use. */
 const FIELDS: Array<{ name: keyof CredentialFields; secret: boolean }> = [
@@ -40,6 +53,12 @@ const USED: Record<AuthMode, Array<keyof CredentialFields>> = {
 
 const STATUS_EVERY_MS = 500;
 const OUTPUTS = 2;
+/** What a 503 asks the sender to wait when nobody said how long: long enough not to hammer, short for a blip. */
+const RETRY_AFTER_S = 5;
+/** Answers not settled in time are logged once, then counted per minute. */
+const TIMEOUT_LOG_EVERY_MS = 60_000;
+/** Codes whose message could hold a value too deep or too large to pass on, even for logging. */
+const LIMIT_CODES: ReadonlySet<AuthCode> = new Set(['too_deep', 'too_many_keys', 'too_large']);
 
 interface HttpRequestLike {
   method?: unknown;
@@ -49,18 +68,47 @@ interface HttpRequestLike {
   headers?: Record<string, unknown>;
 }
 
+/** The parts of Express's response this node answers through (as Node-RED's http response node does). */
+interface ExpressResponse {
+  headersSent?: boolean;
+  writableEnded?: boolean;
+  set(field: string, value: string): unknown;
+  status(code: number): ExpressResponse;
+  json(body: unknown): unknown;
+  send(body: string): unknown;
+  end(): unknown;
+}
+
+/** An HTTP request this node answers itself ("once stored"). */
+interface HttpSender {
+  answer(status: number, retryAfterSeconds?: number): void;
+}
+
+/** One message being handled: how to go on, and the answer this node owes, if any. */
+interface Handling {
+  msg: NodeMessage;
+  send: Send;
+  done: Done;
+  sender?: HttpSender;
+  /** Sent on: from then on its receipt belongs to its settlement, whatever throws. */
+  handedOn?: boolean;
+}
+
 export = function register(RED: NodeAPI): void {
-  function IotDeviceAuthNode(this: Node, def: NodeDef & DeviceAuthProperties): void {
+  function IotDeviceAuthNode(this: DeviceAuthNode, def: NodeDef & DeviceAuthProperties): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true };
+    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true, RED };
+    node.settleDelivery = () => undefined;
 
     let core: DeviceAuthCore;
+    let answers: AnswerSettings;
     let readers: Array<{ name: keyof CredentialFields; reader: PropertyReader; secretPath?: string }>;
     let sourceReader: PropertyReader | undefined;
     let registry: DeviceRegistryService | undefined;
     try {
       const settings = settingsFromProperties(def);
+      answers = answerFromProperties(def);
       registry = registryService(RED, def.registry);
       // Anonymous messages need no registry, nor do broker identities unless gateway sensors are checked.
       if (!registry && (settings.gateway || !['anonymous', 'broker'].includes(settings.mode))) throw new Error(RED._('iot-device-auth.errors.no-registry'));
@@ -89,31 +137,87 @@ export = function register(RED: NodeAPI): void {
       .map((r) => credentialPath(RED.util.normalisePropertyExpression(r.secretPath as string) as Array<string | number>))
       .filter((p): p is CredentialPath => p !== undefined);
 
+    // --- receipts held for senders and for split batches ------------------------------------
+    const receipts = new HeldReceipts(`${randomBytes(4).toString('hex')}.`, answers.withinMs);
+    const expiry = new DeadlineTimer(expire);
+    const timeouts = new LogSummary(TIMEOUT_LOG_EVERY_MS);
+    node.settleDelivery = (id: string, outcome: Outcome) => {
+      if (receipts.settle(id, outcome)) status.schedule();
+    };
+
+    function expire(): void {
+      const expired = receipts.expire(Date.now());
+      for (let i = 0; i < expired; i++) timeouts.report('not-settled', RED._('iot-device-auth.errors.not-settled', { seconds: answers.withinMs / 1000 }), (text) => node.warn(text));
+      armExpiry();
+      status.schedule();
+    }
+
+    function armExpiry(): void {
+      const next = receipts.nextDeadline();
+      if (next !== undefined) expiry.arm(next);
+    }
+
+    // --- messages in ------------------------------------------------------------------------
     node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
-      try {
+      // One of its own deliveries wired back (a Catch node after a decoder that failed, a
+      // Complete node): it settles that delivery, as a buffer's ack input does.
+      const token = deliveryOf(msg);
+      if (token?.source === node.id) {
+        node.settleDelivery(token.id, outcomeOfReturned(msg));
+        done();
+        return;
+      }
+      const h: Handling = { msg, send, done: once(done) };
+      // Taken at once: from here on no http response node can answer this sender.
+      if (answers.mode === 'stored') h.sender = httpSenderOf(msg);
+      attempt(h, () => {
         const input = inputOf(msg);
         if (input instanceof Promise) {
           input.then(
-            (i) => authenticate(msg, i, send, done),
-            (err: Error) => finish(msg, { ok: false, code: 'malformed', message: err.message, status: 400 }, send, done),
+            (i) => attempt(h, () => authenticate(h, i)),
+            (err: Error) => attempt(h, () => finish(h, { ok: false, code: 'malformed', message: err.message, status: 400 })),
           );
         } else {
-          authenticate(msg, input, send, done);
+          authenticate(h, input);
         }
-      } catch (err) {
-        reject(node, msg, 'internal', (err as Error).message, send, done, rejection);
-      }
+      });
     });
 
-    function authenticate(msg: NodeMessage, input: AuthInput, send: Send, done: Done): void {
+    /**
+     * Runs a step of handling a message; whatever it throws (in a later tick too: every promise
+     * continuation runs through here) becomes a coded rejection, or, when even that throws or the
+     * message had already gone on (Node-RED throws where it clones a message it cannot route: for
+     * a Complete or Catch node), a log line: never an unhandled rejection.
+     */
+    function attempt(h: Handling, step: () => void): void {
+      try {
+        step();
+      } catch (err) {
+        const message = (err as Error).message;
+        if (h.handedOn) {
+          node.error(RED._('iot-device-auth.errors.internal', { message }));
+          return;
+        }
+        try {
+          refuse(h, { ok: false, code: 'internal', message, status: 503 });
+        } catch {
+          // Not passed on (it would throw again where Node-RED routes it): logged, answered, done.
+          node.error(RED._('iot-device-auth.errors.internal', { message }));
+          h.sender?.answer(503, RETRY_AFTER_S);
+          h.done();
+        }
+      }
+    }
+
+    function authenticate(h: Handling, input: AuthInput): void {
       const outcome = core.authenticate(input, Date.now());
       if (outcome instanceof Promise) {
         outcome.then(
-          (o) => finish(msg, o, send, done),
-          (err: Error) => reject(node, msg, 'internal', err.message, send, done, rejection),
+          (o) => attempt(h, () => finish(h, o)),
+          (err: Error) => attempt(h, () => refuse(h, { ok: false, code: 'internal', message: err.message, status: 503 })),
         );
       } else {
-        finish(msg, outcome, send, done);
+        finish(h, outcome);
       }
     }
 
@@ -160,49 +264,114 @@ export = function register(RED: NodeAPI): void {
       }
     }
 
-    function finish(msg: NodeMessage, outcome: AuthOutcome, send: Send, done: Done): void {
+    function finish(h: Handling, outcome: AuthOutcome): void {
+      const msg = h.msg;
       removeCredentials(msg, secretPaths);
       if (msg[BROKER_PROPERTY] !== undefined) delete msg[BROKER_PROPERTY];
       status.schedule();
       if (!outcome.ok) {
-        // Whatever identity the message claimed, it was not established.
-        delete msg.device;
-        if (isHttp(msg)) {
-          msg.statusCode = outcome.status;
-          msg.payload = statusText(outcome.status);
-          msg.headers = outcome.retryAfterSeconds ? { 'Retry-After': String(outcome.retryAfterSeconds) } : {};
-        }
-        reject(node, msg, outcome.code, outcome.message, send, done, rejection);
+        refuse(h, outcome);
         return;
       }
+      // The edge sets the reading's time once; a time set before this node stands.
+      const timeGiven = msg.timestamp !== undefined;
       msg.device = outcome.device;
       msg.payload = outcome.payload;
-      // A sensor's rejection must not answer the HTTP request its batch came in: no req, no res.
+      if (!timeGiven) msg.timestamp = outcome.time;
+      // A sensor's rejection must not answer the HTTP request its batch came in (no req, no res),
+      // nor settle the batch's delivery: it counts as settled for good.
       const rejected = outcome.rejectedSensors?.map((r) => {
-        const copy = RED.util.cloneMessage({ ...msg, req: undefined, res: undefined } as NodeMessage);
+        const copy = RED.util.cloneMessage({ ...msg, req: undefined, res: undefined, [DELIVERY_PROPERTY]: undefined } as NodeMessage);
         delete copy.req;
         delete copy.res;
+        delete copy[DELIVERY_PROPERTY];
         copy.payload = r.item;
         copy.error = { code: r.code, message: r.message, node: node.id, index: r.index };
         if (rejection.catchErrors) node.error(`${r.code}: ${r.message}`, copy);
         return copy;
       });
-      let accepted: NodeMessage | NodeMessage[] = msg;
+      let parts: NodeMessage[] | undefined;
       if (outcome.sensors && core.settings.gateway?.split) {
         const id = RED.util.generateId();
         // Parts are cloned from the message before the last part, the message itself, changes it.
-        accepted = outcome.sensors.map((s, index, all) => {
+        parts = outcome.sensors.map((s, index, all) => {
           const part = index === all.length - 1 ? msg : RED.util.cloneMessage(msg);
           part.payload = s.item;
           part.device = s.device;
-          const at = (s.item as { timestamp?: unknown }).timestamp;
-          if (typeof at === 'number') part.timestamp = at;
+          if (!timeGiven) part.timestamp = s.time;
           part.parts = { id, index, count: all.length, type: 'array' };
           return part;
         });
       }
-      send([accepted, rejected && rejected.length > 0 ? rejected : null]);
-      done();
+      const upstream = deliveryOf(msg);
+      // A message handed on whole keeps its delivery: whoever settles it settles it upstream.
+      if (h.sender || (parts && upstream)) hold(h, parts ?? [msg], parts || h.sender ? upstream : undefined);
+      h.handedOn = true;
+      h.send([parts ?? msg, rejected && rejected.length > 0 ? rejected : null]);
+      h.done();
+    }
+
+    /** Hands the messages on with tokens of this node, and answers the sender and the upstream delivery once all are settled. */
+    function hold(h: Handling, messages: NodeMessage[], upstream: DeliveryToken | undefined): void {
+      const ids = receipts.hold(
+        messages.length,
+        (outcome) => {
+          h.sender?.answer(...answerFor(outcome));
+          if (upstream) settleToken(RED, upstream, outcome);
+        },
+        Date.now(),
+      );
+      messages.forEach((m, i) => (m[DELIVERY_PROPERTY] = { source: node.id, id: ids[i] }));
+      armExpiry();
+    }
+
+    /** The sender's answer for a settlement: the receipt, "send it again", or the refusal. */
+    function answerFor(outcome: Outcome): [number, number?] {
+      if (outcome.ok) return [answers.status];
+      if (outcome.retry) return [503, outcome.retryAfterMs !== undefined ? Math.max(1, Math.ceil(outcome.retryAfterMs / 1000)) : RETRY_AFTER_S];
+      return [refusalStatus(outcome.code)];
+    }
+
+    function refuse(h: Handling, outcome: Rejection): void {
+      const msg = h.msg;
+      // Whatever identity the message claimed, it was not established.
+      delete msg.device;
+      // Nothing that could overflow a clone goes on, even for logging (Catch and debug nodes clone).
+      if (LIMIT_CODES.has(outcome.code) && msg.payload !== null && typeof msg.payload === 'object' && !Buffer.isBuffer(msg.payload)) delete msg.payload;
+      const retryAfter = outcome.retryAfterSeconds ?? (outcome.status === 503 ? RETRY_AFTER_S : undefined);
+      if (h.sender) {
+        h.sender.answer(outcome.status, retryAfter);
+        // Answered here: what leaves for logging must not be answered again.
+        delete msg.req;
+        msg.statusCode = outcome.status;
+      } else if (isHttp(msg)) {
+        msg.statusCode = outcome.status;
+        msg.payload = statusText(outcome.status);
+        msg.headers = outcome.retryAfterSeconds ? { 'Retry-After': String(outcome.retryAfterSeconds) } : {};
+      }
+      reject(node, msg, outcome.code, outcome.message, h.send, h.done, rejection);
+    }
+
+    /** Takes the HTTP response off the message, to answer it here. */
+    function httpSenderOf(msg: NodeMessage): HttpSender | undefined {
+      const res = (msg as { res?: { _res?: ExpressResponse } }).res;
+      if (res === null || typeof res !== 'object') return undefined;
+      delete (msg as { res?: unknown }).res;
+      const express = res._res;
+      let answered = false;
+      return {
+        answer(code, retryAfterSeconds) {
+          if (answered || !express || typeof express.status !== 'function' || express.headersSent || express.writableEnded) return;
+          answered = true;
+          if (retryAfterSeconds !== undefined) express.set('Retry-After', String(retryAfterSeconds));
+          if (code === 204) express.status(204).end();
+          else if (code < 300) express.status(code).json({ status: 'stored' });
+          else {
+            express.set('Content-Type', 'text/plain; charset=utf-8');
+            express.status(code).send(statusText(code));
+          }
+        },
+      };
     }
 
     // --- status ------------------------------------------------------------------------------
@@ -210,19 +379,26 @@ export = function register(RED: NodeAPI): void {
     const unsubscribe = registry?.onChange(() => status.schedule());
 
     function updateStatus(): void {
-      const counts = `✓ ${core.accepted.toLocaleString('en-US')} · ✗ ${core.rejected.toLocaleString('en-US')}`;
+      timeouts.tick();
+      const waiting = receipts.waiting > 0 ? ` · ${RED._('iot-device-auth.status.waiting', { count: receipts.waiting.toLocaleString('en-US') })}` : '';
+      const counts = `✓ ${core.accepted.toLocaleString('en-US')} · ✗ ${core.rejected.toLocaleString('en-US')}${waiting}`;
       if (registry && registry.state !== 'ready') {
         node.status({ fill: registry.state === 'failed' ? 'red' : 'yellow', shape: 'ring', text: `${RED._(`iot-device-auth.status.registry-${registry.state}`)} · ${counts}` });
         return;
       }
       node.status({ fill: core.rejected > 0 ? 'yellow' : 'green', shape: core.accepted > 0 ? 'dot' : 'ring', text: counts });
+      if (receipts.waiting > 0) status.schedule();
     }
 
     const startup = setImmediate(() => status.now());
     node.on('close', (done: () => void) => {
       clearImmediate(startup);
       status.cancel();
+      expiry.cancel();
       unsubscribe?.();
+      // Nothing held is answered later by a node that is gone: the senders send again.
+      receipts.releaseAll({ ok: false, retry: true, code: 'closed', reason: RED._('iot-device-auth.errors.stopped') });
+      timeouts.flush();
       done();
     });
   }
@@ -233,4 +409,14 @@ export = function register(RED: NodeAPI): void {
 function isHttp(msg: NodeMessage): boolean {
   const res = (msg as { res?: unknown }).res;
   return res !== null && typeof res === 'object';
+}
+
+/** done() at most once, whatever path a message takes. */
+function once(done: Done): Done {
+  let called = false;
+  return (err) => {
+    if (called) return;
+    called = true;
+    done(err);
+  };
 }

@@ -2,6 +2,7 @@
  * The editor's properties of an iot-device-auth node, turned into the core's settings, with a
  * clear error for anything that cannot work.
  */
+import { DEFAULT_PARSE_LIMITS } from '../shared/json-limits';
 import type { AuthMode, AuthSettings } from './auth-core';
 
 export interface DeviceAuthProperties {
@@ -30,6 +31,9 @@ export interface DeviceAuthProperties {
   webhookPrefix?: string;
   webhookContent?: string;
   maxBytes?: string | number;
+  maxDepth?: string | number;
+  maxKeys?: string | number;
+  timeField?: string;
   parse?: string;
   allowedFields?: string;
   rate?: string | number;
@@ -42,6 +46,9 @@ export interface DeviceAuthProperties {
   sensorField?: string;
   gatewayOutput?: string;
   replayCapacity?: string | number;
+  answer?: string;
+  answerStatus?: string | number;
+  answerWithin?: string | number;
   catchErrors?: boolean;
   [property: string]: unknown;
 }
@@ -99,6 +106,12 @@ export function settingsFromProperties(p: DeviceAuthProperties): AuthSettings {
     },
     requireJti: p.requireJti === true,
     maxBytes: number(p.maxBytes, 65_536, 'the size limit'),
+    limits: {
+      maxDepth: number(p.maxDepth, DEFAULT_PARSE_LIMITS.maxDepth, 'the depth limit', 1),
+      maxKeys: number(p.maxKeys, DEFAULT_PARSE_LIMITS.maxKeys, 'the key limit', 1),
+    },
+    // Property missing (an older flow): the reading's own `timestamp`, as for new nodes.
+    timeField: (p.timeField ?? 'timestamp').trim(),
     parse: oneOf(p.parse, ['auto', 'json', 'raw'] as const, 'auto', 'the body parsing'),
     allowedFields: names(p.allowedFields),
     webhookContent,
@@ -110,4 +123,26 @@ export function settingsFromProperties(p: DeviceAuthProperties): AuthSettings {
     settings.gateway = { batchPath: (p.batchPath ?? 'readings').trim(), sensorField: (p.sensorField || 'sensor').trim(), split: p.gatewayOutput !== 'batch' };
   }
   return settings;
+}
+
+/**
+ * Who answers an HTTP sender: the flow (an http response node, as before), or this node itself
+ * once what it handed on is settled ("stored": 2xx once a buffer stored it).
+ */
+export interface AnswerSettings {
+  mode: 'flow' | 'stored';
+  /** The status of a stored answer: 200, 202 or 204. */
+  status: number;
+  /** How long a receipt waits for its settlement before the sender is told to send again. */
+  withinMs: number;
+}
+
+export const ANSWER_STATUSES = [200, 202, 204] as const;
+
+export function answerFromProperties(p: DeviceAuthProperties): AnswerSettings {
+  const mode = oneOf(p.answer, ['flow', 'stored'] as const, 'flow', 'who answers HTTP senders');
+  const status = number(p.answerStatus, 202, 'the answer status');
+  if (!(ANSWER_STATUSES as readonly number[]).includes(status)) throw new Error(`the answer status must be one of ${ANSWER_STATUSES.join(', ')}`);
+  const within = number(p.answerWithin, 30, 'the answer time', 0.001);
+  return { mode, status, withinMs: within * 1000 };
 }

@@ -4,6 +4,16 @@
  * session token, publishes and subscriptions are checked against topic rules, revoked devices are
  * disconnected at once, and sessions are kept on disk (file-persistence.ts). Free of Node-RED.
  *
+ * Acknowledging "once stored": aedes writes a QoS 1 PUBACK (and stores a QoS 2 publish and
+ * writes its PUBREC) after `authorizePublish` called back and before `published` runs, so a
+ * receipt can only be held in `authorizePublish`. There, the publish is handed to the flow with a
+ * receipt, and aedes is called back when the receipt is answered: taken (PUBACK or PUBREC), or
+ * not taken (an error: aedes closes the connection, and the device sends the publish again
+ * after it reconnects, as MQTT clients resend every unacknowledged QoS 1/2 publish). While a
+ * receipt is held aedes reads nothing more of that connection (it reads a connection's next
+ * packets once the last read's are handled), so devices wait, but many devices' publishes
+ * share one store write.
+ *
  * aedes speaks MQTT 3.1 and 3.1.1; MQTT 5 clients are refused by aedes itself.
  */
 import { randomBytes } from 'node:crypto';
@@ -11,7 +21,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from 'nod
 import { createServer as createHttpsServer } from 'node:https';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
 import { createServer as createTlsServer, type TlsOptions } from 'node:tls';
-import { Aedes, type AuthenticateError, type Client, type Connection } from 'aedes';
+import { Aedes, type AuthenticateError, type Client, type Connection, type PublishPacket } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { BrokerIdentitySource, BrokerMark } from '../shared/broker-identity';
 import type { DeviceIdentity } from '../shared/device';
@@ -39,6 +49,8 @@ export interface BrokerSettings {
   clientIdMustMatch: boolean;
   /** Which device publishes go into the flow. */
   deliver: string;
+  /** When a device's QoS 1/2 publish is acknowledged: at once, or once the flow took it (its receipt answered). */
+  acknowledge: 'arrival' | 'stored';
   /** Where sessions are kept; undefined: in memory only. */
   persistenceDir?: string;
   tcp?: ListenerSettings;
@@ -64,12 +76,21 @@ export interface ConnectionEvent {
   topic?: string;
 }
 
+/**
+ * Answers a device publish's receipt: with nothing, acknowledged (PUBACK, PUBREC); with a reason,
+ * not taken (the connection is closed and the device sends it again). Only the first answer counts.
+ */
+export type Receipt = (notTaken?: string) => void;
+
 export interface BrokerEvents {
-  published(delivery: Delivery): void;
+  /** A device publish for the flow; with a receipt to answer when acknowledging "once stored". */
+  published(delivery: Delivery, receipt?: Receipt): void;
   online(event: ConnectionEvent): void;
   offline(event: ConnectionEvent): void;
   refused(event: ConnectionEvent): void;
   denied(event: ConnectionEvent & { action: 'publish' | 'subscribe' }): void;
+  /** A device disconnected because a publish of it was not taken (once per connection). */
+  notTaken(event: ConnectionEvent): void;
   warning(message: string): void;
 }
 
@@ -124,6 +145,10 @@ export class BrokerCore implements BrokerIdentitySource {
   private readonly ended = new Map<string, Session>();
   private readonly pending = new WeakMap<Client, Session>();
   private readonly requestedIds = new WeakMap<Client, string>();
+  /** Publishes handed to the flow from authorizePublish, which `published` must not hand on again. */
+  private readonly held = new WeakSet<object>();
+  /** Connections closed because a publish was not taken. */
+  private readonly notTaken = new WeakSet<Client>();
   private readonly acl: Acl;
   private readonly deliver: string[];
   private unsubscribe: (() => void) | undefined;
@@ -166,7 +191,11 @@ export class BrokerCore implements BrokerIdentitySource {
         const session = this.pending.get(client);
         const device = session?.device;
         const own = device ? this.registry.device(device.id)?.topics?.publish : undefined;
-        if (device && !packet.topic.startsWith('$') && this.acl.publishAs(device.id, packet.topic, own) !== undefined) return callback(null);
+        if (device && !packet.topic.startsWith('$') && this.acl.publishAs(device.id, packet.topic, own) !== undefined) {
+          // A will is published as its connection closes: nobody waits for its receipt.
+          if (this.settings.acknowledge === 'stored' && packet.qos > 0 && !client.closed) return this.holdReceipt(client, packet, callback);
+          return callback(null);
+        }
         this.denied++;
         this.events.denied({ action: 'publish', clientId: client.id, topic: packet.topic, ...(device ? { device } : {}) });
         // MQTT 3.1.1 cannot refuse a publish: the connection is closed (MQTT-3.3.5-2).
@@ -183,21 +212,9 @@ export class BrokerCore implements BrokerIdentitySource {
       },
       published: (packet, client, callback) => {
         callback(null);
-        if (!client) return;
-        const session = this.sessions.get(client.id);
-        if (!session || session.client !== client || !matches(this.deliver, packet.topic.split('/'))) return;
-        const own = this.registry.device(session.device.id)?.topics?.publish;
-        const speaksFor = this.acl.publishAs(session.device.id, packet.topic, own) ?? session.device.id;
-        const device = this.identify({ node: this.settings.nodeId, client: client.id, session: session.token, device: speaksFor });
-        if (!device) return;
-        this.events.published({
-          topic: packet.topic,
-          payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload ?? ''),
-          qos: packet.qos,
-          retain: packet.retain,
-          device,
-          mark: { node: this.settings.nodeId, client: client.id, session: session.token, device: speaksFor },
-        });
+        if (!client || this.held.has(packet)) return;
+        const delivery = this.deliveryOf(client, packet);
+        if (delivery) this.events.published(delivery);
       },
     });
     const aedes = this.aedes;
@@ -248,6 +265,53 @@ export class BrokerCore implements BrokerIdentitySource {
     else finish(verdict);
   }
 
+  /** A device publish as the flow gets it, or undefined when it does not go into the flow. */
+  private deliveryOf(client: Client, packet: Pick<PublishPacket, 'topic' | 'payload' | 'qos' | 'retain'>): Delivery | undefined {
+    // The session as authenticated: a publish may come right after CONNACK, before clientReady.
+    const session = this.pending.get(client);
+    if (!session || !matches(this.deliver, packet.topic.split('/'))) return undefined;
+    const own = this.registry.device(session.device.id)?.topics?.publish;
+    const speaksFor = this.acl.publishAs(session.device.id, packet.topic, own) ?? session.device.id;
+    const device = this.identityOf(session, speaksFor);
+    if (!device) return undefined;
+    return {
+      topic: packet.topic,
+      payload: Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload ?? ''),
+      qos: packet.qos,
+      retain: packet.retain === true,
+      device,
+      mark: { node: this.settings.nodeId, client: client.id, session: session.token, device: speaksFor },
+    };
+  }
+
+  /** Hands a QoS 1/2 publish to the flow with a receipt, and calls aedes back when it is answered. */
+  private holdReceipt(client: Client, packet: PublishPacket, callback: (error?: Error | null) => void): void {
+    const delivery = this.deliveryOf(client, packet);
+    if (!delivery) return callback(null);
+    const handOn = () => {
+      this.held.add(packet);
+      let answered = false;
+      this.events.published(delivery, (notTaken) => {
+        if (answered) return;
+        answered = true;
+        if (notTaken === undefined) return callback(null);
+        if (!this.notTaken.has(client) && !client.closed) {
+          this.notTaken.add(client);
+          this.events.notTaken({ device: delivery.device, clientId: client.id, topic: packet.topic, reason: notTaken, ...(addressOf(client) ? { address: addressOf(client) } : {}) });
+        }
+        // MQTT 3.1.1 has no negative acknowledgement: the connection is closed, the device resends.
+        callback(new Error(`not taken: ${notTaken}`));
+      });
+    };
+    if (packet.qos !== 2) return handOn();
+    // A QoS 2 publish sent again after its PUBREC was lost is already stored: it is not handed on twice.
+    const persistence = (this.aedes as unknown as { persistence: { incomingGetPacket(client: Client, packet: PublishPacket): Promise<unknown> } }).persistence;
+    persistence.incomingGetPacket(client, packet).then(
+      () => callback(null),
+      () => handOn(),
+    );
+  }
+
   /** Closes the connections of devices the registry no longer accepts. */
   private dropRevoked(): void {
     for (const session of this.sessions.values()) {
@@ -271,15 +335,20 @@ export class BrokerCore implements BrokerIdentitySource {
       this.ended.delete(session.token);
       return undefined;
     }
+    return this.identityOf(session, mark.device);
+  }
+
+  /** Who a session's publish speaks for (its device, or a sensor of a gateway), if the registry still accepts it. */
+  private identityOf(session: Session, speaksFor: string): DeviceIdentity | undefined {
     const connected = session.device;
-    const view = this.registry.device(mark.device);
+    const view = this.registry.device(speaksFor);
     if (!view || !view.enabled) return undefined;
     const device: DeviceIdentity = { id: view.id, method: connected.method };
-    if (mark.device !== connected.id) {
+    if (speaksFor !== connected.id) {
       if (!this.settings.gatewaySensors || view.gateway !== connected.id) return undefined;
       device.gateway = connected.id;
     }
-    if (connected.claims && mark.device === connected.id) device.claims = connected.claims;
+    if (connected.claims && speaksFor === connected.id) device.claims = connected.claims;
     if (view.meta) device.meta = view.meta;
     return device;
   }

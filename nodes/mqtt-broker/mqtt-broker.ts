@@ -1,19 +1,31 @@
 /**
  * iot-mqtt-broker: an embedded MQTT broker (aedes; TCP, WebSocket, optional TLS) that verifies
  * every device against a device registry. Its outputs: device publishes with the authenticated
- * identity, connection events (online, offline, refused, denied), and rejected input. Messages
- * sent to its input are published to the devices.
+ * identity, connection events (online, offline, refused, denied, not taken), and rejected input
+ * (messages to publish it could not, device publishes it could not parse). Messages sent to its
+ * input are published to the devices.
+ *
+ * Acknowledging QoS 1/2 "once stored", it is a delivery source (nodes/shared/delivery.ts): each
+ * device publish goes into the flow with a token, and its PUBACK (PUBREC) waits until the token is
+ * settled: ok or refused for good, acknowledged; not taken, or not settled within "Answer
+ * within", the connection is closed so that the device sends it again.
  */
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { TlsOptions } from 'node:tls';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { BROKER_PROPERTY, type BrokerIdentitySource, type BrokerMark } from '../shared/broker-identity';
 import { reject } from '../shared/coded-error';
+import { DeadlineTimer } from '../shared/deadline-timer';
+import { deliveryOf, DELIVERY_PROPERTY, outcomeOfReturned, type DeliverySource, type Outcome } from '../shared/delivery';
 import type { DeviceIdentity } from '../shared/device';
 import { registryService } from '../shared/device-registry-api';
+import { HeldReceipts } from '../shared/held-receipts';
+import { DEFAULT_PARSE_LIMITS, LimitError, parseJsonWithin, type ParseLimits } from '../shared/json-limits';
+import { LogSummary } from '../shared/log-summary';
 import { isUtf8Text, looksLikeJson } from '../shared/payload';
 import { throttled } from '../shared/throttle';
-import { BrokerCore, type BrokerEvents, type BrokerSettings, type ConnectionEvent } from './broker-core';
+import { BrokerCore, type BrokerEvents, type BrokerSettings, type ConnectionEvent, type Delivery, type Receipt } from './broker-core';
 import { CONNECT_METHODS, type ConnectMethod } from './connect';
 
 interface BrokerDef extends NodeDef {
@@ -34,18 +46,27 @@ interface BrokerDef extends NodeDef {
   gatewaySensors?: boolean;
   clientIdMustMatch?: boolean;
   deliver?: string;
-  payloadFormat?: 'auto' | 'buffer' | 'string';
+  payloadFormat?: 'auto' | 'json' | 'buffer' | 'string';
+  maxBytes?: string | number;
+  maxDepth?: string | number;
+  maxKeys?: string | number;
+  acknowledge?: string;
+  answerWithin?: string | number;
   persist?: boolean;
   catchErrors?: boolean;
 }
 
-type BrokerNode = Node & BrokerIdentitySource;
+type BrokerNode = Node & BrokerIdentitySource & DeliverySource;
 type Send = (msg: Array<NodeMessage | null>) => void;
 type Done = (err?: Error) => void;
 
 const OUTPUTS = 3;
 const RETRY_LISTEN_MS = 10_000;
 const STATUS_EVERY_MS = 500;
+/** Receipts not settled in time are logged once, then counted per minute. */
+const TIMEOUT_LOG_EVERY_MS = 60_000;
+/** A receipt that timed out keeps the status yellow this long. */
+const TIMEOUT_SHOWN_MS = 30_000;
 
 function portOf(value: string | number | undefined, fallback: number | undefined): number | undefined {
   if (value === undefined) return fallback;
@@ -60,13 +81,23 @@ function rules(text: string | undefined, fallback: string): string[] {
   return list.length > 0 ? list : [fallback];
 }
 
-function payloadFor(format: BrokerDef['payloadFormat'], payload: Buffer): unknown {
+function limit(value: string | number | undefined, fallback: number, what: string): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${what} must be a whole number of at least 1`);
+  return n;
+}
+
+/** What a device publish becomes in the flow; throws a LimitError (or `malformed` for JSON that is not) when it is refused. */
+function payloadFor(format: NonNullable<BrokerDef['payloadFormat']>, payload: Buffer, limits: ParseLimits): unknown {
   if (format === 'buffer') return payload;
   if (format === 'string') return payload.toString('utf8');
-  if (looksLikeJson(payload)) {
+  if (format === 'json' || looksLikeJson(payload)) {
     try {
-      return JSON.parse(payload.toString('utf8')) as unknown;
-    } catch {
+      return parseJsonWithin(payload, limits);
+    } catch (err) {
+      if (err instanceof LimitError) throw err;
+      if (format === 'json') throw Object.assign(new Error(`the payload is not JSON: ${(err as Error).message}`), { code: 'malformed' });
       // Not JSON after all: handed on as text or bytes.
     }
   }
@@ -77,9 +108,12 @@ export = function register(RED: NodeAPI): void {
   function IotMqttBrokerNode(this: BrokerNode, def: BrokerDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true };
+    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true, RED };
     const registry = registryService(RED, def.registry);
+    node.settleDelivery = () => undefined;
     let settings: BrokerSettings;
+    let limits: ParseLimits;
+    let answerWithinMs: number;
     try {
       if (!registry) throw new Error(RED._('iot-mqtt-broker.errors.no-registry'));
       const methods = new Set((def.methods ?? [...CONNECT_METHODS]).filter((m): m is ConnectMethod => (CONNECT_METHODS as readonly string[]).includes(m)));
@@ -111,11 +145,21 @@ export = function register(RED: NodeAPI): void {
         gatewaySensors: def.gatewaySensors !== false,
         clientIdMustMatch: def.clientIdMustMatch !== false,
         deliver: def.deliver || '#',
+        acknowledge: def.acknowledge === 'stored' ? 'stored' : 'arrival',
         ...(def.persist !== false && userDir ? { persistenceDir: join(userDir, 'iot-state', `mqtt-broker-${node.id.replace(/[^\w.-]/g, '_')}`) } : {}),
         ...(tcpPort !== undefined ? { tcp: { host: def.host || undefined, port: tcpPort, ...(tls ? { tls } : {}) } } : {}),
         ...(wsPort !== undefined ? { ws: { host: def.host || undefined, port: wsPort, path: def.wsPath || '/mqtt', ...(tls ? { tls } : {}) } } : {}),
       };
       if (!Number.isFinite(settings.policy.skewMs) || !Number.isFinite(settings.policy.maxLifetimeMs)) throw new Error(RED._('iot-mqtt-broker.errors.bad-times'));
+      if (def.acknowledge !== undefined && def.acknowledge !== 'arrival' && def.acknowledge !== 'stored') throw new Error(RED._('iot-mqtt-broker.errors.bad-acknowledge'));
+      if (def.payloadFormat !== undefined && !['auto', 'json', 'buffer', 'string'].includes(def.payloadFormat)) throw new Error(RED._('iot-mqtt-broker.errors.bad-payload-format'));
+      limits = {
+        maxBytes: limit(def.maxBytes, DEFAULT_PARSE_LIMITS.maxBytes, RED._('iot-mqtt-broker.label.maxBytes')),
+        maxDepth: limit(def.maxDepth, DEFAULT_PARSE_LIMITS.maxDepth, RED._('iot-mqtt-broker.label.maxDepth')),
+        maxKeys: limit(def.maxKeys, DEFAULT_PARSE_LIMITS.maxKeys, RED._('iot-mqtt-broker.label.maxKeys')),
+      };
+      answerWithinMs = def.answerWithin === undefined || def.answerWithin === '' ? 30_000 : Number(def.answerWithin) * 1000;
+      if (!Number.isFinite(answerWithinMs) || answerWithinMs <= 0) throw new Error(RED._('iot-mqtt-broker.errors.bad-answer-within'));
     } catch (err) {
       const message = (err as Error).message;
       node.error(RED._('iot-mqtt-broker.errors.invalid-config', { message }));
@@ -126,6 +170,30 @@ export = function register(RED: NodeAPI): void {
     }
 
     const format = def.payloadFormat ?? 'auto';
+    // --- receipts held until the flow stored what devices published -----------------------------
+    const receipts = new HeldReceipts(`${randomBytes(4).toString('hex')}.`, answerWithinMs);
+    const expiry = new DeadlineTimer(expire);
+    const timeouts = new LogSummary(TIMEOUT_LOG_EVERY_MS);
+    let lastTimeoutAt = 0;
+    node.settleDelivery = (id: string, outcome: Outcome) => {
+      if (receipts.settle(id, outcome)) status.schedule();
+    };
+
+    function expire(): void {
+      const expired = receipts.expire(Date.now());
+      if (expired > 0) lastTimeoutAt = Date.now();
+      for (let i = 0; i < expired; i++) timeouts.report('not-settled', RED._('iot-mqtt-broker.errors.not-settled', { seconds: answerWithinMs / 1000 }), (text) => node.warn(text));
+      const next = receipts.nextDeadline();
+      if (next !== undefined) expiry.arm(next);
+      status.schedule();
+    }
+
+    /** Taken, or refused for good (MQTT 3.1.1 has no negative PUBACK; the refusal is on the error output of whoever refused): acknowledged. */
+    function answer(receipt: Receipt, outcome: Outcome): void {
+      if (outcome.ok || !outcome.retry) receipt();
+      else receipt(outcome.reason);
+    }
+
     let listening: { tcp?: number; ws?: number } | undefined;
     let problem: string | undefined;
     let closed = false;
@@ -141,23 +209,39 @@ export = function register(RED: NodeAPI): void {
       status.schedule();
     }
 
+    /** A device publish that cannot go into the flow as it is (too deep, too large, not JSON): refused for good. */
+    function refusePublish(delivery: Delivery, code: string, message: string): void {
+      const msg: NodeMessage = { _msgid: RED.util.generateId(), topic: delivery.topic, payload: delivery.payload, qos: delivery.qos, retain: delivery.retain, device: delivery.device };
+      msg.error = { code, message, node: node.id };
+      node.send([null, null, msg]);
+      if (rejection.catchErrors) node.error(`${code}: ${message}`, msg);
+    }
+
     const events: BrokerEvents = {
-      published(delivery) {
-        const msg: NodeMessage = {
-          _msgid: RED.util.generateId(),
-          topic: delivery.topic,
-          payload: payloadFor(format, delivery.payload),
-          qos: delivery.qos,
-          retain: delivery.retain,
-          device: delivery.device,
-        };
+      published(delivery, receipt) {
+        let payload: unknown;
+        try {
+          payload = payloadFor(format, delivery.payload, limits);
+        } catch (err) {
+          refusePublish(delivery, (err as { code?: string }).code ?? 'malformed', (err as Error).message);
+          receipt?.();
+          return;
+        }
+        const msg: NodeMessage = { _msgid: RED.util.generateId(), topic: delivery.topic, payload, qos: delivery.qos, retain: delivery.retain, device: delivery.device };
         msg[BROKER_PROPERTY] = delivery.mark;
+        if (receipt) {
+          const [id] = receipts.hold(1, (outcome) => answer(receipt, outcome), Date.now());
+          msg[DELIVERY_PROPERTY] = { source: node.id, id };
+          expiry.arm(receipts.nextDeadline() as number);
+          status.schedule();
+        }
         node.send([msg, null, null]);
       },
       online: (e) => event('online', e),
       offline: (e) => event('offline', e),
       refused: (e) => event('refused', e),
       denied: (e) => event('denied', e),
+      notTaken: (e) => event('not_taken', e),
       warning: (message) => node.warn(message),
     };
 
@@ -198,6 +282,14 @@ export = function register(RED: NodeAPI): void {
 
     // --- publishing to devices ---------------------------------------------------------------
     node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
+      // One of its own deliveries wired back (a Catch node after a node that failed, a Complete
+      // node): it settles that delivery, as a buffer's ack input does; it is not published.
+      const token = deliveryOf(msg);
+      if (token?.source === node.id) {
+        node.settleDelivery(token.id, outcomeOfReturned(msg));
+        done();
+        return;
+      }
       const topic = msg.topic;
       if (typeof topic !== 'string' || topic === '' || /[#+\u0000]/.test(topic)) {
         reject(node, msg, 'bad_topic', RED._('iot-mqtt-broker.errors.bad-topic'), send, done, rejection);
@@ -234,17 +326,27 @@ export = function register(RED: NodeAPI): void {
         node.status({ fill: registry.state === 'failed' ? 'red' : 'yellow', shape: 'ring', text: RED._(`iot-mqtt-broker.status.registry-${registry.state}`) });
         return;
       }
+      timeouts.tick();
       const parts = [`${core.online} ${RED._('iot-mqtt-broker.status.online')}`];
+      if (receipts.waiting > 0) parts.push(RED._('iot-mqtt-broker.status.waiting', { count: receipts.waiting.toLocaleString('en-US') }));
       if (core.refused > 0) parts.push(`${core.refused} ${RED._('iot-mqtt-broker.status.refused')}`);
       if (core.denied > 0) parts.push(`${core.denied} ${RED._('iot-mqtt-broker.status.denied')}`);
       const ports = [listening.tcp, listening.ws].filter((p) => p !== undefined).join(', ');
-      node.status({ fill: 'green', shape: core.online > 0 ? 'dot' : 'ring', text: `${parts.join(' · ')} · :${ports}` });
+      // Receipts that time out: devices are disconnected to send again (nothing follows that stores them?).
+      const timingOut = Date.now() - lastTimeoutAt < TIMEOUT_SHOWN_MS;
+      if (timingOut) parts.push(RED._('iot-mqtt-broker.status.not-settled'));
+      node.status({ fill: timingOut ? 'yellow' : 'green', shape: core.online > 0 ? 'dot' : 'ring', text: `${parts.join(' · ')} · :${ports}` });
+      if (receipts.waiting > 0 || timingOut) status.schedule();
     }
 
     node.on('close', (removed: boolean, done: () => void) => {
       closed = true;
       if (retry) clearTimeout(retry);
       status.cancel();
+      expiry.cancel();
+      // Receipts still held are not taken: the devices send those publishes again after reconnecting.
+      receipts.releaseAll({ ok: false, retry: true, code: 'closed', reason: RED._('iot-mqtt-broker.errors.stopped') });
+      timeouts.flush();
       unsubscribe?.();
       starting
         .then(() => core.close())

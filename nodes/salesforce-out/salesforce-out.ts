@@ -38,7 +38,7 @@ export = function register(RED: NodeAPI): void {
   function IotSalesforceOutNode(this: Node, def: OutDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true };
+    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true, RED };
     const connection = def.connection ? (RED.nodes.getNode(def.connection) as (Node & SalesforceConnection) | null) : null;
     const config = readOutConfig(def);
     const client = connection?.client;

@@ -1,8 +1,11 @@
 /**
  * The pack's one way to reject a message: `msg.error = { code, message, node }` on the node's
- * last output, and `done(err)` as well when the user asked for Catch-node handling.
+ * last output, `done(err)` as well when the user asked for Catch-node handling, and the delivery
+ * the message carries (nodes/shared/delivery.ts) settled as not done, so that its source (a
+ * buffer, or a front door holding the sender's receipt) learns of it at once.
  */
-import type { Node, NodeMessage } from 'node-red';
+import type { Node, NodeAPI, NodeMessage } from 'node-red';
+import { isSettled, settleDelivery } from './delivery';
 
 export interface CodedError {
   /** Machine-readable, stable: e.g. `not_numeric`, `bad_signature`. */
@@ -17,6 +20,34 @@ export interface RejectOptions {
   outputs: number;
   /** Also call done(err) so that Catch nodes see it. */
   catchErrors: boolean;
+  /** The runtime, to reach the source of the delivery the message carries. */
+  RED: NodeAPI;
+}
+
+/**
+ * Codes that say "not now" rather than "never": the message itself is fine and may succeed when
+ * sent again (a limit, an unreachable registry or store, a node not set up yet). Every other code
+ * refuses the message for good.
+ */
+const TRANSIENT_CODES: ReadonlySet<string> = new Set([
+  'rate_limited',
+  'locked_out',
+  'registry_unavailable',
+  'internal',
+  'invalid_config',
+  'not_published',
+  'queue_full',
+  'overloaded',
+  'disk_full',
+  'no_permission',
+  'io_error',
+  'store_locked',
+  'backend_unavailable',
+  'closed',
+]);
+
+export function isTransient(code: string): boolean {
+  return TRANSIENT_CODES.has(code);
 }
 
 /**
@@ -33,6 +64,9 @@ export function reject(
   options: RejectOptions,
   details?: Record<string, unknown>,
 ): void {
+  // First: a source that hears of the refusal only after the message went on could answer late.
+  // A node that settled it with an outcome of its own (a sink's retry-after) has said it all.
+  if (!isSettled(msg)) settleDelivery(options.RED, msg, { ok: false, retry: isTransient(code), code, reason: `${code}: ${message}` });
   const error: CodedError = { ...details, code, message, node: node.id };
   msg.error = error;
   const out: Array<NodeMessage | null> = new Array(options.outputs).fill(null);

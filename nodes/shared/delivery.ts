@@ -46,6 +46,11 @@ export interface DeliveryToken {
    * gathers messages into batches may write now instead of waiting for more.
    */
   last?: boolean;
+  /**
+   * Set on the message's token by settleDelivery(): a node that settled a delivery with its own
+   * outcome and then rejects the message (nodes/shared/coded-error.ts) does not settle it twice.
+   */
+  settled?: boolean;
 }
 
 export type Outcome =
@@ -54,9 +59,10 @@ export type Outcome =
   /**
    * Not done. `retry: true`: deliver it again later (after `retryAfterMs` when the sink knows,
    * e.g. from a Retry-After header). `retry: false`: it will never succeed (a record Salesforce
-   * rejects as invalid, say): move it to the dead-letter output with the reason.
+   * rejects as invalid, say): move it to the dead-letter output with the reason. `code` is the
+   * coded error of the node that refused it, when one did (a front door answers by it).
    */
-  | { ok: false; reason: string; retry: boolean; retryAfterMs?: number };
+  | { ok: false; reason: string; retry: boolean; retryAfterMs?: number; code?: string };
 
 /** What a node that hands messages on offers for settling them. */
 export interface DeliverySource {
@@ -89,10 +95,39 @@ function sourceOf(RED: NodeAPI, token: DeliveryToken): Partial<DeliverySource> |
 export function settleDelivery(RED: NodeAPI, msg: NodeMessage, outcome: Outcome): boolean {
   const token = deliveryOf(msg);
   if (!token) return false;
+  (msg[DELIVERY_PROPERTY] as DeliveryToken).settled = true;
+  return settleToken(RED, token, outcome);
+}
+
+/** Whether this message's delivery was settled already (through settleDelivery on this message object). */
+export function isSettled(msg: NodeMessage): boolean {
+  const token = msg[DELIVERY_PROPERTY] as Partial<DeliveryToken> | undefined;
+  return token !== null && typeof token === 'object' && token.settled === true;
+}
+
+/** Settles a delivery by its token: for a source that took a message apart and settles the whole. */
+export function settleToken(RED: NodeAPI, token: DeliveryToken, outcome: Outcome): boolean {
   const source = sourceOf(RED, token);
   if (!source || typeof source.settleDelivery !== 'function') return false;
   source.settleDelivery(token.id, outcome);
   return true;
+}
+
+/**
+ * What a message wired back into its source says of its delivery: a Complete node's (no
+ * msg.error) that it is done; a Catch node's that it failed, to be tried again unless
+ * `msg.retry` is false (after `msg.retryAfter` ms when set).
+ */
+export function outcomeOfReturned(msg: NodeMessage): Outcome {
+  const error = msg.error as { message?: unknown; source?: { type?: unknown; name?: unknown } } | undefined;
+  if (error === undefined || error === null) return { ok: true };
+  const source = error.source;
+  const from = source && typeof source.type === 'string' ? `${source.type}${typeof source.name === 'string' && source.name ? ` "${source.name}"` : ''}: ` : '';
+  // Node-RED puts the error's toString() in msg.error.message: "Error: ..." says nothing.
+  const text = typeof error.message === 'string' ? error.message.replace(/^Error: /, '') : String(error);
+  const reason = `${from}${text}`;
+  const retryAfter = Number(msg.retryAfter);
+  return { ok: false, reason, retry: msg.retry !== false, retryAfterMs: Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : undefined };
 }
 
 /** Tells the source of a message how many of its messages this sink can hold at once. */

@@ -27,7 +27,7 @@ export = function register(RED: NodeAPI): void {
   function IotSummaryNode(this: Node, def: NodeDef & SummaryProperties): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const rejection = { outputs: 2, catchErrors: def.catchErrors === true };
+    const rejection = { outputs: 2, catchErrors: def.catchErrors === true, RED };
 
     let aggregator: WindowAggregator;
     let valueReader: PropertyReader;

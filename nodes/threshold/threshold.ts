@@ -34,7 +34,7 @@ export = function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, def);
     const node = this;
     const outputs = def.stateOutput ? 4 : 3;
-    const rejection = { outputs, catchErrors: def.catchErrors === true };
+    const rejection = { outputs, catchErrors: def.catchErrors === true, RED };
 
     let rule: RuleConfig;
     let valueReader: PropertyReader | undefined;

@@ -44,7 +44,7 @@ export = function register(RED: NodeAPI): void {
   function IotTimeseriesOutNode(this: Node, def: TimeseriesDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true };
+    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true, RED };
     const t = (key: string, values?: Record<string, string | number>) => RED._(`iot-timeseries-out.${key}`, values);
 
     const config = RED.nodes.getNode(def.store ?? '') as StoreConfigNode | null;

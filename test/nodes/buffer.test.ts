@@ -495,8 +495,8 @@ describe('iot-buffer node', () => {
       expect(out.caughtOut.map((m) => m.topic)).toEqual(['deep', 'huge']);
       expect(out.storedOut.filter((m) => m.topic !== undefined).map((m) => m.topic)).toEqual(['fine']);
       expect(settledUpstream).toEqual([
-        ['u1', { ok: false, retry: false, reason: expect.stringMatching(/^too_deep: msg.payload/) }],
-        ['u2', { ok: false, retry: false, reason: expect.stringMatching(/^too_many_keys: msg.payload/) }],
+        ['u1', { ok: false, retry: false, code: 'too_deep', reason: expect.stringMatching(/^too_deep: msg.payload/) }],
+        ['u2', { ok: false, retry: false, code: 'too_many_keys', reason: expect.stringMatching(/^too_many_keys: msg.payload/) }],
       ]);
       await eventually('one delivery', () => (received.length === 1 ? true : undefined));
       expect(payloads(received)).toEqual([{ temperature: 21 }]);

@@ -17,6 +17,7 @@ import deviceAuthNode from '../../nodes/device-auth/device-auth';
 import registryNode from '../../nodes/device-registry/device-registry';
 import { signSas } from '../../nodes/device-registry/sas';
 import mqttBrokerNode from '../../nodes/mqtt-broker/mqtt-broker';
+import type { Outcome } from '../../nodes/shared/delivery';
 import { deviceJwt, keyPairs, nowSeconds } from '../support/device-credentials';
 import { helper } from '../support/node-red';
 import { freePort } from '../support/services';
@@ -62,20 +63,21 @@ interface Outputs {
   events: NodeMessage[];
   authenticated: NodeMessage[];
   rejected: NodeMessage[];
+  refusedPublishes: NodeMessage[];
 }
 
 function flow(broker: Record<string, unknown> = {}, registry: Record<string, unknown> = {}): Flow {
   return [
     { id: 'registry', type: 'iot-device-registry', source: 'list', devices, ...registry },
-    { id: 'broker', type: 'iot-mqtt-broker', registry: 'registry', host: '127.0.0.1', port, wires: [['published', 'auth'], ['events'], []], ...broker },
+    { id: 'broker', type: 'iot-mqtt-broker', registry: 'registry', host: '127.0.0.1', port, wires: [['published', 'auth'], ['events'], ['refusedPublishes']], ...broker },
     { id: 'auth', type: 'iot-device-auth', method: 'broker', wires: [['authenticated'], ['rejected']] },
-    ...['published', 'events', 'authenticated', 'rejected'].map((id) => ({ id, type: 'helper' })),
+    ...['published', 'events', 'authenticated', 'rejected', 'refusedPublishes'].map((id) => ({ id, type: 'helper' })),
   ];
 }
 
 async function load(broker?: Record<string, unknown>, registry?: Record<string, unknown>): Promise<Outputs> {
   await helper.load([registryNode, mqttBrokerNode, deviceAuthNode], flow(broker, registry), { registry: { secrets: JSON.stringify(secrets) } });
-  const out: Outputs = { published: [], events: [], authenticated: [], rejected: [] };
+  const out: Outputs = { published: [], events: [], authenticated: [], rejected: [], refusedPublishes: [] };
   for (const id of Object.keys(out) as Array<keyof Outputs>) helper.getNode(id).on('input', (msg: NodeMessage) => out[id].push(msg));
   await eventually('the broker listening', async () => ((await connectOrError('probe', 'x')) instanceof Error ? true : undefined));
   return out;
@@ -92,7 +94,7 @@ async function connectOrError(id: string, password: string, options: IClientOpti
 }
 
 const eventsOf = (out: Outputs, kind: string) => out.events.filter((e) => e.topic === kind).map((e) => e.payload as Record<string, unknown>);
-const brokerNode = () => helper.getNode('broker') as Node & { receive(msg: NodeMessage): void };
+const brokerNode = () => helper.getNode('broker') as Node & { receive(msg: NodeMessage): void; settleDelivery(id: string, outcome: Outcome): void };
 const authNode = () => helper.getNode('auth') as Node & { receive(msg: NodeMessage): void };
 
 describe('iot-mqtt-broker', () => {
@@ -272,3 +274,131 @@ describe('iot-mqtt-broker', () => {
     }
   });
 });
+
+/** A reading nested 3,000 levels deep: 6 KB that overflow the stack of anything that walks it recursively. */
+const DEEP = `{"temperature":${'['.repeat(3000)}1${']'.repeat(3000)}}`;
+
+describe('iot-mqtt-broker parsing within limits', () => {
+  it('refuses a reading nested 3,000 levels deep with too_deep on its error output, and hands nothing of it to the flow', async () => {
+    const out = await load();
+    const pump = await connect('pump-1', KEYS['pump-1']);
+    await pump.publishAsync('devices/pump-1/telemetry', DEEP, { qos: 1 });
+    await pump.publishAsync('devices/pump-1/telemetry', '{"temperature":21}', { qos: 1 });
+    await eventually('the good reading', () => (out.authenticated.length > 0 ? true : undefined));
+    expect(out.published.map((m) => m.payload)).toEqual([{ temperature: 21 }]);
+    await eventually('the refusal', () => (out.refusedPublishes.length > 0 ? true : undefined));
+    expect(out.refusedPublishes[0]).toMatchObject({ topic: 'devices/pump-1/telemetry', device: { id: 'pump-1' }, error: { code: 'too_deep', node: 'broker' } });
+    expect(Buffer.isBuffer(out.refusedPublishes[0].payload)).toBe(true);
+  });
+
+  it('takes its limits from its settings, and with payload JSON refuses what is not JSON', async () => {
+    const out = await load({ payloadFormat: 'json', maxDepth: '2', maxKeys: '3', maxBytes: '100' });
+    const pump = await connect('pump-1', KEYS['pump-1']);
+    for (const body of ['{"a":[1]}', '{"a":[[1]]}', '{"a":1,"b":2,"c":3,"d":4}', `{"a":"${'x'.repeat(100)}"}`, 'hello']) await pump.publishAsync('devices/pump-1/t', body, { qos: 1 });
+    await eventually('four refusals', () => (out.refusedPublishes.length >= 4 ? true : undefined));
+    expect(out.published.map((m) => m.payload)).toEqual([{ a: [1] }]);
+    expect(out.refusedPublishes.map((m) => (m.error as { code: string }).code)).toEqual(['too_deep', 'too_many_keys', 'too_large', 'malformed']);
+  });
+});
+
+describe('iot-mqtt-broker acknowledging QoS 1/2', () => {
+  const tokenOf = (msg: NodeMessage) => msg._delivery as { source: string; id: string } | undefined;
+  /** Whether a publish's promise settled within a short while (an absence cannot be waited for). */
+  const within = async (p: Promise<unknown>, ms = 300) => Promise.race([p.then(() => 'acknowledged', () => 'failed'), sleep(ms).then(() => 'waiting')]);
+
+  it('on arrival when not set (an older flow): no delivery token, the PUBACK at once', async () => {
+    const out = await load();
+    const pump = await connect('pump-1', KEYS['pump-1']);
+    await pump.publishAsync('devices/pump-1/t', '{"temperature":21}', { qos: 1 });
+    await eventually('the publish', () => (out.published.length > 0 ? true : undefined));
+    expect(tokenOf(out.published[0])).toBeUndefined();
+  });
+
+  it('once stored: the PUBACK waits for the settlement, and comes once it is ok', async () => {
+    const out = await load({ acknowledge: 'stored' });
+    const pump = await connect('pump-1', KEYS['pump-1']);
+    const acked = pump.publishAsync('devices/pump-1/t', '{"temperature":21}', { qos: 1 });
+    await eventually('the publish in the flow', () => (out.published.length > 0 ? true : undefined));
+    const token = tokenOf(out.published[0]);
+    expect(token).toMatchObject({ source: 'broker' });
+    expect(await within(acked)).toBe('waiting');
+    await eventually('the receipt shown waiting', () => (statusText().includes('iot-mqtt-broker.status.waiting') ? true : undefined));
+    brokerNode().settleDelivery(token?.id as string, { ok: true });
+    expect(await within(acked, 5_000)).toBe('acknowledged');
+    // Handed to the flow once only (not again when aedes publishes it on).
+    await sleep(100);
+    expect(out.published).toHaveLength(1);
+  });
+
+  it('once stored: a publish refused for good is acknowledged (MQTT 3.1.1 has no negative PUBACK)', async () => {
+    const out = await load({ acknowledge: 'stored' });
+    const pump = await connect('pump-1', KEYS['pump-1']);
+    const acked = pump.publishAsync('devices/pump-1/t', '{"temperature":21}', { qos: 1 });
+    await eventually('the publish in the flow', () => (out.published.length > 0 ? true : undefined));
+    brokerNode().settleDelivery(tokenOf(out.published[0])?.id as string, { ok: false, retry: false, code: 'too_deep', reason: 'too_deep: …' });
+    expect(await within(acked, 5_000)).toBe('acknowledged');
+  });
+
+  it('once stored: a publish not taken gets no PUBACK; the device is disconnected, reconnects and sends it again', async () => {
+    const out = await load({ acknowledge: 'stored' });
+    const pump = await connect('pump-1', KEYS['pump-1'], { reconnectPeriod: 200 });
+    const acked = pump.publishAsync('devices/pump-1/t', '{"temperature":21}', { qos: 1 });
+    await eventually('the publish in the flow', () => (out.published.length > 0 ? true : undefined));
+    brokerNode().settleDelivery(tokenOf(out.published[0])?.id as string, { ok: false, retry: true, code: 'disk_full', reason: 'disk_full: no space left on the device' });
+    await eventually('sent again', () => (out.published.length >= 2 ? true : undefined));
+    expect(await within(acked)).toBe('waiting');
+    expect(out.published[1].payload).toEqual({ temperature: 21 });
+    expect(eventsOf(out, 'not_taken')).toEqual([{ event: 'not_taken', clientId: 'pump-1', device: 'pump-1', address: '127.0.0.1', reason: 'disk_full: no space left on the device', topic: 'devices/pump-1/t' }]);
+    brokerNode().settleDelivery(tokenOf(out.published[1])?.id as string, { ok: true });
+    expect(await within(acked, 5_000)).toBe('acknowledged');
+  });
+
+  it('once stored: a receipt not settled within "Answer within" is not taken, and the broker warns that a buffer must follow', async () => {
+    const out = await load({ acknowledge: 'stored', answerWithin: '0.5' });
+    const pump = await connect('pump-1', KEYS['pump-1'], { reconnectPeriod: 0 });
+    const closed = new Promise<void>((resolve) => pump.once('close', () => resolve()));
+    const acked = pump.publishAsync('devices/pump-1/t', '{"temperature":21}', { qos: 1 });
+    await closed;
+    expect(await within(acked)).not.toBe('acknowledged');
+    expect(eventsOf(out, 'not_taken').map((e) => e.reason)).toEqual(['not settled within 0.5 s']);
+    await eventually('the warning', () => (JSON.stringify(helper.log().args).includes('iot-mqtt-broker.errors.not-settled') ? true : undefined));
+  });
+
+  it('once stored: a delivery wired back to the broker’s input settles it (a Catch node: not taken, unless msg.retry is false), and is not published', async () => {
+    const out = await load({ acknowledge: 'stored' });
+    const pump = await connect('pump-1', KEYS['pump-1'], { reconnectPeriod: 200 });
+    const acked = pump.publishAsync('devices/pump-1/t', '{"temperature":21}', { qos: 1 });
+    await eventually('the publish in the flow', () => (out.published.length > 0 ? true : undefined));
+    brokerNode().receive({ _delivery: out.published[0]._delivery, error: { message: 'Error: decoder busy', source: { type: 'function' } } } as NodeMessage);
+    await eventually('sent again', () => (out.published.length >= 2 ? true : undefined));
+    expect(eventsOf(out, 'not_taken').map((e) => e.reason)).toEqual(['function: decoder busy']);
+    brokerNode().receive({ _delivery: out.published[1]._delivery, retry: false, error: { message: 'Error: cannot decode', source: { type: 'function' } } } as NodeMessage);
+    expect(await within(acked, 5_000)).toBe('acknowledged');
+  });
+
+  it('once stored: QoS 0 stays fire and forget, without a token', async () => {
+    const out = await load({ acknowledge: 'stored' });
+    const pump = await connect('pump-1', KEYS['pump-1']);
+    await pump.publishAsync('devices/pump-1/t', '{"temperature":21}', { qos: 0 });
+    await eventually('the publish', () => (out.published.length > 0 ? true : undefined));
+    expect(tokenOf(out.published[0])).toBeUndefined();
+  });
+
+  it('once stored: a QoS 2 PUBREC waits for the settlement; not taken, the publish comes again', async () => {
+    const out = await load({ acknowledge: 'stored' });
+    const pump = await connect('pump-1', KEYS['pump-1'], { reconnectPeriod: 200, clean: false });
+    const completed = pump.publishAsync('devices/pump-1/t', '{"temperature":22}', { qos: 2 });
+    await eventually('the publish in the flow', () => (out.published.length > 0 ? true : undefined));
+    expect(await within(completed)).toBe('waiting');
+    brokerNode().settleDelivery(tokenOf(out.published[0])?.id as string, { ok: false, retry: true, reason: 'queue_full: …' });
+    await eventually('sent again', () => (out.published.length >= 2 ? true : undefined));
+    brokerNode().settleDelivery(tokenOf(out.published[1])?.id as string, { ok: true });
+    expect(await within(completed, 5_000)).toBe('acknowledged');
+    await sleep(200);
+    expect(out.published).toHaveLength(2);
+  });
+});
+
+function statusText(): string {
+  return (helper.getNode('broker').status as unknown as { lastCall: { args: [{ text: string }] } }).lastCall.args[0].text;
+}

@@ -1,8 +1,10 @@
 /**
- * The delivery protocol between sources (buffer, front doors) and settlers (nodes/shared/delivery.ts).
+ * The delivery protocol between sources (buffer, front doors) and settlers (nodes/shared/delivery.ts),
+ * and the settlement every rejection makes (nodes/shared/coded-error.ts).
  */
-import type { NodeAPI, NodeMessage } from 'node-red';
+import type { Node, NodeAPI, NodeMessage } from 'node-red';
 import { describe, expect, it } from 'vitest';
+import { isTransient, reject } from '../../nodes/shared/coded-error';
 import { announceCapacity, deliveryOf, settleDelivery, type Outcome } from '../../nodes/shared/delivery';
 
 function fakeRed(nodes: Record<string, unknown>): NodeAPI {
@@ -47,5 +49,47 @@ describe('delivery tokens', () => {
     expect(announceCapacity(RED, { _delivery: { source: 'b2', id: 'd1' } }, 'sink-1', 20_000)).toBe(false);
     expect(announceCapacity(RED, { payload: 1 }, 'sink-1', 20_000)).toBe(false);
     expect(announced).toEqual([['sink-1', 20_000]]);
+  });
+});
+
+describe('a rejection settles the delivery the message carries', () => {
+  const node = { id: 'auth' } as Node;
+  const rejectWith = (code: string) => {
+    const settled: Array<[string, Outcome]> = [];
+    const RED = fakeRed({ b1: { settleDelivery: (id: string, outcome: Outcome) => settled.push([id, outcome]) } });
+    const sent: Array<Array<NodeMessage | null>> = [];
+    let doneWith: Error | undefined | null = null;
+    const msg: NodeMessage = { payload: 1, _delivery: { source: 'b1', id: 'd1' } };
+    reject(node, msg, code, 'why', (out) => sent.push(out), (err) => (doneWith = err), { outputs: 2, catchErrors: false, RED });
+    return { settled, sent, doneWith, msg };
+  };
+
+  it('for good (retry: false) when the message itself is at fault', () => {
+    const { settled, sent, doneWith, msg } = rejectWith('too_deep');
+    expect(settled).toEqual([['d1', { ok: false, retry: false, code: 'too_deep', reason: 'too_deep: why' }]]);
+    expect(sent).toEqual([[null, msg]]);
+    expect(msg.error).toEqual({ code: 'too_deep', message: 'why', node: 'auth' });
+    expect(doneWith).toBeUndefined();
+  });
+
+  it.each(['rate_limited', 'registry_unavailable', 'internal', 'disk_full', 'queue_full'])('to be sent again (retry: true) for %s', (code) => {
+    expect(rejectWith(code).settled).toEqual([['d1', { ok: false, retry: true, code, reason: `${code}: why` }]]);
+  });
+
+  it('once only, when the node settled it with an outcome of its own first (a sink’s retry-after)', () => {
+    const settled: Array<[string, Outcome]> = [];
+    const RED = fakeRed({ b1: { settleDelivery: (id: string, outcome: Outcome) => settled.push([id, outcome]) } });
+    const msg: NodeMessage = { payload: 1, _delivery: { source: 'b1', id: 'd1' } };
+    const own: Outcome = { ok: false, retry: true, retryAfterMs: 30_000, reason: 'the store said 503' };
+    settleDelivery(RED, msg, own);
+    reject(node, msg, 'write_failed', 'why', () => undefined, () => undefined, { outputs: 2, catchErrors: false, RED });
+    expect(settled).toEqual([['d1', own]]);
+  });
+
+  it('and nothing when the message carries no delivery', () => {
+    const RED = fakeRed({});
+    const msg: NodeMessage = { payload: 1 };
+    expect(() => reject(node, msg, 'malformed', 'why', () => undefined, () => undefined, { outputs: 1, catchErrors: false, RED })).not.toThrow();
+    expect(isTransient('malformed')).toBe(false);
   });
 });

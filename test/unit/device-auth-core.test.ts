@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { readingTime } from '../../nodes/shared/timestamp';
 import { DeviceAuthCore, httpStatusOf, webhookContent, type AuthInput, type AuthOutcome, type AuthSettings } from '../../nodes/device-auth/auth-core';
 import { ReplayCache } from '../../nodes/device-auth/replay-cache';
 import { TokenBuckets } from '../../nodes/device-auth/token-bucket';
@@ -45,6 +46,8 @@ function settings(overrides: Partial<AuthSettings> = {}): AuthSettings {
     policy: { skewMs: 300_000, maxLifetimeMs: 3_600_000, audiences: [AUDIENCE] },
     requireJti: false,
     maxBytes: 1024,
+    limits: { maxDepth: 32, maxKeys: 10_000 },
+    timeField: 'timestamp',
     parse: 'auto',
     allowedFields: [],
     webhookContent: '{body}',
@@ -129,7 +132,7 @@ describe('the attack table', () => {
 describe('each method', () => {
   it('HMAC over HTTP: the identity with its meta, and the parsed body', async () => {
     const outcome = await run(core({ mode: 'hmac' }), signedHttp());
-    expect(outcome).toEqual({ ok: true, device: { id: 'pump-1', method: 'hmac', meta: { assetId: '02i1', thresholds: { temperature: { warning: 70 } } } }, payload: { temperature: 21.5 } });
+    expect(outcome).toEqual({ ok: true, device: { id: 'pump-1', method: 'hmac', meta: { assetId: '02i1', thresholds: { temperature: { warning: 70 } } } }, payload: { temperature: 21.5 }, time: expect.any(Number) });
   });
 
   it('HMAC over MQTT: the topic is the scope', async () => {
@@ -187,7 +190,7 @@ describe('each method', () => {
     const auth = core({ mode: 'anonymous', rate: { perSecond: 1, burst: 2 }, allowedFields: ['subject', 'description'] });
     const press = (source: string): AuthInput => ({ body: Buffer.from('{"subject":"Help","description":"button","orgid":"X","debug":1}'), source, fields: {} });
     const first = await run(auth, press('10.0.0.7'));
-    expect(first).toEqual({ ok: true, device: { id: 'anonymous:10.0.0.7', method: 'anonymous' }, payload: { subject: 'Help', description: 'button' } });
+    expect(first).toEqual({ ok: true, device: { id: 'anonymous:10.0.0.7', method: 'anonymous' }, payload: { subject: 'Help', description: 'button' }, time: expect.any(Number) });
     expect(codeOf(await run(auth, press('10.0.0.7')))).toBe('ok');
     expect(await run(auth, press('10.0.0.7'))).toMatchObject({ code: 'rate_limited', status: 429, retryAfterSeconds: 1 });
     expect(codeOf(await run(auth, press('10.0.0.8')))).toBe('ok');
@@ -269,5 +272,54 @@ describe('token buckets', () => {
     buckets.take('c', 500);
     expect(buckets.size).toBe(2);
     expect(buckets.take('a', 500)).toBe(0); // a was forgotten: a full bucket again
+  });
+});
+
+describe('parse limits and the reading’s time', () => {
+  const deep = (levels: number) => `{"t":${'['.repeat(levels)}1${']'.repeat(levels)}}`;
+  const at = (body: string, overrides: Partial<AuthSettings> = {}, now = Date.now()) => core({ mode: 'hmac', maxBytes: 100_000, ...overrides }).authenticate(signedHttp(body), now);
+
+  it.each<[string, string, Partial<AuthSettings>, string]>([
+    ['3,000 levels deep', deep(3000), {}, 'too_deep'],
+    ['one level over the limit', deep(3), { limits: { maxDepth: 3, maxKeys: 100 } }, 'too_deep'],
+    ['at the limit', deep(2), { limits: { maxDepth: 3, maxKeys: 100 } }, 'ok'],
+    ['10,001 items', JSON.stringify({ r: new Array(10_001).fill(0) }), {}, 'too_many_keys'],
+    ['a time in ms', '{"t":1,"timestamp":1700000000000}', {}, 'ok'],
+    ['a time that is text', '{"t":1,"timestamp":"noon"}', {}, 'bad_timestamp'],
+    ['a time field not read', '{"t":1,"timestamp":"noon"}', { timeField: '' }, 'ok'],
+  ])('%s', async (_name, body, overrides, code) => {
+    expect(codeOf(await at(body, overrides))).toBe(code);
+  });
+
+  it('bounds a body something already parsed before anything walks it', async () => {
+    const outcome = await core({ mode: 'broker' }, () => ({ id: 'pump-1', method: 'apikey' })).authenticate({ body: JSON.parse(deep(3000)), brokerMark: {}, fields: {} }, 0);
+    expect(outcome).toMatchObject({ ok: false, code: 'too_deep', status: 400 });
+  });
+
+  it('takes the reading’s own time, else the time of acceptance', async () => {
+    expect(await at('{"t":1,"timestamp":1700000000}')).toMatchObject({ ok: true, time: 1_700_000_000_000 });
+    const now = Date.now();
+    expect(await at('{"t":1}', {}, now)).toMatchObject({ ok: true, time: now });
+  });
+});
+
+describe('a reading’s own time (nodes/shared/timestamp.ts)', () => {
+  it.each<[unknown, number]>([
+    [1_700_000_000_123, 1_700_000_000_123],
+    [1_700_000_000, 1_700_000_000_000],
+    [1_700_000_000.25, 1_700_000_000_250],
+    ['2023-11-14T22:13:20Z', 1_700_000_000_000],
+    ['2023-11-14T22:13:20.5+00:00', 1_700_000_000_500],
+    ['2023-11-14T23:13:20,5+0100', 1_700_000_000_500],
+    ['2023-11-14t22:13z', 1_699_999_980_000],
+    ['2023-11-14T22:13:20', NaN],
+    ['2023-11-14', NaN],
+    ['1700000000', NaN],
+    [-1, NaN],
+    [Infinity, NaN],
+    [null, NaN],
+    [true, NaN],
+  ])('%j is %d', (value, expected) => {
+    expect(readingTime(value)).toBe(expected);
   });
 });
