@@ -54,7 +54,7 @@ export interface Segment {
 }
 
 /** What a segment holds, as saved beside it when sealed or found by scanning it. */
-export interface Summary {
+export interface SegmentSummary {
   id: number;
   size: number;
   messages: number;
@@ -107,7 +107,7 @@ export function summaryPath(dir: string, id: number): string {
   return join(dir, `${String(id).padStart(16, '0')}.sum`);
 }
 
-export function summaryOf(segment: Segment): Summary {
+export function summaryOf(segment: Segment): SegmentSummary {
   return {
     id: segment.id,
     size: segment.size,
@@ -124,7 +124,7 @@ export function summaryOf(segment: Segment): Summary {
 }
 
 /** Reads every record of a segment to learn what it holds. */
-export function scanSegment(segment: Segment, onSkipped: (region: SkippedRegion) => void): Summary {
+function scanSegment(segment: Segment, onSkipped: (region: SkippedRegion) => void): SegmentSummary {
   const summary = summaryOf(segment);
   const reader = new RecordReader(segment.fd, SEGMENT_HEADER_BYTES, segment.size, onSkipped, 1024 * 1024);
   let end = SEGMENT_HEADER_BYTES;
@@ -162,12 +162,12 @@ export function scanSegment(segment: Segment, onSkipped: (region: SkippedRegion)
 }
 
 /** The summary saved beside a segment, if it is whole (checksum) and describes this very file. */
-export function readSummary(dir: string, id: number, size: number): Summary | undefined {
+function readSummary(dir: string, id: number, size: number): SegmentSummary | undefined {
   try {
     const text = readFileSync(summaryPath(dir, id), 'utf8');
     const newline = text.indexOf('\n');
     const json = text.slice(newline + 1);
-    const summary = JSON.parse(json) as Summary;
+    const summary = JSON.parse(json) as SegmentSummary;
     if (newline < 0 || Number(text.slice(0, newline)) !== crc32(Buffer.from(json)) || summary.id !== id || summary.size !== size) return undefined;
     return summary;
   } catch {
@@ -175,12 +175,12 @@ export function readSummary(dir: string, id: number, size: number): Summary | un
   }
 }
 
-function summaryText(summary: Summary): string {
+function summaryText(summary: SegmentSummary): string {
   const json = JSON.stringify(summary);
   return `${crc32(Buffer.from(json))}\n${json}`;
 }
 
-function writeSummarySync(dir: string, summary: Summary): void {
+function writeSummarySync(dir: string, summary: SegmentSummary): void {
   try {
     const path = summaryPath(dir, summary.id);
     writeFileSync(`${path}.tmp`, summaryText(summary));

@@ -18,7 +18,7 @@ export interface StatusLine {
 const FAILING = new Set(['disk_full', 'no_permission', 'io_error', 'backend_unavailable', 'store_locked', 'queue_full']);
 
 /** Beyond this age the oldest waiting message makes the status yellow. */
-export const OLD_AFTER_MS = 60_000;
+const OLD_AFTER_MS = 60_000;
 
 export interface StatusFacts {
   stats: QueueStats;

@@ -25,12 +25,12 @@ export interface WindowOptions {
 }
 
 /** Announcements older than this no longer count. */
-export const ANNOUNCEMENT_LAPSES_MS = 30_000;
+const ANNOUNCEMENT_LAPSES_MS = 30_000;
 /** The automatic window never grows past this, however much sinks announce. */
-export const MOST_ANNOUNCED = 100_000;
-export const ADAPTIVE_START = 100;
-export const ADAPTIVE_MIN = 10;
-export const ADAPTIVE_MAX = 10_000;
+const MOST_ANNOUNCED = 100_000;
+const ADAPTIVE_START = 100;
+const ADAPTIVE_MIN = 10;
+const ADAPTIVE_MAX = 10_000;
 /** The shortest round trip is the shortest seen within this period. */
 const SHORTEST_RTT_PERIOD_MS = 10_000;
 /** Round trips this much above the shortest (ms) count as not grown: timers are this coarse. */
