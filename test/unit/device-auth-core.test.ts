@@ -365,6 +365,15 @@ describe('the replay cache', () => {
     expect(cache.check('r20-999', 1e9, 200_001)).toBe('replayed');
     expect(cache.bytes).toBe(bytes);
   });
+
+  it('still knows a live entry after its table was rebuilt many times over by entries that expired', () => {
+    const cache = new ReplayCache(100);
+    expect(cache.check('pump-1\nkept', 1e9, 0)).toBe('fresh');
+    // Each entry lives 1 ms: the table fills with expired slots and is rebuilt with the live ones.
+    for (let i = 1; i <= 5_000; i++) expect(cache.check(`pump-2\nn${i}`, i + 1, i)).toBe('fresh');
+    expect(cache.check('pump-1\nkept', 1e9, 5_001)).toBe('replayed');
+    expect(cache.check('pump-2\nn5000', 1e9, 5_000)).toBe('replayed');
+  });
 });
 
 describe('token buckets', () => {
