@@ -43,6 +43,8 @@ const REOPEN_AFTER_MS = 10_000;
 const PROBLEM_SHOWN_MS = 30_000;
 /** A kind of problem is logged at once, then at most once this often with a count of repeats. */
 const PROBLEM_LOG_EVERY_MS = 10_000;
+/** Store problems that refuse messages: they end when a message is stored again. */
+const REFUSING = new Set(['disk_full', 'no_permission', 'io_error', 'backend_unavailable', 'overloaded', 'queue_full']);
 const CONTROLS = ['pause', 'resume', 'purge', 'status'] as const;
 type Control = (typeof CONTROLS)[number];
 
@@ -207,6 +209,7 @@ export = function register(RED: NodeAPI): void {
         refuse(msg, new StoreError('closed', 'the buffer is closed'), send, done);
         return;
       }
+      const problemsBefore = problemCount;
       // Called back from inside the store's write loop: nothing thrown downstream (a Complete or
       // Catch node cloning the message) may get into it.
       queue.accept(key, body, (err) =>
@@ -215,6 +218,7 @@ export = function register(RED: NodeAPI): void {
             refuse(msg, err, send, done);
             return;
           }
+          storedAgain(problemsBefore);
           // Stored durably: a buffer upstream (Double Buffered) or a front door may let go of it.
           settleDelivery(RED, msg, { ok: true });
           if (outputs.accepted >= 0) {
@@ -242,7 +246,7 @@ export = function register(RED: NodeAPI): void {
     }
 
     function refuse(msg: NodeMessage, err: StoreError, send: Send, done: Done, code: string = err.code): void {
-      if (['disk_full', 'no_permission', 'io_error', 'backend_unavailable', 'overloaded', 'queue_full'].includes(err.code)) problem(err);
+      if (REFUSING.has(err.code)) problem(err);
       // reject() settles the sender's token: again later for what may pass then (full, disk, Redis), for good otherwise.
       reject(node, msg, code, err.message, send, done, rejection);
     }
@@ -355,11 +359,24 @@ export = function register(RED: NodeAPI): void {
     // --- problems and status --------------------------------------------------------------
     const log = new LogSummary(PROBLEM_LOG_EVERY_MS);
     let lastProblem: { code: string; at: number } | undefined;
+    /** Problems so far: tells whether one came while a message was being stored. */
+    let problemCount = 0;
     let lastDrop = { count: 0, at: 0 };
 
     function problem(err: StoreError): void {
+      problemCount++;
       log.report(err.code, `${err.code}: ${err.message}`, (text) => node.warn(text));
       lastProblem = { code: err.code, at: Date.now() };
+      status.schedule();
+    }
+
+    /**
+     * A message stored: whatever refused messages before it was handed to the store (full disk,
+     * full queue, Redis gone) is over. A refusal decided while it was being written still counts.
+     */
+    function storedAgain(problemsBefore: number): void {
+      if (!lastProblem || !REFUSING.has(lastProblem.code) || problemCount > problemsBefore) return;
+      lastProblem = undefined;
       status.schedule();
     }
 
