@@ -198,24 +198,34 @@ export = function register(RED: NodeAPI): void {
     }
 
     function accept(msg: NodeMessage, key: string, send: Send, done: Done): void {
+      // A message without a time of its own is stamped with the time it was accepted, stored with
+      // it and kept through every redelivery: a sink never stamps it with the time it writes it.
+      const acceptedAt = Date.now();
+      const stamped = msg.timestamp === undefined || msg.timestamp === null;
+      if (stamped) msg.timestamp = acceptedAt;
+      // A refused message goes back as it came.
+      const refuseAsItCame = (err: StoreError, code?: string) => {
+        if (stamped) delete msg.timestamp;
+        refuse(msg, err, send, done, code);
+      };
       let body: EncodedMessage;
       try {
         body = encodeMessage(msg);
       } catch (err) {
-        refuse(msg, new StoreError('io_error', (err as Error).message), send, done, err instanceof EncodingError ? 'not_serializable' : 'internal');
+        refuseAsItCame(new StoreError('io_error', (err as Error).message), err instanceof EncodingError ? 'not_serializable' : 'internal');
         return;
       }
       if (!queue) {
-        refuse(msg, new StoreError('closed', 'the buffer is closed'), send, done);
+        refuseAsItCame(new StoreError('closed', 'the buffer is closed'));
         return;
       }
       const problemsBefore = problemCount;
       // Called back from inside the store's write loop: nothing thrown downstream (a Complete or
       // Catch node cloning the message) may get into it.
-      queue.accept(key, body, (err) =>
+      queue.accept(key, body, acceptedAt, (err) =>
         safely(() => {
           if (err) {
-            refuse(msg, err, send, done);
+            refuseAsItCame(err);
             return;
           }
           storedAgain(problemsBefore);
@@ -306,7 +316,7 @@ export = function register(RED: NodeAPI): void {
         for (const stored of delivery.messages) {
           const read = readStored(stored.body, config.limits);
           stored.dropBody?.();
-          if (read.msg) messages.push(withoutToken(read.msg));
+          if (read.msg) messages.push(withoutToken(timed(read.msg, stored)));
           else from.setAside(delivery.id, [stored], `${read.problem.code}: ${read.problem.message}`);
         }
         if (messages.length === 0) return;
@@ -319,7 +329,7 @@ export = function register(RED: NodeAPI): void {
           from.setAside(delivery.id, delivery.messages, `${read.problem.code}: ${read.problem.message}`);
           return;
         }
-        msg = read.msg;
+        msg = timed(read.msg, stored);
       }
       msg._delivery = delivery.last ? { source: node.id, id: delivery.id, last: true } : { source: node.id, id: delivery.id };
       if (delivery.attempt > 1) msg.redelivered = delivery.attempt - 1;
@@ -332,6 +342,12 @@ export = function register(RED: NodeAPI): void {
         // Node-RED clones a message for the second node wired to an output, synchronously, here.
         from.setAside(delivery.id, delivery.messages, RED._('iot-buffer.errors.not-routed', { message: (err as Error).message }));
       }
+    }
+
+    /** A message stored without a time (by a version that did not stamp it) gets the time it was accepted. */
+    function timed(msg: NodeMessage, stored: StoredMessage): NodeMessage {
+      if (msg.timestamp === undefined || msg.timestamp === null) msg.timestamp = stored.acceptedAt;
+      return msg;
     }
 
     function deadLetter(messages: StoredMessage[], reason: string, attempts: number): void {
