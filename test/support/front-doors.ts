@@ -75,8 +75,8 @@ export interface FrontDoorOptions {
   httpAuth?: Record<string, unknown>;
   /** iot-device-auth settings of the MQTT door beyond broker identity. */
   mqttAuth?: Record<string, unknown>;
-  /** iot-buffer settings beyond "Redeliver after" 330 s; `false`: no buffer at all. */
-  buffer?: Record<string, unknown> | false;
+  /** iot-buffer settings beyond "Redeliver after" 330 s (the same for both doors, or per door); `false`: no buffer at all. */
+  buffer?: Record<string, unknown> | ((door: Door) => Record<string, unknown>) | false;
   /** http in parses the body (its default) instead of "Do not parse" (what signatures need). */
   httpParsesBody?: boolean;
   /** A function node between device-auth and the buffer that throws for readings with `fail`. */
@@ -86,6 +86,8 @@ export interface FrontDoorOptions {
   /** The store's URL, as an environment variable (INFLUX_URL). */
   storeEnv?: string;
 }
+
+export type Door = 'mqtt' | 'http';
 
 const RECORD = (list: string, entry: string) =>
   [`const list = global.get(${JSON.stringify(list)}) || [];`, `list.push(${entry});`, `global.set(${JSON.stringify(list)}, list);`, 'return null;'].join('\n');
@@ -125,7 +127,7 @@ export function frontDoorFlow(options: FrontDoorOptions): FlowNode[] {
   recorder('rec-caught', 'caught', '{ at: Date.now(), source: msg.error && msg.error.source && msg.error.source.id, message: msg.error && String(msg.error.message).slice(0, 200), code: msg.error && msg.error.code }');
   recorder('rec-completed', 'completed', '{ at: Date.now(), source: msg.complete && msg.complete.source && msg.complete.source.id }');
 
-  const bufferFor = (door: string, settings: Record<string, unknown>): FlowNode => ({
+  const bufferFor = (door: Door, settings: Record<string, unknown>): FlowNode => ({
     id: `${p}.${door}-buffer`,
     type: 'iot-buffer',
     z,
@@ -149,7 +151,7 @@ export function frontDoorFlow(options: FrontDoorOptions): FlowNode[] {
     if (options.decoder) return `${p}.${door}-decode`;
     return options.buffer === false ? `${p}.${door}-nowhere` : `${p}.${door}-buffer`;
   };
-  const tail = (door: string, authId: string): FlowNode[] => {
+  const tail = (door: Door, authId: string): FlowNode[] => {
     const out: FlowNode[] = [];
     const next = options.buffer === false ? `${p}.${door}-nowhere` : `${p}.${door}-buffer`;
     if (options.decoder) {
@@ -160,7 +162,7 @@ export function frontDoorFlow(options: FrontDoorOptions): FlowNode[] {
       );
     }
     if (options.buffer === false) out.push({ id: next, type: 'function', z, name: 'no buffer', func: 'return null;', outputs: 1, wires: [] });
-    else out.push(bufferFor(door, options.buffer ?? {}), storeFor(door));
+    else out.push(bufferFor(door, typeof options.buffer === 'function' ? options.buffer(door) : (options.buffer ?? {})), storeFor(door));
     return out;
   };
 
