@@ -85,6 +85,10 @@ export interface FrontDoorOptions {
   catchEverything?: boolean;
   /** The store's URL, as an environment variable (INFLUX_URL). */
   storeEnv?: string;
+  /** Serve GET /_recorded from this tab (one tab per Node-RED may: the recorders of every tab share it). */
+  recordedEndpoint?: boolean;
+  /** Record what leaves device-auth's first output: device, seq, msg.timestamp. */
+  tapAccepted?: boolean;
 }
 
 export type Door = 'mqtt' | 'http';
@@ -126,6 +130,7 @@ export function frontDoorFlow(options: FrontDoorOptions): FlowNode[] {
   recorder('rec-store-failed', 'storeFailed');
   recorder('rec-caught', 'caught', '{ at: Date.now(), source: msg.error && msg.error.source && msg.error.source.id, message: msg.error && String(msg.error.message).slice(0, 200), code: msg.error && msg.error.code }');
   recorder('rec-completed', 'completed', '{ at: Date.now(), source: msg.complete && msg.complete.source && msg.complete.source.id }');
+  recorder('rec-accepted', 'accepted', '{ at: Date.now(), device: msg.device && msg.device.id, seq: msg.payload && msg.payload.seq, timestamp: msg.timestamp }');
 
   const bufferFor = (door: Door, settings: Record<string, unknown>): FlowNode => ({
     id: `${p}.${door}-buffer`,
@@ -166,6 +171,7 @@ export function frontDoorFlow(options: FrontDoorOptions): FlowNode[] {
     return out;
   };
 
+  const tap = options.tapAccepted ? [`${p}.rec-accepted`] : [];
   if (options.mqttPortEnv) {
     nodes.push(
       {
@@ -181,14 +187,14 @@ export function frontDoorFlow(options: FrontDoorOptions): FlowNode[] {
         ...options.broker,
         wires: [[`${p}.mqtt-auth`], [`${p}.rec-events`], [`${p}.rec-broker-refused`]],
       },
-      { id: `${p}.mqtt-auth`, type: 'iot-device-auth', z, name: 'who published', registry: `${p}.registry`, method: 'broker', ...catchErrors, ...options.mqttAuth, wires: [[afterAuth('mqtt')], [`${p}.rec-auth-refused`]] },
+      { id: `${p}.mqtt-auth`, type: 'iot-device-auth', z, name: 'who published', registry: `${p}.registry`, method: 'broker', ...catchErrors, ...options.mqttAuth, wires: [[afterAuth('mqtt'), ...tap], [`${p}.rec-auth-refused`]] },
       ...tail('mqtt', `${p}.mqtt-auth`),
     );
   }
   if (options.httpPath) {
     nodes.push(
       { id: `${p}.http-in`, type: 'http in', z, name: `POST ${options.httpPath}`, url: options.httpPath, method: 'post', upload: false, skipBodyParsing: !options.httpParsesBody, wires: [[`${p}.http-auth`]] },
-      { id: `${p}.http-auth`, type: 'iot-device-auth', z, name: 'who posted', registry: `${p}.registry`, method: 'hmac', answer: 'stored', ...catchErrors, ...options.httpAuth, wires: [[afterAuth('http')], [`${p}.rec-auth-refused`]] },
+      { id: `${p}.http-auth`, type: 'iot-device-auth', z, name: 'who posted', registry: `${p}.registry`, method: 'hmac', answer: 'stored', ...catchErrors, ...options.httpAuth, wires: [[afterAuth('http'), ...tap], [`${p}.rec-auth-refused`]] },
       ...tail('http', `${p}.http-auth`),
     );
   }
@@ -226,15 +232,16 @@ export function frontDoorFlow(options: FrontDoorOptions): FlowNode[] {
       { id: `${p}.complete-all`, type: 'complete', z, name: 'every completion', scope: everyNode, uncaught: false, wires: [[`${p}.rec-completed`]] },
     );
   }
+  nodes.push(...recorders);
+  if (options.recordedEndpoint === false) return nodes;
   nodes.push(
-    ...recorders,
     { id: `${p}.recorded-in`, type: 'http in', z, name: 'GET /_recorded', url: '/_recorded', method: 'get', upload: false, wires: [[`${p}.recorded`]] },
     {
       id: `${p}.recorded`,
       type: 'function',
       z,
       name: 'recorded',
-      func: 'const names = ["events", "brokerRefused", "authRefused", "bufferRefused", "dead", "storeFailed", "caught", "completed", "statuses"];\nmsg.payload = {};\nfor (const n of names) msg.payload[n] = global.get(n) || (n === "statuses" ? {} : []);\nreturn msg;',
+      func: 'const names = ["events", "brokerRefused", "authRefused", "bufferRefused", "dead", "storeFailed", "caught", "completed", "accepted", "statuses"];\nmsg.payload = {};\nfor (const n of names) msg.payload[n] = global.get(n) || (n === "statuses" ? {} : []);\nreturn msg;',
       outputs: 1,
       wires: [[`${p}.recorded-out`]],
     },
@@ -252,6 +259,7 @@ export interface Recorded {
   storeFailed: Refusal[];
   caught: Array<{ at: number; source: string; message: string; code?: string }>;
   completed: Array<{ at: number; source: string }>;
+  accepted: Array<{ at: number; device?: string; seq?: number; timestamp?: number }>;
   statuses: Record<string, Array<{ fill?: string; shape?: string; text?: string; at: number }>>;
 }
 export interface Refusal {
