@@ -86,6 +86,7 @@ describe('poison at the front doors', () => {
   let good: { device: MqttDevice; sender: HttpSender };
   let producing = true;
   let producers: Promise<unknown>;
+  let attackedUntil = 0;
 
   beforeAll(async () => {
     cleanup.push(() => rmSync(dataDir, { recursive: true, force: true }));
@@ -147,8 +148,9 @@ describe('poison at the front doors', () => {
     await signed('api key deep (parsed by http in)', `${base}/keyed`, DEEP_READING, { 'x-device-id': 'bad-k', 'x-api-key': apiKey('bad-k') });
     await signed('api key huge (parsed by http in)', `${base}/keyed`, HUGE_MQTT, { 'x-device-id': 'bad-k', 'x-api-key': apiKey('bad-k') });
     await signed('api key many (parsed by http in)', `${base}/keyed`, MANY_ITEMS, { 'x-device-id': 'bad-k', 'x-api-key': apiKey('bad-k') });
-    // Let the honest devices report a little longer after the attack.
-    await sleep(3_000);
+    attackedUntil = Date.now();
+    // The honest devices report on after the attack.
+    await sleep(10_000);
   }, 240_000);
 
   it('refuses each over MQTT before the flow, with its code, and acknowledges it as refused for good', async () => {
@@ -167,8 +169,11 @@ describe('poison at the front doors', () => {
       'api key huge (parsed by http in)': '413 Payload Too Large',
       'api key many (parsed by http in)': '400 Bad Request',
     });
-    const codes = (await recorded(base)).authRefused.filter((r) => ['bad-h', 'bad-k', 'acme-cloud'].includes(String(r.device)) || r.device === undefined).map((r) => r.code);
-    expect(codes.sort()).toEqual(['too_deep', 'too_deep', 'too_deep', 'too_deep', 'too_large', 'too_large', 'too_many_keys', 'too_many_keys'].sort());
+    // On the second output too, one each, without req and res (the sender was answered already).
+    const refused = (await recorded(base)).authRefused.filter((r) => r.device !== 'ok-h');
+    expect(refused.map((r) => `${r.code} ${r.statusCode} ${r.hasRes}`).sort()).toEqual(
+      ['too_deep 400 false', 'too_deep 400 false', 'too_deep 400 false', 'too_large 413 false', 'too_large 413 false', 'too_many_keys 400 false', 'too_many_keys 400 false'].sort(),
+    );
   });
 
   it('stores nothing of them', async () => {
@@ -193,7 +198,9 @@ describe('poison at the front doors', () => {
     }, 30_000).catch(() => new Set<string>());
     expect([...good.device.acked].filter((s) => !stored.has(`ok-m#${s}`))).toEqual([]);
     expect([...good.sender.acked].filter((s) => !stored.has(`ok-h#${s}`))).toEqual([]);
-    expect(good.device.acked.size).toBeGreaterThan(10);
+    // Served on after the attack: a reading every 0.5 s for 10 s.
+    expect([...good.device.ackedAt.values()].filter((at) => at > attackedUntil).length).toBeGreaterThanOrEqual(15);
+    expect([...good.sender.ackedAt.values()].filter((at) => at > attackedUntil).length).toBeGreaterThanOrEqual(15);
     expect(good.device.closes).toBe(0);
     expect([...good.sender.answers]).toEqual([]);
   });
@@ -233,10 +240,13 @@ describe('receipts that nothing settles: no buffer after the doors', () => {
       eventually('the device disconnected', () => (device.closes > 0 ? Date.now() - started : undefined), 60_000, 50),
     ]);
     const closedAfter = (await eventually('the close', () => (device.closes > 0 ? Date.now() : undefined), 1_000)) - started;
+    // The statuses a moment after the receipts timed out.
+    await sleep(3_000);
     const seen = await recorded(base);
     const notTaken = seen.events.filter((e) => e.topic === 'not_taken');
     const texts = (id: string) => (seen.statuses[id] ?? []).map((s) => `${s.fill}: ${s.text}`);
-    console.log(JSON.stringify({ answer: [answer.status, answer.ms, answer.headers.get('retry-after'), answer.text], closedAfter, notTaken, broker: texts('nobuffer.broker'), auth: texts('nobuffer.http-auth') }));
+    const changes = (list: string[]) => list.filter((t, i) => t !== list[i - 1]);
+    console.log(JSON.stringify({ answer: [answer.status, answer.ms, answer.headers.get('retry-after'), answer.text], closedAfter, notTaken, broker: changes(texts('nobuffer.broker')), auth: changes(texts('nobuffer.http-auth')) }));
 
     expect(answer.status).toBe(503);
     expect(answer.headers.get('retry-after')).toMatch(/^\d+$/);
@@ -283,8 +293,14 @@ describe('what the doors answer when the flow between them and the buffer settle
     cleanup.push(() => device.end());
     await eventually('the device connected', () => (device.connects > 0 ? true : undefined), 30_000);
     const final = await acknowledgedWithin(device, JSON.stringify({ seq: 1, temperature: 20, fail: 'final' }), 20_000);
+    const sentAt = Date.now();
+    let closedAt = 0;
+    device.client.once('close', () => (closedAt = Date.now()));
     const again = await acknowledgedWithin(device, JSON.stringify({ seq: 2, temperature: 20, fail: 'again' }), 20_000);
+    console.log('final', final, 'again', again, 'closed after', closedAt - sentAt, 'ms');
     expect([final, again, device.closes]).toEqual([true, false, 1]);
+    // Settled as not taken by the Catch node at once: the broker closes the connection then, not after Answer within.
+    expect(closedAt - sentAt).toBeLessThan(5_000);
     const events = (await recorded(base)).events.filter((e) => e.topic === 'not_taken' && e.payload.clientId === 'dec-m');
     expect(events.length).toBe(1);
     await sleep(2_000);
