@@ -30,7 +30,7 @@ const FILE_DEVICES = 100_000;
 const CONNECTIONS = 1_000;
 const QOS1_MESSAGES = 30_000;
 const MASTER = randomBytes(32).toString('hex');
-const policy: VerifyPolicy = { skewMs: 300_000, maxLifetimeMs: 3_600_000 };
+const policy: VerifyPolicy = { skewMs: 300_000, tokenSkewMs: 30_000, maxLifetimeMs: 3_600_000 };
 
 const seconds = (from: bigint) => Number(process.hrtime.bigint() - from) / 1e9;
 const ratio = (a: number, b: number) => (a / b).toFixed(2);
@@ -44,7 +44,7 @@ interface SignedMessage {
 /** Messages from devices meter-0 … meter-(devices − 1), numbered from `first` so that nonces never repeat. */
 function signedMessages(first: number, count: number, devices: number): SignedMessage[] {
   const ts = String(Math.floor(Date.now() / 1000));
-  const keys = Array.from({ length: devices }, (_, i) => derivedKey(Buffer.from(MASTER), `meter-${i}`));
+  const keys = Array.from({ length: devices }, (_, i) => derivedKey(Buffer.from(MASTER), `meter-${i}`, 'hmac', 'v2'));
   return Array.from({ length: count }, (_, n) => {
     const i = first + n;
     const id = `meter-${i % devices}`;
@@ -61,7 +61,7 @@ function bareVerify(messages: SignedMessage[]): number {
   const started = process.hrtime.bigint();
   let ok = 0;
   for (const m of messages) {
-    const key = derivedKey(Buffer.from(MASTER), m.auth.id);
+    const key = derivedKey(Buffer.from(MASTER), m.auth.id, 'hmac', 'v2');
     const canonical = canonicalString({ id: m.auth.id, timestamp: m.auth.ts, nonce: m.auth.nonce, scope: m.topic, bodyDigest: createHash('sha256').update(m.payload).digest('hex') });
     const expected = createHmac('sha256', key).update(canonical).digest();
     if (timingSafeEqual(expected, Buffer.from(m.auth.sig, 'hex'))) ok++;
@@ -74,7 +74,7 @@ async function benchHmacNode(): Promise<Figure[]> {
   process.env.IOT_BENCH_MASTER = MASTER;
   const flow = [
     { id: 'bench.tab', type: 'tab', label: 'bench' },
-    { id: 'bench.registry', type: 'iot-device-registry', source: 'derived', masterSource: 'env', masterEnv: 'IOT_BENCH_MASTER', derivedMethods: ['hmac'], lockFailures: 0 },
+    { id: 'bench.registry', type: 'iot-device-registry', source: 'derived', settingsVersion: 2, keyDerivation: 'v2', masterSource: 'env', masterEnv: 'IOT_BENCH_MASTER', derivedMethods: ['hmac'], lockFailures: 0 },
     {
       id: 'bench.auth',
       type: 'iot-device-auth',
@@ -176,10 +176,10 @@ async function benchJwt(): Promise<Figure[]> {
 
 async function benchDerived(): Promise<Figure[]> {
   const master = Buffer.from(MASTER);
-  const keys = Array.from({ length: Math.ceil(DERIVED_DEVICES / 997) }, (_, i) => derivedApiKey(derivedKey(master, `meter-${i * 997}`)));
+  const keys = Array.from({ length: Math.ceil(DERIVED_DEVICES / 997) }, (_, i) => derivedApiKey(derivedKey(master, `meter-${i * 997}`, 'apikey', 'v2')));
   const before = memoryInUse();
   const registry = new DeviceRegistry({ failures: 0, windowMs: 1, lockMs: 1 });
-  registry.use(new DerivedStore(master, { methods: ['apikey', 'hmac', 'sas'], idPattern: /^meter-[0-9]+$/ }));
+  registry.use(new DerivedStore(master, { methods: ['apikey', 'hmac', 'sas'], derivation: 'v2', idPattern: /^meter-[0-9]+$/ }));
   let ok = 0;
   const check = (from: number, to: number) => {
     for (let i = from; i < to; i++) {
@@ -333,7 +333,7 @@ async function benchBroker(): Promise<Figure[]> {
   const port = await freePort();
   const flow = [
     { id: 'bench.tab', type: 'tab', label: 'bench' },
-    { id: 'bench.registry', type: 'iot-device-registry', source: 'derived', masterSource: 'env', masterEnv: 'IOT_BENCH_MASTER', derivedMethods: ['apikey'], lockFailures: 0 },
+    { id: 'bench.registry', type: 'iot-device-registry', source: 'derived', settingsVersion: 2, keyDerivation: 'v2', masterSource: 'env', masterEnv: 'IOT_BENCH_MASTER', derivedMethods: ['apikey'], lockFailures: 0 },
     { id: 'bench.broker', type: 'iot-mqtt-broker', z: 'bench.tab', registry: 'bench.registry', host: '127.0.0.1', port, persist: false, wires: [['bench.sink'], [], []] },
     { id: 'bench.sink', type: 'junction', z: 'bench.tab', wires: [] },
   ];
@@ -341,7 +341,7 @@ async function benchBroker(): Promise<Figure[]> {
   const plain = await plainAedes();
   try {
     for (let wait = 0; wait < 100; wait++) {
-      const probe = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'meter-0', username: 'meter-0', password: derivedApiKey(derivedKey(Buffer.from(MASTER), 'meter-0')), reconnectPeriod: 0 }).catch(() => undefined);
+      const probe = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: 'meter-0', username: 'meter-0', password: derivedApiKey(derivedKey(Buffer.from(MASTER), 'meter-0', 'apikey', 'v2')), reconnectPeriod: 0 }).catch(() => undefined);
       if (probe) {
         await probe.endAsync();
         break;
@@ -351,7 +351,7 @@ async function benchBroker(): Promise<Figure[]> {
     const keyOf = new Map<number, string>();
     const withAuth: Credentials = (i) => {
       const id = `meter-${i}`;
-      if (!keyOf.has(i)) keyOf.set(i, derivedApiKey(derivedKey(Buffer.from(MASTER), id)));
+      if (!keyOf.has(i)) keyOf.set(i, derivedApiKey(derivedKey(Buffer.from(MASTER), id, 'apikey', 'v2')));
       return { clientId: id, username: id, password: keyOf.get(i) };
     };
     const withoutAuth: Credentials = (i) => ({ clientId: `meter-${i}` });

@@ -33,7 +33,7 @@ async function runDevices({ port }: DeviceRun): Promise<DeviceResult> {
     const batch = await Promise.all(
       Array.from({ length: Math.min(20, DEVICES - i) }, (_, k) => {
         const id = `meter-${i + k}`;
-        return mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: id, username: id, password: derivedApiKey(derivedKey(Buffer.from(MASTER), id)), reconnectPeriod: 1000 });
+        return mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: id, username: id, password: derivedApiKey(derivedKey(Buffer.from(MASTER), id, 'apikey', 'v2')), reconnectPeriod: 1000 });
       }),
     );
     clients.push(...batch);
@@ -80,7 +80,7 @@ async function run(acknowledge: 'arrival' | 'stored'): Promise<DeviceResult & { 
   const port = await freePort();
   const flow = [
     { id: 'doors.tab', type: 'tab', label: 'bench' },
-    { id: 'doors.registry', type: 'iot-device-registry', source: 'derived', masterSource: 'env', masterEnv: 'IOT_BENCH_MASTER', derivedMethods: ['apikey'], lockFailures: 0 },
+    { id: 'doors.registry', type: 'iot-device-registry', source: 'derived', settingsVersion: 2, keyDerivation: 'v2', masterSource: 'env', masterEnv: 'IOT_BENCH_MASTER', derivedMethods: ['apikey'], lockFailures: 0 },
     { id: 'doors.broker', type: 'iot-mqtt-broker', z: 'doors.tab', registry: 'doors.registry', host: '127.0.0.1', port, persist: false, acknowledge, deliver: 'devices/#', wires: [['doors.auth'], [], []] },
     { id: 'doors.auth', type: 'iot-device-auth', z: 'doors.tab', method: 'broker', wires: [['doors.queue'], []] },
     { id: 'doors.queue', type: 'iot-buffer', z: 'doors.tab', ackMode: 'send', maxInFlight: '1000', maxMessages: '0', maxSize: '0', wires: [[], [], ['doors.control'], []] },

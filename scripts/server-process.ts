@@ -3,7 +3,8 @@
  * SIGTERM (SIGKILL after 10 s), its output kept for error messages. The tests' services and
  * `npm start`'s managed time-series store both run their servers with it.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 
 export interface ServerCommand {
@@ -22,12 +23,15 @@ export class ServerProcess {
   /**
    * `ownProcessGroup`: a Ctrl-C in the terminal does not reach the server, so that its owner can
    * stop it last, after whatever still writes to it.
+   * `logFile`: the server's output goes to this file instead of a pipe, so that the server outlives
+   * an owner killed with SIGKILL: a program writing to a pipe whose reader is gone dies of SIGPIPE
+   * (a Go server as well, on its standard output and error), losing what it holds in memory.
    */
   constructor(
     readonly name: string,
     private readonly command: () => ServerCommand,
     private readonly cwd: string,
-    private readonly options: { ownProcessGroup?: boolean } = {},
+    private readonly options: { ownProcessGroup?: boolean; logFile?: string } = {},
   ) {}
 
   get running(): boolean {
@@ -43,7 +47,14 @@ export class ServerProcess {
     if (this.running) return;
     const { program, args, ready } = this.command();
     this.log = [];
-    const child = spawn(program, args, { cwd: this.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: this.options.ownProcessGroup === true });
+    const logFd = this.options.logFile === undefined ? undefined : openSync(this.options.logFile, 'w');
+    const stdio: StdioOptions = logFd === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', logFd, logFd];
+    let child: ChildProcess;
+    try {
+      child = spawn(program, args, { cwd: this.cwd, stdio, detached: this.options.ownProcessGroup === true });
+    } finally {
+      if (logFd !== undefined) closeSync(logFd);
+    }
     this.child = child;
     const keep = (chunk: Buffer) => {
       this.log.push(chunk.toString());
@@ -78,7 +89,15 @@ export class ServerProcess {
   }
 
   logTail(lines = 40): string {
-    return this.log.join('').split('\n').slice(-lines).join('\n');
+    let text = this.log.join('');
+    if (this.options.logFile !== undefined) {
+      try {
+        text = readFileSync(this.options.logFile, 'utf8');
+      } catch {
+        text = '';
+      }
+    }
+    return text.split('\n').slice(-lines).join('\n');
   }
 }
 

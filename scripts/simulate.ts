@@ -3,7 +3,8 @@
  * plays realistic devices against the pattern flows of a running `npm start`: temperatures that
  * drift and sometimes run hot, batteries that decline, devices that go silent, gateways with their
  * sensors, a vendor cloud with packed payloads, partner platforms; with --bad, bad actors too.
- * It prints what happens and, at the end (or on Ctrl-C), the totals.
+ * It prints a summary line every 30 s and, at the end (or on Ctrl-C), the totals: what was sent,
+ * acknowledged, refused and sent again.
  */
 import { join, resolve } from 'node:path';
 import { DeviceKeys, masterSecret } from '../simulator/credentials';
@@ -54,6 +55,7 @@ async function main(): Promise<void> {
     // An early excursion, so that alerts come within the first minute.
     overheatAt: { 0: 3 },
     log: (line) => console.log(line),
+    urls: { 'Node-RED': options.url },
   });
   process.once('SIGINT', () => {
     console.log('\nstopping (Ctrl-C again to quit at once)');

@@ -9,10 +9,12 @@
  * scripts/simulate.ts), so that Cases and points appear within a minute.
  *
  * PORT, MQTT_PORT, SF_SANDBOX_PORT and INFLUX_PORT may be 0 for free ports (the tests do this); the URLs
- * printed are the real ones.
+ * printed are the real ones. NODE_RED_HOST moves the editor and the endpoints only: the broker,
+ * the sandbox and the store stay on loopback (none of them has a login of its own).
  * NODE_RED_PATH runs another Node-RED than the development dependency (the Node-RED 5 leg).
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import type { ServerOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
@@ -21,12 +23,23 @@ import { DeviceKeys, masterSecret } from '../simulator/credentials';
 import { Simulation } from '../simulator/run';
 import { DEFAULT_TARGET, PATTERNS } from '../simulator/scenarios';
 import { startEmbeddedBroker, type EmbeddedBroker } from './embedded-broker';
+import { HttpFront, type RuntimeEvents } from './http-front';
 import { startLocalSalesforce } from './salesforce-sandbox';
 import { startTimeSeriesStore, type TimeSeriesStore } from './timeseries-store';
 import { seedFlows } from './seed-flows';
 
+/** The fleet dashboard example runs on FlowFuse Dashboard 2.0, a development dependency. */
+function dashboardInstalled(): boolean {
+  try {
+    createRequire(__filename).resolve('@flowfuse/node-red-dashboard/package.json');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 interface NodeRedRuntime {
-  events: { once(event: string, listener: () => void): void };
+  events: RuntimeEvents & { once(event: string, listener: () => void): void };
   init(server: Server, settings: object): void;
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -35,6 +48,8 @@ interface NodeRedRuntime {
 }
 
 const root = resolve(__dirname, '..', '..');
+/** Where the broker, the sandbox and the store listen, whatever NODE_RED_HOST says. */
+const LOOPBACK = '127.0.0.1';
 
 /** What is running, so that a signal at any moment stops exactly that. */
 interface Running {
@@ -48,11 +63,21 @@ interface Running {
 
 async function startAll(running: Running): Promise<void> {
   // Settings read the environment: set what the flows need before loading them.
-  const settings = require('../settings') as { uiHost: string; uiPort: number; userDir: string; flowFile: string; httpAdminRoot: string; httpNodeRoot: string };
+  const settings = require('../settings') as {
+    uiHost: string;
+    uiPort: number;
+    userDir: string;
+    flowFile: string;
+    httpAdminRoot: string;
+    httpNodeRoot: string;
+    apiMaxLength: number;
+    httpNodeMaxLength: number;
+    https?: ServerOptions;
+  };
   const host = settings.uiHost;
 
   if (!process.env.MQTT_URL) {
-    running.broker = await startEmbeddedBroker(host, Number(process.env.MQTT_PORT ?? 1883));
+    running.broker = await startEmbeddedBroker(LOOPBACK, Number(process.env.MQTT_PORT ?? 1883));
     process.env.MQTT_URL = running.broker.url;
   }
   const mqtt = new URL(process.env.MQTT_URL as string);
@@ -61,9 +86,9 @@ async function startAll(running: Running): Promise<void> {
 
   const dataDir = resolve(process.env.IOT_DATA_DIR ?? join(root, '.data'));
   if (!process.env.SF_LOGIN_URL) {
-    running.salesforce = await startLocalSalesforce(host, Number(process.env.SF_SANDBOX_PORT ?? 1882), dataDir);
+    running.salesforce = await startLocalSalesforce(LOOPBACK, Number(process.env.SF_SANDBOX_PORT ?? 1882), dataDir);
   }
-  running.timeSeries = await startTimeSeriesStore(host, dataDir);
+  running.timeSeries = await startTimeSeriesStore(LOOPBACK, dataDir);
 
   const seed = seedFlows(join(root, 'flows'), settings.userDir, settings.flowFile);
   if (seed.seeded) console.log(`First start: deployed ${seed.tabs.length} example flow(s) as tabs: ${seed.tabs.join(', ')}`);
@@ -71,12 +96,16 @@ async function startAll(running: Running): Promise<void> {
   const nodeRedPath = process.env.NODE_RED_PATH ?? require.resolve('node-red');
   const fromNodeRed = createRequire(nodeRedPath);
   const RED = fromNodeRed(nodeRedPath) as NodeRedRuntime;
-  const express = fromNodeRed('express') as () => { use(path: string, handler: unknown): void };
+  const express = fromNodeRed('express') as () => { use(...handlers: unknown[]): void };
   const app = express();
-  const server = createServer(app as never);
+  const front = new HttpFront({ nodeMaxBytes: settings.httpNodeMaxLength, apiMaxBytes: settings.apiMaxLength });
+  const server = front.createServer(app as never, settings.https);
   RED.init(server, settings);
   app.use(settings.httpAdminRoot, RED.httpAdmin);
   app.use(settings.httpNodeRoot, RED.httpNode);
+  app.use(front.notRunning);
+  app.use(front.errors);
+  front.watch(RED.events);
   await new Promise<void>((done, fail) => {
     server.once('error', fail);
     server.listen(settings.uiPort, host, () => done());
@@ -86,21 +115,31 @@ async function startAll(running: Running): Promise<void> {
   const flowsStarted = new Promise<void>((done) => RED.events.once('flows:started', done));
   running.RED = RED;
   await RED.start();
+  front.started();
   await flowsStarted;
   const port = (server.address() as AddressInfo).port;
+  const editor = `${settings.https ? 'https' : 'http'}://${reachable(host)}:${port}`;
 
+  const urls = { editor: `${editor}/`, CRM: running.salesforce ? `${running.salesforce.url}/` : undefined, store: running.timeSeries?.url, dashboard: dashboardInstalled() ? `${editor}/dashboard` : undefined };
   console.log('');
-  console.log(`Node-RED editor: http://${host}:${port}/`);
+  console.log(`Node-RED editor: ${urls.editor}`);
   console.log(`MQTT broker:     ${process.env.MQTT_URL}${running.broker ? ' (embedded)' : ''}`);
-  console.log(running.salesforce ? `Salesforce:      ${running.salesforce.url}/ (local sandbox: its Cases, Leads and events)` : `Salesforce:      ${process.env.SF_LOGIN_URL}`);
+  console.log(running.salesforce ? `Salesforce:      ${urls.CRM} (local sandbox: its Cases, Leads and events)` : `Salesforce:      ${process.env.SF_LOGIN_URL}`);
   console.log(`Time series:     ${running.timeSeries?.url} (${running.timeSeries?.description})`);
+  if (urls.dashboard) console.log(`Fleet dashboard: ${urls.dashboard}`);
   console.log(`User directory:  ${settings.userDir}`);
-  if (process.argv.includes('--simulate')) running.simulation = simulate(`http://${host}:${port}`, dataDir);
+  if (process.argv.includes('--simulate')) running.simulation = simulate(editor, dataDir, urls);
   console.log('Press Ctrl-C to stop.');
 }
 
+/** A host to put in a URL: a wildcard address (all interfaces) is reached on loopback. */
+function reachable(host: string): string {
+  if (host === '0.0.0.0' || host === '::' || host === '') return LOOPBACK;
+  return host.includes(':') ? `[${host}]` : host;
+}
+
 /** Devices for every pattern flow, until Ctrl-C: one of each pattern runs hot early on. */
-function simulate(http: string, dataDir: string): Running['simulation'] {
+function simulate(http: string, dataDir: string, urls: Record<string, string | undefined>): Running['simulation'] {
   const simulation = new Simulation({
     patterns: PATTERNS,
     devices: 3,
@@ -112,8 +151,11 @@ function simulate(http: string, dataDir: string): Running['simulation'] {
     target: { ...DEFAULT_TARGET, http, brokerPorts: { buffered: Number(process.env.IOT_BUFFERED_MQTT_PORT), gateway: Number(process.env.IOT_GATEWAY_MQTT_PORT) } },
     overheatAt: { 0: 3 },
     log: (line) => console.log(`[simulate] ${line}`),
+    urls,
+    // Ctrl-C stops the flows soon after: what is not acknowledged by then is not waited for.
+    settleMs: 3_000,
   });
-  console.log(`Simulating:      ${PATTERNS.length} patterns, 3 devices each, a message every 2 s (npm run simulate for more)`);
+  console.log(`Simulating:      ${PATTERNS.length} patterns, 3 devices each, a message every 2 s; a summary every 30 s (npm run simulate for more)`);
   const done = simulation.run().catch((err: Error) => console.error(`[simulate] stopped: ${err.message}`));
   return { simulation, done };
 }

@@ -5,7 +5,7 @@
  * buffers hold the points. The example flows write with the InfluxDB v1 API to the database
  * `iot`, which both stores accept.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort, ServerProcess, type ServerCommand } from './server-process';
@@ -49,9 +49,10 @@ export async function startTimeSeriesStore(host: string, dataDir: string): Promi
   const port = wanted === 0 ? await freePort(host) : wanted;
   const dir = join(dataDir, candidate.name);
   mkdirSync(dir, { recursive: true });
-  await stopLeftover(join(dir, 'pid'), candidate.binary);
-  // Its own process group: Node-RED's writers flush to it while they stop on a Ctrl-C.
-  const server = new ServerProcess(candidate.name, () => candidate.command(dir, host, port), dir, { ownProcessGroup: true });
+  await stopLeftover(join(dir, 'pid'), candidate.binary, candidate.name);
+  // Its own process group: Node-RED's writers flush to it while they stop on a Ctrl-C. Its output
+  // in a file: it outlives an npm start killed with SIGKILL until the next start stops it.
+  const server = new ServerProcess(candidate.name, () => candidate.command(dir, host, port), dir, { ownProcessGroup: true, logFile: join(dir, 'output.log') });
   await server.start();
   writeFileSync(join(dir, 'pid'), String(server.pid));
   const url = `http://${host}:${port}`;
@@ -67,8 +68,26 @@ export async function startTimeSeriesStore(host: string, dataDir: string): Promi
   };
 }
 
-/** A store left running by an npm start that was killed (kill -9 leaves its children behind). */
-async function stopLeftover(pidFile: string, binary: string): Promise<void> {
+/** Stops a managed store that an npm start killed with SIGKILL left running on this data folder (tests clean up with it). */
+export async function stopLeftoverStore(dataDir: string): Promise<void> {
+  for (const candidate of CANDIDATES) await stopLeftover(join(dataDir, candidate.name, 'pid'), candidate.binary, candidate.name);
+}
+
+/** How long a leftover store may take to write what it holds and exit. */
+const LEFTOVER_EXIT_MS = 60_000;
+
+/**
+ * A store left running by an npm start that was killed (kill -9 leaves its children behind) is
+ * stopped the way npm start stops its own: SIGTERM, so that it writes the rows it holds in memory
+ * first (victoria-metrics keeps about its last second of rows there: it answered 204 for them,
+ * the flows' buffers have released them, and SIGKILL would lose them). It is not adopted: the new
+ * start runs the store with its own settings (port, flags), and owns it.
+ *
+ * Then it is waited for until every thread of it has exited: its data folder's lock is released
+ * only then, and a process whose main thread is a zombie may still have threads holding it
+ * ("cannot acquire lock on flock.lock").
+ */
+async function stopLeftover(pidFile: string, binary: string, name: string): Promise<void> {
   if (!existsSync(pidFile)) return;
   const pid = Number(readFileSync(pidFile, 'utf8'));
   rmSync(pidFile, { force: true });
@@ -80,17 +99,38 @@ async function stopLeftover(pidFile: string, binary: string): Promise<void> {
     }
   };
   if (!ours()) return;
+  console.log(`Stopping the ${name} a killed npm start left running (pid ${pid}), so that it writes what it holds`);
+  process.kill(pid, 'SIGTERM');
+  if (await exited(pid, LEFTOVER_EXIT_MS)) return;
+  console.warn(`[timeseries] the leftover ${name} (pid ${pid}) did not exit within ${LEFTOVER_EXIT_MS / 1000} s of SIGTERM: killed; its last rows may be lost`);
   process.kill(pid, 'SIGKILL');
-  // A dying process loses its memory (and /proc cmdline) before its files: its data lock is only
-  // released once it is gone or a zombie.
-  const exiting = () => {
+  await exited(pid, LEFTOVER_EXIT_MS);
+}
+
+/** Waits until no thread of the process runs any more (all gone, or zombies nobody reaped); false after timeoutMs. */
+async function exited(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (!threadsRunning(pid)) return true;
+    if (Date.now() > deadline) return false;
+    await sleep(50);
+  }
+}
+
+function threadsRunning(pid: number): boolean {
+  let threads: string[];
+  try {
+    threads = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return false;
+  }
+  return threads.some((thread) => {
     try {
-      // /proc/<pid>/stat: "pid (name) state ...", the name may hold spaces and parentheses.
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      return stat[stat.lastIndexOf(')') + 2] !== 'Z';
+      // "tid (name) state ...": the name may hold spaces and parentheses. Z: zombie, X: dead.
+      const stat = readFileSync(`/proc/${pid}/task/${thread}/stat`, 'utf8');
+      return !'ZX'.includes(stat[stat.lastIndexOf(')') + 2]);
     } catch {
       return false;
     }
-  };
-  for (let waited = 0; exiting() && waited < 10_000; waited += 50) await sleep(50);
+  });
 }

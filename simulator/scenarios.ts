@@ -5,9 +5,10 @@
  * Every message sent is recorded with what came back, for the totals and for the tests.
  */
 import { randomUUID } from 'node:crypto';
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt from 'mqtt';
 import { DeviceKeys } from './credentials';
-import { DEFAULT_MODEL, DeviceModel, GatewayModel, packReading, Random, type Reading } from './devices';
+import { DEFAULT_MODEL, DeviceModel, GatewayModel, packReading, Random, type DeviceModelOptions, type Reading } from './devices';
+import { deliver, MqttLink, post, type Answer, type Delivery } from './transport';
 
 export const PATTERNS = ['anonymous', 'direct', 'buffered', 'gateway', 'cloudy', 'augmented', 'partners', 'double'] as const;
 export type PatternName = (typeof PATTERNS)[number];
@@ -39,9 +40,15 @@ export interface Sent {
   readings?: Array<{ device: string; at: number } & Partial<Reading>>;
   /** What the message was about, when not readings (a button press, an inspection). */
   detail?: Record<string, unknown>;
+  /** Acknowledged: a 2xx over HTTP, a PUBACK at MQTT QoS 1 (for bad actors: let in). */
   accepted: boolean;
-  /** HTTP status, or MQTT CONNACK/disconnect, with the flow's code when it gave one. */
+  /**
+   * HTTP status, or MQTT puback, CONNACK or disconnect, with the flow's code when it gave one;
+   * 'waiting' while the answer has not come, 'no puback' or 'no answer' when it never came.
+   */
   status?: number | string;
+  /** HTTP: how many times it was sent (more than once after a 503, a 429 or a lost connection). */
+  attempts?: number;
   code?: string;
   /** What the flow answered (record ids, say). */
   answer?: unknown;
@@ -59,15 +66,24 @@ export interface ScenarioOptions {
   overheatAt?: Record<number, number>;
   /** Steps at which device i goes silent. */
   silentAt?: Record<number, number>;
+  /** Aborted when the simulation stops waiting: senders stop trying again. */
+  signal: AbortSignal;
+  /** Changes to the devices' physics (a test about something else may turn their silences off). */
+  model?: Partial<DeviceModelOptions>;
 }
 
 export interface Scenario {
   readonly pattern: PatternName;
   start(): Promise<void>;
-  /** One round: every device sends what it has. */
+  /**
+   * One round: every device sends what it has. The round's readings are taken at once (so rounds
+   * may overlap); the promise settles once every message of the round has its answer, or none.
+   */
   step(index: number): Promise<void>;
   /** The bad actors, after the honest traffic. */
   misbehave(): Promise<void>;
+  /** Messages sent again because they were not acknowledged. */
+  resent(): number;
   stop(): Promise<void>;
 }
 
@@ -78,27 +94,21 @@ function pad(n: number): string {
   return String(n).padStart(2, '0');
 }
 
-interface Answer {
-  status: number;
-  body: unknown;
-}
-
-async function post(url: string, body: string, headers: Record<string, string> = {}): Promise<Answer> {
-  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body, signal: AbortSignal.timeout(30_000) });
-  const text = await response.text();
-  let parsed: unknown = text;
-  try {
-    parsed = text === '' ? undefined : JSON.parse(text);
-  } catch {
-    // Not JSON: keep the text.
-  }
-  return { status: response.status, body: parsed };
-}
-
 /** A partner platform's signature: HMAC of `{timestamp}.{body}`, the time in its own header. */
-function partnerHeaders(keys: DeviceKeys, partner: string, body: string, at = Date.now()): Record<string, string> {
+export function partnerHeaders(keys: DeviceKeys, partner: string, body: string, at = Date.now()): Record<string, string> {
   const timestamp = String(Math.floor(at / 1000));
   return { 'x-partner-timestamp': timestamp, 'x-partner-signature': keys.webhook(partner, `${timestamp}.${body}`) };
+}
+
+/** The vendor cloud's signature (Cloudy): HMAC of `{timestamp}.{body}` with a `sha256=` prefix. */
+export function vendorHeaders(keys: DeviceKeys, body: string, at = Date.now()): Record<string, string> {
+  const timestamp = String(Math.floor(at / 1000));
+  return { 'x-vendor-timestamp': timestamp, 'x-vendor-signature': `sha256=${keys.webhook('vendor-cloud', `${timestamp}.${body}`)}` };
+}
+
+/** The vendor cloud's callback for one device message (Sigfox style): its time in seconds, the reading packed. */
+export function vendorCallback(device: string, reading: Reading, at: number, sequence: number): string {
+  return JSON.stringify({ device, time: Math.floor(at / 1000), data: packReading(reading, sequence), seqNumber: sequence });
 }
 
 /** What a scenario has in common: the options, devices made from the seed, recording. */
@@ -110,8 +120,10 @@ abstract class BaseScenario implements Scenario {
     protected readonly o: ScenarioOptions,
     prefix: string,
   ) {
-    this.models = Array.from({ length: o.devices }, (_, i) => new DeviceModel(`${prefix}-${pad(i + 1)}`, o.random, DEFAULT_MODEL));
+    this.models = Array.from({ length: o.devices }, (_, i) => new DeviceModel(`${prefix}-${pad(i + 1)}`, o.random, { ...DEFAULT_MODEL, ...o.model }));
   }
+
+  protected resentCount = 0;
 
   async start(): Promise<void> {}
 
@@ -120,6 +132,10 @@ abstract class BaseScenario implements Scenario {
   abstract step(index: number): Promise<void>;
 
   abstract misbehave(): Promise<void>;
+
+  resent(): number {
+    return this.resentCount;
+  }
 
   /** Advances every device one step (with the scripted events) and returns the readings of those not silent. */
   protected readingsAt(index: number): Array<{ model: DeviceModel; reading: Reading }> {
@@ -131,12 +147,37 @@ abstract class BaseScenario implements Scenario {
     });
   }
 
+  /** Records a message as sent, waiting for its answer; settle it when the answer comes. */
+  protected begin(sent: Omit<Sent, 'pattern' | 'accepted' | 'status' | 'code' | 'answer'>): Sent {
+    const record: Sent = { pattern: this.pattern, ...sent, accepted: false, status: 'waiting' };
+    this.o.record(record);
+    return record;
+  }
+
+  /** An honest HTTP message, sent until it is acknowledged or refused (`request` builds and signs each attempt). */
+  protected async sendHttp(path: string, sent: Omit<Sent, 'pattern' | 'accepted' | 'status' | 'code' | 'answer'>, request: () => Promise<{ body: string; headers: Record<string, string> }>): Promise<void> {
+    const record = this.begin(sent);
+    this.settleHttp(record, await deliver(this.url(path), request, this.o.signal));
+  }
+
+  /** A message sent once (a bad actor's), with what came back. */
   protected recordHttp(sent: Omit<Sent, 'pattern' | 'accepted' | 'status' | 'code' | 'answer'>, answer: Answer): void {
+    this.settleHttp(this.begin(sent), { answer, attempts: 1 });
+  }
+
+  private settleHttp(record: Sent, delivery: Delivery): void {
+    record.attempts = delivery.attempts;
+    this.resentCount += Math.max(0, delivery.attempts - 1);
+    const answer = delivery.answer;
+    if (!answer) {
+      Object.assign(record, { status: 'no answer', code: delivery.error });
+      return;
+    }
     const body = answer.body as { error?: string; code?: string } | undefined;
     const accepted = answer.status >= 200 && answer.status < 300;
     const code = accepted ? undefined : (body?.code ?? body?.error ?? (typeof answer.body === 'string' ? answer.body : undefined));
-    this.o.record({ pattern: this.pattern, ...sent, accepted, status: answer.status, ...(code ? { code: String(code) } : {}), answer: answer.body });
-    if (sent.bad) this.o.log(`${this.pattern}: bad actor ${sent.sender} (${sent.kind}): ${answer.status}${accepted ? ' ACCEPTED' : ''}`);
+    Object.assign(record, { accepted, status: answer.status, answer: answer.body }, code ? { code: String(code) } : {});
+    if (record.bad) this.o.log(`${this.pattern}: bad actor ${record.sender} (${record.kind}): ${answer.status}${accepted ? ' ACCEPTED' : ''}`);
   }
 
   protected url(path: string): string {
@@ -165,8 +206,8 @@ class AnonymousScenario extends BaseScenario {
       email: `visitor${index}@example.com`,
       ...(lead ? { company: 'Visiting Co' } : { note: 'the coffee machine is leaking' }),
     };
-    const answer = await post(this.url('/anonymous/button'), JSON.stringify(press));
-    this.recordHttp({ sender: button, kind: press.kind, bad: false, at: Date.now(), detail: press }, answer);
+    const body = JSON.stringify(press);
+    await this.sendHttp('/anonymous/button', { sender: button, kind: press.kind, bad: false, at: Date.now(), detail: press }, async () => ({ body, headers: {} }));
   }
 
   async misbehave(): Promise<void> {
@@ -193,10 +234,8 @@ class DirectScenario extends BaseScenario {
       this.readingsAt(index).map(async ({ model, reading }, i) => {
         const at = Date.now();
         const body = JSON.stringify({ ...reading, reportedAt: new Date(at).toISOString() });
-        const headers = i % 2 === 0 ? this.o.keys.hmacHeaders(model.id, 'POST', '/direct/report', body, at) : { authorization: `Bearer ${await this.o.keys.jwt(model.id)}` };
-        const answer = await post(this.url('/direct/report'), body, headers);
-        this.recordHttp({ sender: model.id, kind: i % 2 === 0 ? 'hmac report' : 'jwt report', bad: false, at, readings: [{ device: model.id, at, ...reading }] }, answer);
-        if (reading.temperature > 80) this.o.log(`direct: ${model.id} reports ${reading.temperature} °C`);
+        const sign = async () => (i % 2 === 0 ? this.o.keys.hmacHeaders(model.id, 'POST', '/direct/report', body) : { authorization: `Bearer ${await this.o.keys.jwt(model.id)}` });
+        await this.sendHttp('/direct/report', { sender: model.id, kind: i % 2 === 0 ? 'hmac report' : 'jwt report', bad: false, at, readings: [{ device: model.id, at, ...reading }] }, async () => ({ body, headers: await sign() }));
       }),
     );
   }
@@ -222,11 +261,31 @@ class DirectScenario extends BaseScenario {
   }
 }
 
-/** MQTT devices: one connection each, to the pattern's broker, with the device's derived API key. */
+/**
+ * MQTT devices: one connection each, to the pattern's broker, with the device's derived API key,
+ * kept as devices keep theirs (reconnecting, resending what was not acknowledged). Bad actors try
+ * once.
+ */
 abstract class MqttScenario extends BaseScenario {
-  protected clients = new Map<string, MqttClient>();
+  protected links = new Map<string, MqttLink>();
 
-  protected connect(id: string, password: string, port: number): Promise<MqttClient> {
+  protected async link(id: string, port: number): Promise<void> {
+    this.links.set(id, await MqttLink.open(`mqtt://${this.o.target.brokerHost}:${port}`, { clientId: id, username: id, password: this.o.keys.apiKey(id) }));
+  }
+
+  /** A QoS 1 publish of an honest device, recorded as sent and settled by its PUBACK (or none). */
+  protected async publish(device: string, topic: string, payload: string, sent: Omit<Sent, 'pattern' | 'accepted' | 'status' | 'code' | 'answer'>): Promise<void> {
+    const record = this.begin(sent);
+    const acknowledged = await (this.links.get(device) as MqttLink).publish(topic, payload);
+    Object.assign(record, { accepted: acknowledged, status: acknowledged ? 'puback' : 'no puback' });
+  }
+
+  override resent(): number {
+    return [...this.links.values()].reduce((n, link) => n + link.resent, 0);
+  }
+
+  /** A connection that gives up at the first refusal: for bad actors. */
+  private connect(id: string, password: string, port: number) {
     return mqtt.connectAsync(`mqtt://${this.o.target.brokerHost}:${port}`, { clientId: id, username: id, password, clean: false, reconnectPeriod: 0, connectTimeout: 10_000 });
   }
 
@@ -259,8 +318,7 @@ abstract class MqttScenario extends BaseScenario {
   }
 
   override async stop(): Promise<void> {
-    await Promise.all([...this.clients.values()].map((c) => c.endAsync()));
-    this.clients.clear();
+    await Promise.all([...this.links.values()].map((link) => link.close()));
   }
 }
 
@@ -277,17 +335,14 @@ class BufferedScenario extends MqttScenario {
   }
 
   override async start(): Promise<void> {
-    for (const model of this.models) this.clients.set(model.id, await this.connect(model.id, this.o.keys.apiKey(model.id), this.port));
+    for (const model of this.models) await this.link(model.id, this.port);
   }
 
   async step(index: number): Promise<void> {
     await Promise.all(
-      this.readingsAt(index).map(async ({ model, reading }) => {
+      this.readingsAt(index).map(({ model, reading }) => {
         const at = Date.now();
-        const client = this.clients.get(model.id) as MqttClient;
-        await client.publishAsync(`devices/${model.id}/readings`, JSON.stringify({ ...reading, timestamp: at }), { qos: 1 });
-        this.o.record({ pattern: this.pattern, sender: model.id, kind: 'reading', bad: false, at, readings: [{ device: model.id, at, ...reading }], accepted: true, status: 'puback' });
-        if (reading.temperature > 80) this.o.log(`buffered: ${model.id} reports ${reading.temperature} °C`);
+        return this.publish(model.id, `devices/${model.id}/readings`, JSON.stringify({ ...reading, timestamp: at }), { sender: model.id, kind: 'reading', bad: false, at, readings: [{ device: model.id, at, ...reading }] });
       }),
     );
   }
@@ -310,7 +365,7 @@ class GatewayScenario extends MqttScenario {
   constructor(o: ScenarioOptions, intervalMs: number) {
     super(o, 'gw');
     this.intervalMs = intervalMs;
-    this.gateways = Array.from({ length: o.devices }, (_, i) => new GatewayModel(`gw-${pad(i + 1)}`, 8, o.random, DEFAULT_MODEL));
+    this.gateways = Array.from({ length: o.devices }, (_, i) => new GatewayModel(`gw-${pad(i + 1)}`, 8, o.random, { ...DEFAULT_MODEL, ...o.model }));
   }
 
   private get port(): number {
@@ -318,26 +373,21 @@ class GatewayScenario extends MqttScenario {
   }
 
   override async start(): Promise<void> {
-    for (const g of this.gateways) this.clients.set(g.id, await this.connect(g.id, this.o.keys.apiKey(g.id), this.port));
+    for (const g of this.gateways) await this.link(g.id, this.port);
   }
 
   async step(index: number): Promise<void> {
     await Promise.all(
-      this.gateways.map(async (gateway, i) => {
+      this.gateways.map((gateway, i) => {
         if (this.o.overheatAt?.[i] === index) gateway.sensors[0].overheat();
         const now = Date.now();
         const batch = gateway.batch(now, this.intervalMs);
-        const client = this.clients.get(gateway.id) as MqttClient;
-        await client.publishAsync(`devices/${gateway.id}/batch`, JSON.stringify({ readings: batch.readings }), { qos: 1 });
-        this.o.record({
-          pattern: this.pattern,
+        return this.publish(gateway.id, `devices/${gateway.id}/batch`, JSON.stringify({ readings: batch.readings }), {
           sender: gateway.id,
           kind: 'batch',
           bad: false,
           at: now,
           readings: batch.readings.map((r) => ({ device: r.sensor, at: r.timestamp, temperature: r.temperature, battery: r.battery })),
-          accepted: true,
-          status: 'puback',
         });
       }),
     );
@@ -347,14 +397,12 @@ class GatewayScenario extends MqttScenario {
     const gateway = this.gateways[0]?.id ?? 'gw-01';
     await this.refusedConnect(gateway, 'wrong password', 'not-the-key', this.port);
     // A batch naming a sensor of another gateway: that reading is refused, the rest go on.
-    const client = this.clients.get(gateway) as MqttClient;
     const at = Date.now();
     const readings = [
       { sensor: `${gateway}:s-01`, timestamp: at, temperature: 21.5, battery: 3.4 },
       { sensor: 'gw-99:s-01', timestamp: at, temperature: 99.9, battery: 3.4 },
     ];
-    await client.publishAsync(`devices/${gateway}/batch`, JSON.stringify({ readings }), { qos: 1 });
-    this.o.record({ pattern: this.pattern, sender: gateway, kind: 'batch with a foreign sensor', bad: true, at, readings: [{ device: `${gateway}:s-01`, at, temperature: 21.5, battery: 3.4 }], detail: { foreign: 'gw-99:s-01' }, accepted: true, status: 'puback' });
+    await this.publish(gateway, `devices/${gateway}/batch`, JSON.stringify({ readings }), { sender: gateway, kind: 'batch with a foreign sensor', bad: true, at, readings: [{ device: `${gateway}:s-01`, at, temperature: 21.5, battery: 3.4 }], detail: { foreign: 'gw-99:s-01' } });
     this.o.log(`gateway: bad actor ${gateway} (batch with the foreign sensor gw-99:s-01): published; the flow must refuse that reading`);
   }
 }
@@ -369,12 +417,11 @@ class CloudyScenario extends BaseScenario {
   }
 
   private signed(body: string, at = Date.now()): Record<string, string> {
-    const timestamp = String(Math.floor(at / 1000));
-    return { 'x-vendor-timestamp': timestamp, 'x-vendor-signature': `sha256=${this.o.keys.webhook('vendor-cloud', `${timestamp}.${body}`)}` };
+    return vendorHeaders(this.o.keys, body, at);
   }
 
   private callback(device: string, reading: Reading, at: number): string {
-    return JSON.stringify({ device, time: Math.floor(at / 1000), data: packReading(reading, ++this.sequence), seqNumber: this.sequence });
+    return vendorCallback(device, reading, at, ++this.sequence);
   }
 
   async step(index: number): Promise<void> {
@@ -382,10 +429,9 @@ class CloudyScenario extends BaseScenario {
       this.readingsAt(index).map(async ({ model, reading }) => {
         const at = Date.now();
         const body = this.callback(model.id, reading, at);
-        const answer = await post(this.url('/cloudy/callback'), body, this.signed(body, at));
         // The packed payload carries the battery in 20 mV steps: the flow sees that value.
         const stored = { temperature: reading.temperature, battery: Math.round(reading.battery * 50) / 50 };
-        this.recordHttp({ sender: 'vendor-cloud', kind: 'callback', bad: false, at, readings: [{ device: model.id, at: Math.floor(at / 1000) * 1000, ...stored }] }, answer);
+        await this.sendHttp('/cloudy/callback', { sender: 'vendor-cloud', kind: 'callback', bad: false, at, readings: [{ device: model.id, at: Math.floor(at / 1000) * 1000, ...stored }] }, async () => ({ body, headers: this.signed(body) }));
       }),
     );
   }
@@ -433,8 +479,11 @@ class AugmentedScenario extends BaseScenario {
         const rust = this.o.overheatAt?.[i] === index || this.o.random.chance(0.3) ? 0.25 + this.o.random.next() * 0.3 : this.o.random.next() * 0.1;
         const at = Date.now();
         const inspection = { inspection: randomUUID(), site: LOCATIONS[i % LOCATIONS.length], takenAt: at, image: this.photo(rust) };
-        const answer = await post(this.url('/augmented/inspection'), JSON.stringify(inspection), { authorization: `Bearer ${await this.o.keys.jwt(model.id)}` });
-        this.recordHttp({ sender: model.id, kind: 'inspection', bad: false, at, detail: { inspection: inspection.inspection, site: inspection.site, rust: Math.round(rust * 100) } }, answer);
+        const body = JSON.stringify(inspection);
+        await this.sendHttp('/augmented/inspection', { sender: model.id, kind: 'inspection', bad: false, at, detail: { inspection: inspection.inspection, site: inspection.site, rust: Math.round(rust * 100) } }, async () => ({
+          body,
+          headers: { authorization: `Bearer ${await this.o.keys.jwt(model.id)}` },
+        }));
       }),
     );
   }
@@ -473,8 +522,7 @@ class PartnersScenario extends BaseScenario {
     });
     const at = Date.now();
     const body = JSON.stringify({ partner: 'fleetco', sentAt: new Date(at).toISOString(), devices });
-    const answer = await post(this.url('/partners/callback'), body, partnerHeaders(this.o.keys, 'partner-fleetco', body, at));
-    this.recordHttp({ sender: 'partner-fleetco', kind: 'report', bad: false, at, detail: { devices } }, answer);
+    await this.sendHttp('/partners/callback', { sender: 'partner-fleetco', kind: 'report', bad: false, at, detail: { devices } }, async () => ({ body, headers: partnerHeaders(this.o.keys, 'partner-fleetco', body) }));
   }
 
   async misbehave(): Promise<void> {
@@ -498,8 +546,10 @@ class DoubleScenario extends BaseScenario {
     const readings = this.readingsAt(index).map(({ model, reading }) => ({ device: model.id, time: at, ...reading }));
     if (readings.length === 0) return;
     const body = JSON.stringify({ partner: 'relayco', readings });
-    const answer = await post(this.url('/double/readings'), body, partnerHeaders(this.o.keys, 'partner-relayco', body, at));
-    this.recordHttp({ sender: 'partner-relayco', kind: 'batch', bad: false, at, readings: readings.map((r) => ({ device: r.device, at, temperature: r.temperature, battery: r.battery })) }, answer);
+    await this.sendHttp('/double/readings', { sender: 'partner-relayco', kind: 'batch', bad: false, at, readings: readings.map((r) => ({ device: r.device, at, temperature: r.temperature, battery: r.battery })) }, async () => ({
+      body,
+      headers: partnerHeaders(this.o.keys, 'partner-relayco', body),
+    }));
   }
 
   async misbehave(): Promise<void> {

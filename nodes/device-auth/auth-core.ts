@@ -1,17 +1,19 @@
 /**
  * The device-auth pipeline, free of Node-RED: what a message presents is turned into a
  * credential, the registry gives its verdict, and this node polices the rest (payload size,
- * replays, rates, the body's syntax, field allow-lists, the sensors of a gateway's batch).
+ * replays, what a JWT is bound to, rates, the body's syntax, field allow-lists, the ids a sender
+ * chooses, the devices a gateway or integration speaks for).
  *
  * Order: size cap (and, for a body something already parsed, its depth and key count); credential
  * (missing, malformed); the registry's verdict (lockout, unknown, revoked, signature, time);
- * replay; per-device rate; body parsing within the depth and key limits (only bytes that verified
- * are parsed); allow-list; the reading's time; gateway sensors (each with its own time).
+ * replay and body binding; per-device rate; body parsing within the depth and key limits (only
+ * bytes that verified are parsed); allow-list; sender-chosen ids; the reading's time; the devices
+ * the sender speaks for (each with its own time).
  */
 import { STATUS_CODES } from 'node:http';
 import type { DeviceIdentity } from '../shared/device';
 import type { AuthMethod, DeviceRegistryService, Presented, RejectCode, Verdict, VerifyPolicy } from '../shared/device-registry-api';
-import { sha256Hex } from '../shared/digest';
+import { sha256, sha256Hex } from '../shared/digest';
 import { checkShape, LimitError, parseJsonWithin, type LimitCode, type ShapeLimits } from '../shared/json-limits';
 import { isUtf8Text, looksLikeJson } from '../shared/payload';
 import { readingTime } from '../shared/timestamp';
@@ -25,8 +27,14 @@ export type AuthCode = RejectCode | LimitCode | 'bad_timestamp' | 'internal';
 
 export interface AuthSettings {
   mode: AuthMode;
+  /** With mode auto: the methods this endpoint accepts (what its flow documents), the others refused. */
+  accepted: ReadonlySet<AuthMethod>;
   policy: VerifyPolicy;
-  /** JWTs must carry a jti (each token is then accepted once). */
+  /**
+   * JWTs must carry a jti (each token is then accepted once). Otherwise a token must carry a jti
+   * or a body hash (`bh`: base64url SHA-256 of the body bytes), so it cannot be replayed with
+   * another body.
+   */
   requireJti: boolean;
   /** Largest body in bytes; 0: no cap. */
   maxBytes: number;
@@ -42,7 +50,14 @@ export interface AuthSettings {
   rate?: { perSecond: number; burst: number };
   /** Webhook signed content, e.g. `{body}` or `{timestamp}.{body}` or `v0:{timestamp}:{body}`. */
   webhookContent: string;
-  gateway?: { batchPath: string; sensorField: string; split: boolean };
+  /**
+   * The sender speaks for devices registered under it (a gateway's sensors, a vendor cloud's or a
+   * partner's devices): each reading names one in `sensorField`, and only those registered under
+   * the sender go on. With `scoped`, a name is the sender's own: `<sender>:<name>` is the device.
+   */
+  gateway?: { batchPath: string; sensorField: string; split: boolean; scoped: boolean };
+  /** Top-level payload fields holding ids the sender chooses: prefixed `<sender id>:` so no sender can reuse another's. */
+  scopedFields: readonly string[];
   replayCapacity: number;
 }
 
@@ -68,10 +83,15 @@ export interface AuthInput {
   http?: HttpRequestInfo;
   topic?: string;
   fields: CredentialFields;
-  /** The anonymous source (IP, client id, topic, or a property), when anonymous. */
+  /**
+   * Where the message came from (IP, client id, topic, or a property): the key of anonymous rate
+   * limits, and of lockout after failed credentials (a device id is locked from that source only).
+   */
   source?: string;
   /** What an iot-mqtt-broker node marked the message with, if anything. */
   brokerMark?: unknown;
+  /** The client certificate chain (DER, the device's first) of the TLS connection the request came over. */
+  certificate?: readonly Buffer[];
 }
 
 export interface SensorReading {
@@ -108,8 +128,9 @@ export function httpStatusOf(code: AuthCode): number {
     case 'rate_limited':
     case 'locked_out':
       return 429;
+    // Said only to a sender whose credential verified: a wrong or unknown one gets 401 either way,
+    // whether or not the id exists or may use the method (no enumeration of registered ids).
     case 'revoked':
-    case 'method_not_allowed':
     case 'not_under_gateway':
       return 403;
     case 'registry_unavailable':
@@ -141,9 +162,11 @@ export function statusText(status: number): string {
   return STATUS_CODES[status] ?? 'Error';
 }
 
-function rejection(code: AuthCode, message: string, id?: string): Rejection {
+/** A 429 always says when to try again: `retryAfterMs` when known, else a second. */
+function rejection(code: AuthCode, message: string, id?: string, retryAfterMs?: number): Rejection {
   const out: Rejection = { ok: false, code, message, status: httpStatusOf(code) };
   if (id !== undefined) out.id = id;
+  if (out.status === 429) out.retryAfterSeconds = Math.max(1, Math.ceil((retryAfterMs ?? 1000) / 1000));
   return out;
 }
 
@@ -221,8 +244,11 @@ export class DeviceAuthCore {
       const size = bytes ? bytes.length : Buffer.byteLength(safeJson(input.body));
       if (size > max) return rejection('too_large', `the body has ${size} bytes; at most ${max} are accepted`);
     }
-    const mode = this.settings.mode === 'auto' ? detectMode(input) : (this.settings.mode as Exclude<AuthMode, 'auto'>);
+    const mode = this.settings.mode === 'auto' ? detectMode(input, this.settings.accepted) : (this.settings.mode as Exclude<AuthMode, 'auto'>);
     if (isRejection(mode)) return mode;
+    if (this.settings.mode === 'auto' && mode !== 'broker' && mode !== 'anonymous' && !this.settings.accepted.has(mode)) {
+      return rejection('method_not_allowed', `this endpoint accepts ${[...this.settings.accepted].join(', ') || 'no method'}, not ${mode}`);
+    }
     if (mode === 'anonymous') {
       const source = input.source || 'unknown';
       const limited = this.limit(`anonymous:${source}`, now);
@@ -237,7 +263,7 @@ export class DeviceAuthCore {
     if (!this.registry) return rejection('registry_unavailable', 'no device registry is configured');
     const presented = this.presented(mode, input, bytes);
     if (isRejection(presented)) return presented;
-    const verdict = this.registry.verify(presented, this.settings.policy, now);
+    const verdict = this.registry.verify(presented, this.settings.policy, now, input.source);
     return verdict instanceof Promise ? verdict.then((v) => this.afterVerdict(v, input, bytes, now)) : this.afterVerdict(verdict, input, bytes, now);
   }
 
@@ -286,39 +312,61 @@ export class DeviceAuthCore {
         const content = webhookContent(this.settings.webhookContent, timestamp, bytes);
         return timestamp === undefined ? { method, id, signature, content } : { method, id, signature, content, timestamp };
       }
+      case 'x509': {
+        if (!input.certificate) return rejection('missing_credentials', 'no client certificate: the request did not come over TLS with one (https with requestCert)');
+        return id === undefined ? { method, chain: input.certificate } : { method, id, chain: input.certificate };
+      }
     }
   }
 
   private afterVerdict(verdict: Verdict, input: AuthInput, bytes: Buffer | undefined, now: number): AuthOutcome {
-    if (!verdict.ok) return rejection(verdict.code, verdict.message, verdict.id);
+    if (!verdict.ok) return rejection(verdict.code, verdict.message, verdict.id, verdict.retryAfterMs);
     const device = verdict.device;
+    if (device.method === 'jwt' && input.brokerMark === undefined) {
+      const unbound = this.bodyBinding(device, verdict.replay !== undefined, bytes);
+      if (unbound) return unbound;
+    }
     if (verdict.replay) {
       const answer = this.replays.check(verdict.replay.key, verdict.replay.until, now);
       if (answer === 'replayed') return rejection('replayed', 'this nonce, token id or signature was used before', device.id);
       if (answer === 'full') return rejection('rate_limited', 'the replay cache is full: too many signed messages within the time window', device.id);
-    } else if (this.settings.requireJti && device.method === 'jwt') {
-      return rejection('malformed', 'the token has no jti, and this endpoint accepts each token once', device.id);
     }
     const limited = this.limit(device.id, now);
     if (limited) return limited;
     return this.accept(device, input, bytes, device.method ?? 'unknown', now);
   }
 
+  /**
+   * A JWT that comes with a message must not be reusable with another body: it carries a `jti`
+   * (accepted once), or a body hash `bh` that matches the bytes sent (or both).
+   */
+  private bodyBinding(device: DeviceIdentity, hasJti: boolean, bytes: Buffer | undefined): Rejection | undefined {
+    const bh = device.claims?.bh;
+    if (bh !== undefined) {
+      if (typeof bh !== 'string') return rejection('malformed', 'bh must be the base64url SHA-256 of the body', device.id);
+      if (!bytes) return rejection('malformed', 'the body was parsed before this node: bh is the hash of the bytes as sent (tick "Do not parse request body" on the http-in node)', device.id);
+      if (sha256(bytes).toString('base64url') !== bh) return rejection('wrong_body', 'the body is not the one the token was signed for (bh)', device.id);
+    }
+    if (this.settings.requireJti && !hasJti) return rejection('unbound_token', 'the token has no jti, and this endpoint accepts each token once', device.id);
+    if (!hasJti && bh === undefined) return rejection('unbound_token', 'the token has neither a jti nor a body hash (bh): it could be replayed with any body', device.id);
+    return undefined;
+  }
+
   private limit(key: string, now: number): Rejection | undefined {
     if (!this.rates) return undefined;
     const waitMs = this.rates.take(key, now);
     if (waitMs === 0) return undefined;
-    const limited = rejection('rate_limited', `more than ${this.settings.rate?.perSecond}/s`, key);
-    limited.retryAfterSeconds = Math.max(1, Math.ceil(waitMs / 1000));
-    return limited;
+    return rejection('rate_limited', `more than ${this.settings.rate?.perSecond}/s`, key, waitMs);
   }
 
   private accept(device: DeviceIdentity, input: AuthInput, bytes: Buffer | undefined, method: string, now: number): AuthOutcome {
     const payload = this.parsed(input, bytes);
     if (isRejection(payload)) return { ...payload, id: device.id };
-    const allowed = this.settings.allowedFields;
-    if (allowed.length > 0 && isRecord(payload)) {
-      for (const key of Object.keys(payload)) if (!allowed.includes(key)) delete payload[key];
+    if (isRecord(payload)) {
+      const allowed = this.settings.allowedFields;
+      if (allowed.length > 0) for (const key of Object.keys(payload)) if (!allowed.includes(key)) delete payload[key];
+      // Anonymous senders have no id of their own to scope with: their ids are the flow's to check.
+      if (device.method !== 'anonymous') for (const field of this.settings.scopedFields) scopeField(payload, field, device.id);
     }
     const time = this.timeOf(payload, now);
     if (isRejection(time)) return { ...time, id: device.id };
@@ -357,44 +405,66 @@ export class DeviceAuthCore {
     return bytes;
   }
 
-  /** Checks each sensor of a gateway's batch; the ones not under it (or with a bad time) are rejected one by one. */
+  /**
+   * Checks each device a gateway's (or an integration's) message names: the ones not registered
+   * under the sender (or with a bad time) are rejected one by one, the rest go on with their
+   * registered ids. A message that is one reading (an object naming a device, not a batch) is a
+   * batch of one.
+   */
   private sensors(gateway: DeviceIdentity, payload: unknown, method: string, time: number, now: number): AuthOutcome {
-    const { batchPath, sensorField } = this.settings.gateway as NonNullable<AuthSettings['gateway']>;
-    const container = payload !== null && typeof payload === 'object' && !Array.isArray(payload) && batchPath ? (payload as Record<string, unknown>) : undefined;
-    const batch = Array.isArray(payload) ? payload : container?.[batchPath];
+    const { batchPath, sensorField, scoped } = this.settings.gateway as NonNullable<AuthSettings['gateway']>;
+    const container = isRecord(payload) && batchPath ? payload : undefined;
+    const inside = container?.[batchPath];
+    const single = isRecord(payload) && !Array.isArray(inside) && payload[sensorField] !== undefined;
+    const batch = single ? [payload] : Array.isArray(payload) ? payload : inside;
     if (!Array.isArray(batch) || batch.length === 0) {
-      return rejection('malformed', `a gateway batch is an array of readings${batchPath ? `, or an object with one in ${batchPath}` : ''}`, gateway.id);
+      return rejection('malformed', `a gateway batch is an array of readings${batchPath ? `, or an object with one in ${batchPath}` : ''}, or one reading naming its device in ${sensorField}`, gateway.id);
     }
     const sensors: SensorReading[] = [];
     const rejectedSensors: SensorRejection[] = [];
     batch.forEach((item: unknown, index) => {
-      const sensorId = item !== null && typeof item === 'object' ? (item as Record<string, unknown>)[sensorField] : undefined;
-      if (typeof sensorId !== 'string') {
-        rejectedSensors.push({ code: 'malformed', message: `reading ${index} names no sensor (${sensorField})`, item, index });
+      const named = isRecord(item) ? item[sensorField] : undefined;
+      if (typeof named !== 'string' || named === '') {
+        rejectedSensors.push({ code: 'malformed', message: `reading ${index} names no device (${sensorField})`, item, index });
         return;
       }
+      const sensorId = scoped ? `${gateway.id}:${named}` : named;
       const verdict = (this.registry as DeviceRegistryService).sensor(gateway.id, sensorId, method);
       if (!verdict.ok) {
         rejectedSensors.push({ code: verdict.code, message: verdict.message, item, index });
         return;
       }
       const at = this.timeOf(item, now);
-      if (isRejection(at)) rejectedSensors.push({ code: at.code, message: `reading ${index}: ${at.message}`, item, index });
-      else sensors.push({ device: verdict.device, item, index, time: at });
+      if (isRejection(at)) {
+        rejectedSensors.push({ code: at.code, message: `reading ${index}: ${at.message}`, item, index });
+        return;
+      }
+      // The reading carries the device's registered id from here on, never the sender's name for it.
+      (item as Record<string, unknown>)[sensorField] = sensorId;
+      sensors.push({ device: verdict.device, item, index, time: at });
     });
     if (sensors.length === 0) {
       const first = rejectedSensors[0];
       const code = first.code === 'malformed' || first.code === 'bad_timestamp' ? first.code : 'not_under_gateway';
-      return rejection(code, `no reading of the batch is from a sensor of ${gateway.id}: ${first.message}`, gateway.id);
+      return rejection(code, `no reading names a device of ${gateway.id}: ${first.message}`, gateway.id);
     }
+    if (single) return { ok: true, device: gateway, payload, time, sensors, rejectedSensors };
     const accepted = sensors.map((s) => s.item);
     const filtered = container ? { ...container, [batchPath]: accepted } : accepted;
     return { ok: true, device: gateway, payload: filtered, time, sensors, rejectedSensors };
   }
 }
 
-function detectMode(input: AuthInput): Exclude<AuthMode, 'auto'> | Rejection {
+/** An id the sender chose, made its own: `<sender>:<id>`. Absent or non-scalar values stay as they are. */
+function scopeField(payload: Record<string, unknown>, field: string, sender: string): void {
+  const value = payload[field];
+  if (typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value))) payload[field] = `${sender}:${value}`;
+}
+
+function detectMode(input: AuthInput, accepted: ReadonlySet<AuthMethod>): Exclude<AuthMode, 'auto'> | Rejection {
   if (input.brokerMark !== undefined) return 'broker';
+  // A client certificate is a property of the connection: it speaks for the request when this endpoint takes certificates.
+  if (input.certificate && accepted.has('x509')) return 'x509';
   const f = input.fields;
   const token = typeof f.token === 'string' ? f.token.trim() : undefined;
   if (token?.startsWith('SharedAccessSignature ')) return 'sas';
@@ -404,7 +474,7 @@ function detectMode(input: AuthInput): Exclude<AuthMode, 'auto'> | Rejection {
   }
   if (f.signature !== undefined && f.nonce !== undefined && f.timestamp !== undefined) return 'hmac';
   if (f.apiKey !== undefined && f.apiKey !== '') return 'apikey';
-  return rejection('missing_credentials', 'the message carries no credentials (API key, HMAC signature, SAS token, JWT) and did not come from an iot-mqtt-broker node');
+  return rejection('missing_credentials', 'the message carries no credentials (client certificate, API key, HMAC signature, SAS token, JWT) and did not come from an iot-mqtt-broker node');
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

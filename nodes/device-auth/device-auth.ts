@@ -16,6 +16,7 @@ import { reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
 import { deliveryOf, outcomeOfReturned, settleToken, DELIVERY_PROPERTY, type DeliverySource, type DeliveryToken, type Outcome } from '../shared/delivery';
 import { registryService, type DeviceRegistryService } from '../shared/device-registry-api';
+import { peerCertificateChain } from '../shared/peer-certificate';
 import { HeldReceipts } from '../shared/held-receipts';
 import { LogSummary } from '../shared/log-summary';
 import { throttled } from '../shared/throttle';
@@ -48,6 +49,7 @@ const USED: Record<AuthMode, Array<keyof CredentialFields>> = {
   sas: ['deviceId', 'token'],
   jwt: ['deviceId', 'token'],
   webhook: ['deviceId', 'signature', 'timestamp'],
+  x509: ['deviceId'],
   auto: ['deviceId', 'apiKey', 'timestamp', 'nonce', 'signature', 'token'],
 };
 
@@ -66,6 +68,9 @@ interface HttpRequestLike {
   url?: unknown;
   ip?: unknown;
   headers?: Record<string, unknown>;
+  /** The connection (express: req.socket, also req.client): a TLS socket when served over https. */
+  socket?: unknown;
+  client?: unknown;
 }
 
 /** The parts of Express's response this node answers through (as Node-RED's http response node does). */
@@ -120,7 +125,7 @@ export = function register(RED: NodeAPI): void {
         const reader = propertyReader(RED, node, value, type);
         readers.push(f.secret && type === 'msg' ? { name: f.name, reader, secretPath: value } : { name: f.name, reader });
       }
-      if (settings.mode === 'anonymous' && def.anonymousSource === 'property' && def.sourceProperty) {
+      if (def.anonymousSource === 'property' && def.sourceProperty) {
         sourceReader = propertyReader(RED, node, def.sourceProperty, def.sourcePropertyType || 'msg');
       }
       core = new DeviceAuthCore(settings, registry, (mark) => identifyByBroker(RED, mark as never));
@@ -131,7 +136,7 @@ export = function register(RED: NodeAPI): void {
       node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', message, send, done, rejection));
       return;
     }
-    const mode = core.settings.mode;
+    const usesCertificates = core.settings.mode === 'x509' || (core.settings.mode === 'auto' && core.settings.accepted.has('x509'));
     const secretPaths = readers
       .filter((r) => r.secretPath !== undefined)
       .map((r) => credentialPath(RED.util.normalisePropertyExpression(r.secretPath as string) as Array<string | number>))
@@ -229,14 +234,17 @@ export = function register(RED: NodeAPI): void {
         const url = typeof req.originalUrl === 'string' ? req.originalUrl : typeof req.url === 'string' ? req.url : '/';
         const contentType = req.headers?.['content-type'];
         input.http = { method: req.method, url, ...(typeof contentType === 'string' ? { contentType } : {}) };
+        if (usesCertificates) {
+          const chain = peerCertificateChain(req.socket ?? req.client);
+          if (chain) input.certificate = chain;
+        }
       }
       if (typeof msg.topic === 'string') input.topic = msg.topic;
       const mark = brokerMarkOf(msg);
       if (mark) input.brokerMark = mark;
-      if (mode === 'anonymous') {
-        const source = anonymousSource(msg, req);
-        if (typeof source === 'string') input.source = source;
-      }
+      // The source keys anonymous rate limits, and lockout after failed credentials.
+      const source = sourceOf(msg, req);
+      if (typeof source === 'string') input.source = source;
       const pending: Array<Promise<void>> = [];
       for (const { name, reader } of readers) {
         const value = reader.read(msg);
@@ -251,7 +259,7 @@ export = function register(RED: NodeAPI): void {
       return pending.length > 0 ? Promise.all(pending).then(() => input) : input;
     }
 
-    function anonymousSource(msg: NodeMessage, req: HttpRequestLike | undefined): string | undefined {
+    function sourceOf(msg: NodeMessage, req: HttpRequestLike | undefined): string | undefined {
       switch (def.anonymousSource) {
         case 'client':
           return brokerMarkOf(msg)?.client ?? (typeof msg.clientId === 'string' ? msg.clientId : undefined);

@@ -2,12 +2,14 @@
  * The editor's properties of an iot-device-auth node, turned into the core's settings, with a
  * clear error for anything that cannot work.
  */
+import { AUTH_METHODS, SECRET_METHODS, TOKEN_SKEW_SECONDS, type AuthMethod } from '../shared/device-registry-api';
 import { DEFAULT_PARSE_LIMITS } from '../shared/json-limits';
 import type { AuthMode, AuthSettings } from './auth-core';
 
 export interface DeviceAuthProperties {
   registry?: string;
   method?: string;
+  accepted?: string[];
   deviceIdProperty?: string;
   deviceIdPropertyType?: string;
   apiKeyProperty?: string;
@@ -21,6 +23,7 @@ export interface DeviceAuthProperties {
   tokenProperty?: string;
   tokenPropertyType?: string;
   skew?: string | number;
+  tokenSkew?: string | number;
   maxLifetime?: string | number;
   audience?: string;
   algorithms?: string;
@@ -45,6 +48,8 @@ export interface DeviceAuthProperties {
   batchPath?: string;
   sensorField?: string;
   gatewayOutput?: string;
+  gatewayScoped?: boolean;
+  scopedFields?: string;
   replayCapacity?: string | number;
   answer?: string;
   answerStatus?: string | number;
@@ -63,7 +68,7 @@ export const CREDENTIAL_DEFAULTS = {
   token: 'req.headers.authorization',
 } as const;
 
-const MODES: readonly AuthMode[] = ['auto', 'anonymous', 'apikey', 'hmac', 'sas', 'jwt', 'webhook', 'broker'];
+const MODES: readonly AuthMode[] = ['auto', 'anonymous', 'apikey', 'hmac', 'sas', 'jwt', 'webhook', 'x509', 'broker'];
 
 function number(value: string | number | undefined, fallback: number, what: string, min = 0): number {
   if (value === undefined || value === '') return fallback;
@@ -90,10 +95,17 @@ export function settingsFromProperties(p: DeviceAuthProperties): AuthSettings {
   const webhookContent = p.webhookContent || '{body}';
   if (webhookContent.split('{body}').length !== 2) throw new Error('the webhook signed content must hold {body} exactly once');
   const rate = number(p.rate, 0, 'the rate limit');
+  // Flows from before the setting accept every method they did: those of shared secrets and keys.
+  const accepted = p.accepted ?? SECRET_METHODS;
+  const unknown = accepted.filter((m) => !(AUTH_METHODS as readonly string[]).includes(m));
+  if (unknown.length > 0) throw new Error(`unknown accepted method(s) ${unknown.join(', ')}`);
+  if (mode === 'auto' && accepted.length === 0) throw new Error('accept at least one method');
   const settings: AuthSettings = {
     mode,
+    accepted: new Set(accepted as AuthMethod[]),
     policy: {
       skewMs: number(p.skew, 300, 'the clock skew') * 1000,
+      tokenSkewMs: number(p.tokenSkew, TOKEN_SKEW_SECONDS, 'the token clock tolerance') * 1000,
       maxLifetimeMs: number(p.maxLifetime, 3600, 'the maximum token lifetime', 1) * 1000,
       audiences: names(p.audience),
       algorithms: names(p.algorithms),
@@ -114,13 +126,14 @@ export function settingsFromProperties(p: DeviceAuthProperties): AuthSettings {
     timeField: (p.timeField ?? 'timestamp').trim(),
     parse: oneOf(p.parse, ['auto', 'json', 'raw'] as const, 'auto', 'the body parsing'),
     allowedFields: names(p.allowedFields),
+    scopedFields: names(p.scopedFields),
     webhookContent,
     replayCapacity: number(p.replayCapacity, 100_000, 'the replay cache size', 1),
   };
   if (rate > 0) settings.rate = { perSecond: rate, burst: number(p.burst, Math.max(1, Math.ceil(rate)), 'the burst', 1) };
   if (p.gateway) {
     if (mode === 'anonymous') throw new Error('an anonymous source cannot be a gateway');
-    settings.gateway = { batchPath: (p.batchPath ?? 'readings').trim(), sensorField: (p.sensorField || 'sensor').trim(), split: p.gatewayOutput !== 'batch' };
+    settings.gateway = { batchPath: (p.batchPath ?? 'readings').trim(), sensorField: (p.sensorField || 'sensor').trim(), split: p.gatewayOutput !== 'batch', scoped: p.gatewayScoped === true };
   }
   return settings;
 }

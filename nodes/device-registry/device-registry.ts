@@ -9,10 +9,14 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, resolve } from 'node:path';
 import type { Node, NodeAPI, NodeDef } from 'node-red';
 import { AUTH_METHODS, type AuthMethod } from '../shared/device-registry-api';
+import { migrateSettings } from '../shared/settings-version';
+import { fleetFiles, loadFleets, type FleetSetting } from './fleets';
+import type { Fleet } from './x509';
 import { decodeSecret, parseRecord, RecordError } from './records';
 import { DeviceRegistry } from './registry';
 import { loadRegistryFile, parseIdList } from './registry-file';
-import { DerivedStore, RecordStore } from './stores';
+import { REGISTRY_MIGRATIONS } from './registry-settings';
+import { DerivedStore, KEY_DERIVATIONS, RecordStore, type KeyDerivation } from './stores';
 
 interface ListedDevice {
   id?: string;
@@ -20,17 +24,20 @@ interface ListedDevice {
 }
 
 interface RegistryDef extends NodeDef {
+  settingsVersion?: unknown;
   source?: 'list' | 'file' | 'derived';
   devices?: ListedDevice[];
   file?: string;
   masterSource?: 'credential' | 'env';
   masterEnv?: string;
   derivedMethods?: string[];
+  keyDerivation?: KeyDerivation;
   idPattern?: string;
   gatewaySeparator?: string;
   derivedMeta?: string;
   revoked?: string;
   revokedFile?: string;
+  fleets?: FleetSetting[];
   lockFailures?: string | number;
   lockWindow?: string | number;
   lockDuration?: string | number;
@@ -46,15 +53,28 @@ type RegistryNode = Node<RegistryCredentials> & { registry: DeviceRegistry };
 
 const RELOAD_DELAY_MS = 250;
 
+
 function seconds(value: string | number | undefined, fallback: number): number {
   const n = Number(value);
   return value === undefined || value === '' || !Number.isFinite(n) || n < 0 ? fallback : n;
 }
 
 export = function register(RED: NodeAPI): void {
-  function IotDeviceRegistryNode(this: RegistryNode, def: RegistryDef): void {
-    RED.nodes.createNode(this, def);
+  function IotDeviceRegistryNode(this: RegistryNode, given: RegistryDef): void {
+    RED.nodes.createNode(this, given);
     const node = this;
+    let def: RegistryDef;
+    try {
+      const migrated = migrateSettings(given, REGISTRY_MIGRATIONS);
+      def = migrated.props;
+      for (const note of migrated.notes) node.log(RED._(`iot-device-registry.migrated.${note}`, { from: migrated.from }));
+    } catch (err) {
+      // A flow from a newer pack: refuse every credential rather than guess what it meant.
+      node.registry = new DeviceRegistry({ failures: 0, windowMs: 0, lockMs: 0 });
+      node.registry.loadFailed((err as Error).message);
+      node.error(RED._('iot-device-registry.errors.not-loaded', { problem: (err as Error).message }));
+      return;
+    }
     const registry = new DeviceRegistry({
       failures: seconds(def.lockFailures, 10),
       windowMs: seconds(def.lockWindow, 60) * 1000,
@@ -132,9 +152,14 @@ export = function register(RED: NodeAPI): void {
         }
         const methods = (def.derivedMethods ?? ['apikey', 'hmac', 'sas']).filter((m): m is AuthMethod => (AUTH_METHODS as readonly string[]).includes(m));
         const meta = def.derivedMeta ? (JSON.parse(def.derivedMeta) as Record<string, unknown>) : undefined;
+        const derivation = def.keyDerivation as KeyDerivation;
+        if (!KEY_DERIVATIONS.includes(derivation)) throw new RecordError(RED._('iot-device-registry.errors.bad-derivation', { value: String(derivation) }));
+        // v1 stays usable (devices in the field have v1 keys), but it is said at every start.
+        if (derivation === 'v1') node.warn(RED._('iot-device-registry.errors.key-derivation-v1'));
         registry.use(
           new DerivedStore(decodeSecret(master), {
             methods,
+            derivation,
             ...(def.idPattern ? { idPattern: new RegExp(def.idPattern) } : {}),
             ...(def.gatewaySeparator ? { gatewaySeparator: def.gatewaySeparator } : {}),
             ...(meta ? { meta } : {}),
@@ -168,6 +193,24 @@ export = function register(RED: NodeAPI): void {
       watchFile(path, () => void load());
     } else {
       registry.setRevoked(listed);
+    }
+
+    // --- client certificates: the fleets whose CAs issue them ----------------------------------
+    const fleetSettings = Array.isArray(def.fleets) ? def.fleets : [];
+    if (fleetSettings.length > 0) {
+      let loaded: Fleet[] = [];
+      const loadCertificates = () =>
+        loadFleets(fleetSettings, pathOf, loaded)
+          .then(({ fleets, problems }) => {
+            if (closed) return;
+            loaded = fleets;
+            registry.useFleets(fleets);
+            for (const problem of problems) node.error(RED._('iot-device-registry.errors.fleet', { problem }));
+          })
+          .catch((err: Error) => node.error(RED._('iot-device-registry.errors.fleet', { problem: err.message })));
+      registry.expectFleets();
+      void loadCertificates();
+      for (const path of new Set(fleetFiles(fleetSettings, pathOf))) watchFile(path, () => void loadCertificates());
     }
 
     node.on('close', (done: () => void) => {

@@ -12,7 +12,7 @@ import { createPublicKey, createSecretKey, type JsonWebKey, type KeyObject } fro
 import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
 import type { Presented, VerifyPolicy } from '../shared/device-registry-api';
 import { fail, type Check } from './checks';
-import { JWT_ALGORITHMS, type DeviceRecord } from './records';
+import { JWT_ALGORITHMS, secretOf, type DeviceRecord } from './records';
 
 const TOKEN_LIMIT = 16 * 1024;
 const COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
@@ -117,11 +117,12 @@ export async function checkJwt(record: DeviceRecord, parts: JwtParts, token: str
   const publicKeys = publicCandidates(record);
   if (publicKeys instanceof Error) return fail('bad_signature', publicKeys.message);
   const candidates: Candidate[] = [...publicKeys];
-  if (record.secret) candidates.push({ key: createSecretKey(record.secret), algorithms: ['HS256'] });
+  const secret = secretOf(record, 'jwt');
+  if (secret) candidates.push({ key: createSecretKey(secret), algorithms: ['HS256'] });
   const usable = candidates.filter((c) => c.algorithms.includes(alg) && (parts.kid === undefined || c.kid === undefined || c.kid === parts.kid));
   if (usable.length === 0) return fail('bad_algorithm', `no key of ${record.id} verifies ${alg}`);
 
-  const skewSeconds = policy.skewMs / 1000;
+  const skewSeconds = policy.tokenSkewMs / 1000;
   let verified: JWTPayload | undefined;
   for (const candidate of usable) {
     try {
@@ -141,16 +142,16 @@ export async function checkJwt(record: DeviceRecord, parts: JwtParts, token: str
 
   const { exp, iat, jti } = verified;
   if (typeof exp !== 'number') return fail('too_long_lived', 'the token has no exp: it would never expire');
-  if (typeof iat === 'number' && iat * 1000 > now + policy.skewMs) return fail('not_yet_valid', 'the token was issued in the future (iat)');
+  if (typeof iat === 'number' && iat * 1000 > now + policy.tokenSkewMs) return fail('not_yet_valid', 'the token was issued in the future (iat)');
   const issued = typeof iat === 'number' ? iat * 1000 : now;
-  if (exp * 1000 - issued > policy.maxLifetimeMs + policy.skewMs) {
+  if (exp * 1000 - issued > policy.maxLifetimeMs + policy.tokenSkewMs) {
     return fail('too_long_lived', `the token lives ${Math.round((exp * 1000 - issued) / 1000)} s; at most ${policy.maxLifetimeMs / 1000} s is accepted`);
   }
   if (jti !== undefined && (typeof jti !== 'string' || jti === '' || jti.length > 256)) return fail('malformed', 'jti must be a non-empty string');
   return {
     ok: true,
     claims: { ...verified },
-    ...(jti !== undefined ? { replay: { key: `jwt\n${record.id}\n${jti}`, until: exp * 1000 + policy.skewMs } } : {}),
+    ...(jti !== undefined ? { replay: { key: `jwt\n${record.id}\n${jti}`, until: exp * 1000 + policy.tokenSkewMs } } : {}),
   };
 }
 

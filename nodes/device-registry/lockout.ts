@@ -1,7 +1,7 @@
 /**
- * Lockout after repeated failures: a device id that fails `failures` times within `windowMs` is
- * refused for `lockMs`, whatever it presents, on every node that uses the registry. Memory is
- * bounded: past `capacity` ids the least recently failed are forgotten.
+ * Lockout after repeated failures: a key (the registry uses device id and source) that fails
+ * `failures` times within `windowMs` is refused for `lockMs`, whatever it presents. Memory is
+ * bounded: past `capacity` keys the least recently failed are forgotten.
  */
 
 export interface LockoutPolicy {
@@ -25,13 +25,13 @@ export class Lockout {
     private readonly capacity = 100_000,
   ) {}
 
-  /** When the lock on this id ends (ms), or 0 when it is not locked. */
+  /** When the lock on this key ends (ms), or 0 when it is not locked. */
   lockedUntil(id: string, now: number): number {
     const entry = this.entries.get(id);
     return entry && entry.lockedUntil > now ? entry.lockedUntil : 0;
   }
 
-  /** Counts a failure; true when it locks the id. */
+  /** Counts a failure; true when it locks the key. */
   failed(id: string, now: number): boolean {
     if (this.policy.failures <= 0) return false;
     let entry = this.entries.get(id);
@@ -59,7 +59,7 @@ export class Lockout {
     if (this.entries.size > 0) this.entries.delete(id);
   }
 
-  /** How many ids are locked now. */
+  /** How many keys are locked now. */
   lockedCount(now: number): number {
     let count = 0;
     for (const entry of this.entries.values()) if (entry.lockedUntil > now) count++;

@@ -3,7 +3,7 @@
  * editor's list, a registry file) goes through. Key material stays inside the registry folder.
  */
 import { sha256 } from '../shared/digest';
-import { AUTH_METHODS, type AuthMethod } from '../shared/device-registry-api';
+import { AUTH_METHODS, type AuthMethod, type SecretMethod } from '../shared/device-registry-api';
 
 export interface DeviceRecord {
   id: string;
@@ -12,12 +12,16 @@ export interface DeviceRecord {
   methods?: ReadonlySet<AuthMethod>;
   /** Shared secret bytes: HMAC, SAS, webhook signatures and HS256 tokens. */
   secret?: Buffer;
+  /** A derived device's key for each method (stores.ts); a listed device has its one secret instead. */
+  keyFor?(method: SecretMethod): Buffer;
   /** SHA-256 of the API key: the key itself is never kept. */
   apiKeyHash?: Buffer;
   /** Public keys for JWT (PEM text, or JWK / JWK Set JSON). */
   publicKeys?: readonly string[];
   /** JWT algorithms this device may sign with. */
   algorithms?: readonly string[];
+  /** SHA-256 fingerprints (lowercase hex) of client certificates pinned on this device. */
+  certificates?: ReadonlySet<string>;
   gateway?: string;
   topics?: { publish?: readonly string[]; subscribe?: readonly string[] };
   meta?: Record<string, unknown>;
@@ -35,6 +39,16 @@ export class RecordError extends Error {}
 
 export function isDeviceId(value: unknown): value is string {
   return typeof value === 'string' && DEVICE_ID.test(value);
+}
+
+/** A certificate fingerprint (`sha256:AB:CD:…`, `AB:CD:…` or bare hex) as the registry compares them: 64 lowercase hex digits. */
+export function normalFingerprint(text: string): string | undefined {
+  const hex = text
+    .trim()
+    .replace(/^sha256:/i, '')
+    .replace(/:/g, '')
+    .toLowerCase();
+  return /^[0-9a-f]{64}$/.test(hex) ? hex : undefined;
 }
 
 /** Secret text to key bytes: `base64:…` and `hex:…` are decoded, anything else is UTF-8. */
@@ -111,8 +125,8 @@ export interface RecordSource {
 
 /**
  * Validates one device as given by a source. Fields: id, enabled, methods, secret (credentials
- * only), apiKey (credentials only) or apiKeyHash, publicKey, algorithms, gateway, topics
- * ({ publish, subscribe }) or publishTopics / subscribeTopics, meta.
+ * only), apiKey (credentials only) or apiKeyHash, publicKey, algorithms, certificates (pinned
+ * fingerprints), gateway, topics ({ publish, subscribe }) or publishTopics / subscribeTopics, meta.
  */
 export function parseRecord(raw: Record<string, unknown>, source: RecordSource): DeviceRecord {
   const at = (message: string) => new RecordError(`${source.where}: ${message}`);
@@ -140,6 +154,12 @@ export function parseRecord(raw: Record<string, unknown>, source: RecordSource):
     }
     const keys = publicKeysOf(raw.publicKey);
     if (keys) record.publicKeys = keys;
+    const pins = list(raw.certificates, 'certificates');
+    if (pins.length > 0) {
+      const fingerprints = pins.map((pin) => normalFingerprint(pin));
+      if (fingerprints.some((f) => f === undefined)) throw new RecordError('certificates must be SHA-256 fingerprints (64 hex digits, colons allowed, optionally prefixed sha256:)');
+      record.certificates = new Set(fingerprints as string[]);
+    }
     const algorithms = list(raw.algorithms, 'algorithms');
     if (algorithms.length > 0) {
       const unknown = algorithms.filter((a) => !(JWT_ALGORITHMS as readonly string[]).includes(a));
@@ -196,15 +216,27 @@ function metaOf(raw: Record<string, unknown>): Record<string, unknown> | undefin
   return meta;
 }
 
-/** Which methods a record can use: those its key material supports, narrowed by its own list. */
+/** The shared secret a method's proof is checked with: the method's derived key, or the device's secret. */
+export function secretOf(record: DeviceRecord, method: SecretMethod): Buffer | undefined {
+  return record.keyFor ? record.keyFor(method) : record.secret;
+}
+
+/**
+ * Which methods a record can use: those its key material supports, narrowed by its own list. A
+ * client certificate's key material is outside the record (a fleet CA, or a pin), so x509 is
+ * allowed unless the device's list leaves it out.
+ */
 export function methodAllowed(record: DeviceRecord, method: AuthMethod): boolean {
   if (record.methods && !record.methods.has(method)) return false;
+  const hasSecret = record.keyFor !== undefined || record.secret !== undefined;
   switch (method) {
     case 'apikey':
       return record.apiKeyHash !== undefined;
     case 'jwt':
-      return record.secret !== undefined || (record.publicKeys?.length ?? 0) > 0;
+      return hasSecret || (record.publicKeys?.length ?? 0) > 0;
+    case 'x509':
+      return true;
     default:
-      return record.secret !== undefined;
+      return hasSecret;
   }
 }

@@ -3,8 +3,9 @@
  * one device per line). They hold public keys and hashed API keys, never secrets. A file is
  * taken whole or not at all: one bad line rejects it, and the registry keeps what it had.
  *
- * CSV columns: id, enabled, methods, apiKeyHash, publicKey, algorithms, gateway, publishTopics,
- * subscribeTopics (lists separated by spaces), meta (JSON) and meta.<name> (one field each).
+ * CSV columns: id, enabled, methods, apiKeyHash, publicKey, algorithms, certificates, gateway,
+ * publishTopics, subscribeTopics (lists separated by spaces), meta (JSON) and meta.<name> (one
+ * field each).
  */
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
@@ -14,7 +15,7 @@ import { RecordStore } from './stores';
 
 export type RegistryFormat = 'json' | 'csv';
 
-const JSON_FIELDS = new Set(['id', 'enabled', 'methods', 'apiKeyHash', 'publicKey', 'algorithms', 'gateway', 'topics', 'publishTopics', 'subscribeTopics', 'meta']);
+const JSON_FIELDS = new Set(['id', 'enabled', 'methods', 'apiKeyHash', 'publicKey', 'algorithms', 'certificates', 'gateway', 'topics', 'publishTopics', 'subscribeTopics', 'meta']);
 const CSV_COLUMNS = new Set([...JSON_FIELDS].filter((f) => f !== 'topics'));
 /** Named in errors as secrets a file may not hold, rather than as unknown fields. */
 const SECRET_FIELDS = new Set(['secret', 'apiKey']);
@@ -100,7 +101,11 @@ export async function loadRegistryFile(path: string): Promise<RecordStore> {
   }
 }
 
-/** A revocation list file: one device id per line; blank lines and lines starting with # are ignored. */
+/**
+ * A revocation list file: one entry per line (or comma separated): a device id, `serial:<hex>` (a
+ * certificate's serial number) or `sha256:<hex>` (a certificate's fingerprint); blank lines and
+ * lines starting with # are ignored.
+ */
 export function parseIdList(text: string): string[] {
   return text
     .split(/\r?\n|,/)

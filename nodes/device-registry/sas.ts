@@ -75,8 +75,8 @@ export function checkSas(secret: Buffer, token: SasToken, policy: VerifyPolicy, 
     return fail('wrong_audience', `the token is for ${token.resource}, not for ${policy.sasResource}`);
   }
   const expiresAt = token.expiry * 1000;
-  if (expiresAt < now - policy.skewMs) return fail('expired', `the token expired ${Math.round((now - expiresAt) / 1000)} s ago`);
-  if (expiresAt - now > policy.maxLifetimeMs + policy.skewMs) {
+  if (expiresAt < now - policy.tokenSkewMs) return fail('expired', `the token expired ${Math.round((now - expiresAt) / 1000)} s ago`);
+  if (expiresAt - now > policy.maxLifetimeMs + policy.tokenSkewMs) {
     return fail('too_long_lived', `the token is valid for ${Math.round((expiresAt - now) / 1000)} s; at most ${policy.maxLifetimeMs / 1000} s is accepted`);
   }
   return { ok: true };

@@ -1,9 +1,9 @@
 /**
  * Where a registry finds a device: a map of records (the editor's list, a registry file), or
- * derived keys, where each device's key is HMAC-SHA256(master secret, device id) and nothing is
- * stored per device, so a fleet of any size costs the same few bytes.
+ * derived keys, where each device's keys are computed from a master secret and nothing is stored
+ * per device, so a fleet of any size costs the same few bytes.
  */
-import type { AuthMethod } from '../shared/device-registry-api';
+import type { AuthMethod, SecretMethod } from '../shared/device-registry-api';
 import { hmac } from './checks';
 import { sha256 } from '../shared/digest';
 import { isDeviceId, RecordError, type DeviceRecord } from './records';
@@ -14,6 +14,8 @@ export interface DeviceStore {
   get(id: string): DeviceRecord | undefined;
   /** The device an API key belongs to, for endpoints where the key comes without an id. */
   byApiKeyHash(hash: Buffer): DeviceRecord | undefined;
+  /** The device a client certificate (its SHA-256 fingerprint) is pinned on. */
+  byCertificate(fingerprint: string): DeviceRecord | undefined;
 }
 
 /** Deeply frozen, so that a node downstream cannot change the registry through msg.device.meta. */
@@ -29,6 +31,7 @@ export class RecordStore implements DeviceStore {
   private readonly byId = new Map<string, DeviceRecord>();
   /** null: several devices share the key, so it identifies none. */
   private byKey: Map<string, DeviceRecord | null> | undefined;
+  private readonly byPin = new Map<string, DeviceRecord>();
 
   constructor(records: Iterable<DeviceRecord>) {
     for (const record of records) {
@@ -40,7 +43,16 @@ export class RecordStore implements DeviceStore {
       if (record.gateway !== undefined && !this.byId.has(record.gateway)) {
         throw new RecordError(`device ${record.id}: its gateway ${record.gateway} is not registered`);
       }
+      for (const pin of record.certificates ?? []) {
+        const other = this.byPin.get(pin);
+        if (other) throw new RecordError(`device ${record.id}: certificate ${pin} is already pinned on ${other.id}`);
+        this.byPin.set(pin, record);
+      }
     }
+  }
+
+  byCertificate(fingerprint: string): DeviceRecord | undefined {
+    return this.byPin.get(fingerprint);
   }
 
   get size(): number {
@@ -68,6 +80,7 @@ export class RecordStore implements DeviceStore {
 export interface DerivedOptions {
   /** Methods every device may use (derived keys serve API keys, HMAC, SAS, webhooks and HS256). */
   methods: readonly AuthMethod[];
+  derivation: KeyDerivation;
   /** Only ids that match are devices: bounds the fleet (for example ^pump-[0-9]+$). */
   idPattern?: RegExp;
   /**
@@ -79,9 +92,20 @@ export interface DerivedOptions {
   meta?: Record<string, unknown>;
 }
 
-/** A device's key: HMAC-SHA256(master, id). */
-export function derivedKey(master: Buffer, id: string): Buffer {
-  return hmac('sha256', master, id);
+/**
+ * How derived keys are made.
+ * - v1 (flows written before key derivation had a setting): one key for every method,
+ *   HMAC-SHA256(master, id). The API key is that key, so whoever sees a device's API key (an MQTT
+ *   password, a proxy log) can also sign HMAC requests, webhooks and HS256 tokens as it.
+ * - v2: a key per method, HMAC-SHA256(master, "iot/v2/<method>/" + id): an API key gives away
+ *   nothing else.
+ */
+export type KeyDerivation = 'v1' | 'v2';
+export const KEY_DERIVATIONS: readonly KeyDerivation[] = ['v1', 'v2'];
+
+/** A derived device's key for one method. */
+export function derivedKey(master: Buffer, id: string, method: SecretMethod, derivation: KeyDerivation): Buffer {
+  return hmac('sha256', master, derivation === 'v1' ? id : `iot/v2/${method}/${id}`);
 }
 
 /** The API key of a derived device: its key in base64url. */
@@ -89,12 +113,11 @@ export function derivedApiKey(key: Buffer): string {
   return key.toString('base64url');
 }
 
-/** A derived device: its key is computed when something needs it, not to describe the device. */
+/** A derived device: its keys are computed when something needs them, not to describe the device. */
 class DerivedRecord implements DeviceRecord {
   readonly enabled = true;
   gateway?: string;
   meta?: Record<string, unknown>;
-  private key: Buffer | undefined;
 
   constructor(
     readonly id: string,
@@ -102,17 +125,16 @@ class DerivedRecord implements DeviceRecord {
     private readonly keys: DerivedStore,
   ) {}
 
-  get secret(): Buffer {
-    this.key ??= this.keys.keyOf(this.id);
-    return this.key;
+  keyFor(method: SecretMethod): Buffer {
+    return this.keys.keyOf(this.id, method);
   }
 
   get apiKeyHash(): Buffer | undefined {
-    return this.methods.has('apikey') ? sha256(derivedApiKey(this.secret)) : undefined;
+    return this.methods.has('apikey') ? sha256(derivedApiKey(this.keyFor('apikey'))) : undefined;
   }
 }
 
-/** Keys of the devices seen most recently: most devices report again soon. A fixed number, whatever the fleet. */
+/** Keys of the devices (and methods) seen most recently: most devices report again soon. A fixed number, whatever the fleet. */
 export const DERIVED_KEY_CACHE = 10_000;
 
 export class DerivedStore implements DeviceStore {
@@ -146,16 +168,23 @@ export class DerivedStore implements DeviceStore {
     return undefined;
   }
 
-  /** A device's key, from the cache of recent ones (least recently used dropped first) or derived. */
-  keyOf(id: string): Buffer {
-    let key = this.recent.get(id);
+  /** Derived devices are named by their certificates (CN or subjectAltName), never pinned. */
+  byCertificate(): undefined {
+    return undefined;
+  }
+
+  /** A device's key for a method, from the cache of recent ones (least recently used dropped first) or derived. */
+  keyOf(id: string, method: SecretMethod): Buffer {
+    // With v1 every method has the same key: one cache entry serves them all.
+    const slot = this.options.derivation === 'v1' ? id : `${method}\n${id}`;
+    let key = this.recent.get(slot);
     if (key) {
-      this.recent.delete(id);
+      this.recent.delete(slot);
     } else {
-      key = derivedKey(this.master, id);
+      key = derivedKey(this.master, id, method, this.options.derivation);
       if (this.recent.size >= DERIVED_KEY_CACHE) this.recent.delete(this.recent.keys().next().value as string);
     }
-    this.recent.set(id, key);
+    this.recent.set(slot, key);
     return key;
   }
 }

@@ -19,14 +19,14 @@ import { reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
 import { deliveryOf, DELIVERY_PROPERTY, outcomeOfReturned, type DeliverySource, type Outcome } from '../shared/delivery';
 import type { DeviceIdentity } from '../shared/device';
-import { registryService } from '../shared/device-registry-api';
+import { registryService, TOKEN_SKEW_SECONDS } from '../shared/device-registry-api';
 import { HeldReceipts } from '../shared/held-receipts';
 import { DEFAULT_PARSE_LIMITS, LimitError, parseJsonWithin, type ParseLimits } from '../shared/json-limits';
 import { LogSummary } from '../shared/log-summary';
 import { isUtf8Text, looksLikeJson } from '../shared/payload';
 import { throttled } from '../shared/throttle';
 import { BrokerCore, type BrokerEvents, type BrokerSettings, type ConnectionEvent, type Delivery, type Receipt } from './broker-core';
-import { CONNECT_METHODS, type ConnectMethod } from './connect';
+import { CONNECT_METHODS, PASSWORD_METHODS, type ConnectMethod } from './connect';
 
 interface BrokerDef extends NodeDef {
   registry?: string;
@@ -36,6 +36,7 @@ interface BrokerDef extends NodeDef {
   wsPath?: string;
   usetls?: boolean;
   tls?: string;
+  requestCert?: boolean;
   methods?: string[];
   skew?: string | number;
   maxLifetime?: string | number;
@@ -53,6 +54,11 @@ interface BrokerDef extends NodeDef {
   acknowledge?: string;
   answerWithin?: string | number;
   persist?: boolean;
+  maxPacket?: string | number;
+  retainedPerDevice?: string | number;
+  retainedBytesPerDevice?: string | number;
+  queuedPerDevice?: string | number;
+  queuedBytesPerDevice?: string | number;
   catchErrors?: boolean;
 }
 
@@ -74,6 +80,21 @@ function portOf(value: string | number | undefined, fallback: number | undefined
   const port = Number(value);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new Error(`${String(value)} is not a port`);
   return port;
+}
+
+/**
+ * Per-device limits sized for sensors, also for flows written before they were settings (a flow
+ * without them accepted a 50 MB publish, and any number of retained and queued messages): a
+ * packet of 128 KiB (twice device-auth's default body cap, with room for the topic), 10 retained
+ * messages in 64 KiB, 1,000 queued messages in 1 MiB. 0 turns a limit off.
+ */
+const BROKER_LIMITS = { maxPacketBytes: 131_072, retainedPerDevice: 10, retainedBytesPerDevice: 65_536, queuedPerDevice: 1_000, queuedBytesPerDevice: 1_048_576 } as const;
+
+function deviceLimit(value: string | number | undefined, fallback: number, what: string): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${what} must be a whole number, 0 or more`);
+  return n;
 }
 
 function rules(text: string | undefined, fallback: string): string[] {
@@ -116,7 +137,7 @@ export = function register(RED: NodeAPI): void {
     let answerWithinMs: number;
     try {
       if (!registry) throw new Error(RED._('iot-mqtt-broker.errors.no-registry'));
-      const methods = new Set((def.methods ?? [...CONNECT_METHODS]).filter((m): m is ConnectMethod => (CONNECT_METHODS as readonly string[]).includes(m)));
+      const methods = new Set((def.methods ?? [...PASSWORD_METHODS]).filter((m): m is ConnectMethod => (CONNECT_METHODS as readonly string[]).includes(m)));
       if (methods.size === 0) throw new Error(RED._('iot-mqtt-broker.errors.no-methods'));
       const tcpPort = portOf(def.port, 1883);
       const wsPort = portOf(def.wsPort, undefined);
@@ -128,14 +149,23 @@ export = function register(RED: NodeAPI): void {
         if (!tlsNode?.addTLSOptions) throw new Error(RED._('iot-mqtt-broker.errors.no-tls'));
         tls = {};
         tlsNode.addTLSOptions(tls);
+        if (def.requestCert) {
+          // Asked for, not required: a device without one may still use a password, and a
+          // certificate is judged by the registry (fleet CAs, revocation), not by OpenSSL's store.
+          tls.requestCert = true;
+          tls.rejectUnauthorized = false;
+        }
       }
+      if (methods.has('x509') && !tls?.requestCert) throw new Error(RED._('iot-mqtt-broker.errors.x509-needs-tls'));
       const userDir = RED.settings.userDir as string | undefined;
       const audiences = (def.audience ?? '').split(/[\s,]+/).filter((a) => a !== '');
       settings = {
         nodeId: node.id,
         methods,
         policy: {
-          skewMs: Number(def.skew ?? 300) * 1000,
+          // Only tokens are checked at CONNECT: the skew is their clock tolerance.
+          skewMs: Number(def.skew ?? TOKEN_SKEW_SECONDS) * 1000,
+          tokenSkewMs: Number(def.skew ?? TOKEN_SKEW_SECONDS) * 1000,
           maxLifetimeMs: Number(def.maxLifetime ?? 86_400) * 1000,
           audiences,
           ...(def.sasResource ? { sasResource: def.sasResource } : {}),
@@ -145,6 +175,13 @@ export = function register(RED: NodeAPI): void {
         gatewaySensors: def.gatewaySensors !== false,
         clientIdMustMatch: def.clientIdMustMatch !== false,
         deliver: def.deliver || '#',
+        limits: {
+          maxPacketBytes: deviceLimit(def.maxPacket, BROKER_LIMITS.maxPacketBytes, 'the packet size limit'),
+          retainedPerDevice: deviceLimit(def.retainedPerDevice, BROKER_LIMITS.retainedPerDevice, 'the retained messages per device'),
+          retainedBytesPerDevice: deviceLimit(def.retainedBytesPerDevice, BROKER_LIMITS.retainedBytesPerDevice, 'the retained bytes per device'),
+          queuedPerDevice: deviceLimit(def.queuedPerDevice, BROKER_LIMITS.queuedPerDevice, 'the queued messages per device'),
+          queuedBytesPerDevice: deviceLimit(def.queuedBytesPerDevice, BROKER_LIMITS.queuedBytesPerDevice, 'the queued bytes per device'),
+        },
         acknowledge: def.acknowledge === 'stored' ? 'stored' : 'arrival',
         ...(def.persist !== false && userDir ? { persistenceDir: join(userDir, 'iot-state', `mqtt-broker-${node.id.replace(/[^\w.-]/g, '_')}`) } : {}),
         ...(tcpPort !== undefined ? { tcp: { host: def.host || undefined, port: tcpPort, ...(tls ? { tls } : {}) } } : {}),
@@ -241,6 +278,7 @@ export = function register(RED: NodeAPI): void {
       offline: (e) => event('offline', e),
       refused: (e) => event('refused', e),
       denied: (e) => event('denied', e),
+      dropped: (e) => event('dropped', e),
       notTaken: (e) => event('not_taken', e),
       warning: (message) => node.warn(message),
     };
@@ -301,7 +339,13 @@ export = function register(RED: NodeAPI): void {
         return;
       }
       const value = msg.payload;
-      const payload = Buffer.isBuffer(value) ? value : Buffer.from(typeof value === 'string' ? value : value === undefined || value === null ? '' : JSON.stringify(value));
+      let payload: Buffer;
+      try {
+        payload = Buffer.isBuffer(value) ? value : Buffer.from(typeof value === 'string' ? value : value === undefined || value === null ? '' : (JSON.stringify(value) ?? ''));
+      } catch (err) {
+        reject(node, msg, 'not_serializable', RED._('iot-mqtt-broker.errors.not-serializable', { message: (err as Error).message }), send, done, rejection);
+        return;
+      }
       core.publish(topic, payload, qos, msg.retain === true).then(
         () => done(),
         (err: Error) => reject(node, msg, 'not_published', err.message, send, done, rejection),

@@ -1,8 +1,12 @@
 /**
  * The part of an MQTT broker's state that must outlive the broker: retained messages,
  * subscriptions of persistent sessions, their queued outgoing messages, inbound QoS 2 messages
- * awaiting PUBREL, and wills. Every change is an operation; the same operations are applied live
- * and replayed from the journal at start, so what is restored is exactly what was there.
+ * awaiting PUBREL, wills, and which device each persistent session and retained message belongs
+ * to. Every change is an operation; the same operations are applied live and replayed from the
+ * journal at start, so what is restored is exactly what was there.
+ *
+ * What each device holds (its retained messages, the messages queued for its sessions) is
+ * counted as the operations apply, so the broker can cap it per device.
  *
  * The outgoing, incoming and will rules follow aedes-persistence's in-memory implementation.
  */
@@ -41,7 +45,15 @@ export type Operation =
   | { o: 'deleteIncoming'; c: string; m: number }
   | { o: 'cleanIncoming'; c: string }
   | { o: 'putWill'; c: string; p: StoredPacket }
-  | { o: 'deleteWill'; c: string };
+  | { o: 'deleteWill'; c: string }
+  /** Client id c is a session of device d (persistent sessions: their queues count against d). */
+  | { o: 'owner'; c: string; d: string };
+
+/** How much a device holds: messages and their bytes (topic and payload). */
+export interface Held {
+  count: number;
+  bytes: number;
+}
 
 export class NoSuchPacket extends Error {
   constructor() {
@@ -67,20 +79,61 @@ function queued(packet: StoredPacket): StoredPacket {
   return copy;
 }
 
+/** What a message weighs against a device's caps. */
+export function weight(packet: StoredPacket): number {
+  return Buffer.byteLength(packet.topic ?? '') + (packet.payload?.length ?? 0);
+}
+
+function add(map: Map<string, Held>, key: string, count: number, bytes: number): void {
+  const held = map.get(key) ?? { count: 0, bytes: 0 };
+  held.count += count;
+  held.bytes += bytes;
+  if (held.count <= 0) map.delete(key);
+  else map.set(key, held);
+}
+
 export class SessionState {
   readonly retained = new Map<string, StoredPacket>();
   readonly subscriptions = new Map<string, Map<string, StoredSubscription>>();
   readonly outgoing = new Map<string, StoredPacket[]>();
   readonly incoming = new Map<string, Map<number, StoredPacket>>();
   readonly wills = new Map<string, StoredPacket>();
+  /** Client id to device id, for persistent sessions. */
+  readonly owners = new Map<string, string>();
+  /** Retained messages by the device that published them (the packet's `owner`). */
+  readonly retainedBy = new Map<string, Held>();
+  /** Queued messages by device (the session's owner, else the client id itself). */
+  readonly queuedBy = new Map<string, Held>();
+
+  /** Whom a session's queue counts against. */
+  ownerOf(clientId: string): string {
+    return this.owners.get(clientId) ?? clientId;
+  }
 
   /** Applies one operation; throws NoSuchPacket where aedes expects it. */
   apply(op: Operation): StoredPacket | undefined {
     switch (op.o) {
-      case 'retain':
-        if (!op.p.payload || op.p.payload.length === 0) this.retained.delete(op.p.topic as string);
-        else this.retained.set(op.p.topic as string, op.p);
+      case 'retain': {
+        const topic = op.p.topic as string;
+        const before = this.retained.get(topic);
+        if (typeof before?.owner === 'string') add(this.retainedBy, before.owner, -1, -weight(before));
+        if (!op.p.payload || op.p.payload.length === 0) {
+          this.retained.delete(topic);
+        } else {
+          this.retained.set(topic, op.p);
+          if (typeof op.p.owner === 'string') add(this.retainedBy, op.p.owner, 1, weight(op.p));
+        }
         return undefined;
+      }
+      case 'owner': {
+        // What the session already holds moves to its (new) owner.
+        const queue = this.outgoing.get(op.c) ?? [];
+        const bytes = queue.reduce((sum, p) => sum + weight(p), 0);
+        add(this.queuedBy, this.ownerOf(op.c), -queue.length, -bytes);
+        this.owners.set(op.c, op.d);
+        add(this.queuedBy, op.d, queue.length, bytes);
+        return undefined;
+      }
       case 'subscribe': {
         let subs = this.subscriptions.get(op.c);
         if (!subs) this.subscriptions.set(op.c, (subs = new Map()));
@@ -102,6 +155,7 @@ export class SessionState {
           let queue = this.outgoing.get(client);
           if (!queue) this.outgoing.set(client, (queue = []));
           queue.push(queued(op.p));
+          add(this.queuedBy, this.ownerOf(client), 1, weight(op.p));
         }
         return undefined;
       case 'update': {
@@ -114,6 +168,7 @@ export class SessionState {
               return undefined;
             }
           } else if (held.messageId === op.p.messageId) {
+            add(this.queuedBy, this.ownerOf(op.c), 0, weight(op.p) - weight(held));
             queue[i] = op.p;
             return undefined;
           }
@@ -126,6 +181,7 @@ export class SessionState {
         if (!queue || at < 0) return undefined;
         const [removed] = queue.splice(at, 1);
         if (queue.length === 0) this.outgoing.delete(op.c);
+        add(this.queuedBy, this.ownerOf(op.c), -1, -weight(removed));
         return removed;
       }
       case 'storeIncoming': {
@@ -158,6 +214,8 @@ export class SessionState {
 
   /** Everything, as operations that rebuild it: what a snapshot holds. */
   *operations(): Generator<Operation> {
+    // Owners first: the queues restored after them count against their devices.
+    for (const [c, d] of this.owners) yield { o: 'owner', c, d };
     for (const p of this.retained.values()) yield { o: 'retain', p };
     for (const [c, subs] of this.subscriptions) yield { o: 'subscribe', c, s: [...subs.values()] };
     for (const [c, queue] of this.outgoing) {

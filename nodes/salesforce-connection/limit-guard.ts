@@ -5,6 +5,11 @@
  * org's other integrations keep some). While it holds, no call is made; when the hold time is
  * over, one call goes through as a probe: if the use is back under the guard share, calling
  * resumes, else the hold starts again.
+ *
+ * Salesforce gives the same error, REQUEST_LIMIT_EXCEEDED, when the org runs its limit of long
+ * requests at once (25 requests of 20 s or more in production orgs), whatever the daily use. That
+ * hold is short: 1 s, doubling while the refusals go on, at most 30 s; and it ends with the next
+ * answer that is not a refusal (a call already under way, or the probe).
  */
 import type { ApiUsage, LimitHold } from '../shared/salesforce-client';
 
@@ -19,6 +24,10 @@ export interface LimitGuardOptions {
 /** What to do with the next call. */
 export type Permit = 'call' | 'probe' | 'hold';
 
+/** The first hold after too many concurrent long requests; it doubles while they go on. */
+const CONCURRENT_HOLD_MS = 1000;
+const CONCURRENT_HOLD_MAX_MS = 30_000;
+
 /** The usage in a Sforce-Limit-Info header value, or undefined. */
 export function parseLimitInfo(header: string | undefined): ApiUsage | undefined {
   const match = /(?:^|[\s,;])api-usage=(\d+)\/(\d+)/.exec(header ?? '');
@@ -30,6 +39,8 @@ export class LimitGuard {
   private current: ApiUsage | undefined;
   private holding: LimitHold | undefined;
   private probing = false;
+  /** Refusals for concurrent long requests in a row. */
+  private concurrentRefusals = 0;
 
   constructor(private readonly options: LimitGuardOptions) {
     this.now = options.now ?? Date.now;
@@ -53,6 +64,9 @@ export class LimitGuard {
   /** Usage from an answer: holds when it reaches the guard share, releases when under it. */
   observe(usage: ApiUsage | undefined): void {
     this.probing = false;
+    this.concurrentRefusals = 0;
+    // An answer is the end of a hold for concurrent long requests.
+    if (this.holding?.reason === 'concurrent') this.holding = undefined;
     if (!usage || usage.limit <= 0) return;
     this.current = usage;
     const reached = this.options.guardShare < 1 && usage.used >= usage.limit * this.options.guardShare;
@@ -60,10 +74,21 @@ export class LimitGuard {
     else this.holding = undefined;
   }
 
-  /** Salesforce answered REQUEST_LIMIT_EXCEEDED. */
-  exceeded(): void {
+  /**
+   * Salesforce answered REQUEST_LIMIT_EXCEEDED: for the daily allowance, or (its message names
+   * the concurrent limit, or the usage it reported is under the allowance) for long requests
+   * running at once.
+   */
+  exceeded(usage?: ApiUsage, message = ''): void {
     this.probing = false;
-    this.start('exceeded');
+    if (usage && usage.limit > 0) this.current = usage;
+    const concurrent = /Concurrent/i.test(message) || (usage !== undefined && usage.limit > 0 && usage.used < usage.limit);
+    if (!concurrent) {
+      this.start('exceeded');
+      return;
+    }
+    const wait = Math.min(CONCURRENT_HOLD_MAX_MS, CONCURRENT_HOLD_MS * 2 ** this.concurrentRefusals++);
+    this.holding = { reason: 'concurrent', until: this.now() + wait };
   }
 
   /** A probe ended without an answer about the limit (a network error): hold on. */

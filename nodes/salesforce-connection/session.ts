@@ -5,7 +5,7 @@
  * the usage Salesforce reports on every answer.
  */
 import { Connection } from 'jsforce';
-import { LimitHeldError, type ClientState, type LimitHold, type SalesforceClient, type WebToSettings } from '../shared/salesforce-client';
+import { LimitHeldError, LoginError, type ClientState, type LimitHold, type SalesforceClient, type WebToSettings } from '../shared/salesforce-client';
 import { loginFor, type AuthSecrets, type AuthSettings, type Login } from './auth';
 import { LimitGuard } from './limit-guard';
 import { TokenKeeper } from './token-keeper';
@@ -35,6 +35,8 @@ export class SalesforceSession implements SalesforceClient {
   private phase: ClientState['phase'];
   private error: string | undefined;
   private retryAt: number | undefined;
+  /** Why the last login or renewal failed, for the calls it failed (jsforce keeps only its text). */
+  private loginFailure: LoginError | undefined;
 
   constructor(settings: SessionSettings, secrets: AuthSecrets) {
     this.webToSettings = settings.webTo;
@@ -88,9 +90,11 @@ export class SalesforceSession implements SalesforceClient {
       return result;
     } catch (err) {
       const code = (err as { errorCode?: string }).errorCode;
-      if (code !== 'INVALID_SESSION_ID' && !/Unable to refresh session/.test((err as Error).message)) this.keeper.tokenAccepted();
+      // jsforce reports a failed renewal as "Unable to refresh session due to: ..." alone.
+      if (/Unable to refresh session/.test((err as Error).message) && this.loginFailure) throw this.loginFailure;
+      if (code !== 'INVALID_SESSION_ID') this.keeper.tokenAccepted();
       const usage = this.conn.limitInfo.apiUsage;
-      if (code === 'REQUEST_LIMIT_EXCEEDED') this.guard.exceeded();
+      if (code === 'REQUEST_LIMIT_EXCEEDED') this.guard.exceeded(usage, (err as Error).message);
       else if (usage) this.guard.observe(usage);
       else this.guard.probeFailed();
       this.changed();
@@ -109,7 +113,8 @@ export class SalesforceSession implements SalesforceClient {
       this.retryAt = permission.ok ? undefined : permission.retryAt;
       this.changed();
       const when = this.retryAt ? `not logging in again before ${new Date(this.retryAt).toISOString()}: ` : '';
-      return Promise.reject(new Error(`${when}${this.error}`));
+      this.loginFailure = new LoginError(permission.ok ? 'INVALID_SESSION_ID' : permission.code, `${when}${this.error}`);
+      return Promise.reject(this.loginFailure);
     }
     this.phase = 'connecting';
     this.changed();
@@ -120,17 +125,20 @@ export class SalesforceSession implements SalesforceClient {
         this.error = undefined;
         this.retryAt = undefined;
         this.loggingIn = undefined;
+        this.loginFailure = undefined;
         this.changed();
       },
       (err: Error & { name?: string }) => {
         const reason = loginError(err);
-        this.keeper.loginFailed(reason);
+        const code = oauthErrorCode(err);
+        this.keeper.loginFailed(reason, code);
         this.phase = 'failed';
         this.error = reason;
         this.retryAt = this.keeper.mayLoginAfter();
         this.loggingIn = undefined;
+        this.loginFailure = new LoginError(code, `login failed: ${reason}`);
         this.changed();
-        throw new Error(`login failed: ${reason}`);
+        throw this.loginFailure;
       },
     );
     return this.loggingIn;
@@ -140,6 +148,11 @@ export class SalesforceSession implements SalesforceClient {
     const state = this.state();
     for (const listener of this.listeners) listener(state);
   }
+}
+
+/** The OAuth error of a refused login (jsforce names the error after it), else LOGIN_FAILED (the network, say). */
+function oauthErrorCode(err: Error & { name?: string }): string {
+  return err.name && /^[a-z_]+$/.test(err.name) ? err.name : 'LOGIN_FAILED';
 }
 
 /** A login error in words: the OAuth error and its description, never a token or secret. */

@@ -1,10 +1,12 @@
 /**
  * When a session may log in again. jsforce renews a session whenever a call answers 401 and
  * retries the call, with no cap: a token the org keeps refusing (a revoked app, a blocked user)
- * would make it log in again and again, into Salesforce's login rate limit. The keeper allows a
- * renewal only when the current token has worked at least once (it really expired), and after a
- * refused or failed one waits, doubling the wait each time, before the next. It also caps logins
- * per hour outright.
+ * would make it log in again and again, into Salesforce's login rate limit. The keeper renews a
+ * refused token once, whether or not it ever worked: orgs end sessions after a time without calls
+ * (2 hours by default), so the token of a login made at deploy may time out before the first alert
+ * needs it. The token of a renewal refused before it ever worked is not renewed at once: something
+ * other than time is wrong (a revoked app, a blocked user), and the keeper waits, doubling the wait
+ * each time, before the next login. It also caps logins per hour outright.
  */
 
 export interface TokenKeeperOptions {
@@ -16,7 +18,8 @@ export interface TokenKeeperOptions {
   now?: () => number;
 }
 
-export type Permission = { ok: true } | { ok: false; reason: string; retryAt: number };
+/** `code`: why no login may be made now, as the error code a failed call reports. */
+export type Permission = { ok: true } | { ok: false; reason: string; code: string; retryAt: number };
 
 const HOUR_MS = 3_600_000;
 
@@ -25,9 +28,14 @@ export class TokenKeeper {
   private readonly logins: number[] = [];
   private tokenWorked = false;
   private hasToken = false;
+  /** Whether the current token came from renewing a refused one. */
+  private tokenRenewed = false;
+  /** Whether the login under way replaces a refused token. */
+  private renewing = false;
   private failures = 0;
   private blockedUntil = 0;
   private blockReason = '';
+  private blockCode = '';
 
   constructor(private readonly options: TokenKeeperOptions) {
     this.now = options.now ?? Date.now;
@@ -42,17 +50,18 @@ export class TokenKeeper {
   /** Whether a login may be made now (the first one, or a renewal). */
   mayLogin(): Permission {
     const now = this.now();
-    if (now < this.blockedUntil) return { ok: false, reason: this.blockReason, retryAt: this.blockedUntil };
-    if (this.hasToken && !this.tokenWorked) {
-      // The token from the last login was refused before any call worked with it: renewing
-      // again at once would be a loop.
-      this.block('the new token was refused too (INVALID_SESSION_ID)');
-      return { ok: false, reason: this.blockReason, retryAt: this.blockedUntil };
+    if (now < this.blockedUntil) return { ok: false, reason: this.blockReason, code: this.blockCode, retryAt: this.blockedUntil };
+    if (this.hasToken && !this.tokenWorked && this.tokenRenewed) {
+      // The token of a renewal was refused before any call worked with it: renewing again at
+      // once would be a loop.
+      this.block('the new token was refused too (INVALID_SESSION_ID)', 'INVALID_SESSION_ID');
+      return { ok: false, reason: this.blockReason, code: this.blockCode, retryAt: this.blockedUntil };
     }
     this.forgetOld();
     if (this.logins.length >= this.options.maxLoginsPerHour) {
-      return { ok: false, reason: `${this.options.maxLoginsPerHour} logins in the last hour`, retryAt: this.logins[0] + HOUR_MS };
+      return { ok: false, reason: `${this.options.maxLoginsPerHour} logins in the last hour`, code: 'LOGIN_RATE_EXCEEDED', retryAt: this.logins[0] + HOUR_MS };
     }
+    this.renewing = this.hasToken;
     return { ok: true };
   }
 
@@ -65,11 +74,13 @@ export class TokenKeeper {
     this.logins.push(this.now());
     this.hasToken = true;
     this.tokenWorked = false;
+    this.tokenRenewed = this.renewing;
   }
 
-  loginFailed(reason: string): void {
+  /** `code`: the OAuth error Salesforce answered (invalid_grant, invalid_client, ...). */
+  loginFailed(reason: string, code: string): void {
     this.hasToken = false;
-    this.block(reason);
+    this.block(reason, code);
   }
 
   /** A call answered with something other than 401: the token works. */
@@ -78,11 +89,12 @@ export class TokenKeeper {
     this.failures = 0;
   }
 
-  private block(reason: string): void {
+  private block(reason: string, code: string): void {
     const wait = Math.min(this.options.maxBackoffMs, this.options.backoffMs * 2 ** this.failures);
     this.failures++;
     this.blockedUntil = this.now() + wait;
     this.blockReason = reason;
+    this.blockCode = code;
     // After the wait, one more login is allowed even though the last token never worked.
     this.hasToken = false;
   }

@@ -19,6 +19,8 @@ export interface Entry<T> {
   items: T[];
   /** Failed tries so far. */
   attempts: number;
+  /** A try failed without an answer: the record may exist already. */
+  answerLost?: boolean;
   /** Not to be sent before this time (a backoff). */
   readyAt: number;
   enqueuedAt: number;
@@ -144,6 +146,11 @@ export class Batcher<T> {
     }
     queue.unshift(...retry.map((r) => r.entry));
     this.waitingCount += retry.length;
+  }
+
+  /** Makes every waiting record due now, without waiting out the delay (the source has nothing more). */
+  expedite(now: number): void {
+    for (const queue of this.queues.values()) for (const entry of queue) entry.enqueuedAt = Math.min(entry.enqueuedAt, now - this.options.delayMs);
   }
 
   /** Takes out every waiting entry that keep() refuses (at a hold, entries a buffer keeps). */

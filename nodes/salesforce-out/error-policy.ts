@@ -16,8 +16,11 @@ export interface RecordError {
 export type Verdict =
   /** The record is wrong: error output with Salesforce's reason, no retry. */
   | { kind: 'invalid'; errorCode: string; message: string; fields: string[] }
-  /** Worth another try after a backoff. */
-  | { kind: 'transient'; errorCode: string; message: string }
+  /**
+   * Worth another try after a backoff. `answerLost`: the call may have been carried out and only
+   * its answer lost (a dropped connection, a timeout), so a retried create may meet its own record.
+   */
+  | { kind: 'transient'; errorCode: string; message: string; answerLost?: true }
   /** The org's API allowance is spent: stop calling, hold. */
   | { kind: 'limit'; errorCode: string; message: string }
   /** Login or renewal failed: nothing wrong with the record, but no call can be made now. */
@@ -50,8 +53,9 @@ export function classifyCallError(thrown: unknown): Verdict {
   const message = err.message ?? String(thrown);
   const errorCode = err.errorCode ?? '';
   if (errorCode === 'REQUEST_LIMIT_EXCEEDED') return { kind: 'limit', errorCode, message };
-  if (errorCode === 'INVALID_SESSION_ID' || /Unable to refresh session|login failed|not logging in again|access token was refused/.test(message) || OAUTH_ERRORS.has(err.name ?? '')) {
-    return { kind: 'auth', errorCode: errorCode || 'INVALID_SESSION_ID', message };
+  if (err.name === 'LoginError' || errorCode === 'INVALID_SESSION_ID' || /Unable to refresh session/.test(message) || OAUTH_ERRORS.has(err.name ?? '')) {
+    // A refused login keeps its own code (invalid_grant, ...); an OAuth error thrown as such is named after it.
+    return { kind: 'auth', errorCode: errorCode || (OAUTH_ERRORS.has(err.name ?? '') ? (err.name as string) : 'INVALID_SESSION_ID'), message };
   }
   if (errorCode === 'MULTIPLE_CHOICES') {
     const matches = Array.isArray(err.data) ? ` (${err.data.length} records match: ${err.data.join(', ')})` : '';
@@ -72,9 +76,18 @@ export function classifyCallError(thrown: unknown): Verdict {
     return classifyRecordError({ errorCode, message, fields });
   }
   if (err.name === 'FetchError' || err.name === 'AbortError' || err.name === 'TimeoutError' || NETWORK_CODES.has(err.code ?? '')) {
-    return { kind: 'transient', errorCode: err.code ?? err.name ?? 'NETWORK', message };
+    return { kind: 'transient', errorCode: err.code ?? err.name ?? 'NETWORK', message, answerLost: true };
   }
-  return { kind: 'transient', errorCode: err.name && err.name !== 'Error' ? err.name : 'UNKNOWN', message };
+  return { kind: 'transient', errorCode: err.name && err.name !== 'Error' ? err.name : 'UNKNOWN', message, answerLost: true };
+}
+
+/**
+ * The record a create met when Salesforce refuses it as DUPLICATE_VALUE ("duplicate value found:
+ * <field> duplicates value on record with id: <id>"), if the message names it.
+ */
+export function duplicateOf(verdict: Verdict): string | undefined {
+  if (verdict.kind !== 'invalid' || verdict.errorCode !== 'DUPLICATE_VALUE') return undefined;
+  return /record with id: ([a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?)\b/.exec(verdict.message)?.[1] ?? '';
 }
 
 /**

@@ -86,8 +86,11 @@ export function readOutConfig(props: OutProperties): OutSettings | { problem: st
   const wrong = Object.values(numbers).find((n) => typeof n === 'string');
   if (wrong) return { problem: wrong as string };
   const n = numbers as Record<keyof typeof numbers, number>;
+  // A ready-made Case or Lead carries its alert id: created again (a retry after a lost answer, the
+  // alert escalating or clearing) it would clash with itself. It is upserted on it instead.
+  const upsertOnAlert = recordFrom === 'alert' && operation === 'create' && externalIdField !== '';
   return {
-    operation,
+    operation: upsertOnAlert ? 'upsert' : operation,
     object,
     recordFrom,
     externalIdField: operation === 'upsert' || (recordFrom === 'alert' && externalIdField) ? externalIdField || undefined : undefined,

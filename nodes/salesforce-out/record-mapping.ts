@@ -7,6 +7,7 @@
  * alert id in an external id field so that every change of one alert updates the same Case.
  */
 import type { DeviceIdentity } from '../shared/device';
+import { checkShape, DEFAULT_PARSE_LIMITS } from '../shared/json-limits';
 
 export interface Alert {
   id: string;
@@ -143,6 +144,26 @@ export function webToLeadFromAlert(alert: Alert, device: DeviceIdentity | undefi
   if (lead.Email) form.email = String(lead.Email);
   if (lead.Phone) form.phone = String(lead.Phone);
   return form;
+}
+
+/**
+ * The most a record takes as JSON. Salesforce's longest text field holds 131,072 characters; a
+ * record many times that is a mistake (a payload passed whole), not a Case.
+ */
+export const MAX_RECORD_LENGTH = 1_048_576;
+
+/** Why a record cannot be sent at all (too deep, too large, not JSON), or undefined. */
+export function recordProblem(record: Record<string, unknown>): { code: string; message: string } | undefined {
+  const shape = checkShape(record, DEFAULT_PARSE_LIMITS);
+  if (shape) return { code: shape.code, message: `the record: ${shape.message}` };
+  let text: string;
+  try {
+    text = JSON.stringify(record);
+  } catch (err) {
+    return { code: 'not_serializable', message: `the record cannot be sent as JSON: ${(err as Error).message}` };
+  }
+  if (text.length > MAX_RECORD_LENGTH) return { code: 'too_large', message: `the record is ${text.length} characters as JSON, more than the ${MAX_RECORD_LENGTH} a record may take` };
+  return undefined;
 }
 
 /**

@@ -11,7 +11,8 @@
  */
 import type { LimitHold, SalesforceClient } from '../shared/salesforce-client';
 import { Batcher, type Batch, type Entry } from './batcher';
-import { backoffMs, classifyCallError, type Verdict } from './error-policy';
+import { backoffMs, classifyCallError, duplicateOf, type Verdict } from './error-policy';
+import type { Trouble } from './status';
 import { writeRecords, type CallSpec, type Outcome } from './writer';
 
 export type Written = Extract<Outcome, { ok: true }>;
@@ -48,7 +49,10 @@ const MIN_HOLD_RETRY_MS = 1000;
 type EntryResult<T> = [Entry<T>, Outcome];
 
 export class RecordSink<T> {
-  readonly counts = { written: 0, failed: 0, released: 0, calls: 0 };
+  /** Records written, refused by Salesforce as wrong, failed after their retries, let go to a buffer during a hold; calls made. */
+  readonly counts = { written: 0, refused: 0, failed: 0, released: 0, calls: 0 };
+  /** What the latest calls met, until a record is written again. */
+  trouble: Trouble | undefined;
   private readonly batcher: Batcher<T>;
   private readonly running = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
@@ -79,7 +83,7 @@ export class RecordSink<T> {
     if (this.batcher.waiting >= this.options.maxWaiting) return false;
     const hold = this.client.state().hold;
     // Once the hold time is over, a buffered record may be the probe: it is kept.
-    if (hold && Date.now() < hold.until && this.options.buffered(item)) {
+    if (hold && longHold(hold) && Date.now() < hold.until && this.options.buffered(item)) {
       this.counts.released++;
       this.callbacks.released(item, hold);
       this.callbacks.changed();
@@ -88,6 +92,12 @@ export class RecordSink<T> {
     this.batcher.add(GROUP, key, record, item, Date.now());
     this.pump(false);
     return true;
+  }
+
+  /** Sends what waits as soon as a call may be made, without waiting for the batch delay. */
+  expedite(): void {
+    this.batcher.expedite(Date.now());
+    this.pump();
   }
 
   /** Sends what waits without waiting for the batch delay, waits for calls under way (at most graceMs), and returns the items left. */
@@ -110,9 +120,11 @@ export class RecordSink<T> {
     const hold = this.client.state().hold;
     let maxCalls = this.options.parallel;
     if (hold) {
-      // Buffered records let go once when the hold starts; those arriving later, in add().
-      if (!this.releasedForHold) this.release(hold);
-      this.releasedForHold = true;
+      // Buffered records let go once when a long hold starts; those arriving later, in add().
+      if (!this.releasedForHold && longHold(hold)) {
+        this.release(hold);
+        this.releasedForHold = true;
+      }
       // While the limit holds, no call; once the hold time is over, one call: the probe.
       if (now < hold.until || this.batcher.calls > 0) {
         if (!this.closing) this.arm(Math.max(hold.until, now + MIN_HOLD_RETRY_MS));
@@ -153,8 +165,9 @@ export class RecordSink<T> {
     });
   }
 
-  /** The items no buffer keeps; the others are released. */
+  /** The items no buffer keeps; the others are released (kept through a short hold). */
   private keepUnbuffered(items: T[], hold: LimitHold): T[] {
+    if (!longHold(hold)) return items;
     return items.filter((item) => {
       if (!this.options.buffered(item)) return true;
       this.counts.released++;
@@ -167,14 +180,27 @@ export class RecordSink<T> {
     const results = await this.writeEntries(batch.entries);
     const retry: Array<{ entry: Entry<T>; readyAt: number }> = [];
     const now = Date.now();
+    // One wait for everything of this call that failed for a passing reason, so that it goes
+    // again as one call, not one call per record as separately drawn waits would send it.
+    let again: number | undefined;
+    let wrote = false;
     for (const [entry, outcome] of results) {
       if (outcome.ok) {
+        wrote = true;
         this.counts.written += entry.items.length;
         for (const item of entry.items) this.callbacks.written(item, outcome);
         continue;
       }
       const { verdict } = outcome;
-      if (verdict.kind === 'invalid') {
+      const duplicate = entry.answerLost && this.options.spec.operation === 'create' ? duplicateOf(verdict) : undefined;
+      if (verdict.kind === 'transient' && verdict.answerLost) entry.answerLost = true;
+      if (duplicate !== undefined) {
+        // A create whose answer was lost made its record: the retry met it. Written.
+        const written: Written = { ok: true, created: true, ...(duplicate ? { id: duplicate } : {}) };
+        wrote = true;
+        this.counts.written += entry.items.length;
+        for (const item of entry.items) this.callbacks.written(item, written);
+      } else if (verdict.kind === 'invalid') {
         this.fail(entry, verdict, false);
       } else if (verdict.kind === 'limit') {
         const hold = this.client.state().hold ?? { reason: 'exceeded', until: now };
@@ -183,16 +209,33 @@ export class RecordSink<T> {
       } else if (++entry.attempts > this.options.retries) {
         this.fail(entry, verdict, true);
       } else {
-        retry.push({ entry, readyAt: now + backoffMs(entry.attempts, this.options.backoffBaseMs, this.options.backoffMaxMs) });
+        again ??= now + backoffMs(entry.attempts, this.options.backoffBaseMs, this.options.backoffMaxMs);
+        // No call can be made before the session may log in again: retries are not spent meanwhile.
+        const loginAt = verdict.kind === 'auth' ? (this.client.state().retryAt ?? 0) : 0;
+        retry.push({ entry, readyAt: Math.max(again, loginAt) });
       }
     }
     this.batcher.finish(batch, retry);
+    this.noteTrouble(wrote, results, again);
     this.callbacks.changed();
     this.pump();
   }
 
+  /** A written record ends any trouble; else a retry to come, or records given up, is the news. */
+  private noteTrouble(wrote: boolean, results: Array<EntryResult<T>>, again: number | undefined): void {
+    if (wrote) {
+      this.trouble = undefined;
+      return;
+    }
+    let problem: Verdict | undefined;
+    for (const [, outcome] of results) if (!outcome.ok && (outcome.verdict.kind === 'transient' || outcome.verdict.kind === 'auth')) problem ??= outcome.verdict;
+    if (!problem) return;
+    this.trouble = again !== undefined ? { kind: 'retrying', errorCode: problem.errorCode, at: again } : { kind: 'failing', errorCode: problem.errorCode };
+  }
+
   private fail(entry: Entry<T>, verdict: Verdict, gaveUp: boolean): void {
-    this.counts.failed += entry.items.length;
+    if (gaveUp) this.counts.failed += entry.items.length;
+    else this.counts.refused += entry.items.length;
     for (const item of entry.items) this.callbacks.failed(item, verdict, gaveUp);
   }
 
@@ -211,4 +254,12 @@ export class RecordSink<T> {
       return entries.map((entry) => [entry, { ok: false, verdict }]);
     }
   }
+}
+
+/**
+ * A hold for the daily allowance or its guard share lasts minutes or hours: records a buffer keeps
+ * go back to it meanwhile. A hold for concurrent long requests lasts seconds: they wait here.
+ */
+function longHold(hold: LimitHold): boolean {
+  return hold.reason !== 'concurrent';
 }

@@ -5,15 +5,19 @@
  * and turns each record's outcome into the message's output, its buffer settlement and done().
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
+import { CapacityAnnouncer } from '../shared/capacity';
 import { reject } from '../shared/coded-error';
-import { deliveryOf, settleDelivery } from '../shared/delivery';
+import { DELIVERY_PROPERTY, deliveryOf, settleDelivery, type DeliveryToken } from '../shared/delivery';
 import { deviceOf } from '../shared/device';
-import type { ClientState, SalesforceClient, SalesforceConnection } from '../shared/salesforce-client';
+import { takeOutTooDeep } from '../shared/json-limits';
+import { LogSummary } from '../shared/log-summary';
+import type { SalesforceClient, SalesforceConnection } from '../shared/salesforce-client';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { backoffMs, classifyCallError, type Verdict } from './error-policy';
 import { readOutConfig, type OutProperties, type OutSettings } from './out-config';
-import { caseFromAlert, externalIdValue, leadFromAlert, readAlert, webToCaseFromAlert, webToLeadFromAlert } from './record-mapping';
+import { caseFromAlert, externalIdValue, leadFromAlert, readAlert, recordProblem, webToCaseFromAlert, webToLeadFromAlert } from './record-mapping';
 import { RecordSink, type Written } from './record-sink';
+import { apiStatus, type Trouble } from './status';
 import { DAILY_CAP, DailyCount, formValues, postWebTo, type WebToKind } from './web-to-form';
 import type { Operation } from './writer';
 
@@ -62,6 +66,9 @@ export = function register(RED: NodeAPI): void {
       });
       return;
     }
+    const t = (key: string, values?: Record<string, string | number>) => RED._(`iot-salesforce-out.${key}`, values);
+    const problems = new LogSummary(60_000);
+    const capacity = new CapacityAnnouncer(RED, node.id);
     const settings: OutSettings = config;
     const session: SalesforceClient = client;
     const webToKind: WebToKind | undefined = settings.operation === 'webToCase' ? 'case' : settings.operation === 'webToLead' ? 'lead' : undefined;
@@ -72,6 +79,8 @@ export = function register(RED: NodeAPI): void {
     const submitted = new DailyCount();
     let capWarned = false;
     let webToPending = 0;
+    /** Web-to posts failing past their retries, until one goes through. */
+    let webToTrouble: Trouble | undefined;
     let closing = false;
 
     const sink = webToKind
@@ -95,10 +104,11 @@ export = function register(RED: NodeAPI): void {
             failed: (item, verdict, gaveUp) => fail(item, verdict, gaveUp),
             // Settled as "again once the hold is over", so that a long hold costs its buffer one
             // attempt rather than one per redelivery timeout.
-            released: (item, hold) => {
-              settleDelivery(RED, item.msg, { ok: false, reason: `${hold.reason === 'exceeded' ? 'REQUEST_LIMIT_EXCEEDED' : 'API guard'}: holding`, retry: true, retryAfterMs: Math.max(0, hold.until - Date.now()) });
-              item.done();
-            },
+            released: (item, hold) =>
+              guarded(() => {
+                settleDelivery(RED, item.msg, { ok: false, reason: `${hold.reason === 'exceeded' ? 'REQUEST_LIMIT_EXCEEDED' : 'API guard'}: holding`, retry: true, retryAfterMs: Math.max(0, hold.until - Date.now()) });
+                item.done();
+              }),
             changed: () => scheduleStatus(),
           },
         );
@@ -106,6 +116,12 @@ export = function register(RED: NodeAPI): void {
     // --- messages in -----------------------------------------------------------------------
     node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
       const item: Item = { msg, send, done };
+      // A message too deep for Node-RED to copy would end the process where it is passed on.
+      const tooDeep = takeOutTooDeep(msg);
+      if (tooDeep !== undefined) {
+        refuse(item, 'too_deep', tooDeep);
+        return;
+      }
       recordOf(msg)
         .then((record) => (typeof record === 'string' ? refuse(item, 'invalid_input', record) : take(item, record)))
         .catch((err: Error) => refuse(item, 'invalid_input', err.message));
@@ -135,6 +151,8 @@ export = function register(RED: NodeAPI): void {
     }
 
     async function take(item: Item, record: Record<string, unknown>): Promise<void> {
+      const problem = recordProblem(record);
+      if (problem) return refuse(item, problem.code, problem.message);
       if (webToKind) return submit(item, webToKind, record);
       let key: string | undefined;
       if (settings.operation === 'upsert') {
@@ -149,7 +167,15 @@ export = function register(RED: NodeAPI): void {
         if (typeof id !== 'string' || !ID.test(id)) return refuse(item, 'invalid_input', "an update needs the record's Id (15 or 18 characters) in the field Id");
         key = id.slice(0, 15);
       }
-      if (!(sink as RecordSink<Item>).add(key, record, item)) refuse(item, 'backlog_full', `${MAX_WAITING} records are waiting already: refusing more`);
+      const records = sink as RecordSink<Item>;
+      capacity.tell(item.msg, settings.batchSize * settings.parallel);
+      if (!records.add(key, record, item)) {
+        refuse(item, 'backlog_full', `${MAX_WAITING} records are waiting already: refusing more`);
+        return;
+      }
+      // The source had nothing more right after this one: each call counts against the org's
+      // allowance, so the node otherwise waits its batch delay for more.
+      if ((item.msg[DELIVERY_PROPERTY] as DeliveryToken | undefined)?.last === true) records.expedite();
     }
 
     // --- Web-to ----------------------------------------------------------------------------
@@ -169,6 +195,7 @@ export = function register(RED: NodeAPI): void {
           const verdict = classifyCallError(err);
           if (verdict.kind === 'invalid' || attempt >= settings.retries || closing) {
             webToPending--;
+            if (verdict.kind !== 'invalid') webToTrouble = { kind: 'failing', errorCode: verdict.errorCode };
             return fail(item, verdict, verdict.kind !== 'invalid');
           }
           // Not holding Node-RED open at stop: the loop ends after the wait (closing).
@@ -176,6 +203,7 @@ export = function register(RED: NodeAPI): void {
         }
       }
       webToPending--;
+      webToTrouble = undefined;
       if (submitted.add() > DAILY_CAP[kind] && !capWarned) {
         capWarned = true;
         node.warn(RED._('iot-salesforce-out.warnings.web-to-cap', { count: DAILY_CAP[kind] }));
@@ -191,9 +219,11 @@ export = function register(RED: NodeAPI): void {
     }
 
     function finish(item: Item, out: Array<NodeMessage | null>): void {
-      settleDelivery(RED, item.msg, { ok: true });
-      item.send(out);
-      item.done();
+      guarded(() => {
+        settleDelivery(RED, item.msg, { ok: true });
+        item.send(out);
+        item.done();
+      });
       scheduleStatus();
     }
 
@@ -203,14 +233,31 @@ export = function register(RED: NodeAPI): void {
       msg.salesforce = { success: false, ...what, errors: [{ statusCode: verdict.errorCode, message: verdict.message, fields }] };
       const code = !gaveUp ? 'rejected' : verdict.kind === 'auth' ? 'login_failed' : 'unavailable';
       const message = gaveUp ? `gave up after ${settings.retries} retries: ${verdict.message}` : verdict.message;
-      settleDelivery(RED, msg, { ok: false, retry: gaveUp, reason: `${verdict.errorCode}: ${verdict.message}` });
-      reject(node, msg, code, message, item.send, item.done, rejection, { errorCode: verdict.errorCode, fields });
+      guarded(() => {
+        settleDelivery(RED, msg, { ok: false, retry: gaveUp, reason: `${verdict.errorCode}: ${verdict.message}` });
+        reject(node, msg, code, message, item.send, item.done, rejection, { errorCode: verdict.errorCode, fields });
+      });
       scheduleStatus();
     }
 
     function refuse(item: Item, code: string, message: string): void {
-      settleDelivery(RED, item.msg, { ok: false, retry: false, reason: message });
-      reject(node, item.msg, code, message, item.send, item.done, rejection);
+      guarded(() => {
+        settleDelivery(RED, item.msg, { ok: false, retry: false, reason: message });
+        reject(node, item.msg, code, message, item.send, item.done, rejection);
+      });
+    }
+
+    /**
+     * Passing a message on runs from Salesforce's answers and from promise callbacks: nothing
+     * it throws (Node-RED copying a message for Complete and Catch nodes, say) may escape as an
+     * unhandled rejection, which would end the process.
+     */
+    function guarded(passOn: () => void): void {
+      try {
+        passOn();
+      } catch (err) {
+        problems.report('not_passed_on', t('errors.not-passed-on', { message: (err as Error).message }), (text) => node.error(text));
+      }
     }
 
     // --- status ----------------------------------------------------------------------------
@@ -228,31 +275,13 @@ export = function register(RED: NodeAPI): void {
       if (webToKind) {
         const count = submitted.value;
         const capped = count >= DAILY_CAP[webToKind];
-        const text = RED._(`iot-salesforce-out.status.${capped ? 'web-to-capped' : 'submitted'}`, { count: count.toLocaleString('en-US') });
-        node.status({ fill: capped ? 'yellow' : 'green', shape: webToPending > 0 ? 'ring' : 'dot', text: webToPending > 0 ? `${text} · ${webToPending} sending` : text });
+        let text = t(`status.${capped ? 'web-to-capped' : 'submitted'}`, { count: count.toLocaleString('en-US') });
+        if (webToPending > 0) text += ` · ${webToPending} sending`;
+        if (webToTrouble) node.status({ fill: 'red', shape: 'dot', text: `${t('status.failing', { code: webToTrouble.errorCode })} · ${text}` });
+        else node.status({ fill: capped ? 'yellow' : 'green', shape: webToPending > 0 ? 'ring' : 'dot', text });
         return;
       }
-      node.status(apiStatus(sink as RecordSink<Item>));
-    }
-
-    function apiStatus(s: RecordSink<Item>): { fill: 'red' | 'green' | 'yellow' | 'grey' | 'blue'; shape: 'dot' | 'ring'; text: string } {
-      const state: ClientState = session.state();
-      const counts = [`${s.counts.written.toLocaleString('en-US')} ${RED._('iot-salesforce-out.status.written')}`];
-      if (s.waiting > 0) counts.push(`${s.waiting.toLocaleString('en-US')} ${RED._('iot-salesforce-out.status.waiting')}`);
-      if (s.counts.failed > 0) counts.push(`${s.counts.failed.toLocaleString('en-US')} ${RED._('iot-salesforce-out.status.failed')}`);
-      if (state.usage) counts.push(`API ${state.usage.used.toLocaleString('en-US')}/${state.usage.limit.toLocaleString('en-US')}`);
-      if (state.hold) {
-        const until = new Date(state.hold.until).toLocaleTimeString('en-GB');
-        const released = s.counts.released > 0 ? ` · ${RED._('iot-salesforce-out.status.in-buffer', { count: s.counts.released })}` : '';
-        return { fill: 'red', shape: 'ring', text: `${RED._(`iot-salesforce-out.status.hold-${state.hold.reason}`, { until })} · ${counts.join(' · ')}${released}` };
-      }
-      if (state.phase === 'failed') {
-        const retry = state.retryAt ? ` · ${RED._('iot-salesforce-out.status.next-login', { at: new Date(state.retryAt).toLocaleTimeString('en-GB') })}` : '';
-        return { fill: 'red', shape: 'ring', text: `${RED._('iot-salesforce-out.status.login-failed')}: ${(state.error ?? '').slice(0, 80)}${retry}` };
-      }
-      if (state.phase === 'connecting') return { fill: 'yellow', shape: 'ring', text: RED._('iot-salesforce-out.status.connecting') };
-      if (state.phase === 'idle') return { fill: 'grey', shape: 'ring', text: RED._('iot-salesforce-out.status.ready') };
-      return { fill: s.waiting > 0 ? 'blue' : 'green', shape: 'dot', text: counts.join(' · ') };
+      node.status(apiStatus(session.state(), sink as RecordSink<Item>, t));
     }
 
     // Log in at deploy, so that wrong credentials show at once, not at the first alert.
@@ -261,6 +290,7 @@ export = function register(RED: NodeAPI): void {
 
     node.on('close', (done: () => void) => {
       closing = true;
+      capacity.close();
       unsubscribe();
       if (statusTimer) clearTimeout(statusTimer);
       if (!sink) {
@@ -269,7 +299,7 @@ export = function register(RED: NodeAPI): void {
       }
       sink.close(CLOSE_GRACE_MS).then((left) => {
         if (left.length > 0) node.warn(RED._('iot-salesforce-out.warnings.not-written', { count: left.length }));
-        for (const item of left) item.done();
+        for (const item of left) guarded(() => item.done());
         done();
       });
     });

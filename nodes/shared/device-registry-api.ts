@@ -10,8 +10,12 @@
 import type { NodeAPI } from 'node-red';
 import type { DeviceIdentity } from './device';
 
-export type AuthMethod = 'apikey' | 'hmac' | 'sas' | 'jwt' | 'webhook';
-export const AUTH_METHODS: readonly AuthMethod[] = ['apikey', 'hmac', 'sas', 'jwt', 'webhook'];
+/** Methods whose proof is made with a key the registry holds or derives (a shared secret). */
+export type SecretMethod = 'apikey' | 'hmac' | 'sas' | 'jwt' | 'webhook';
+export const SECRET_METHODS: readonly SecretMethod[] = ['apikey', 'hmac', 'sas', 'jwt', 'webhook'];
+/** x509: a client certificate, its private key proven by the TLS handshake. */
+export type AuthMethod = SecretMethod | 'x509';
+export const AUTH_METHODS: readonly AuthMethod[] = [...SECRET_METHODS, 'x509'];
 
 /** Why a message or a connection was refused. Stable: flows switch on them. */
 export type RejectCode =
@@ -30,6 +34,9 @@ export type RejectCode =
   | 'wrong_subject'
   | 'too_long_lived'
   | 'replayed'
+  | 'unbound_token'
+  | 'wrong_body'
+  | 'untrusted_certificate'
   | 'locked_out'
   | 'rate_limited'
   | 'not_under_gateway'
@@ -50,12 +57,27 @@ export type Presented =
   /** A compact JWT; the device is its `sub` (or `iss`). */
   | { method: 'jwt'; id?: string; token: string }
   /** A vendor webhook: the signature header as sent, and the exact bytes it signs. */
-  | { method: 'webhook'; id: string; signature: string; content: Buffer; timestamp?: string };
+  | { method: 'webhook'; id: string; signature: string; content: Buffer; timestamp?: string }
+  /**
+   * A client certificate from a TLS connection that asked for one: the DER certificates the
+   * client sent, its own first. The handshake proved the client holds the certificate's key; the
+   * registry decides whether a fleet CA issued it, which device it names, and whether it is revoked.
+   */
+  | { method: 'x509'; id?: string; chain: readonly Buffer[] };
+
+/**
+ * The default clock tolerance for token times, in seconds. Flows from before it was a setting of
+ * its own get it too: their tolerance was the whole timestamp window (300 s), which accepted
+ * tokens minutes after they expired.
+ */
+export const TOKEN_SKEW_SECONDS = 30;
 
 /** What an endpoint accepts. Times in milliseconds. */
 export interface VerifyPolicy {
-  /** Tolerated clock difference for timestamps, `exp`, `nbf`, `iat` and SAS expiries. */
+  /** How far a signed timestamp (HMAC, webhooks) may lie from now: the window a signed message is good for. */
   skewMs: number;
+  /** Tolerated clock difference for token times (JWT `exp`, `nbf`, `iat`; SAS expiry): tokens carry their own lifetime. */
+  tokenSkewMs: number;
   /** The longest lifetime a JWT (exp − iat) or a SAS token (se − now) may have. */
   maxLifetimeMs: number;
   /** JWT `aud` must name one of these; empty: `aud` is not checked. */
@@ -78,7 +100,14 @@ export type Verdict =
        */
       replay?: { key: string; until: number };
     }
-  | { ok: false; code: RejectCode; message: string; id?: string };
+  | {
+      ok: false;
+      code: RejectCode;
+      message: string;
+      id?: string;
+      /** When the same request may be tried again (locked_out): a 429 says it in Retry-After. */
+      retryAfterMs?: number;
+    };
 
 /** A registered device as other nodes may see it: no key material. */
 export interface DeviceView {
@@ -93,7 +122,12 @@ export interface DeviceView {
 export interface DeviceRegistryService {
   /** `loading` until a registry file was read; `failed` when there is nothing usable. */
   readonly state: 'ready' | 'loading' | 'failed';
-  verify(presented: Presented, policy: VerifyPolicy, now: number): Verdict | Promise<Verdict>;
+  /**
+   * `source` is where the credential came from (an IP address, a broker client's address): failed
+   * attempts lock out that device id from that source only, so nobody can lock a device out of
+   * its own network by failing on purpose elsewhere.
+   */
+  verify(presented: Presented, policy: VerifyPolicy, now: number, source?: string): Verdict | Promise<Verdict>;
   /** A registered device, or undefined. Revoked devices are returned with enabled: false. */
   device(id: string): DeviceView | undefined;
   /**

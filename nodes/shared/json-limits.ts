@@ -106,3 +106,61 @@ function tooDeep(max: number): LimitError {
 function tooMany(max: number): LimitError {
   return new LimitError('too_many_keys', `the value holds more than ${max} keys and items`);
 }
+
+/**
+ * The first property of a Node-RED message that makes the message nest deeper than `maxDepth`
+ * (the message itself is level 1); `req` and `res`, which Node-RED never copies, are skipped.
+ * Node-RED copies a message for every Complete and Catch node that watches its sender and for every
+ * wire but the first, recursively: a message a few thousand levels deep overflows the stack there,
+ * wherever the sender calls send() or done(). A sink checks each message with this on its hot path:
+ * no allocation, no key count, and recursion no deeper than `maxDepth` (a cycle counts as too deep).
+ */
+export function tooDeepProperty(msg: object, maxDepth: number = DEFAULT_PARSE_LIMITS.maxDepth): string | undefined {
+  for (const key in msg) {
+    if (key === 'req' || key === 'res') continue;
+    const value = (msg as Record<string, unknown>)[key];
+    if (value !== null && typeof value === 'object' && deeperThan(value, maxDepth - 1)) return key;
+  }
+  return undefined;
+}
+
+/**
+ * Takes every property out of a message that nests too deep to be copied, so that the message
+ * can still be passed on to say why it was refused; returns their names.
+ */
+export function removeTooDeep(msg: object, maxDepth: number = DEFAULT_PARSE_LIMITS.maxDepth): string[] {
+  const removed: string[] = [];
+  for (let key = tooDeepProperty(msg, maxDepth); key !== undefined; key = tooDeepProperty(msg, maxDepth)) {
+    delete (msg as Record<string, unknown>)[key];
+    removed.push(key);
+  }
+  return removed;
+}
+
+/**
+ * For a node that must refuse a message too deep to be copied (too_deep): takes the deep
+ * properties out and says which, or returns undefined when the message is fine.
+ */
+export function takeOutTooDeep(msg: object, maxDepth: number = DEFAULT_PARSE_LIMITS.maxDepth): string | undefined {
+  if (tooDeepProperty(msg, maxDepth) === undefined) return undefined;
+  const removed = removeTooDeep(msg, maxDepth).map((key) => `msg.${key}`);
+  return `${removed.join(', ')} nests more than ${maxDepth} levels deep: taken out of the message, which Node-RED could not copy otherwise`;
+}
+
+/** Whether a value nests more than `levels` levels (the value itself is one). */
+function deeperThan(value: object, levels: number): boolean {
+  if (levels <= 0) return true;
+  if (ArrayBuffer.isView(value)) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      if (item !== null && typeof item === 'object' && deeperThan(item, levels - 1)) return true;
+    }
+    return false;
+  }
+  for (const key in value) {
+    const child = (value as Record<string, unknown>)[key];
+    if (child !== null && typeof child === 'object' && deeperThan(child, levels - 1)) return true;
+  }
+  return false;
+}

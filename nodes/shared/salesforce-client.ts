@@ -11,9 +11,13 @@ export interface ApiUsage {
   limit: number;
 }
 
-/** The connection stopped calling: the org's daily allowance is spent, or its guard share reached. */
+/**
+ * The connection stopped calling: the org's daily allowance is spent (exceeded), its guard share
+ * reached (guard), or the org runs as many long requests as it may at once (concurrent:
+ * Salesforce answers REQUEST_LIMIT_EXCEEDED for that too, with a daily use under the allowance).
+ */
 export interface LimitHold {
-  reason: 'exceeded' | 'guard';
+  reason: 'exceeded' | 'guard' | 'concurrent';
   /** When a call will be tried again (ms since epoch). */
   until: number;
 }
@@ -60,6 +64,28 @@ export class LimitHeldError extends Error {
   readonly errorCode = 'REQUEST_LIMIT_EXCEEDED';
 
   constructor(readonly hold: LimitHold) {
-    super(hold.reason === 'exceeded' ? "the org's daily API allowance is spent: holding until it recovers" : 'the API guard share of the daily allowance is reached: holding');
+    super(
+      hold.reason === 'exceeded'
+        ? "the org's daily API allowance is spent: holding until it recovers"
+        : hold.reason === 'concurrent'
+          ? 'the org runs as many long requests as it may at once: holding for a moment'
+          : 'the API guard share of the daily allowance is reached: holding',
+    );
+  }
+}
+
+/**
+ * No call could be made because logging in failed, or a new login is not allowed yet.
+ * `errorCode` is Salesforce's own (the OAuth error, such as invalid_grant or invalid_client), or
+ * INVALID_SESSION_ID when the org refused the session's tokens, or LOGIN_RATE_EXCEEDED when the
+ * connection's cap on logins per hour holds.
+ */
+export class LoginError extends Error {
+  constructor(
+    readonly errorCode: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'LoginError';
   }
 }

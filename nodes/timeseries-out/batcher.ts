@@ -1,6 +1,10 @@
 /**
- * Points in, batches out: a batch is sent when it holds `batchSize` points or its first point has
- * waited `flushIntervalMs`, with at most `maxInFlight` requests at a time. Every point carries
+ * Points in, batches out: a batch is sent when it holds `batchSize` points, when its input has
+ * been quiet for `lingerMs` (the source has nothing more right now: a buffer waiting for
+ * acknowledgements, a fleet between reports), when the caller asks (`flush`: a buffer said its
+ * delivery was the last for now), or at the latest when its first point has waited
+ * `flushIntervalMs`; with at most `maxInFlight` requests at a time. While every request slot is
+ * taken the batch goes on filling, as a producer's does, and goes as soon as a slot is free. Every point carries
  * its owner (the message it came from) so that the caller learns, point by point, what was written
  * and what failed for good. Nothing is dropped: points past `maxPending` are refused at the door,
  * and every accepted point ends as written or failed.
@@ -14,6 +18,9 @@ import { decide, describeError, type Failure, type RetryOptions } from './write-
 
 export interface BatcherOptions {
   batchSize: number;
+  /** Quiet input for this long sends what waits. */
+  lingerMs: number;
+  /** The longest the first point of a batch waits, however busy the input. */
   flushIntervalMs: number;
   maxInFlight: number;
   maxPending: number;
@@ -34,10 +41,18 @@ export interface BatcherListener<O> {
   retrying(reason: string, delayMs: number): void;
 }
 
+/**
+ * The most characters a request body holds: a batch is sent at this size whatever its count (a
+ * string in V8 is at most 2^29 characters, and InfluxDB refuses bodies over 25 MB by default).
+ */
+export const MAX_BODY_LENGTH = 8 * 1_048_576;
+
 /** The batch being filled. */
 interface Filling<O> {
   lines: string[];
   owners: O[];
+  /** Characters of its body so far. */
+  length: number;
 }
 
 /**
@@ -57,10 +72,17 @@ interface Batch<O> {
 }
 
 export class Batcher<O> {
-  private current: Filling<O> = { lines: [], owners: [] };
+  private current: Filling<O> = { lines: [], owners: [], length: 0 };
+  /** When the first point of the batch being filled came. */
+  private firstAt = 0;
+  /** Whether the batch being filled is due: it goes as soon as a request slot is free. */
+  private ripe = false;
+  /** Messages taken, ever, and when the quiet check was armed: unchanged means quiet. */
+  private added = 0;
+  private addedAtCheck = 0;
   private readonly queue: Array<Batch<O>> = [];
   private readonly inFlight = new Set<AbortController>();
-  private flushTimer: NodeJS.Timeout | undefined;
+  private dueTimer: NodeJS.Timeout | undefined;
   private resumeTimer: NodeJS.Timeout | undefined;
   private pausedUntil = 0;
   private failures = 0;
@@ -94,20 +116,23 @@ export class Batcher<O> {
   add(lines: readonly string[], owner: O): boolean {
     if (this.closing || this.pendingPoints + lines.length > this.options.maxPending) return false;
     this.pendingPoints += lines.length;
+    this.added++;
     for (const line of lines) {
+      if (this.current.length + line.length >= MAX_BODY_LENGTH && this.current.lines.length > 0) this.seal();
       const batch = this.current;
+      if (batch.lines.length === 0) this.firstAt = Date.now();
       batch.lines.push(line);
       batch.owners.push(owner);
-      if (batch.lines.length === 1) this.flushTimer = setTimeout(() => this.flush(), this.options.flushIntervalMs);
+      batch.length += line.length + 1;
       if (batch.lines.length >= this.options.batchSize) this.seal();
     }
     this.pump();
     return true;
   }
 
-  /** Sends what is waiting now, without waiting for the batch to fill. */
+  /** Sends what is waiting as soon as a request slot is free, without waiting for more. */
   flush(): void {
-    if (this.current.lines.length > 0) this.seal();
+    if (this.current.lines.length > 0) this.ripe = true;
     this.pump();
   }
 
@@ -125,7 +150,7 @@ export class Batcher<O> {
     // Aborted requests fail as not_written a moment later.
     for (const request of this.inFlight) request.abort();
     await this.drained(1000);
-    clearTimeout(this.flushTimer);
+    clearTimeout(this.dueTimer);
     clearTimeout(this.resumeTimer);
   }
 
@@ -137,23 +162,42 @@ export class Batcher<O> {
   }
 
   private seal(): void {
-    clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
     const filled = this.current;
-    this.current = { lines: [], owners: [] };
+    this.current = { lines: [], owners: [], length: 0 };
+    this.ripe = false;
     this.queue.push(sealed(filled.lines, filled.owners, Date.now()));
   }
 
   private pump(): void {
-    while (this.inFlight.size < this.options.maxInFlight && this.queue.length > 0) {
+    while (this.inFlight.size < this.options.maxInFlight && (this.queue.length > 0 || (this.ripe && this.current.lines.length > 0))) {
       const wait = this.pausedUntil - Date.now();
       if (wait > 0) {
+        // A due batch waits in the queue, where giving up counts its time.
+        if (this.ripe && this.current.lines.length > 0) this.seal();
         clearTimeout(this.resumeTimer);
         this.resumeTimer = setTimeout(() => this.pump(), wait);
         return;
       }
+      if (this.queue.length === 0) this.seal();
       this.write(this.queue.shift() as Batch<O>);
     }
+    this.armDueCheck();
+  }
+
+  /** Looks again after the linger (or when the first point has waited long enough). */
+  private armDueCheck(): void {
+    if (this.dueTimer || this.ripe || this.current.lines.length === 0) return;
+    this.addedAtCheck = this.added;
+    const wait = Math.min(this.options.lingerMs, this.firstAt + this.options.flushIntervalMs - Date.now());
+    this.dueTimer = setTimeout(() => this.checkDue(), Math.max(0, wait));
+  }
+
+  private checkDue(): void {
+    this.dueTimer = undefined;
+    if (this.current.lines.length === 0) return;
+    const quiet = this.added === this.addedAtCheck;
+    if (quiet || Date.now() - this.firstAt >= this.options.flushIntervalMs) this.ripe = true;
+    this.pump();
   }
 
   private write(batch: Batch<O>): void {

@@ -8,6 +8,7 @@
  * followed by 21.5 then never conflicts in the database.
  */
 import { Point } from '@influxdata/influxdb-client';
+import { readingTime } from '../shared/timestamp';
 import { fromMilliseconds, toPrecision, type Precision } from './timestamps';
 
 /** What to do with text values of a reading. */
@@ -26,8 +27,10 @@ export interface MappingOptions {
   valueField: string;
   /** Keys of a reading written as tags rather than fields. */
   tagKeys: ReadonlySet<string>;
-  /** Key of a reading that holds its own time; '' for none. */
+  /** Key of a reading that holds its own time, never written as a field; '' for none. */
   timeField: string;
+  /** Every point at the time the node received it, whatever the reading says. */
+  arrivalTime: boolean;
 }
 
 /** The parts of one message, read from it by the node. */
@@ -37,7 +40,7 @@ export interface MessageParts {
   readings: unknown;
   /** Tags for every point of the message, as name, value, name, value… in order (later ones win). */
   tags: unknown[];
-  /** The message's time (msg.timestamp), used when a reading has none; undefined for none. */
+  /** The message's time (msg.timestamp, or a typed input), used when a reading has none; undefined for none. */
   time: unknown;
   /** Ready points (msg.points): line protocol text or { measurement, tags, fields, timestamp }. */
   points?: unknown;
@@ -78,11 +81,13 @@ export class PointMapper {
   }
 
   /**
-   * Lines to write and readings refused for one message; `arrivalMs` stands in for missing times.
-   * A caller that maps message after message passes the same `into` each time (it is emptied
-   * first), which saves the garbage collector work at high rates.
+   * Lines to write and readings refused for one message. `arrivalMs` stands in for missing times,
+   * or is undefined when a reading without a time must be refused (a message that may be
+   * delivered again would otherwise become a second point at another time). A caller that maps
+   * message after message passes the same `into` each time (it is emptied first), which saves the
+   * garbage collector work at high rates.
    */
-  map(parts: MessageParts, arrivalMs: number, into?: Mapped): Mapped {
+  map(parts: MessageParts, arrivalMs: number | undefined, into?: Mapped): Mapped {
     const mapped: Mapped = into ?? { lines: [], rejections: [] };
     // pop() is a fast builtin; setting length to 0 is a runtime call, noticeable per message.
     while (mapped.lines.length > 0) mapped.lines.pop();
@@ -142,7 +147,16 @@ export class PointMapper {
     return text;
   }
 
-  private line(options: MappingOptions, measurement: string, tags: readonly unknown[], values: Values, messageTime: string | undefined, arrivalMs: number): string {
+  /**
+   * A reading's own time as the edge reads it: in milliseconds (the default unit) a number below
+   * 10^11 is seconds, as iot-device-auth tells them apart, rather than a time in 1970.
+   */
+  private ownTime(value: unknown): unknown {
+    if (typeof value !== 'number' || this.options.timeUnit !== 'ms' || !Number.isFinite(value) || value < 0) return value;
+    return readingTime(value);
+  }
+
+  private line(options: MappingOptions, measurement: string, tags: readonly unknown[], values: Values, messageTime: string | undefined, arrivalMs: number | undefined): string {
     const { integerFields, tagKeys, timeField, text } = options;
     const point = new Point(measurement);
     for (let i = 0; i < tags.length; i += 2) addTag(point, tags[i] as string, tags[i + 1]);
@@ -154,7 +168,8 @@ export class PointMapper {
       if (key === '') continue;
       const value = values[key];
       if (key === timeField) {
-        time = this.messageTime(value, timeField) ?? time;
+        // The reading's time is never a value of it.
+        if (!options.arrivalTime) time = this.messageTime(this.ownTime(value), timeField) ?? time;
         continue;
       }
       if (tagKeys.has(key)) {
@@ -179,7 +194,7 @@ export class PointMapper {
         case 'string':
           if (text === 'string') {
             checkName(key, 'field name');
-            point.stringField(key, value);
+            point.stringField(key, withoutLineBreaks(value));
             fields++;
           } else if (text === 'numeric') {
             const number = numericText(value);
@@ -197,12 +212,16 @@ export class PointMapper {
       if (keys === 0) throw new ReadingError('empty_reading', 'the reading is an empty object');
       throw new ReadingError('no_fields', `the reading has no value to write (${describeText(text)})`);
     }
-    point.timestamp(time ?? fromMilliseconds(arrivalMs, options.precision));
-    return flattened(point.toLineProtocol() as string);
+    if (options.arrivalTime || time === undefined) {
+      if (arrivalMs === undefined) throw new ReadingError('no_timestamp', `the reading has no time of its own (${timeField || 'none is named'}) and the message none (msg.timestamp): a message that may be delivered again is never stamped with the time it is written; set msg.timestamp where the reading is accepted, or write the arrival time`);
+      time = fromMilliseconds(arrivalMs, options.precision);
+    }
+    point.timestamp(time);
+    return checkedLine(point.toLineProtocol() as string);
   }
 
   /** msg.points: lines are taken as they are; objects are built like readings, text as string fields. */
-  private mapReadyPoints(parts: MessageParts, arrivalMs: number, mapped: Mapped): void {
+  private mapReadyPoints(parts: MessageParts, arrivalMs: number | undefined, mapped: Mapped): void {
     const points = parts.points;
     if (!Array.isArray(points)) {
       mapped.rejections.push({ code: 'bad_point', message: `msg.points is ${describe(points)}, not an array of points` });
@@ -213,7 +232,7 @@ export class PointMapper {
       const point = points[i] as unknown;
       try {
         if (typeof point === 'string') {
-          for (const line of point.split('\n')) if (line.trim() !== '') mapped.lines.push(line.trim());
+          for (const line of point.split('\n')) if (line.trim() !== '') mapped.lines.push(checkedLine(line.trim()));
         } else if (isValues(point)) {
           mapped.lines.push(this.readyPoint(point, parts.measurement, arrivalMs));
         } else {
@@ -225,7 +244,7 @@ export class PointMapper {
     }
   }
 
-  private readyPoint(spec: Values, defaultMeasurement: unknown, arrivalMs: number): string {
+  private readyPoint(spec: Values, defaultMeasurement: unknown, arrivalMs: number | undefined): string {
     const measurement = checkedMeasurement(spec.measurement ?? defaultMeasurement);
     const fields = spec.fields;
     if (!isValues(fields)) throw new ReadingError('bad_point', `fields is ${describe(fields)}, not an object of values`);
@@ -237,11 +256,19 @@ export class PointMapper {
 }
 
 /**
- * The line is built by concatenation, which V8 keeps as a tree of the pieces (about 400 bytes for
- * a 50-character line) until something reads it; reading one character makes it one flat string
- * (about 75 bytes). Lines wait in memory for their batch, so this matters at high rates.
+ * The longest point written, in characters. No database takes more (InfluxDB keeps 64 KB of text
+ * in a field, and refuses bodies over 25 MB by default); and points wait in memory for their batch.
  */
-function flattened(line: string): string {
+export const MAX_LINE_LENGTH = 1_048_576;
+
+/**
+ * A line as it waits for its batch: refused when too long, and flat. The line is built by
+ * concatenation, which V8 keeps as a tree of the pieces (about 400 bytes for a 50-character line)
+ * until something reads it; reading one character makes it one flat string (about 75 bytes).
+ * Lines wait in memory for their batch, so this matters at high rates.
+ */
+function checkedLine(line: string): string {
+  if (line.length > MAX_LINE_LENGTH) throw new ReadingError('too_large', `the point is ${line.length} characters of line protocol, more than the ${MAX_LINE_LENGTH} a database takes`);
   line.charCodeAt(0);
   return line;
 }
@@ -260,6 +287,21 @@ function checkedMeasurement(value: unknown): string {
   if (typeof value !== 'string' || value === '') throw new ReadingError('bad_measurement', `the measurement is ${describe(value)}: it must be non-empty text`);
   checkName(value, 'measurement');
   return value;
+}
+
+const LINE_BREAK = /[\r\n]/;
+const LINE_BREAKS = /[\r\n]/g;
+
+/**
+ * Line protocol cannot carry a line break in a value: the client library escapes them in names
+ * and tag values (as \n and \r) but leaves them raw in string fields, where a server that splits
+ * the body at line breaks before it reads quotes (victoria-metrics) takes what follows for a
+ * point of its own: a crafted text could write a point for another device. They are written as
+ * the library writes them in tags, and the library then escapes the rest.
+ */
+function withoutLineBreaks(value: string): string {
+  if (!LINE_BREAK.test(value)) return value;
+  return value.replace(LINE_BREAKS, (c) => (c === '\n' ? '\\n' : '\\r'));
 }
 
 /** Line protocol cannot carry a name or tag value that ends in a backslash: it would escape what follows. */

@@ -33,6 +33,7 @@ export interface TimeseriesProperties {
   timeType?: string;
   timeUnit?: string;
   batchSize?: string | number;
+  linger?: string | number;
   flushInterval?: string | number;
   maxInFlight?: string | number;
   maxPending?: string | number;
@@ -48,6 +49,7 @@ export const DEFAULTS = {
   valueField: 'value',
   timeField: 'timestamp',
   batchSize: 5000,
+  lingerMs: 5,
   flushIntervalMs: 1000,
   maxInFlight: 4,
   maxPending: 100_000,
@@ -70,13 +72,17 @@ export function mappingOptions(p: TimeseriesProperties, precision: Precision): M
     text,
     valueField: p.valueField === undefined ? DEFAULTS.valueField : p.valueField.trim(),
     tagKeys: new Set(nameList(p.tagKeys)),
-    timeField: p.timeType === 'field' || p.timeType === undefined ? (p.time ?? DEFAULTS.timeField).trim() : '',
+    // The reading's own time comes first whatever the message's time is read from; with
+    // "arrival" it is left out (never stored as a value).
+    timeField: p.timeType === 'field' || p.timeType === undefined ? (p.time ?? DEFAULTS.timeField).trim() : DEFAULTS.timeField,
+    arrivalTime: p.timeType === 'arrival',
   };
 }
 
 export function batcherOptions(p: TimeseriesProperties): BatcherOptions {
   return {
     batchSize: whole(p.batchSize, DEFAULTS.batchSize, 'batch size', 1),
+    lingerMs: whole(p.linger, DEFAULTS.lingerMs, 'linger', 0),
     flushIntervalMs: whole(p.flushInterval, DEFAULTS.flushIntervalMs, 'flush interval', 1),
     maxInFlight: whole(p.maxInFlight, DEFAULTS.maxInFlight, 'requests in flight', 1),
     maxPending: whole(p.maxPending, DEFAULTS.maxPending, 'pending points', 1),

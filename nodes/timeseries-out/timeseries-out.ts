@@ -6,15 +6,18 @@
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import type { StoreConfigNode } from '../influxdb/store-writer';
+import { CapacityAnnouncer } from '../shared/capacity';
 import { reject } from '../shared/coded-error';
-import { settleDelivery } from '../shared/delivery';
+import { DELIVERY_PROPERTY, settleDelivery, type DeliveryToken } from '../shared/delivery';
 import { deviceOf } from '../shared/device';
+import { takeOutTooDeep } from '../shared/json-limits';
 import { LogSummary } from '../shared/log-summary';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { Batcher } from './batcher';
 import { PointMapper, type Mapped, type MessageParts, type Rejection } from './mapping';
 import { batcherOptions, DEFAULTS, mappingOptions, tagRows, type TimeseriesProperties } from './node-config';
 import type { Failure } from './write-outcome';
+import { WrittenRate } from './written-rate';
 
 type TimeseriesDef = NodeDef & TimeseriesProperties & { wires?: string[][] };
 type Send = (msg: Array<NodeMessage | null>) => void;
@@ -39,6 +42,8 @@ const CLOSE_DEADLINE_MS = 8000;
 const DELIVERED = { ok: true } as const;
 /** How long a past error stays in the status line. */
 const LAST_ERROR_SHOWN_MS = 5 * 60_000;
+/** The rate in the status is taken over this many status periods (seconds). */
+const RATE_PERIODS = 5;
 
 export = function register(RED: NodeAPI): void {
   function IotTimeseriesOutNode(this: Node, def: TimeseriesDef): void {
@@ -56,10 +61,16 @@ export = function register(RED: NodeAPI): void {
     let readingsReader: PropertyReader | undefined;
     let measurementReader: PropertyReader | undefined;
     let timeReader: PropertyReader | undefined;
+    let maxPending = 0;
+    /** Points in the requests in flight when all are full: what a source may usefully hand on. */
+    let heldAtOnce = 0;
     if (store && !problem) {
       try {
         mapper = new PointMapper(mappingOptions(def, store.precision));
-        batcher = new Batcher<Tracker>(batcherOptions(def), (body, signal) => store.write(body, signal), { written, failed, retrying });
+        const options = batcherOptions(def);
+        maxPending = options.maxPending;
+        heldAtOnce = Math.min(options.batchSize * options.maxInFlight, options.maxPending);
+        batcher = new Batcher<Tracker>(options, (body, signal) => store.write(body, signal), { written, failed, retrying });
         readingsReader = propertyReader(RED, node, def.readings || 'payload', def.readingsType || 'msg');
         if (def.measurementType && def.measurementType !== 'str') measurementReader = propertyReader(RED, node, def.measurement ?? '', def.measurementType);
         if (def.timeType && def.timeType !== 'field' && def.timeType !== 'arrival') timeReader = propertyReader(RED, node, def.time ?? '', def.timeType);
@@ -84,8 +95,12 @@ export = function register(RED: NodeAPI): void {
     const where = store.describe();
     const measurement = def.measurementType && def.measurementType !== 'str' ? undefined : def.measurement || DEFAULTS.measurement;
     const messageTimeFromMsg = !def.timeType || def.timeType === 'field';
+    const arrivalTime = def.timeType === 'arrival';
     const anyAsync = [readingsReader, measurementReader, timeReader, ...tagReaders.map((tag) => tag.reader)].some((reader) => reader?.async);
     const log = new LogSummary(LOG_INTERVAL_MS);
+    const capacity = new CapacityAnnouncer(RED, node.id);
+    /** Points per message lately (a gateway batch holds many): the capacity is told in messages. */
+    let pointsPerMessage = 1;
     // Sending costs even when nothing listens: written messages go out only when the output is wired.
     const writtenOutputWired = (def.wires?.[0]?.length ?? 0) > 0;
     let received = false;
@@ -106,24 +121,41 @@ export = function register(RED: NodeAPI): void {
     const sendOut: Send = (out) => node.send(out);
 
     node.on('input', (msg: NodeMessage, _send: Send, done: Done) => {
-      try {
-        if (!anyAsync) {
-          accept(msg, fillParts(scratchParts, msg, readNow), done);
+      // A message too deep for Node-RED to copy would end the process where it is passed on.
+      const tooDeep = takeOutTooDeep(msg);
+      if (tooDeep !== undefined) {
+        refuse(msg, 'too_deep', tooDeep, done);
+        return;
+      }
+      if (!anyAsync) {
+        let parts: MessageParts;
+        try {
+          parts = fillParts(scratchParts, msg, readNow);
+        } catch (err) {
+          refuse(msg, 'bad_property', (err as Error).message, done);
           return;
         }
-        const reads: Array<Promise<unknown>> = [];
-        const slots = new Map<PropertyReader, number>();
+        accept(msg, parts, done);
+        return;
+      }
+      const reads: Array<Promise<unknown>> = [];
+      const slots = new Map<PropertyReader, number>();
+      try {
         fillParts(newParts(), msg, (reader) => {
           slots.set(reader, reads.push(Promise.resolve(reader.read(msg))) - 1);
           return undefined;
         });
-        Promise.all(reads).then(
-          (values) => accept(msg, fillParts(newParts(), msg, (reader) => values[slots.get(reader) as number]), done),
-          (err: Error) => refuse(msg, 'bad_property', err.message, done),
-        );
       } catch (err) {
         refuse(msg, 'bad_property', (err as Error).message, done);
+        return;
       }
+      Promise.all(reads)
+        .then((values) => fillParts(newParts(), msg, (reader) => values[slots.get(reader) as number]))
+        .then(
+          (parts) => accept(msg, parts, done),
+          (err: Error) => refuse(msg, 'bad_property', err.message, done),
+        )
+        .catch((err: Error) => log.report('not_passed_on', t('log.not-passed-on', { message: err.message }), (text) => node.error(text)));
     });
 
     function readNow(reader: PropertyReader, msg: NodeMessage): unknown {
@@ -167,7 +199,10 @@ export = function register(RED: NodeAPI): void {
 
     function accept(msg: NodeMessage, parts: MessageParts, done: Done): void {
       received = true;
-      const mapped = toPoints.map(parts, Date.now(), parts === scratchParts ? scratchMapped : undefined);
+      // The time a message arrived stands in for a missing time only when nothing can deliver it
+      // again: a queue's redelivery would become a second point at another time.
+      const arrival = arrivalTime || msg[DELIVERY_PROPERTY] === undefined ? Date.now() : undefined;
+      const mapped = toPoints.map(parts, arrival, parts === scratchParts ? scratchMapped : undefined);
       const tracker: Tracker = {
         msg,
         done,
@@ -179,6 +214,19 @@ export = function register(RED: NodeAPI): void {
         finish(tracker);
         return;
       }
+      if (mapped.lines.length > maxPending) {
+        // More points than the node ever holds: no later delivery can do better.
+        tracker.remaining = 0;
+        addFailure(tracker, { code: 'too_large', message: t('errors.too-many-points', { points: mapped.lines.length, max: maxPending }), retry: false });
+        finish(tracker);
+        return;
+      }
+      const token = msg[DELIVERY_PROPERTY] as DeliveryToken | undefined;
+      if (token !== undefined) {
+        // The source learns how many messages fill the requests in flight, as they now run.
+        pointsPerMessage += (mapped.lines.length - pointsPerMessage) / 64;
+        capacity.tell(msg, Math.max(1, Math.floor(heldAtOnce / pointsPerMessage)));
+      }
       if (!points.add(mapped.lines, tracker)) {
         backlogFull = true;
         tracker.remaining = 0;
@@ -186,7 +234,10 @@ export = function register(RED: NodeAPI): void {
         addFailure(tracker, failure);
         noteFailure(failure, mapped.lines.length);
         finish(tracker);
+        return;
       }
+      // The source had nothing more right after this one: no reason to linger.
+      if (token?.last === true) points.flush();
     }
 
     function refuse(msg: NodeMessage, code: string, message: string, done: Done): void {
@@ -195,6 +246,15 @@ export = function register(RED: NodeAPI): void {
 
     // --- messages out ----------------------------------------------------------------------
     function finish(tracker: Tracker): void {
+      // Runs from the database's answers: nothing it throws may escape as an unhandled rejection.
+      try {
+        passOn(tracker);
+      } catch (err) {
+        log.report('not_passed_on', t('log.not-passed-on', { message: (err as Error).message }), (text) => node.error(text));
+      }
+    }
+
+    function passOn(tracker: Tracker): void {
       const { msg, rejections } = tracker;
       if (!rejections) {
         settleDelivery(RED, msg, DELIVERED);
@@ -251,15 +311,18 @@ export = function register(RED: NodeAPI): void {
     // --- status ----------------------------------------------------------------------------
     let statusAt = Date.now();
     let shown = '';
+    /** Points written in each of the last few status periods, and how long each was. */
+    const recent = new WrittenRate(RATE_PERIODS);
 
     function updateStatus(): void {
       // Until the first message, the status keeps saying where points will go.
       if (!received) return;
       const now = Date.now();
-      const rate = Math.round((writtenSinceStatus * 1000) / Math.max(1, now - statusAt));
+      recent.add(writtenSinceStatus, now - statusAt);
       writtenSinceStatus = 0;
       statusAt = now;
-      const counts = { rate: rate.toLocaleString('en-US'), pending: points.pending.toLocaleString('en-US') };
+      const pending = points.pending;
+      const counts = { rate: recent.text(), pending: pending.toLocaleString('en-US') };
       let status: { fill: 'red' | 'green' | 'yellow' | 'grey'; shape: 'dot' | 'ring'; text: string };
       if (unauthorized) status = { fill: 'red', shape: 'ring', text: t('status.unauthorized', counts) };
       else if (backlogFull) status = { fill: 'red', shape: 'dot', text: t('status.backlog-full', counts) };
@@ -267,9 +330,10 @@ export = function register(RED: NodeAPI): void {
         const seconds = Math.max(0, Math.ceil((points.retryAt - now) / 1000));
         status = { fill: 'yellow', shape: 'ring', text: t('status.retrying', { ...counts, seconds, reason: retryReason.slice(0, 60) }) };
       } else {
-        let text = t('status.ok', counts);
+        // Points waiting for an answer while none came back lately: writing, not "0 pts/s".
+        let text = recent.none() && pending > 0 ? t('status.writing', counts) : t('status.ok', counts);
         if (lastError && now - lastError.at < LAST_ERROR_SHOWN_MS) text += t('status.last-error', { code: lastError.code, time: new Date(lastError.at).toTimeString().slice(0, 8) });
-        status = { fill: lastError && now - lastError.at < LAST_ERROR_SHOWN_MS ? 'yellow' : 'green', shape: 'dot', text };
+        status = { fill: 'green', shape: 'dot', text };
       }
       backlogFull = false;
       const key = `${status.fill} ${status.shape} ${status.text}`;
@@ -287,6 +351,7 @@ export = function register(RED: NodeAPI): void {
 
     node.on('close', (_removed: boolean, done: () => void) => {
       clearInterval(statusTimer);
+      capacity.close();
       points.close(CLOSE_DEADLINE_MS).finally(() => {
         log.flush();
         done();

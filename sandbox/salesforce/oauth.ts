@@ -3,7 +3,12 @@
  * JWT bearer (RS256 signature checked against the connected app's certificate or public key;
  * iss, sub, aud and exp checked), client credentials (runs as the app's integration user),
  * refresh token, and username-password (which new orgs block: an option here). Token responses
- * and errors are shaped like Salesforce's; access tokens expire.
+ * and errors are shaped like Salesforce's.
+ *
+ * Sessions end by inactivity, as the org's session timeout makes them (Setup > Session Settings:
+ * 15 minutes to 24 hours, 2 hours by default): a token not used for the timeout stops working,
+ * however young or old it is. Use extends a session only once more than half of the timeout has
+ * passed since it was last extended, as Salesforce records activity.
  */
 import { createHmac, randomBytes, type KeyObject } from 'node:crypto';
 import { decodeJwt, errors as joseErrors, importSPKI, importX509, jwtVerify } from 'jose';
@@ -29,7 +34,8 @@ export interface Session {
   userId: string;
   username: string;
   consumerKey: string;
-  expiresAt: number;
+  /** When its activity was last recorded: it ends a session timeout after that. */
+  activeAt: number;
 }
 
 export interface TokenAnswer {
@@ -48,7 +54,8 @@ export interface OAuthOptions {
   baseUrl: () => string;
   apps: ConnectedApp[];
   users: SandboxUser[];
-  tokenLifetimeMs: number;
+  /** Inactivity after which a session ends (Salesforce's default: 2 hours). */
+  sessionTimeoutMs: number;
   passwordFlow: boolean;
 }
 
@@ -59,11 +66,14 @@ export class OAuthServer {
   private readonly keys = new Map<string, Promise<KeyObject | CryptoKey>>();
   /** Every successful token request, for tests that count logins. */
   logins = 0;
+  /** Inactivity after which a session ends; the org's admin may change it at any time. */
+  sessionTimeoutMs: number;
 
   constructor(
     private readonly options: OAuthOptions,
     newUserId: () => string,
   ) {
+    this.sessionTimeoutMs = options.sessionTimeoutMs;
     for (const user of options.users) this.userIds.set(user.username.toLowerCase(), newUserId());
   }
 
@@ -102,15 +112,20 @@ export class OAuthServer {
     }
   }
 
-  /** The session of a bearer token, or undefined when it is unknown or expired. */
+  /**
+   * The session of a bearer token, or undefined when it is unknown or has timed out; a call made
+   * with it counts as activity.
+   */
   session(authorization: string | undefined, now = Date.now()): Session | undefined {
     const match = /^(?:Bearer|OAuth)\s+(\S+)$/i.exec(authorization ?? '');
     const session = match ? this.sessions.get(match[1]) : undefined;
     if (!session) return undefined;
-    if (session.expiresAt <= now) {
+    const idle = now - session.activeAt;
+    if (idle >= this.sessionTimeoutMs) {
       this.sessions.delete(session.token);
       return undefined;
     }
+    if (idle > this.sessionTimeoutMs / 2) session.activeAt = now;
     return session;
   }
 
@@ -187,7 +202,7 @@ export class OAuthServer {
     if (!userId) return fail('invalid_grant', 'authentication failure');
     const orgId = this.options.orgId;
     const token = `${orgId.slice(0, 15)}!${randomBytes(48).toString('base64url')}`;
-    this.sessions.set(token, { token, userId, username, consumerKey: app.consumerKey, expiresAt: now + this.options.tokenLifetimeMs });
+    this.sessions.set(token, { token, userId, username, consumerKey: app.consumerKey, activeAt: now });
     this.logins++;
     const base = this.options.baseUrl();
     const id = `${base}/id/${orgId}/${userId}`;

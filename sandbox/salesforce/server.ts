@@ -7,18 +7,20 @@
  *   sf.url              // login URL, instance URL and CRM page
  *   sf.faults.inject({ unavailable: 3 })
  *   sf.expireTokens()
+ *   sf.configure({ sessionTimeoutMs: 2000 })   // sessions end after 2 s without a call
  *   await sf.close()
  *
  * The same controls are offered over HTTP under /_sandbox/ for tests that run it in another
  * process (see README "Salesforce sandbox"). It listens on loopback by default and has no
  * protection of its own: it is a test double, not a server to expose.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { capBody, createCappedServer } from '../../scripts/body-cap';
 import { Faults, type FaultPlan } from './faults';
 import { IdFactory, toId18 } from './ids';
 import { OAuthServer, type ConnectedApp, type SandboxUser } from './oauth';
-import { PAGE, pageView } from './page';
+import { FAVICON, PAGE, pageView } from './page';
 import { RestApi, type RestAnswer } from './rest';
 import { RollingCount } from './rolling-count';
 import { defaultObjects, Schema, type ObjectSpec, type ValidationRule } from './schema';
@@ -39,7 +41,12 @@ export interface SandboxOptions {
   users?: SandboxUser[];
   /** Daily API allowance (Developer Edition: 15,000). */
   apiAllowance?: number;
-  tokenLifetimeMs?: number;
+  /** Sessions end after this long without a call (Salesforce's default: 2 hours). */
+  sessionTimeoutMs?: number;
+  /** Requests running at least this long count as long requests (Salesforce: 20 s). */
+  longRequestMs?: number;
+  /** Long requests the org runs at once; one more is refused (Salesforce: 25 in production orgs). */
+  concurrentLongRequests?: number;
   /** The username-password flow, which orgs created since Summer '23 block. */
   passwordFlow?: boolean;
   webTo?: { caseCap?: number; leadCap?: number; pendingCap?: number; delayMs?: number; requireCaptcha?: boolean };
@@ -50,12 +57,21 @@ export interface SandboxOptions {
   validationRules?: ValidationRule[];
 }
 
+/** What a test (or the org's admin) may change while the sandbox runs. */
+export interface SandboxSettings {
+  sessionTimeoutMs?: number;
+  longRequestMs?: number;
+  concurrentLongRequests?: number;
+}
+
 export interface SandboxStats {
   apiCalls: number;
   apiUsed: number;
   apiAllowance: number;
   logins: number;
   rejectedForLimit: number;
+  /** Calls refused because too many long requests were running. */
+  rejectedForConcurrency: number;
   faults: Faults['fired'];
 }
 
@@ -70,6 +86,8 @@ export interface SalesforceSandbox {
   stats(): SandboxStats;
   /** Every access token stops working now. */
   expireTokens(): void;
+  /** Changes the session timeout or the concurrent long request limit; returns the settings in force. */
+  configure(settings: SandboxSettings): Required<SandboxSettings>;
   /** Pretends this many API requests were made in the last 24 hours. */
   setApiUsage(used: number): void;
   issueRefreshToken(username: string, consumerKey: string): string;
@@ -79,7 +97,7 @@ export interface SalesforceSandbox {
    * customer Account the example flows' Assets belong to.
    */
   ensureRecord(type: string, fields: Record<string, unknown>, match: string): string;
-  /** Forgets records, events, faults and usage. */
+  /** Forgets records, events, faults and usage, and restores the settings it started with. */
   reset(): void;
   close(): Promise<void>;
 }
@@ -87,6 +105,7 @@ export interface SalesforceSandbox {
 const DEFAULT_ORG_ID = toId18('00D8d0000IoTorg');
 const API_PATH = /^\/services\/data\/v(\d+\.\d)(\/.*)?$/;
 const DAY_MS = 86_400_000;
+const TWO_HOURS_MS = 2 * 3_600_000;
 
 export async function startSalesforceSandbox(options: SandboxOptions = {}): Promise<SalesforceSandbox> {
   const now = Date.now;
@@ -105,11 +124,17 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
   const apiUsage = new RollingCount(dayMs, now);
   let apiCalls = 0;
   let rejectedForLimit = 0;
+  let rejectedForConcurrency = 0;
   let baseUrl = '';
+  let longRequestMs = options.longRequestMs ?? 20_000;
+  let concurrentLongRequests = options.concurrentLongRequests ?? 25;
+  /** When each API request under way started. */
+  const running = new Set<{ startedAt: number }>();
+  const initialSettings: Required<SandboxSettings> = { sessionTimeoutMs: options.sessionTimeoutMs ?? TWO_HOURS_MS, longRequestMs, concurrentLongRequests };
 
   const users = options.users ?? [];
   const oauth = new OAuthServer(
-    { orgId, baseUrl: () => baseUrl, apps: options.apps ?? [], users, tokenLifetimeMs: options.tokenLifetimeMs ?? 2 * 3600_000, passwordFlow: options.passwordFlow ?? true },
+    { orgId, baseUrl: () => baseUrl, apps: options.apps ?? [], users, sessionTimeoutMs: initialSettings.sessionTimeoutMs, passwordFlow: options.passwordFlow ?? true },
     () => ids.create('005'),
   );
   const rest = new RestApi({ schema, store, ids, faults, now, allowance: () => ({ used: apiUsage.value, max: apiMax }) });
@@ -132,6 +157,17 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
     const send = (answer: RestAnswer): void => reply(res, answer.status, answer.body, { 'Sforce-Limit-Info': limitHeader() });
     const session = oauth.session(req.headers.authorization);
     if (!session) return send({ status: 401, body: [{ message: 'Session expired or invalid', errorCode: 'INVALID_SESSION_ID' }] });
+    // Salesforce refuses a request while the org runs its limit of long ones, whatever the daily use.
+    const now = Date.now();
+    let long = 0;
+    for (const request of running) if (now - request.startedAt >= longRequestMs) long++;
+    if (long >= concurrentLongRequests) {
+      rejectedForConcurrency++;
+      return send({ status: 403, body: [{ message: 'ConcurrentPerOrgLongTxn Limit exceeded.', errorCode: 'REQUEST_LIMIT_EXCEEDED' }] });
+    }
+    const request = { startedAt: now };
+    running.add(request);
+    res.once('close', () => running.delete(request));
     if (faults.latencyMs > 0) await new Promise((r) => setTimeout(r, faults.latencyMs));
     if (faults.take('unavailable')) {
       const status = faults.unavailableStatus;
@@ -168,7 +204,14 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
     const json = (): Record<string, unknown> => (body ? (JSON.parse(body) as Record<string, unknown>) : {});
     switch (`${req.method} ${path}`) {
       case 'GET /_sandbox/view':
-        return reply(res, 200, pageView({ orgId, cases: store.all('Case'), leads: store.all('Lead'), assets: store.all('Asset'), summaries: store.all('IoT_Device_Summary__c'), events: store.events, api: { used: apiUsage.value, max: apiMax }, webTo: { submitted: webTo.submitted, created: webTo.created, waiting: webTo.waiting, dropped: webTo.dropped } }));
+        return reply(
+          res,
+          200,
+          pageView(
+            { orgId, cases: store.all('Case'), leads: store.all('Lead'), assets: store.all('Asset'), summaries: store.all('IoT_Device_Summary__c'), events: store.events, record: (id) => store.get(id), api: { used: apiUsage.value, max: apiMax }, webTo: { submitted: webTo.submitted, created: webTo.created, waiting: webTo.waiting, dropped: webTo.dropped } },
+            { case: url.searchParams.get('case') ?? undefined, device: url.searchParams.get('device') ?? undefined, status: url.searchParams.get('status') ?? undefined, page: Number(url.searchParams.get('page') ?? 1) || 1 },
+          ),
+        );
       case 'GET /_sandbox/stats':
         return reply(res, 200, sandbox.stats());
       case 'GET /_sandbox/records':
@@ -181,6 +224,12 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
       case 'POST /_sandbox/expire-tokens':
         sandbox.expireTokens();
         return reply(res, 204);
+      case 'POST /_sandbox/settings':
+        try {
+          return reply(res, 200, sandbox.configure(json() as SandboxSettings));
+        } catch (err) {
+          return reply(res, 400, [{ errorCode: 'INVALID_SETTING', message: (err as Error).message }]);
+        }
       case 'POST /_sandbox/api-usage':
         sandbox.setApiUsage(Number(json().used ?? 0));
         return reply(res, 200, { used: apiUsage.value, max: apiMax });
@@ -218,10 +267,22 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
       res.end(PAGE);
       return;
     }
+    // A record's own address, as in Salesforce (`https://<My Domain>/<record id>`): the page, showing it.
+    if (/^\/[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$/.test(path) && req.method === 'GET') {
+      res.writeHead(302, { Location: `/?case=${path.slice(1)}` });
+      res.end();
+      return;
+    }
+    if (path === '/favicon.svg' && req.method === 'GET') {
+      res.writeHead(200, { 'Content-Type': 'image/svg+xml', 'Cache-Control': 'max-age=86400' });
+      res.end(FAVICON);
+      return;
+    }
     reply(res, 404, [{ errorCode: 'NOT_FOUND', message: 'The requested resource does not exist' }]);
   }
 
-  const server: Server = createServer((req, res) => {
+  const server: Server = createCappedServer((req, res) => {
+    if (!capBody(req, res, MAX_BODY_BYTES)) return;
     route(req, res).catch((err: Error) => {
       if (!res.headersSent) reply(res, 500, [{ errorCode: 'UNKNOWN_EXCEPTION', message: err.message }]);
       else res.destroy();
@@ -241,9 +302,15 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
     records: (type) => store.all(schema.object(type)?.name ?? type).map((r) => r.fields),
     events: (type) => store.events.filter((e) => type === undefined || e.type.toLowerCase() === type.toLowerCase()).map((e) => e.fields),
     droppedWebTo: () => [...webTo.dropped],
-    stats: () => ({ apiCalls, apiUsed: apiUsage.value, apiAllowance: apiMax, logins: oauth.logins, rejectedForLimit, faults: { ...faults.fired } }),
+    stats: () => ({ apiCalls, apiUsed: apiUsage.value, apiAllowance: apiMax, logins: oauth.logins, rejectedForLimit, rejectedForConcurrency, faults: { ...faults.fired } }),
     expireTokens: () => {
       oauth.expireAll();
+    },
+    configure: (settings) => {
+      if (settings.sessionTimeoutMs !== undefined) oauth.sessionTimeoutMs = positive(settings.sessionTimeoutMs, 'sessionTimeoutMs');
+      if (settings.longRequestMs !== undefined) longRequestMs = positive(settings.longRequestMs, 'longRequestMs');
+      if (settings.concurrentLongRequests !== undefined) concurrentLongRequests = positive(settings.concurrentLongRequests, 'concurrentLongRequests');
+      return { sessionTimeoutMs: oauth.sessionTimeoutMs, longRequestMs, concurrentLongRequests };
     },
     setApiUsage: (used) => apiUsage.set(used),
     issueRefreshToken: (username, consumerKey) => oauth.issueRefreshToken(username, consumerKey),
@@ -264,6 +331,8 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
       apiUsage.set(0);
       apiCalls = 0;
       rejectedForLimit = 0;
+      rejectedForConcurrency = 0;
+      sandbox.configure(initialSettings);
     },
     close: async () => {
       webTo.close();
@@ -273,6 +342,12 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
     },
   };
   return sandbox;
+}
+
+function positive(value: unknown, name: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number of at least 0, not ${JSON.stringify(value)}`);
+  return n;
 }
 
 function reply(res: ServerResponse, status: number, body?: unknown, headers: Record<string, string> = {}): void {
@@ -285,6 +360,9 @@ function reply(res: ServerResponse, status: number, body?: unknown, headers: Rec
   res.writeHead(status, { ...headers, 'Content-Type': 'application/json;charset=UTF-8', 'Content-Length': Buffer.byteLength(text) });
   res.end(text);
 }
+
+/** The most of a request body the sandbox reads: far above a 200-record collection call, the largest the pack makes. */
+const MAX_BODY_BYTES = 8 * 1024 * 1024;
 
 function readBody(req: IncomingMessage): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -8,10 +8,9 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openEditor } from '../support/browser';
+import { openEditor, PACKAGE, packTypes as loadedPackTypes } from '../support/browser';
 import { NodeRedProcess, repoRoot } from '../support/node-red-process';
 
-const PACKAGE = '@iot-patterns/node-red-enterprise-iot';
 const CATEGORY_ID = 'enterprise_IoT';
 const screenshots = join(repoRoot, 'test-results', process.env.NODE_RED_PATH ? 'node-red-5' : 'node-red-4');
 
@@ -32,8 +31,7 @@ afterAll(async () => {
 });
 
 async function packTypes(): Promise<{ nodes: string[]; configs: string[] }> {
-  const modules = (await fetch(`${node.editorUrl}/nodes`, { headers: { Accept: 'application/json' } }).then((r) => r.json())) as Array<{ module: string; types: string[] }>;
-  const types = modules.filter((m) => m.module === PACKAGE).flatMap((m) => m.types);
+  const types = await loadedPackTypes(node.editorUrl);
   const categories = await page.evaluate(
     (all) => all.map((t) => (window as unknown as { RED: { nodes: { getType(t: string): { category: string } } } }).RED.nodes.getType(t).category),
     types,
@@ -116,6 +114,29 @@ describe('the editor in Chromium', () => {
       await page.click('#node-config-dialog-cancel, #node-dialog-cancel');
       await page.waitForTimeout(300);
     }
+  });
+
+  it('keeps an old registry at key derivation v1 when it is opened and saved, and starts a new one at v2', async () => {
+    type Red = { RED: { editor: { editConfig(n: string, t: string, id: string): void }; nodes: { node(id: string): Record<string, unknown> } } };
+    // The pattern flows' registry predates settings versions.
+    expect(await page.evaluate(() => (window as unknown as Red).RED.nodes.node('patterns.registry').settingsVersion)).toBeUndefined();
+    await page.evaluate(() => (window as unknown as Red).RED.editor.editConfig('', 'iot-device-registry', 'patterns.registry'));
+    await page.waitForSelector('#node-config-dialog-ok', { state: 'visible' });
+    expect(await page.inputValue('#node-config-input-keyDerivation')).toBe('v1');
+    await expect(page.locator('.iot-registry-derivation-v1').isVisible()).resolves.toBe(true);
+    await page.click('#node-config-dialog-ok');
+    await page.waitForSelector('#node-config-dialog-ok', { state: 'detached' });
+    const saved = await page.evaluate(() => {
+      const n = (window as unknown as Red).RED.nodes.node('patterns.registry');
+      return { settingsVersion: n.settingsVersion, keyDerivation: n.keyDerivation };
+    });
+    expect(saved).toEqual({ settingsVersion: 2, keyDerivation: 'v1' });
+    await page.evaluate(() => (window as unknown as Red).RED.editor.editConfig('', 'iot-device-registry', '_ADD_'));
+    await page.waitForSelector('#node-config-dialog-cancel', { state: 'visible' });
+    await page.selectOption('#node-config-input-source', 'derived');
+    expect(await page.inputValue('#node-config-input-keyDerivation')).toBe('v2');
+    await page.click('#node-config-dialog-cancel');
+    await page.waitForSelector('#node-config-dialog-cancel', { state: 'detached' });
   });
 
   it('offers the examples under Import > Examples', async () => {

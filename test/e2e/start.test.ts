@@ -9,8 +9,9 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
+import { disposedAfterAll } from '../support/node-red-after-all';
 import { NodeRedProcess } from '../support/node-red-process';
-import { exportSeries, freePort, startMosquitto, type ManagedServer } from '../support/services';
+import { exportSeries, freePort, pointsNow, startMosquitto, writeAndReadBack, type ManagedServer } from '../support/services';
 import { eventually, sleep } from '../support/wait';
 
 const PACKAGE = '@iot-patterns/node-red-enterprise-iot';
@@ -18,12 +19,8 @@ const cleanup: Array<() => Promise<void>> = [];
 afterAll(async () => {
   for (const step of cleanup.reverse()) await step();
 });
-
-async function started(options?: Parameters<typeof NodeRedProcess.start>[0]): Promise<NodeRedProcess> {
-  const node = await NodeRedProcess.start(options);
-  cleanup.push(() => node.dispose());
-  return node;
-}
+// Registered after the cleanup above, so run before it: the processes stop before the servers they use.
+const started = disposedAfterAll();
 
 async function json<T>(url: string, init?: RequestInit): Promise<T> {
   const response = await fetch(url, init);
@@ -163,6 +160,24 @@ describe('npm start', () => {
     await expect(fetch(`${second.timeSeriesUrl}/health`)).rejects.toThrow();
   });
 
+  it('keeps every point the store showed before a kill -9 of npm start: the next start lets the leftover store write them', async () => {
+    const first = await started();
+    const store = { url: first.timeSeriesUrl };
+    const from = Date.now() - 3_600_000;
+    // The series exists already (a new one becomes searchable only after about ten seconds).
+    expect((await fetch(`${store.url}/write?db=iot&precision=ms`, { method: 'POST', body: `crash_probe,device=probe v=-1 ${from}` })).status).toBe(204);
+    await exportSeries(store, 'crash_probe_v', 1);
+    // A thousand points answered 204 and read back: a flow's buffer would have released them.
+    await writeAndReadBack(store, from, 1_000, 1_001);
+    await first.crash();
+    const second = await started({ dataDir: first.dataDir });
+    let after = 0;
+    await eventually('the points after the restart', async () => ((after = await pointsNow({ url: second.timeSeriesUrl }, 'crash_probe_v')) >= 1_001 ? true : undefined), 10_000).catch(() => undefined);
+    expect(after).toBe(1_001);
+    expect(second.output).toMatch(/Stopping the victoria-metrics a killed npm start left running \(pid \d+\)/);
+    expect(await second.stop()).toBe(0);
+  });
+
   it('on a Ctrl-C in the terminal, stops the managed store only after the flows have written to it', async () => {
     const node = await started({ env: { NODE_RED_LOG_LEVEL: 'info' } });
     expect(node.output).toMatch(/Time series: .*managed victoria-metrics/);
@@ -201,6 +216,14 @@ describe('npm start', () => {
     expect(Date.now() - startedAt).toBeLessThan(60_000);
     const page = await fetch(`${node.salesforceUrl}/`).then((r) => r.text());
     expect(page).toContain('Cases');
+    // The terminal: one summary line every 30 s, the addresses repeated at its end (they never scroll away).
+    await eventually('the first summary line', () => (/\[simulate\] \d/.test(node.output) ? true : undefined), 45_000, 500);
+    const simulated = node.output.split('\n').filter((line) => line.startsWith('[simulate]'));
+    expect(simulated.length).toBeLessThanOrEqual(Math.floor((Date.now() - startedAt) / 30_000) + 1);
+    for (const line of simulated) {
+      expect(line).toMatch(/^\[simulate\] \d\d:\d\d:\d\d · \d+ sent, \d+ acknowledged, 0 refused, .*\d+ resent · /);
+      expect(line).toContain(` · editor ${node.editorUrl}/ · CRM ${node.salesforceUrl}/ · store ${node.timeSeriesUrl}`);
+    }
     expect(await node.stop()).toBe(0);
     expect(node.output).not.toMatch(/\[error\]/);
   });

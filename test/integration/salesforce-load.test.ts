@@ -31,7 +31,7 @@ async function run(guardPercent: string, during?: (sent: number) => void): Promi
   const flow = [
     // A distinct guard share gives each run its own session (sessions outlive a test).
     { id: 'conn', type: 'iot-salesforce-connection', loginUrl: sf.sandbox.url, authMethod: 'jwt', consumerKey: CONSUMER_KEY, username: USERNAME, guardPercent },
-    { id: 'out', type: 'iot-salesforce-out', connection: 'conn', operation: 'upsert', object: 'Case', recordFrom: 'alert', externalIdField: 'IoT_Alert_Id__c', batchDelay: '100', retryDelay: '0.05', wires: [['ok'], ['failed']] },
+    { id: 'out', type: 'iot-salesforce-out', connection: 'conn', operation: 'upsert', object: 'Case', recordFrom: 'alert', externalIdField: 'IoT_Alert_Id__c', wires: [['ok'], ['failed']] },
     { id: 'ok', type: 'helper' },
     { id: 'failed', type: 'helper' },
   ];

@@ -122,8 +122,8 @@ describe('OAuth token endpoint', () => {
     }
   });
 
-  it('lets tokens expire, answering 401 INVALID_SESSION_ID, and jsforce renews through a refreshFn', async () => {
-    const sandbox = await startSalesforceSandbox({ tokenLifetimeMs: 300, apps: [{ consumerKey: CONSUMER_KEY, certificate: testKeys().certificate }], users: [{ username: USERNAME }] });
+  it('ends sessions by inactivity, answering 401 INVALID_SESSION_ID, and jsforce renews through a refreshFn', async () => {
+    const sandbox = await startSalesforceSandbox({ sessionTimeoutMs: 400, apps: [{ consumerKey: CONSUMER_KEY, certificate: testKeys().certificate }], users: [{ username: USERNAME }] });
     try {
       let renewals = 0;
       const short = new Connection({
@@ -137,9 +137,16 @@ describe('OAuth token endpoint', () => {
         },
       });
       await short.authorize({ grant_type: JWT, assertion: await testAssertion(sandbox.url) });
+      const limits = (token: string | null | undefined) => fetch(`${sandbox.url}/services/data/v62.0/limits`, { headers: { Authorization: `Bearer ${token}` } });
+      // A session in use lives on: a call every 250 ms for 1.5 s, nearly four timeouts.
       const token = short.accessToken;
-      await sleep(400);
-      const raw = await fetch(`${sandbox.url}/services/data/v62.0/limits`, { headers: { Authorization: `Bearer ${token}` } });
+      for (let i = 0; i < 6; i++) {
+        await sleep(250);
+        expect((await limits(token)).status).toBe(200);
+      }
+      // Idle for longer than the timeout: gone, as Salesforce ends idle sessions.
+      await sleep(450);
+      const raw = await limits(token);
       expect(raw.status).toBe(401);
       expect(await raw.json()).toEqual([{ message: 'Session expired or invalid', errorCode: 'INVALID_SESSION_ID' }]);
       expect((await short.sobject('Case').create({ Subject: 'after expiry' })).success).toBe(true);
@@ -148,6 +155,36 @@ describe('OAuth token endpoint', () => {
     } finally {
       await sandbox.close();
     }
+  });
+
+  it('extends a session only once half of the timeout has passed since its activity was last recorded', async () => {
+    const sandbox = await startSalesforceSandbox({ sessionTimeoutMs: 1000, apps: [{ consumerKey: CONSUMER_KEY, certificate: testKeys().certificate }], users: [{ username: USERNAME }] });
+    try {
+      const session = new Connection({ loginUrl: sandbox.url, version: '62.0' });
+      await session.authorize({ grant_type: JWT, assertion: await testAssertion(sandbox.url) });
+      const status = async () => (await fetch(`${sandbox.url}/services/data/v62.0/limits`, { headers: { Authorization: `Bearer ${session.accessToken}` } })).status;
+      // Used at 300 ms (before half the timeout: not recorded), then idle: it ends 1 s after the login.
+      await sleep(300);
+      expect(await status()).toBe(200);
+      await sleep(800);
+      expect(await status()).toBe(401);
+    } finally {
+      await sandbox.close();
+    }
+  });
+
+  it('takes its session timeout over HTTP: 2 hours unless set', async () => {
+    const configure = async (body: Record<string, unknown>) => {
+      const response = await fetch(`${sf.sandbox.url}/_sandbox/settings`, { method: 'POST', body: JSON.stringify(body) });
+      return { status: response.status, body: (await response.json()) as unknown };
+    };
+    expect(await configure({})).toEqual({ status: 200, body: { sessionTimeoutMs: 7_200_000, longRequestMs: 20_000, concurrentLongRequests: 25 } });
+    expect((await configure({ sessionTimeoutMs: 300 })).body).toMatchObject({ sessionTimeoutMs: 300 });
+    expect((await configure({ sessionTimeoutMs: 'soon' })).status).toBe(400);
+    await sleep(350);
+    expect((await errorOf(conn.sobject('Case').create({ Subject: 'idle too long' }))).errorCode).toBe('INVALID_SESSION_ID');
+    sf.sandbox.reset();
+    expect(sf.sandbox.configure({}).sessionTimeoutMs).toBe(7_200_000);
   });
 });
 
@@ -253,6 +290,24 @@ describe('REST API through jsforce', () => {
     expect(refused).toMatchObject({ errorCode: 'REQUEST_LIMIT_EXCEEDED', message: 'TotalRequests Limit exceeded.' });
     expect(conn.limitInfo.apiUsage).toEqual({ used: 15_000, limit: 15_000 });
     expect(sf.sandbox.records('Case')).toHaveLength(1);
+  });
+
+  it('refuses a call with REQUEST_LIMIT_EXCEEDED while the org runs its limit of long requests, however low the daily use', async () => {
+    sf.sandbox.configure({ longRequestMs: 100, concurrentLongRequests: 1 });
+    sf.sandbox.faults.inject({ latencyMs: 600 });
+    const other = new Connection({ loginUrl: sf.sandbox.url, version: '62.0' });
+    await other.authorize({ grant_type: JWT, assertion: await testAssertion(sf.sandbox.url) });
+    // Another integration's request, running long.
+    const long = other.sobject('Case').create({ Subject: 'a long report' });
+    await sleep(200);
+    const used = sf.sandbox.stats().apiUsed;
+    const refused = await errorOf(conn.sobject('Case').create({ Subject: 'b' }));
+    expect(refused).toMatchObject({ errorCode: 'REQUEST_LIMIT_EXCEEDED', message: 'ConcurrentPerOrgLongTxn Limit exceeded.' });
+    expect(conn.limitInfo.apiUsage).toEqual({ used, limit: 15_000 });
+    expect(sf.sandbox.stats()).toMatchObject({ rejectedForConcurrency: 1, rejectedForLimit: 0, apiUsed: used });
+    expect((await long).success).toBe(true);
+    sf.sandbox.faults.inject({ latencyMs: 0 });
+    expect((await conn.sobject('Case').create({ Subject: 'b' })).success).toBe(true);
   });
 
   it('answers a small query language and refuses what it cannot parse', async () => {

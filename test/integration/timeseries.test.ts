@@ -5,9 +5,10 @@
  * mid-stream, started again 30 s later) without a buffer upstream, where what could not be held
  * is counted exactly on the error output.
  */
-import type { Node, NodeMessage } from 'node-red';
+import type { Node, NodeAPI, NodeMessage } from 'node-red';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import influxdbNode from '../../nodes/influxdb/influxdb';
+import type { Outcome } from '../../nodes/shared/delivery';
 import timeseriesNode from '../../nodes/timeseries-out/timeseries-out';
 import { withMessages } from '../support/messages';
 import { helper } from '../support/node-red';
@@ -17,7 +18,18 @@ import { eventually, sleep } from '../support/wait';
 type Flow = Array<{ id: string; type: string; [property: string]: unknown }>;
 type Writer = Node & { receive(msg: NodeMessage): void };
 
-const nodes = [withMessages(influxdbNode, 'influxdb'), withMessages(timeseriesNode, 'timeseries-out')];
+/** Settlements a stand-in buffer received: delivery id and outcome. */
+const settled: Array<[string, Outcome]> = [];
+
+/** Stands in for iot-buffer: it only records settlements (nodes/shared/delivery.ts). */
+function stubBuffer(RED: NodeAPI): void {
+  RED.nodes.registerType('test-buffer', function (this: Node & { settleDelivery(id: string, outcome: Outcome): void }, config: object) {
+    RED.nodes.createNode(this, config as never);
+    this.settleDelivery = (id, outcome) => settled.push([id, outcome]);
+  });
+}
+
+const nodes = [withMessages(influxdbNode, 'influxdb'), withMessages(timeseriesNode, 'timeseries-out'), stubBuffer];
 let vm: ManagedServer;
 let influx: ManagedServer;
 
@@ -31,6 +43,7 @@ afterAll(async () => {
 });
 afterEach(async () => {
   await helper.unload();
+  settled.length = 0;
 });
 
 interface Outputs {
@@ -48,6 +61,7 @@ async function load(store: Record<string, unknown>, writer: Record<string, unkno
     { id: 'written', type: 'helper', z: 'tab' },
     { id: 'errors', type: 'helper', z: 'tab' },
     { id: 'completed', type: 'helper', z: 'tab' },
+    { id: 'buf', type: 'test-buffer', z: 'tab' },
   ];
   await helper.load(nodes, flow);
   const out: Outputs = { written: [], errors: [], completed: [] };
@@ -145,6 +159,93 @@ describe('v1 API into InfluxDB 1.6', () => {
     expect(out.written.map((m) => m.topic).sort()).toEqual(['m0', 'm1', 'm3', 'm4']);
     const stored = await influxQL('partial', 'SELECT count FROM meter');
     expect(stored.values.map((row) => row[1])).toEqual([1, 2, 4, 5]);
+  });
+});
+
+describe('a reading keeps its own time (issue 11 item 8)', () => {
+  it("writes each reading at the device's time, else the time it was accepted, across an outage and a redelivery, once", async () => {
+    // The writer as the Buffered flow ships it: the message's time from msg.timestamp, v1 API.
+    const out = await load({ url: vm.url, version: 'v1', database: 'iot', precision: 'ms', timeout: '2' }, { measurement: 'kept', time: 'timestamp', timeType: 'msg', retryMaxDelay: '2' });
+    const base = Date.now() - 3_600_000;
+    const devices = ['dev-0', 'dev-1', 'dev-2', 'dev-3'];
+    // Even readings carry the device's own time; odd ones only the time the edge accepted them.
+    const expected = new Map<string, Array<[number, number]>>();
+    const message = (seq: number, delivery: number): NodeMessage => {
+      const device = devices[seq % devices.length];
+      const own = seq % 2 === 0;
+      const at = base + seq * 1000;
+      const temperature = 20 + seq / 8;
+      return { payload: own ? { temperature, timestamp: at } : { temperature }, timestamp: own ? at + 250 : at, device: { id: device, method: 'apiKey' }, _delivery: { source: 'buf', id: `${seq}/${delivery}` } };
+    };
+    for (let seq = 0; seq < 100; seq++) {
+      const device = devices[seq % devices.length];
+      expected.set(device, [...(expected.get(device) ?? []), [base + seq * 1000, 20 + seq / 8]]);
+    }
+    const okCount = () => settled.filter(([, o]) => o.ok).length;
+    for (let seq = 0; seq < 50; seq++) writer().receive(message(seq, 1));
+    await eventually('the first 50 written', () => (okCount() === 50 ? true : undefined), 10_000);
+    await vm.stop();
+    for (let seq = 50; seq < 100; seq++) writer().receive(message(seq, 1));
+    await sleep(3000);
+    // A buffer delivers again what it does not know to be written (after its timeout, or a restart).
+    for (let seq = 0; seq < 100; seq++) writer().receive(message(seq, 2));
+    await vm.start();
+    await eventually('every delivery written', () => (okCount() === 200 ? true : undefined), 30_000);
+    expect(out.errors).toEqual([]);
+
+    const series = await exportSeries(vm, '{__name__=~"kept_.*"}', 100);
+    expect(series.map((s) => s.metric.__name__).filter((name) => name !== 'kept_temperature')).toEqual([]);
+    for (const device of devices) {
+      const stored = series.find((s) => s.metric.device === device);
+      const points = (stored?.timestamps ?? []).map((t, i) => [t, stored?.values[i]]);
+      expect(points).toEqual(expected.get(device));
+    }
+  });
+
+  it('refuses a delivered reading with no time at all rather than stamp it with the time it is written', async () => {
+    const out = await load({ url: vm.url, version: 'v1', database: 'iot', precision: 'ms' }, { measurement: 'untimed' });
+    writer().receive({ payload: { temperature: 21 }, device: { id: 'dev-9', method: 'apiKey' }, _delivery: { source: 'buf', id: 'no-time' } });
+    // Not from a queue: nothing can deliver it again, so the time it arrived stands in.
+    writer().receive({ payload: { temperature: 22 }, device: { id: 'dev-9', method: 'apiKey' } });
+    await eventually('both done', () => (out.completed.length === 2 ? true : undefined), 10_000);
+    expect(out.errors.map((m) => (m.error as { code: string }).code)).toEqual(['no_timestamp']);
+    expect(settled).toEqual([['no-time', { ok: false, retry: false, reason: expect.stringMatching(/has no time of its own/) }]]);
+    const [stored] = await exportSeries(vm, 'untimed_temperature', 1);
+    expect(stored.values).toEqual([22]);
+  });
+});
+
+describe('line-protocol injection (issue 12)', () => {
+  // A device's text, stored as a string field, crafted to end its own line and write a point for another device.
+  const crafted = (at: number) => `fine"\nlp,device=pump-02 temperature=99 ${at}\nlp,device=pump-02 x="1`;
+
+  it('writes a crafted text as text of its own device on victoria-metrics: no point for another device', async () => {
+    const out = await load({ url: vm.url, version: 'v2', org: 'iot', bucket: 'injection', precision: 'ms' }, { measurement: 'lp', text: 'string' });
+    const at = Date.now() - 60_000;
+    writer().receive({ payload: { temperature: 21.5, note: crafted(at) }, device: { id: 'pump-01', method: 'apiKey' }, timestamp: at });
+    writer().receive({ payload: { temperature: 22.5 }, device: { id: 'pump-03', method: 'apiKey' }, timestamp: at });
+    await eventually('both done', () => (out.completed.length === 2 ? true : undefined), 10_000);
+    expect(out.errors).toEqual([]);
+    const series = await exportSeries(vm, '{__name__=~"lp_.*"}', 2);
+    expect(series.filter((s) => s.metric.device === 'pump-02')).toEqual([]);
+    expect(series.filter((s) => s.metric.__name__ === 'lp_temperature').map((s) => [s.metric.device, s.values])).toEqual(
+      expect.arrayContaining([
+        ['pump-01', [21.5]],
+        ['pump-03', [22.5]],
+      ]),
+    );
+  });
+
+  it('stores the crafted text whole, in the point of its own device, on InfluxDB 1.6', async () => {
+    await fetch(`${influx.url}/query?q=${encodeURIComponent('CREATE DATABASE injection')}`, { method: 'POST' });
+    const out = await load({ url: influx.url, version: 'v1', database: 'injection', precision: 'ms' }, { measurement: 'lp', text: 'string' });
+    const at = Date.now() - 60_000;
+    writer().receive({ payload: { temperature: 21.5, note: crafted(at) }, device: { id: 'pump-01', method: 'apiKey' }, timestamp: at });
+    await eventually('done', () => (out.completed.length === 1 ? true : undefined), 10_000);
+    expect(out.errors).toEqual([]);
+    const result = await influxQL('injection', 'SELECT device, note, temperature FROM lp');
+    // The line breaks are written as \n, the way line protocol writes them in tags.
+    expect(result.values).toEqual([[new Date(at).toISOString(), 'pump-01', crafted(at).replace(/\n/g, '\\n'), 21.5]]);
   });
 });
 

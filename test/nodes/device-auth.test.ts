@@ -80,18 +80,18 @@ const authNode = () => helper.getNode('auth') as Node & { receive(msg: NodeMessa
 const settle = (ms = 30) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A request as http-in hands it on with "Do not parse request body". */
-function request(path: string, body: string, headers: Record<string, string>): NodeMessage {
+function request(path: string, body: string, headers: Record<string, string>, ip = '127.0.0.1'): NodeMessage {
   const lower = Object.fromEntries(Object.entries({ 'content-type': 'application/json', ...headers }).map(([k, v]) => [k.toLowerCase(), v]));
   return {
     _msgid: randomBytes(4).toString('hex'),
     payload: Buffer.from(body),
-    req: { method: 'POST', originalUrl: path, url: path, ip: '127.0.0.1', headers: lower, rawHeaders: Object.entries(lower).flat() },
+    req: { method: 'POST', originalUrl: path, url: path, ip, headers: lower, rawHeaders: Object.entries(lower).flat() },
     res: { _res: {} },
   } as NodeMessage;
 }
 
-function signedRequest(id = 'pump-1', body = '{"temperature":21.5}', key: Buffer = Buffer.from(SECRET)): NodeMessage {
-  return request('/readings', body, hmacHeaders(hmacSigned(key, id, 'POST /readings', body)));
+function signedRequest(id = 'pump-1', body = '{"temperature":21.5}', key: Buffer = Buffer.from(SECRET), ip?: string): NodeMessage {
+  return request('/readings', body, hmacHeaders(hmacSigned(key, id, 'POST /readings', body)), ip);
 }
 
 const codes = (msgs: NodeMessage[]) => msgs.map((m) => (m.error as { code: string }).code);
@@ -154,6 +154,18 @@ describe('iot-device-auth with a listed registry', () => {
     expect(got.ok.length).toBe(1);
     expect(got.rejected[0]).toMatchObject({ statusCode: 429, headers: { 'Retry-After': '1' }, error: { code: 'rate_limited' } });
     expect((got.rejected[0].req as { headers: Record<string, string> }).headers['x-api-key']).toBeUndefined();
+  });
+
+  it('locks out only the address that failed, at the registry defaults, and says when to retry', async () => {
+    const got = await load({ method: 'hmac' });
+    for (let i = 0; i < 10; i++) authNode().receive(signedRequest('pump-1', '{"t":1}', randomBytes(32), '198.51.100.66'));
+    await settle(100);
+    authNode().receive(signedRequest('pump-1', '{"t":1}', Buffer.from(SECRET), '198.51.100.66'));
+    authNode().receive(signedRequest('pump-1', '{"t":2}', Buffer.from(SECRET), '10.0.0.7'));
+    await settle(100);
+    expect(codes(got.rejected)).toEqual([...Array(10).fill('bad_signature'), 'locked_out']);
+    expect(got.rejected[10]).toMatchObject({ statusCode: 429, headers: { 'Retry-After': expect.stringMatching(/^(29[0-9]|300)$/) } });
+    expect(got.ok.map((m) => m.payload)).toEqual([{ t: 2 }]);
   });
 
   it('takes credentials from any message property (MQTT) and keeps the bytes for HMAC over the topic', async () => {
@@ -277,13 +289,13 @@ describe('iot-device-registry from a file and from derived keys', () => {
     });
   });
 
-  it('derives device keys from a master secret in an environment variable', async () => {
+  it('derives device keys from a master secret in an environment variable (a flow from before key derivation v2: one key)', async () => {
     process.env.IOT_TEST_MASTER = MASTER;
     try {
       const got = await load({ method: 'auto' }, { source: 'derived', masterSource: 'env', masterEnv: 'IOT_TEST_MASTER', derivedMethods: ['apikey', 'hmac'], idPattern: '^meter-[0-9]+$', derivedMeta: '{"accountId":"001X"}' }, {});
-      const key = derivedKey(Buffer.from(MASTER), 'meter-42');
+      const key = derivedKey(Buffer.from(MASTER), 'meter-42', 'apikey', 'v1');
       authNode().receive(request('/r', '{}', { 'x-device-id': 'meter-42', 'x-api-key': derivedApiKey(key) }));
-      authNode().receive(signedRequest('meter-43', '{}', derivedKey(Buffer.from(MASTER), 'meter-43')));
+      authNode().receive(signedRequest('meter-43', '{}', derivedKey(Buffer.from(MASTER), 'meter-43', 'hmac', 'v1')));
       authNode().receive(request('/r', '{}', { 'x-device-id': 'valve-1', 'x-api-key': derivedApiKey(key) }));
       await settle();
       expect(got.ok.map((m) => m.device)).toEqual([

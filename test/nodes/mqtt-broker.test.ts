@@ -6,8 +6,8 @@
  * survives a redeploy.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as connectSocket, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
@@ -33,6 +33,7 @@ const devices = [
   { id: 'cam-1', enabled: true, publicKey: keyPairs().es256.pem },
   { id: 'gw-1', enabled: true },
   { id: 's-1', enabled: true, gateway: 'gw-1', meta: '{"assetId":"02iS1"}' },
+  { id: 'gw-1:s-01', enabled: true, gateway: 'gw-1' },
   { id: 'old-1', enabled: false },
 ];
 const secrets = Object.fromEntries([...Object.entries(KEYS).map(([id, apiKey]) => [id, { apiKey, ...(id === 'pump-1' ? { secret: SECRET } : {}) }])]);
@@ -91,6 +92,33 @@ async function connect(id: string, password: string, options: IClientOptions = {
 
 async function connectOrError(id: string, password: string, options: IClientOptions = {}): Promise<MqttClient | Error> {
   return connect(id, password, options).catch((err: Error) => err);
+}
+
+/** A CONNECT of MQTT 3.1.1 written byte by byte, which no client library will send with an empty id and a persistent session. */
+function connectBytes(fields: { clientId: string; clean: boolean; username: string; password: Buffer }): Buffer {
+  const text = (value: string | Buffer) => {
+    const bytes = Buffer.isBuffer(value) ? value : Buffer.from(value);
+    return Buffer.concat([Buffer.from([bytes.length >> 8, bytes.length & 0xff]), bytes]);
+  };
+  const flags = 0x80 | 0x40 | (fields.clean ? 0x02 : 0);
+  const body = Buffer.concat([text('MQTT'), Buffer.from([4, flags, 0, 30]), text(fields.clientId), text(fields.username), text(fields.password)]);
+  return Buffer.concat([Buffer.from([0x10, body.length]), body]);
+}
+
+/** The CONNACK return code a hand-written CONNECT gets. */
+async function rawConnack(fields: { clientId: string; clean: boolean; username: string; password: Buffer }): Promise<number> {
+  const packet = connectBytes(fields);
+  const socket = connectSocket(port, '127.0.0.1');
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      socket.once('data', (data) => (data[0] === 0x20 ? resolve(data[3]) : reject(new Error(`not a CONNACK: ${data.toString('hex')}`))));
+      socket.once('error', reject);
+      socket.once('close', () => reject(new Error('closed without a CONNACK')));
+      socket.write(packet);
+    });
+  } finally {
+    socket.destroy();
+  }
 }
 
 const eventsOf = (out: Outputs, kind: string) => out.events.filter((e) => e.topic === kind).map((e) => e.payload as Record<string, unknown>);
@@ -179,8 +207,12 @@ describe('iot-mqtt-broker', () => {
     helper.getNode('rejectedInput').on('input', (msg: NodeMessage) => rejectedInput.push(msg));
     brokerNode().receive({ topic: 'devices/+/commands', payload: 'x' } as NodeMessage);
     brokerNode().receive({ topic: 'devices/pump-1/commands', payload: 'x', qos: 3 } as NodeMessage);
-    await eventually('two rejections', () => (rejectedInput.length >= 2 ? true : undefined));
-    expect(rejectedInput.map((m) => (m.error as { code: string }).code)).toEqual(['bad_topic', 'bad_qos']);
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    brokerNode().receive({ topic: 'devices/pump-1/commands', payload: circular } as NodeMessage);
+    brokerNode().receive({ topic: 'devices/pump-1/commands', payload: { big: 10n } } as NodeMessage);
+    await eventually('four rejections', () => (rejectedInput.length >= 4 ? true : undefined));
+    expect(rejectedInput.map((m) => (m.error as { code: string }).code)).toEqual(['bad_topic', 'bad_qos', 'not_serializable', 'not_serializable']);
     expect(out.events.length).toBeGreaterThan(0);
   });
 
@@ -251,6 +283,117 @@ describe('iot-mqtt-broker', () => {
     again.on('message', (_topic, payload) => received.push(payload.toString()));
     await eventually('the queued messages', () => (received.length >= 3 ? true : undefined));
     expect(received).toEqual(['setting 1', 'setting 2', 'setting 3']);
+  });
+
+  it('does not let a gateway take over its sensor’s session, nor a client without an id keep one', async () => {
+    const out = await load();
+    const takeover = await connectOrError('gw-1:s-01', KEYS['gw-1'], { username: 'gw-1' });
+    expect((takeover as Error & { code?: number }).code).toBe(2);
+    const spare = await connect('gw-1:spare', KEYS['gw-1'], { username: 'gw-1' });
+    expect(spare.connected).toBe(true);
+    // mqtt.js will not send this (MQTT-3.1.3-8 makes it the server's to refuse): a CONNECT by hand.
+    expect(await rawConnack({ clientId: '', clean: false, username: 'pump-1', password: Buffer.from(KEYS['pump-1']) })).toBe(2);
+    const cleanNameless = await connect('', KEYS['pump-1'], { username: 'pump-1', clean: true });
+    expect(cleanNameless.connected).toBe(true);
+    await eventually('two refusals', () => (eventsOf(out, 'refused').filter((e) => e.clientId !== 'probe').length >= 2 ? true : undefined));
+    expect(eventsOf(out, 'refused').filter((e) => e.clientId !== 'probe').map((e) => e.code)).toEqual(['wrong_subject', 'bad_client_id']);
+  });
+
+  it('answers a wrong password the same for registered and unknown ids', async () => {
+    await load();
+    const jwtOnly = await connectOrError('cam-1', 'guessed-key-0123456789abcdef');
+    const unknown = await connectOrError('ghost-9', 'guessed-key-0123456789abcdef');
+    const wrong = await connectOrError('pump-1', 'guessed-key-0123456789abcdef');
+    expect([jwtOnly, unknown, wrong].map((r) => (r as Error & { code?: number }).code)).toEqual([4, 4, 4]);
+  });
+
+  it('refuses a will on a topic the device may not publish to, at CONNECT', async () => {
+    const out = await load();
+    const foreign = await connectOrError('pump-1', KEYS['pump-1'], { will: { topic: 'devices/pump-2/status', payload: Buffer.from('pump-2 is dead'), qos: 1, retain: true } });
+    expect((foreign as Error & { code?: number }).code).toBe(5);
+    const own = await connect('pump-1', KEYS['pump-1'], { will: { topic: 'devices/pump-1/status', payload: Buffer.from('offline'), qos: 1, retain: false } });
+    expect(own.connected).toBe(true);
+    await eventually('the refusal', () => (eventsOf(out, 'refused').some((e) => e.code === 'topic_not_allowed') ? true : undefined));
+  });
+
+  it('checks the wills of sessions lost in a crash against their devices before publishing them', async () => {
+    const dir = join(userDir, 'iot-state', 'mqtt-broker-broker');
+    mkdirSync(dir, { recursive: true });
+    const will = (clientId: string, device: string | undefined, topic: string, text: string) => ({
+      o: 'putWill',
+      c: clientId,
+      p: { cmd: 'publish', topic, payload: { b64: Buffer.from(text).toString('base64') }, qos: 0, retain: false, brokerId: 'a-broker-that-crashed', clientId, ...(device ? { device } : {}) },
+    });
+    const journal = [
+      will('pump-1', 'pump-1', 'devices/pump-2/status', 'forged: pump-2 is dead'),
+      will('pump-2:old', 'pump-2', 'devices/pump-2/lwt', 'pump-2 went away'),
+      will('old-1', 'old-1', 'devices/old-1/lwt', 'revoked since'),
+    ];
+    writeFileSync(join(dir, 'sessions.snapshot'), journal.map((op) => JSON.stringify(op)).join('\n') + '\n');
+    const out = await load();
+    const watcher = await connect('pump-2', KEYS['pump-2']);
+    const seen: string[] = [];
+    watcher.on('message', (topic, payload) => seen.push(`${topic} ${payload.toString()}`));
+    await watcher.subscribeAsync('devices/pump-2/#', { qos: 0 });
+    await eventually('the allowed will', () => (seen.length > 0 ? true : undefined), 15_000);
+    await sleep(300);
+    expect(seen).toEqual(['devices/pump-2/lwt pump-2 went away']);
+    const denied = eventsOf(out, 'denied').filter((e) => e.action === 'will');
+    expect(denied.map((e) => `${e.clientId} ${e.topic} ${e.code}`).sort()).toEqual(['old-1 devices/old-1/lwt topic_not_allowed', 'pump-1 devices/pump-2/status topic_not_allowed']);
+  });
+
+  it('refuses a 50 MB publish as soon as its header arrives, and keeps serving others', async () => {
+    const out = await load();
+    const pump = await connect('pump-1', KEYS['pump-1']);
+    const closed = new Promise<void>((resolve) => pump.once('close', () => resolve()));
+    pump.publish('devices/pump-1/blob', Buffer.alloc(50_000_000, 0x61), { qos: 0 });
+    await closed;
+    await eventually('the denial', () => (eventsOf(out, 'denied').some((e) => e.code === 'too_large') ? true : undefined));
+    expect(eventsOf(out, 'denied').find((e) => e.code === 'too_large')).toMatchObject({ action: 'publish', clientId: 'pump-1', device: 'pump-1', reason: expect.stringMatching(/^a publish of 500000\d\d bytes; at most 131072 are accepted$/) });
+    const other = await connect('pump-2', KEYS['pump-2']);
+    await other.publishAsync('devices/pump-2/t', Buffer.alloc(100_000, 0x62), { qos: 1 });
+    await eventually('the reading under the cap', () => (out.published.length > 0 ? true : undefined));
+    expect(out.published.map((m) => m.topic)).toEqual(['devices/pump-2/t']);
+  });
+
+  it('keeps at most 10 retained messages per device', async () => {
+    const out = await load();
+    const pump = await connect('pump-1', KEYS['pump-1']);
+    for (let i = 0; i < 10; i++) await pump.publishAsync(`devices/pump-1/r${i}`, Buffer.alloc(1_000, 0x61), { qos: 1, retain: true });
+    // Replacing one of its own, and removing one, is always allowed.
+    await pump.publishAsync('devices/pump-1/r0', 'again', { qos: 1, retain: true });
+    await pump.publishAsync('devices/pump-1/r9', '', { qos: 1, retain: true });
+    await pump.publishAsync('devices/pump-1/r10', 'tenth', { qos: 1, retain: true });
+    const closed = new Promise<void>((resolve) => pump.once('close', () => resolve()));
+    pump.publish('devices/pump-1/r11', 'one too many', { qos: 1, retain: true });
+    await closed;
+    expect(eventsOf(out, 'denied').map((e) => `${e.topic} ${e.code}`)).toEqual(['devices/pump-1/r11 retained_limit']);
+    const reader = await connect('pump-1:reader', KEYS['pump-1'], { username: 'pump-1' });
+    const retained: string[] = [];
+    reader.on('message', (topic) => retained.push(topic));
+    await reader.subscribeAsync('devices/pump-1/#', { qos: 1 });
+    await eventually('the retained messages', () => (retained.length >= 10 ? true : undefined));
+    await sleep(200);
+    expect(retained.sort()).toEqual(['r0', 'r1', 'r10', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7', 'r8'].map((r) => `devices/pump-1/${r}`));
+  });
+
+  it('queues at most 1,000 messages for a device that is away, and says which were dropped', async () => {
+    const out = await load();
+    const subscriber = await connect('pump-1', KEYS['pump-1'], { clean: false });
+    await subscriber.subscribeAsync('devices/pump-1/commands/#', { qos: 1 });
+    await subscriber.endAsync();
+    for (let i = 1; i <= 1_003; i++) brokerNode().receive({ topic: 'devices/pump-1/commands/set', payload: `setting ${i}`, qos: 1 } as NodeMessage);
+    await eventually('three drops', () => (eventsOf(out, 'dropped').length >= 3 ? true : undefined));
+    expect(eventsOf(out, 'dropped')[0]).toMatchObject({ event: 'dropped', clientId: 'pump-1', device: 'pump-1', code: 'queue_full' });
+    const received: string[] = [];
+    const again = mqtt.connect(`mqtt://127.0.0.1:${port}`, { clientId: 'pump-1', username: 'pump-1', password: KEYS['pump-1'], clean: false, reconnectPeriod: 0 });
+    clients.push(again);
+    again.on('message', (_topic, payload) => received.push(payload.toString()));
+    await eventually('the queued messages', () => (received.length >= 1_000 ? true : undefined));
+    await sleep(300);
+    expect(received.length).toBe(1_000);
+    expect(received[999]).toBe('setting 1000');
+    expect(eventsOf(out, 'dropped')).toHaveLength(3);
   });
 
   it('refuses MQTT 5 clients (aedes speaks 3.1.1)', async () => {

@@ -9,10 +9,11 @@ import type { Node, NodeAPI, NodeMessage } from 'node-red';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import connectionNode from '../../nodes/salesforce-connection/salesforce-connection';
 import outNode from '../../nodes/salesforce-out/salesforce-out';
-import type { Outcome } from '../../nodes/shared/delivery';
+import type { DeliverySource, Outcome } from '../../nodes/shared/delivery';
 import type { SalesforceConnection } from '../../nodes/shared/salesforce-client';
 import { helper } from '../support/node-red';
 import { CONSUMER_KEY, CONSUMER_SECRET, startTestSandbox, USERNAME, type TestSandbox } from '../support/salesforce';
+import { nested, watchProcessFailures } from '../support/process-failures';
 import { eventually, sleep } from '../support/wait';
 
 type Flow = Array<{ id: string; type: string; [property: string]: unknown }>;
@@ -20,12 +21,14 @@ type Result = { success: boolean; id?: string | null; created?: boolean; submitt
 
 let sf: TestSandbox;
 const settled: Array<[string, Outcome]> = [];
+const announced: Array<[string, number]> = [];
 
-/** A stand-in for iot-buffer: it only records settlements. */
+/** A stand-in for iot-buffer: it only records settlements and announced capacities. */
 function testBuffer(RED: NodeAPI): void {
-  RED.nodes.registerType('test-buffer', function (this: Node & { settleDelivery?: (id: string, outcome: Outcome) => void }, config: object) {
+  RED.nodes.registerType('test-buffer', function (this: Node & DeliverySource, config: object) {
     RED.nodes.createNode(this, config as never);
     this.settleDelivery = (id, outcome) => settled.push([id, outcome]);
+    this.announceCapacity = (sink, messages) => announced.push([sink, messages]);
   });
 }
 
@@ -40,6 +43,7 @@ afterAll(async () => {
 beforeEach(() => {
   sf.sandbox.reset();
   settled.length = 0;
+  announced.length = 0;
 });
 afterEach(async () => {
   await helper.unload();
@@ -105,8 +109,8 @@ function connected(): Promise<true> {
 }
 
 /** Records every status the output node shows from now on. */
-function watchStatus(): Array<{ text?: string }> {
-  const statuses: Array<{ text?: string }> = [];
+function watchStatus(): Array<{ fill?: string; shape?: string; text?: string }> {
+  const statuses: Array<{ fill?: string; shape?: string; text?: string }> = [];
   const node = out() as Node & { status(s: object): void };
   const original = node.status.bind(node);
   node.status = (s: { text?: string }) => {
@@ -228,6 +232,26 @@ describe('faults, handled as the error policy says', () => {
     expect(sf.sandbox.records('Case')).toHaveLength(1);
   });
 
+  it('retries a 200-record call that met a 503 or lost its answer as one call, at the default retry delay', async () => {
+    for (const fault of [{ unavailable: 1 }, { lostAnswers: 1 }]) {
+      sf.sandbox.reset();
+      // A batch delay of a second, so that the 200 records make one first call even on a loaded machine.
+      const seen = await load(flow({ retryDelay: undefined, batchDelay: '1000' }));
+      await connected();
+      // Every request the node makes to the API, those answered 503 included.
+      const requests = () => sf.sandbox.stats().apiCalls + sf.sandbox.stats().faults.unavailable;
+      const before = requests();
+      sf.sandbox.faults.inject(fault);
+      for (let i = 0; i < 200; i++) send(alertMsg(`again-${i}`));
+      await until(`200 results after ${Object.keys(fault)[0]}`, () => (seen.ok.length + seen.failed.length === 200 ? true : undefined));
+      expect(seen.failed).toEqual([]);
+      // The call that failed and its one retry.
+      expect([Object.keys(fault)[0], requests() - before]).toEqual([Object.keys(fault)[0], 2]);
+      expect(sf.sandbox.records('Case')).toHaveLength(200);
+      await helper.unload();
+    }
+  });
+
   it('retries only the records that met a row lock', async () => {
     const seen = await load(flow({ batchDelay: '50' }));
     await connected();
@@ -248,6 +272,42 @@ describe('faults, handled as the error policy says', () => {
     expect(sf.sandbox.stats().faults.lostAnswers).toBe(1);
     expect(sf.sandbox.records('Case').map((c) => c.IoT_Alert_Id__c).sort()).toEqual(['lost-1', 'lost-2']);
     expect(seen.ok.map((m) => resultOf(m).created)).toEqual([false, false]);
+  });
+
+  it('upserts a ready-made Lead on the alert id: a lost answer and the alert escalating make one Lead, never DUPLICATE_VALUE', async () => {
+    const seen = await load(flow({ operation: 'create', object: 'Lead', retryDelay: undefined, batchDelay: undefined }));
+    await connected();
+    sf.sandbox.faults.inject({ lostAnswers: 1 });
+    const device = { id: 'pump-17', method: 'hmac', meta: { contactName: 'Dana Ng', company: 'Acme Pumps' } };
+    send(alertMsg('lead-1', {}, { device }));
+    await until('the Lead', () => (seen.ok.length + seen.failed.length === 1 ? true : undefined));
+    send(alertMsg('lead-1', { severity: 'critical', change: 'escalated', text: 'temperature above 90 on pump-17 (95)' }, { device }));
+    await until('the escalation', () => (seen.ok.length + seen.failed.length === 2 ? true : undefined));
+    expect(seen.failed.map((m) => errorOf(m))).toEqual([]);
+    expect(sf.sandbox.stats().faults.lostAnswers).toBe(1);
+    const leads = sf.sandbox.records('Lead');
+    expect(leads).toEqual([expect.objectContaining({ IoT_Alert_Id__c: 'lead-1', LastName: 'Dana Ng', Company: 'Acme Pumps' })]);
+    expect(leads[0].Description).toContain('Severity: critical');
+    expect(seen.ok.map((m) => ({ ...resultOf(m), id: resultOf(m).id === leads[0].Id }))).toEqual([
+      { success: true, id: true, created: false, operation: 'upsert', object: 'Lead' },
+      { success: true, id: true, created: false, operation: 'upsert', object: 'Lead' },
+    ]);
+  });
+
+  it('counts a create refused as DUPLICATE_VALUE after its answer was lost as written, with the record it made', async () => {
+    const seen = await load(flow({ operation: 'create', object: 'Lead', recordFrom: 'payload', retryDelay: undefined, batchDelay: undefined }));
+    await connected();
+    sf.sandbox.faults.inject({ lostAnswers: 1 });
+    send({ payload: { LastName: 'Ng', Company: 'Acme', IoT_Alert_Id__c: 'unique-1' } });
+    await until('the result', () => (seen.ok.length + seen.failed.length === 1 ? true : undefined));
+    expect(seen.failed.map((m) => errorOf(m))).toEqual([]);
+    const leads = sf.sandbox.records('Lead');
+    expect(leads).toHaveLength(1);
+    expect(resultOf(seen.ok[0])).toEqual({ success: true, id: leads[0].Id, created: true, operation: 'create', object: 'Lead' });
+    // Without a lost answer, the same clash is the record's fault: refused, never retried.
+    send({ payload: { LastName: 'Ng', Company: 'Acme', IoT_Alert_Id__c: 'unique-1' } });
+    await until('the refusal', () => (seen.failed.length === 1 ? true : undefined));
+    expect(errorOf(seen.failed[0])).toMatchObject({ code: 'rejected', errorCode: 'DUPLICATE_VALUE' });
   });
 
   it('treats an answer slower than the timeout as lost, then retries without duplicates', async () => {
@@ -306,17 +366,45 @@ describe('tokens', () => {
     }
   });
 
-  it('never renews in a loop when every new token is refused at once', async () => {
-    const strict = await startTestSandbox({ tokenLifetimeMs: 0 });
+  it('renews a session that timed out from inactivity before its first call, at the node defaults (JWT and client credentials)', async () => {
+    // Real orgs end sessions after 2 hours without a call; here after 1.5 s, and the node keeps its defaults.
+    const quiet = await startTestSandbox({ sessionTimeoutMs: 1500 });
     try {
-      const f = flow({ retries: '3' });
+      for (const [connection, credentials] of [
+        [{ authMethod: 'jwt' }, { privateKey: sf.keys.privateKey }],
+        [{ authMethod: 'clientCredentials', username: '' }, { clientSecret: CONSUMER_SECRET }],
+      ] as const) {
+        const f = flow({ retryDelay: undefined, batchDelay: undefined }, { ...connection, loginUrl: quiet.sandbox.url });
+        const seen = await load(f, { conn: credentials });
+        await connected();
+        const logins = quiet.sandbox.stats().logins;
+        // The flow is quiet longer than the session timeout: the token logged in at deploy is never used.
+        await sleep(2000);
+        send(alertMsg(`after-quiet-${connection.authMethod}`));
+        await until(`the alert written (${connection.authMethod})`, () => (seen.ok.length + seen.failed.length === 1 ? true : undefined), 10_000);
+        expect(seen.failed.map((m) => errorOf(m))).toEqual([]);
+        expect(quiet.sandbox.records('Case').map((c) => c.IoT_Alert_Id__c)).toContain(`after-quiet-${connection.authMethod}`);
+        expect(quiet.sandbox.stats().logins - logins).toBe(1);
+        await helper.unload();
+      }
+    } finally {
+      await quiet.close();
+    }
+  });
+
+  it('never renews in a loop when every new token is refused at once', async () => {
+    const strict = await startTestSandbox({ sessionTimeoutMs: 0 });
+    try {
+      // No retry: a retry would wait for the next login allowed (30 s), as records do while logins are held.
+      const f = flow({ retries: '0' });
       f[0].loginUrl = strict.sandbox.url;
       const seen = await load(f);
       send(alertMsg('loop-1'));
       await until('the failure', () => (seen.failed.length === 1 ? true : undefined));
       expect(errorOf(seen.failed[0]).code).toBe('login_failed');
       expect(errorOf(seen.failed[0]).message).toMatch(/not logging in again before .*: the new token was refused too/);
-      expect(strict.sandbox.stats().logins).toBe(1);
+      // The token of the first login may have timed out unused: it is renewed once, and its refused successor is not.
+      expect(strict.sandbox.stats().logins).toBe(2);
     } finally {
       await strict.close();
     }
@@ -327,10 +415,17 @@ describe('tokens', () => {
     const statuses = watchStatus();
     send(alertMsg('x'));
     await until('the failure', () => (seen.failed.length === 1 ? true : undefined));
-    expect(errorOf(seen.failed[0])).toMatchObject({ code: 'login_failed' });
+    expect(errorOf(seen.failed[0])).toMatchObject({ code: 'login_failed', errorCode: 'invalid_client' });
     expect(errorOf(seen.failed[0]).message).toMatch(/invalid_client: invalid client credentials/);
     await until('the status', () => statuses.find((s) => /^iot-salesforce-out.status.login-failed: invalid_client: invalid client credentials · iot-salesforce-out.status.next-login$/.test(s.text ?? '')));
     expect(JSON.stringify([seen, statuses])).not.toContain('wrong-secret-value');
+  });
+  it('reports a refused JWT login with its own code (invalid_grant), not as an expired session', async () => {
+    const seen = await load(flow({ retries: '0' }, { username: 'nobody@iot-patterns.example' }));
+    send(alertMsg('refused-login'));
+    await until('the failure', () => (seen.failed.length === 1 ? true : undefined));
+    expect(errorOf(seen.failed[0])).toMatchObject({ code: 'login_failed', errorCode: 'invalid_grant', message: expect.stringMatching(/invalid_grant: invalid assertion/) });
+    expect(resultOf(seen.failed[0])).toMatchObject({ success: false, errors: [{ statusCode: 'invalid_grant' }] });
   });
 });
 
@@ -379,6 +474,50 @@ describe('the API limit', () => {
     ]);
   });
 
+  it('holds for the daily allowance until the hold time is over (5 minutes by default), saying until when', async () => {
+    const seen = await load(flow({}, { guardPercent: '100' }));
+    await connected();
+    const statuses = watchStatus();
+    sf.sandbox.setApiUsage(15_000);
+    const refusedAt = Date.now();
+    send({ ...alertMsg('daily-1'), _delivery: { source: 'buffer', id: 'd-daily' } });
+    await until('the hold', () => statuses.find((s) => /status.hold-exceeded/.test(s.text ?? '')));
+    const hold = (helper.getNode('conn') as Node & SalesforceConnection).client?.state().hold;
+    expect(hold?.reason).toBe('exceeded');
+    expect((hold?.until ?? 0) - refusedAt).toBeGreaterThanOrEqual(299_000);
+    expect(statuses.at(-1)).toMatchObject({ fill: 'yellow', shape: 'ring' });
+    // The buffer keeps the message on disk meanwhile, to deliver it again when the hold ends.
+    expect(settled).toEqual([['d-daily', { ok: false, retry: true, reason: 'REQUEST_LIMIT_EXCEEDED: holding', retryAfterMs: expect.any(Number) }]]);
+    expect((settled[0][1] as { retryAfterMs: number }).retryAfterMs).toBeGreaterThan(290_000);
+    expect(seen.ok).toEqual([]);
+  });
+
+  it('holds only until the next answer when the limit is the org\'s concurrent long requests (low daily use)', async () => {
+    const seen = await load(flow({ retryDelay: undefined, batchDelay: undefined }));
+    await connected();
+    const statuses = watchStatus();
+    // Another integration's request runs long; the org allows one at a time (Salesforce: 25 of 20 s).
+    sf.sandbox.configure({ longRequestMs: 100, concurrentLongRequests: 1 });
+    sf.sandbox.faults.inject({ latencyMs: 1500 });
+    const other = new (await import('jsforce')).Connection({ loginUrl: sf.sandbox.url, version: '62.0', oauth2: { clientId: CONSUMER_KEY, clientSecret: CONSUMER_SECRET, loginUrl: sf.sandbox.url } });
+    await other.authorize({ grant_type: 'client_credentials' });
+    const report = other.sobject('Case').create({ Subject: 'a long report' });
+    await sleep(200);
+    const sentAt = Date.now();
+    send({ ...alertMsg('busy-1'), _delivery: { source: 'buffer', id: 'd-busy' } }, alertMsg('busy-2'));
+    await until('the refusal', () => (sf.sandbox.stats().rejectedForConcurrency >= 1 ? true : undefined));
+    await until('the hold in the status', () => statuses.find((s) => /status.hold-concurrent/.test(s.text ?? '')));
+    expect(statuses.at(-1)).toMatchObject({ fill: 'yellow', shape: 'ring' });
+    await report;
+    sf.sandbox.faults.inject({ latencyMs: 0 });
+    await until('both written', () => (seen.ok.length === 2 ? true : undefined), 10_000);
+    // Seconds, not the 5 minutes of a daily hold; the buffered message was written, not handed back.
+    expect(Date.now() - sentAt).toBeLessThan(10_000);
+    expect(settled).toEqual([['d-busy', { ok: true }]]);
+    expect(seen.failed).toEqual([]);
+    await until('green again', () => (statuses.at(-1)?.fill === 'green' ? true : undefined));
+  });
+
   it('stops at the guard share of the daily allowance and says so', async () => {
     const seen = await load(flow({ batchDelay: '10' }, { guardPercent: '50', holdMinutes: '10' }));
     const statuses = watchStatus();
@@ -388,7 +527,49 @@ describe('the API limit', () => {
     send(alertMsg('g-2'));
     await until('the hold in the status', () => statuses.find((s) => /status.hold-guard/.test(s.text ?? '')));
     expect(sf.sandbox.records('Case')).toHaveLength(1);
-    expect(statuses.at(-1)).toEqual({ fill: 'red', shape: 'ring', text: 'iot-salesforce-out.status.hold-guard · 1 iot-salesforce-out.status.written · 1 iot-salesforce-out.status.waiting · API 7,500/15,000' });
+    expect(statuses.at(-1)).toEqual({ fill: 'yellow', shape: 'ring', text: 'iot-salesforce-out.status.hold-guard · 1 iot-salesforce-out.status.written · 1 iot-salesforce-out.status.waiting · API 7,500/15,000' });
+  });
+});
+
+describe('with a buffer upstream (issue 13)', () => {
+  it('sends at once when the buffer says its delivery was the last, instead of waiting out the batch delay', async () => {
+    // A long batch delay, so that only the buffer's word can explain an early call.
+    const seen = await load(flow({ batchDelay: '5000', retryDelay: undefined }));
+    await connected();
+    const sentAt = Date.now();
+    send({ ...alertMsg('last-1'), _delivery: { source: 'buffer', id: 'l1' } }, { ...alertMsg('last-2'), _delivery: { source: 'buffer', id: 'l2', last: true } });
+    await until('both written', () => (seen.ok.length === 2 ? true : undefined), 4000);
+    expect(Date.now() - sentAt).toBeLessThan(2000);
+    expect(sf.sandbox.stats().apiCalls).toBe(1);
+  });
+
+  it('tells the buffer how many messages it can use at once: batch size × calls in parallel', async () => {
+    const seen = await load(flow({ retryDelay: undefined, batchDelay: undefined }));
+    send({ ...alertMsg('cap-1'), _delivery: { source: 'buffer', id: 'c1' } });
+    await until('written', () => (seen.ok.length === 1 ? true : undefined));
+    expect(announced).toEqual([['out', 400]]);
+  });
+});
+
+describe('status', () => {
+  it('is green while writing, yellow while retrying a 503 with its code and time, red once every call fails past its retries', async () => {
+    // One retry instead of five, so that the calls run out in seconds: the colours are the point.
+    const seen = await load(flow({ retryDelay: undefined, batchDelay: undefined, retries: '1' }));
+    await connected();
+    const statuses = watchStatus();
+    send(alertMsg('st-1'));
+    await until('green', () => (statuses.at(-1)?.fill === 'green' ? true : undefined));
+    expect(statuses.at(-1)).toEqual({ fill: 'green', shape: 'dot', text: expect.stringMatching(/^1 iot-salesforce-out.status.written · API \d+\/15,000$/) });
+    sf.sandbox.faults.inject({ unavailable: 100 });
+    send(alertMsg('st-2'), alertMsg('st-3'), alertMsg('st-4'));
+    await until('yellow', () => statuses.find((s) => s.fill === 'yellow'));
+    expect(statuses.find((s) => s.fill === 'yellow')).toMatchObject({ shape: 'ring', text: expect.stringMatching(/^iot-salesforce-out.status.retrying · 1 iot-salesforce-out.status.written · 3 iot-salesforce-out.status.waiting/) });
+    await until('the failures', () => (seen.failed.length === 3 ? true : undefined));
+    await until('red', () => (statuses.at(-1)?.fill === 'red' ? true : undefined));
+    expect(statuses.at(-1)).toMatchObject({ fill: 'red', shape: 'dot', text: expect.stringMatching(/^iot-salesforce-out.status.failing · 1 iot-salesforce-out.status.written · 3 iot-salesforce-out.status.failed/) });
+    sf.sandbox.faults.clear();
+    send(alertMsg('st-5'));
+    await until('green again', () => (statuses.at(-1)?.fill === 'green' ? true : undefined));
   });
 });
 
@@ -450,6 +631,60 @@ describe('Web-to and the API on one connection', () => {
     send(alertMsg('api-1'));
     await until('the refusal', () => (webToOnly.failed.length === 1 ? true : undefined));
     expect(errorOf(webToOnly.failed[0])).toMatchObject({ code: 'invalid_config', message: expect.stringMatching(/Web-to forms only/) });
+  });
+});
+
+describe('deep and huge messages, with Catch and Complete nodes wired as real flows do', () => {
+  it('refuses each with a specific code, never ending the process with an unhandled rejection', async () => {
+    const hostile: Flow = [
+      ...flow({ operation: 'create', recordFrom: 'payload', catchErrors: true, z: 'tab' }),
+      { id: 'tab', type: 'tab', label: 'hostile' },
+      { id: 'done', type: 'complete', z: 'tab', scope: ['out'], uncaught: false, wires: [['completed']] },
+      { id: 'catcher', type: 'catch', z: 'tab', scope: ['out'], uncaught: false, wires: [['caught']] },
+      { id: 'completed', type: 'helper', z: 'tab' },
+      { id: 'caught', type: 'helper', z: 'tab' },
+    ];
+    const seen = await load(hostile);
+    const completed: NodeMessage[] = [];
+    const caught: NodeMessage[] = [];
+    helper.getNode('completed').on('input', (msg: NodeMessage) => completed.push(msg));
+    helper.getNode('caught').on('input', (msg: NodeMessage) => caught.push(msg));
+    await connected();
+    const failures = watchProcessFailures();
+    try {
+      const delivered = (id: string) => ({ _delivery: { source: 'buffer', id } });
+      send(
+        // A good record that drags a 3,000-level value along: Node-RED overflows its stack copying it for Complete.
+        { payload: { Subject: 'fine, but deep beside' }, topic: 'deep-beside', trace: nested(3000), ...delivered('deep-beside') },
+        { payload: { Subject: 'deep', Description: nested(3000) }, topic: 'deep-record', ...delivered('deep-record') },
+        { payload: { Subject: 'huge', Description: 'x'.repeat(2_000_000) }, topic: 'huge-record', ...delivered('huge-record') },
+        { payload: { Subject: 'a BigInt', Count__c: 10n }, topic: 'bigint', ...delivered('bigint') },
+        { payload: { Subject: 'fine' }, topic: 'fine', ...delivered('fine') },
+      );
+      await until('five messages done', () => (completed.length + caught.length === 5 ? true : undefined)).catch((err: Error) => {
+        throw new Error(`${err.message}: ${JSON.stringify({ failures: failures.seen, failed: seen.failed.map((m) => [m.topic, errorOf(m).code]), completed: completed.map((m) => m.topic), caught: caught.map((m) => m.topic) })}`);
+      });
+      await sleep(200);
+      expect(failures.seen).toEqual([]);
+      expect(seen.failed.map((m) => [m.topic, errorOf(m).code])).toEqual([
+        ['deep-beside', 'too_deep'],
+        ['deep-record', 'too_deep'],
+        ['huge-record', 'too_large'],
+        ['bigint', 'not_serializable'],
+      ]);
+      expect(caught.map((m) => m.topic)).toEqual(['deep-beside', 'deep-record', 'huge-record', 'bigint']);
+      expect(completed.map((m) => m.topic)).toEqual(['fine']);
+      expect(settled.map(([id, outcome]) => [id, outcome.ok || outcome.retry])).toEqual([
+        ['deep-beside', false],
+        ['deep-record', false],
+        ['huge-record', false],
+        ['bigint', false],
+        ['fine', true],
+      ]);
+      expect(sf.sandbox.records('Case').map((c) => c.Subject)).toEqual(['fine']);
+    } finally {
+      failures.stop();
+    }
   });
 });
 

@@ -8,10 +8,11 @@
 import type { Node, NodeAPI, NodeMessage } from 'node-red';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import influxdbNode from '../../nodes/influxdb/influxdb';
-import type { Outcome } from '../../nodes/shared/delivery';
+import type { DeliverySource, Outcome } from '../../nodes/shared/delivery';
 import timeseriesNode from '../../nodes/timeseries-out/timeseries-out';
 import { FakeInflux, type FakeHandler } from '../support/fake-influx';
 import { withMessages } from '../support/messages';
+import { nested, watchProcessFailures } from '../support/process-failures';
 import { helper } from '../support/node-red';
 
 type Flow = Array<{ id: string; type: string; [property: string]: unknown }>;
@@ -19,13 +20,18 @@ type Status = { fill: string; shape: string; text: string };
 type TestNode = Node & { receive(msg: NodeMessage): void; status: { lastCall: { args: [Status] } | null; getCalls(): Array<{ args: [Status] }> } };
 
 const TOKEN = 'apiv3_s3cr3t-token-value';
+/** A reading's time: messages from a buffer carry the time they were accepted (msg.timestamp). */
+const T0 = 1_795_300_000_000;
 const settled: Array<[string, Outcome]> = [];
+/** Capacities the writer announced to the stand-in buffer: sink id and messages. */
+const announced: Array<[string, number]> = [];
 
-/** Stands in for iot-buffer: it only settles deliveries (nodes/shared/delivery.ts). */
+/** Stands in for iot-buffer: it only records settlements and announced capacities (nodes/shared/delivery.ts). */
 function stubBuffer(RED: NodeAPI): void {
-  RED.nodes.registerType('test-buffer', function (this: Node & { settleDelivery(id: string, outcome: Outcome): void }, config: { id: string }) {
+  RED.nodes.registerType('test-buffer', function (this: Node & DeliverySource, config: { id: string }) {
     RED.nodes.createNode(this, config as never);
     this.settleDelivery = (id, outcome) => settled.push([id, outcome]);
+    this.announceCapacity = (sink, messages) => announced.push([sink, messages]);
   });
 }
 
@@ -42,6 +48,7 @@ afterEach(async () => {
   await helper.unload();
   await fake?.close();
   settled.length = 0;
+  announced.length = 0;
 });
 
 const settle = (ms = 50) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -133,7 +140,7 @@ describe('iot-timeseries-out on the v3 API', () => {
   it('is done only when the batch holding its points is written', async () => {
     let answer: (() => void) | undefined;
     const out = await load({}, {}, () => new Promise((resolve) => (answer = () => resolve({ status: 204 }))));
-    send({ payload: { v: 1 }, _delivery: { source: 'buf', id: 'd1' } });
+    send({ payload: { v: 1 }, timestamp: T0, _delivery: { source: 'buf', id: 'd1' } });
     await until('the request', () => fake.requests.length === 1);
     await settle(100);
     expect(out.completed).toEqual([]);
@@ -147,7 +154,7 @@ describe('iot-timeseries-out on the v3 API', () => {
     const out = await load();
     send(
       { payload: { v: 1 }, topic: 'good-1' },
-      { payload: { v: Number.NaN }, topic: 'nan', _delivery: { source: 'buf', id: 'bad' } },
+      { payload: { v: Number.NaN }, topic: 'nan', timestamp: T0, _delivery: { source: 'buf', id: 'bad' } },
       { payload: {}, topic: 'empty' },
       { payload: 'warm', topic: 'text' },
       { payload: { v: 2 }, topic: 'stamp', timestamp: 'yesterday' },
@@ -182,7 +189,7 @@ describe('iot-timeseries-out on the v3 API', () => {
         ? { status: 204 }
         : { status: 400, body: JSON.stringify({ error: 'partial write of line protocol occurred', data: [{ original_line: request.lines[bad], line_number: bad + 1, error_message: 'invalid column type for column v, expected float, got string' }] }) };
     });
-    for (let i = 0; i < 8; i++) send({ payload: { v: i === 5 ? 'five' : i }, topic: `m${i}`, _delivery: { source: 'buf', id: `d${i}` } });
+    for (let i = 0; i < 8; i++) send({ payload: { v: i === 5 ? 'five' : i }, topic: `m${i}`, timestamp: T0 + i, _delivery: { source: 'buf', id: `d${i}` } });
     await until('all eight done', () => out.completed.length === 8);
     expect(out.errors.map((m) => m.topic)).toEqual(['m5']);
     expect(out.errors[0].rejected).toEqual([{ code: 'point_rejected', message: 'invalid column type for column v, expected float, got string', line: 'sensor v="five" ' + (out.errors[0].rejected as Array<{ line: string }>)[0].line.split(' ')[2] }]);
@@ -193,7 +200,7 @@ describe('iot-timeseries-out on the v3 API', () => {
 
   it('stops on 401: status unauthorized, error output, no endless retry, one log line', async () => {
     const out = await load({}, {}, () => ({ status: 401, body: '{"error":"invalid token"}' }));
-    for (let i = 0; i < 20; i++) send({ payload: { v: i }, topic: `m${i}`, _delivery: { source: 'buf', id: `d${i}` } });
+    for (let i = 0; i < 20; i++) send({ payload: { v: i }, topic: `m${i}`, timestamp: T0 + i, _delivery: { source: 'buf', id: `d${i}` } });
     await until('twenty errors', () => out.errors.length === 20);
     await settle(1500);
     expect(fake.requests).toHaveLength(1);
@@ -210,7 +217,7 @@ describe('iot-timeseries-out on the v3 API', () => {
     send({ payload: { v: 1 } });
     await until('the first attempt', () => fake.requests.length === 1);
     await settle(1100);
-    expect(lastStatus()?.text).toMatch(/^retrying in \d s · 1 pending · 503 Service Unavailable/);
+    expect(lastStatus()).toMatchObject({ fill: 'yellow', shape: 'ring', text: expect.stringMatching(/^retrying in \d s · 1 pending · 503 Service Unavailable/) });
     await until('written', () => out.completed.length === 1, 3000);
     expect(fake.requests).toHaveLength(2);
     expect(out.errors).toEqual([]);
@@ -219,7 +226,7 @@ describe('iot-timeseries-out on the v3 API', () => {
 
   it('holds a bounded number of points and says so on the error output past it, never dropping in silence', async () => {
     const out = await load({ maxPending: '10', batchSize: '5', maxInFlight: '1', giveUpAfter: '0' }, {}, () => ({ status: 503 }));
-    for (let i = 0; i < 25; i++) send({ payload: { v: i }, topic: `m${i}`, _delivery: { source: 'buf', id: `d${i}` } });
+    for (let i = 0; i < 25; i++) send({ payload: { v: i }, topic: `m${i}`, timestamp: T0 + i, _delivery: { source: 'buf', id: `d${i}` } });
     await until('fifteen refused', () => out.errors.length === 15);
     expect(out.errors.every((m) => codeOf(m) === 'backlog_full')).toBe(true);
     expect(out.errors.map((m) => m.topic)).toEqual(Array.from({ length: 15 }, (_, i) => `m${i + 10}`));
@@ -268,12 +275,123 @@ describe('iot-timeseries-out on the v3 API', () => {
   });
 
   it('writes what it holds when it stops', async () => {
-    await load({ flushInterval: '60000' });
+    await load({ flushInterval: '60000', linger: '60000' });
     send({ payload: { v: 1 } }, { payload: { v: 2 } });
     await settle();
     expect(fake.requests).toHaveLength(0);
     await helper.unload();
     expect(fake.lines.map((l) => l.split(' ')[1])).toEqual(['v=1', 'v=2']);
+  });
+});
+
+describe('writing without waiting out the flush interval (issue 13), at the defaults', () => {
+  const defaults = { flushInterval: undefined };
+
+  it('writes at once when the buffer says its delivery was the last it had', async () => {
+    let answered = 0;
+    const out = await load(defaults, {}, () => (answered++, { status: 204 }));
+    const sentAt = Date.now();
+    for (let i = 0; i < 9; i++) send({ payload: { v: i }, timestamp: T0 + i, _delivery: { source: 'buf', id: `d${i}` } });
+    send({ payload: { v: 9 }, timestamp: T0 + 9, _delivery: { source: 'buf', id: 'd9', last: true } });
+    await until('all ten written', () => out.completed.length === 10, 2000);
+    // Well before the flush interval (1 s), with room for a loaded machine.
+    expect(Date.now() - sentAt).toBeLessThan(700);
+    expect(fake.requests.map((r) => r.lines.length)).toEqual([10]);
+    expect(answered).toBe(1);
+  });
+
+  it('writes once its input goes quiet, not a second later', async () => {
+    const out = await load(defaults);
+    const sentAt = Date.now();
+    for (let i = 0; i < 50; i++) send({ payload: { v: i }, timestamp: T0 + i });
+    await until('all fifty written', () => out.completed.length === 50, 2000);
+    // Well before the flush interval (1 s), with room for a loaded machine.
+    expect(Date.now() - sentAt).toBeLessThan(700);
+    expect(fake.requests.map((r) => r.lines.length)).toEqual([50]);
+  });
+
+  it('tells its buffer how many messages fill its requests in flight: batch size × requests, in messages', async () => {
+    const out = await load(defaults);
+    send({ payload: { v: 1 }, timestamp: T0, _delivery: { source: 'buf', id: 'first' } });
+    await until('told', () => announced.length === 1);
+    expect(announced).toEqual([['ts', 20_000]]);
+    // Gateway batches of ten readings a message: the same points are fewer messages.
+    for (let i = 0; i < 300; i++) send({ payload: Array.from({ length: 10 }, (_, k) => ({ v: k })), timestamp: T0 + i, _delivery: { source: 'buf', id: `b${i}` } });
+    await until('all written', () => out.completed.length === 301, 5000);
+    expect(announced.at(-1)?.[1]).toBeLessThanOrEqual(2500);
+    expect(announced.at(-1)?.[1]).toBeGreaterThanOrEqual(2000);
+    // Not told with every message: when it changes, and again at most once a second.
+    expect(announced.length).toBeLessThan(40);
+  });
+
+  it('never says 0 pts/s while it writes: green, the rate over the last seconds, or "writing"', async () => {
+    const out = await load(defaults, {}, () => new Promise((resolve) => setTimeout(() => resolve({ status: 204 }), 1500)));
+    for (let i = 0; i < 20; i++) {
+      send({ payload: { v: i }, timestamp: T0 + i });
+      await settle(200);
+    }
+    await until('all written', () => out.completed.length === 20, 5000);
+    await settle(1100);
+    const shown = writer().status.getCalls().map((call) => call.args[0]);
+    expect(shown.filter((status) => /^0 pts\/s · [1-9]/.test(status.text))).toEqual([]);
+    expect(shown.filter((status) => status.fill !== 'green' && status.fill !== 'grey')).toEqual([]);
+    expect(shown.some((status) => /^writing · \d+ pending$/.test(status.text) || /^0\.\d pts\/s · /.test(status.text))).toBe(true);
+  });
+});
+
+describe('deep and huge messages, with Catch and Complete nodes wired as real flows do', () => {
+  it('refuses each with a specific code, never ending the process with an unhandled rejection', async () => {
+    fake = await FakeInflux.start();
+    const flow: Flow = [
+      { id: 'tab', type: 'tab', label: 'hostile' },
+      { id: 'db', type: 'iot-influxdb', url: fake.url, version: 'v3', database: 'iot', precision: 'ms' },
+      { id: 'ts', type: 'iot-timeseries-out', z: 'tab', store: 'db', text: 'string', catchErrors: true, wires: [['written'], ['errors']] },
+      { id: 'done', type: 'complete', z: 'tab', scope: ['ts'], uncaught: false, wires: [['completed']] },
+      { id: 'catcher', type: 'catch', z: 'tab', scope: ['ts'], uncaught: false, wires: [['caught']] },
+      { id: 'written', type: 'helper', z: 'tab' },
+      { id: 'errors', type: 'helper', z: 'tab' },
+      { id: 'completed', type: 'helper', z: 'tab' },
+      { id: 'caught', type: 'helper', z: 'tab' },
+      { id: 'buf', type: 'test-buffer', z: 'tab' },
+    ];
+    await helper.load([...nodes, stubBuffer], flow, { db: { token: TOKEN } });
+    const seen: Record<string, NodeMessage[]> = { written: [], errors: [], completed: [], caught: [] };
+    for (const id of Object.keys(seen)) helper.getNode(id).on('input', (msg: NodeMessage) => seen[id].push(msg));
+    const failures = watchProcessFailures();
+    try {
+      const delivered = (id: string) => ({ timestamp: T0, _delivery: { source: 'buf', id } });
+      send(
+        // A good reading that drags a 3,000-level value along: Node-RED overflows its stack copying it for Complete.
+        { payload: { v: 1 }, topic: 'deep-beside', trace: nested(3000), ...delivered('deep-beside') },
+        { payload: nested(3000), topic: 'deep-payload', ...delivered('deep-payload') },
+        // More points than the node ever holds: no later delivery can succeed.
+        { payload: Array.from({ length: 150_000 }, (_, i) => ({ v: i })), topic: 'huge-batch', ...delivered('huge-batch') },
+        // A point no database takes (InfluxDB keeps 64 KB of text in a field).
+        { payload: { v: 1, note: 'x'.repeat(2_000_000) }, topic: 'huge-text', ...delivered('huge-text') },
+        { payload: { v: 2 }, topic: 'fine', ...delivered('fine') },
+      );
+      await until('five messages done', () => seen.completed.length + seen.caught.length === 5, 10_000);
+      await settle(200);
+      expect(failures.seen).toEqual([]);
+      expect(seen.errors.map((m) => [m.topic, codeOf(m)])).toEqual([
+        ['deep-beside', 'too_deep'],
+        ['deep-payload', 'too_deep'],
+        ['huge-batch', 'too_large'],
+        ['huge-text', 'too_large'],
+      ]);
+      expect(seen.caught.map((m) => m.topic)).toEqual(['deep-beside', 'deep-payload', 'huge-batch', 'huge-text']);
+      expect(seen.completed.map((m) => m.topic)).toEqual(['fine']);
+      expect(settled.map(([id, outcome]) => [id, outcome.ok || outcome.retry])).toEqual([
+        ['deep-beside', false],
+        ['deep-payload', false],
+        ['huge-batch', false],
+        ['huge-text', false],
+        ['fine', true],
+      ]);
+      expect(fake.lines.map((line) => line.split(' ')[1])).toEqual(['v=2']);
+    } finally {
+      failures.stop();
+    }
   });
 });
 

@@ -82,6 +82,11 @@ export class ManagedServer {
     return this.process.running;
   }
 
+  /** The server's process id while it runs (for its CPU time and memory in /proc). */
+  get pid(): number | undefined {
+    return this.process.pid;
+  }
+
   /** Starts (again) on the same port with the same data. */
   start(timeoutMs = 30_000): Promise<void> {
     return this.process.start(timeoutMs);
@@ -103,13 +108,14 @@ export class ManagedServer {
   }
 }
 
-export function startMosquitto(): Promise<ManagedServer> {
+/** `settings`: further lines of mosquitto.conf (`max_queued_messages 0`, say). */
+export function startMosquitto(settings: string[] = []): Promise<ManagedServer> {
   return ManagedServer.launch({
     name: 'mosquitto',
     pkg: SYSTEM_PACKAGES.mosquitto,
     command(dataDir, port) {
       const config = join(dataDir, 'mosquitto.conf');
-      writeFileSync(config, [`listener ${port} ${HOST}`, 'allow_anonymous true', 'persistence false', 'log_dest stderr', 'log_type error', 'log_type warning', ''].join('\n'));
+      writeFileSync(config, [`listener ${port} ${HOST}`, 'allow_anonymous true', 'persistence false', 'log_dest stderr', 'log_type error', 'log_type warning', ...settings, ''].join('\n'));
       return { program: SYSTEM_PACKAGES.mosquitto.binary, args: ['-c', config], ready: () => portOpen(port) };
     },
     url: (port) => `mqtt://${HOST}:${port}`,
@@ -155,12 +161,13 @@ export interface ExportedSeries {
 
 /**
  * Every series victoria-metrics holds for a selector, read with /api/v1/export, waiting until
- * at least `points` points are searchable.
+ * at least `points` points are searchable. `flush` (the default) makes new series searchable at
+ * once instead of after about ten seconds; it also writes what the store holds in memory to disk,
+ * so a test about what a crash loses reads with `flush: false`, as a dashboard would.
  */
-export async function exportSeries(vm: { url: string }, selector: string, points = 1, timeoutMs = 15_000): Promise<ExportedSeries[]> {
+export async function exportSeries(vm: { url: string }, selector: string, points = 1, timeoutMs = 15_000, { flush = true } = {}): Promise<ExportedSeries[]> {
   return eventually(`${points} point(s) of ${selector} in victoria-metrics`, async () => {
-    // Without a flush, new series can take ten seconds to become searchable.
-    await fetch(`${vm.url}/internal/force_flush`);
+    if (flush) await fetch(`${vm.url}/internal/force_flush`);
     const text = await fetch(`${vm.url}/api/v1/export?match[]=${encodeURIComponent(selector)}`).then((r) => r.text());
     const series = text
       .split('\n')
@@ -169,4 +176,28 @@ export async function exportSeries(vm: { url: string }, selector: string, points
     const total = series.reduce((n, s) => n + s.values.length, 0);
     return total >= points ? series : undefined;
   }, timeoutMs);
+}
+
+/** How many points of a selector victoria-metrics answers with now, without a flush (as a dashboard reads). */
+export async function pointsNow(vm: { url: string }, selector: string): Promise<number> {
+  const text = await fetch(`${vm.url}/api/v1/export?match[]=${encodeURIComponent(selector)}`).then((r) => r.text());
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .reduce((n, line) => n + (JSON.parse(line) as ExportedSeries).values.length, 0);
+}
+
+/**
+ * Writes `count` new points of the series `crash_probe_v` (10 ms apart, after `from`) with the
+ * InfluxDB v1 API into the store, as the flows' writers do, and waits until a reader sees all
+ * `expected` points of the series without a flush: what the store has answered for and shows,
+ * but may still hold only in memory.
+ */
+export async function writeAndReadBack(vm: { url: string }, from: number, count: number, expected: number): Promise<void> {
+  for (let start = 0; start < count; start += 100) {
+    const lines = Array.from({ length: Math.min(100, count - start) }, (_, i) => `crash_probe,device=probe v=${start + i} ${from + (start + i + 1) * 10}`);
+    const response = await fetch(`${vm.url}/write?db=iot&precision=ms`, { method: 'POST', body: lines.join('\n') });
+    if (response.status !== 204) throw new Error(`the store answered ${response.status} to a write: ${await response.text()}`);
+  }
+  await eventually(`${expected} points of crash_probe_v read back`, async () => ((await pointsNow(vm, 'crash_probe_v')) >= expected ? true : undefined), 20_000, 50);
 }

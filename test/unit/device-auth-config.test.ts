@@ -12,17 +12,22 @@ describe('device-auth settings', () => {
   it('has working defaults', () => {
     const settings = settingsFromProperties({});
     expect(settings).toMatchObject({ mode: 'auto', maxBytes: 65_536, parse: 'auto', replayCapacity: 100_000, webhookContent: '{body}' });
-    expect(settings.policy).toMatchObject({ skewMs: 300_000, maxLifetimeMs: 3_600_000, audiences: [], webhook: { hash: 'sha256', encoding: 'hex', prefix: '' } });
+    expect(settings.policy).toMatchObject({ skewMs: 300_000, tokenSkewMs: 30_000, maxLifetimeMs: 3_600_000, audiences: [], webhook: { hash: 'sha256', encoding: 'hex', prefix: '' } });
     expect(settings.rate).toBeUndefined();
     expect(settings.gateway).toBeUndefined();
+    expect([...settings.accepted]).toEqual(['apikey', 'hmac', 'sas', 'jwt', 'webhook']);
+    expect(settings.scopedFields).toEqual([]);
   });
 
   it('reads lists, rates and gateways', () => {
-    const settings = settingsFromProperties({ method: 'jwt', audience: 'a, b', algorithms: 'ES256 RS256', rate: '5', gateway: true, batchPath: '', sensorField: 'id', gatewayOutput: 'batch' });
+    const settings = settingsFromProperties({ method: 'jwt', audience: 'a, b', algorithms: 'ES256 RS256', rate: '5', gateway: true, batchPath: '', sensorField: 'id', gatewayOutput: 'batch', gatewayScoped: true, scopedFields: 'inspection, job', accepted: ['hmac', 'jwt'], tokenSkew: '10' });
     expect(settings.policy.audiences).toEqual(['a', 'b']);
     expect(settings.policy.algorithms).toEqual(['ES256', 'RS256']);
+    expect(settings.policy.tokenSkewMs).toBe(10_000);
     expect(settings.rate).toEqual({ perSecond: 5, burst: 5 });
-    expect(settings.gateway).toEqual({ batchPath: '', sensorField: 'id', split: false });
+    expect(settings.gateway).toEqual({ batchPath: '', sensorField: 'id', split: false, scoped: true });
+    expect(settings.scopedFields).toEqual(['inspection', 'job']);
+    expect([...settings.accepted]).toEqual(['hmac', 'jwt']);
   });
 
   it.each([
@@ -32,6 +37,9 @@ describe('device-auth settings', () => {
     [{ webhookHash: 'md5' }, /webhook hash must be one of/],
     [{ method: 'anonymous', gateway: true }, /anonymous source cannot be a gateway/],
     [{ replayCapacity: '0' }, /replay cache size/],
+    [{ tokenSkew: 'x' }, /token clock tolerance must be a number/],
+    [{ accepted: ['hmac', 'carrier-pigeon'] }, /unknown accepted method\(s\) carrier-pigeon/],
+    [{ accepted: [] }, /accept at least one method/],
   ])('refuses %j', (properties, error) => {
     expect(() => settingsFromProperties(properties)).toThrow(error);
   });

@@ -3,10 +3,11 @@
  * code and HTTP status), every method over HTTP and MQTT shapes, replays, rates, parsing,
  * allow-lists, gateway batches, and the bounded replay cache and token buckets.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { readingTime } from '../../nodes/shared/timestamp';
 import { DeviceAuthCore, httpStatusOf, webhookContent, type AuthInput, type AuthOutcome, type AuthSettings } from '../../nodes/device-auth/auth-core';
+import { settingsFromProperties } from '../../nodes/device-auth/node-config';
 import { ReplayCache } from '../../nodes/device-auth/replay-cache';
 import { TokenBuckets } from '../../nodes/device-auth/token-bucket';
 import { parseRecord } from '../../nodes/device-registry/records';
@@ -22,6 +23,12 @@ const KEY = Buffer.from(SECRET);
 const API_KEY = 'key-for-pump-1-0123456789abcdef';
 const AUDIENCE = 'https://iot.example.com';
 
+function registryOf(devices: Array<Record<string, unknown>>, lockout = { failures: 0, windowMs: 60_000, lockMs: 60_000 }): DeviceRegistry {
+  const r = new DeviceRegistry(lockout);
+  r.use(new RecordStore(devices.map((d, i) => parseRecord(d, { where: `device ${i}`, secretsAllowed: true }))));
+  return r;
+}
+
 function registry(): DeviceRegistry {
   const { es256, rs256 } = keyPairs();
   const devices = [
@@ -35,15 +42,15 @@ function registry(): DeviceRegistry {
     { id: 's-2', gateway: 'gw-1' },
     { id: 's-9', gateway: 'pump-1' },
   ];
-  const r = new DeviceRegistry({ failures: 0, windowMs: 60_000, lockMs: 60_000 });
-  r.use(new RecordStore(devices.map((d, i) => parseRecord(d, { where: `device ${i}`, secretsAllowed: true }))));
-  return r;
+  return registryOf(devices);
 }
 
 function settings(overrides: Partial<AuthSettings> = {}): AuthSettings {
   return {
     mode: 'auto',
-    policy: { skewMs: 300_000, maxLifetimeMs: 3_600_000, audiences: [AUDIENCE] },
+    accepted: new Set(['apikey', 'hmac', 'sas', 'jwt', 'webhook'] as const),
+    policy: { skewMs: 300_000, tokenSkewMs: 30_000, maxLifetimeMs: 3_600_000, audiences: [AUDIENCE] },
+    scopedFields: [],
     requireJti: false,
     maxBytes: 1024,
     limits: { maxDepth: 32, maxKeys: 10_000 },
@@ -110,7 +117,7 @@ describe('the attack table', () => {
     ['JWT for the wrong subject', async () => ({ input: http('/r', '{}', { authorization: await bearer('ES256', es256.privateKey, { sub: 'cam-1' }), 'x-device-id': 'cam-2' }) }), 'wrong_subject', 401],
     ['unknown device', async () => ({ input: signedHttp(undefined, { id: 'intruder-7' }) }), 'unknown_device', 401],
     ['revoked device', async () => ({ input: signedHttp(undefined, { id: 'old-1' }) }), 'revoked', 403],
-    ['sensor not under its gateway', async () => ({ auth: core({ gateway: { batchPath: 'readings', sensorField: 'sensor', split: true } }), input: signedHttp('{"readings":[{"sensor":"s-9","t":1}]}', { id: 'gw-1' }) }), 'not_under_gateway', 403],
+    ['sensor not under its gateway', async () => ({ auth: core({ gateway: { batchPath: 'readings', sensorField: 'sensor', split: true, scoped: false } }), input: signedHttp('{"readings":[{"sensor":"s-9","t":1}]}', { id: 'gw-1' }) }), 'not_under_gateway', 403],
     ['oversized payload', async () => ({ input: signedHttp(`{"blob":"${'x'.repeat(2000)}"}`) }), 'too_large', 413],
     ['malformed JSON', async () => ({ input: signedHttp('{"temperature":') }), 'malformed', 400],
     ['missing headers', async () => ({ input: http('/readings', '{}', {}) }), 'missing_credentials', 401],
@@ -157,15 +164,39 @@ describe('each method', () => {
     expect(codeOf(await run(auth, http('/r', '{}', { 'x-api-key': API_KEY, 'x-device-id': 'cam-1' })))).toBe('method_not_allowed');
   });
 
-  it('JWT: claims come along; jti is accepted once; a jti can be required', async () => {
+  it('JWT: claims come along; jti is accepted once, whatever the body; a jti can be required', async () => {
     const token = await bearer('ES256', es256.privateKey, { sub: 'cam-1', site: 'plant-3' });
     const auth = core({ mode: 'jwt' });
-    const ok = await run(auth, http('/r', '{}', { authorization: token }));
+    const ok = await run(auth, http('/r', '{"t":1}', { authorization: token }));
     expect(ok).toMatchObject({ ok: true, device: { id: 'cam-1', method: 'jwt', claims: { sub: 'cam-1', site: 'plant-3', aud: AUDIENCE } } });
-    expect(codeOf(await run(auth, http('/r', '{}', { authorization: token })))).toBe('replayed');
+    expect(codeOf(await run(auth, http('/r', '{"t":1}', { authorization: token })))).toBe('replayed');
+    expect(codeOf(await run(auth, http('/r', '{"t":99}', { authorization: token })))).toBe('replayed');
     const withoutJti = await bearer('ES256', es256.privateKey, { sub: 'cam-1', jti: undefined });
-    expect(codeOf(await run(core({ mode: 'jwt', requireJti: true }), http('/r', '{}', { authorization: withoutJti })))).toBe('malformed');
-    expect(codeOf(await run(core({ mode: 'jwt' }), http('/r', '{}', { authorization: withoutJti })))).toBe('ok');
+    expect(codeOf(await run(core({ mode: 'jwt', requireJti: true }), http('/r', '{}', { authorization: withoutJti })))).toBe('unbound_token');
+  });
+
+  it('JWT: a token with neither jti nor a body hash is refused; bh binds it to the bytes sent', async () => {
+    const auth = core({ mode: 'jwt' });
+    const unbound = await bearer('ES256', es256.privateKey, { sub: 'cam-1', jti: undefined });
+    expect(await run(auth, http('/r', '{"t":1}', { authorization: unbound }))).toMatchObject({ ok: false, code: 'unbound_token', status: 401 });
+    const body = '{"temperature": 21.5}';
+    const bh = createHash('sha256').update(body).digest('base64url');
+    const bound = await bearer('ES256', es256.privateKey, { sub: 'cam-1', jti: undefined, bh });
+    expect(codeOf(await run(auth, http('/r', body, { authorization: bound })))).toBe('ok');
+    expect(await run(auth, http('/r', '{"temperature": 99}', { authorization: bound }))).toMatchObject({ ok: false, code: 'wrong_body', status: 401 });
+    expect(codeOf(await run(core({ mode: 'jwt', requireJti: true }), http('/r', body, { authorization: bound })))).toBe('unbound_token');
+    const parsed: AuthInput = { ...http('/r', body, { authorization: bound }), body: JSON.parse(body) };
+    expect(codeOf(await run(auth, parsed))).toBe('malformed');
+  });
+
+  it('JWT: expiry is checked with a 30 s clock tolerance at defaults, however wide the timestamp window', async () => {
+    const defaults = settingsFromProperties({ method: 'jwt', audience: AUDIENCE, skew: 300 });
+    const auth = new DeviceAuthCore(defaults, sharedRegistry, noBroker);
+    const late = (seconds: number) => bearer('ES256', es256.privateKey, { sub: 'cam-1', iat: nowSeconds() - 600, exp: nowSeconds() - seconds });
+    expect(await run(auth, http('/r', '{}', { authorization: await late(270) }))).toMatchObject({ ok: false, code: 'expired', status: 401 });
+    expect(codeOf(await run(auth, http('/r', '{}', { authorization: await late(20) })))).toBe('ok');
+    const tolerant = new DeviceAuthCore(settingsFromProperties({ method: 'jwt', audience: AUDIENCE, tokenSkew: 300 }), sharedRegistry, noBroker);
+    expect(codeOf(await run(tolerant, http('/r', '{}', { authorization: await late(270) })))).toBe('ok');
   });
 
   it('SAS tokens in the Authorization header', async () => {
@@ -177,7 +208,7 @@ describe('each method', () => {
   it('webhooks: the signature over the raw bytes, with a timestamp in the signed content, once', async () => {
     const body = '{ "device": "meter-9",  "value": 12 }';
     const ts = String(nowSeconds());
-    const auth = core({ mode: 'webhook', webhookContent: 'v0:{timestamp}:{body}', policy: { skewMs: 300_000, maxLifetimeMs: 3_600_000, webhook: { hash: 'sha256', encoding: 'hex', prefix: 'v0=' } } });
+    const auth = core({ mode: 'webhook', webhookContent: 'v0:{timestamp}:{body}', policy: { skewMs: 300_000, tokenSkewMs: 30_000, maxLifetimeMs: 3_600_000, webhook: { hash: 'sha256', encoding: 'hex', prefix: 'v0=' } } });
     const signature = `v0=${signWebhook(KEY, `v0:${ts}:${body}`)}`;
     const input: AuthInput = { body: Buffer.from(body), http: { method: 'POST', url: '/hooks/acme', contentType: 'application/json' }, fields: { deviceId: 'acme-cloud', signature, timestamp: ts } };
     expect(await run(auth, input)).toMatchObject({ ok: true, device: { id: 'acme-cloud', method: 'webhook' }, payload: { device: 'meter-9', value: 12 } });
@@ -221,15 +252,81 @@ describe('each method', () => {
 
   it('gateway batches: sensors not under the gateway are rejected one by one, the rest goes on', async () => {
     const body = JSON.stringify({ readings: [{ sensor: 's-1', temperature: 20 }, { sensor: 's-9', temperature: 21 }, { sensor: 's-2', temperature: 22 }, { temperature: 23 }, { sensor: 'ghost', t: 1 }] });
-    const outcome = await run(core({ gateway: { batchPath: 'readings', sensorField: 'sensor', split: false } }), signedHttp(body, { id: 'gw-1' }));
+    const outcome = await run(core({ gateway: { batchPath: 'readings', sensorField: 'sensor', split: false, scoped: false } }), signedHttp(body, { id: 'gw-1' }));
     if (!outcome.ok) throw new Error(outcome.message);
     expect(outcome.device).toEqual({ id: 'gw-1', method: 'hmac' });
     expect(outcome.payload).toEqual({ readings: [{ sensor: 's-1', temperature: 20 }, { sensor: 's-2', temperature: 22 }] });
     expect(outcome.sensors?.map((s) => s.device)).toEqual([{ id: 's-1', method: 'hmac', gateway: 'gw-1', meta: { assetId: '02iS1' } }, { id: 's-2', method: 'hmac', gateway: 'gw-1' }]);
     expect(outcome.rejectedSensors?.map((r) => [r.index, r.code])).toEqual([[1, 'not_under_gateway'], [3, 'malformed'], [4, 'unknown_device']]);
-    const bare = await run(core({ gateway: { batchPath: '', sensorField: 'id', split: true } }), signedHttp('[{"id":"s-1","v":1}]', { id: 'gw-1' }));
+    const bare = await run(core({ gateway: { batchPath: '', sensorField: 'id', split: true, scoped: false } }), signedHttp('[{"id":"s-1","v":1}]', { id: 'gw-1' }));
     expect(bare).toMatchObject({ ok: true, payload: [{ id: 's-1', v: 1 }] });
-    expect(codeOf(await run(core({ gateway: { batchPath: 'readings', sensorField: 'sensor', split: true } }), signedHttp('{"readings":[]}', { id: 'gw-1' })))).toBe('malformed');
+    expect(codeOf(await run(core({ gateway: { batchPath: 'readings', sensorField: 'sensor', split: true, scoped: false } }), signedHttp('{"readings":[]}', { id: 'gw-1' })))).toBe('malformed');
+  });
+
+  it('a sender speaks only for devices registered under it; names it chooses are its own', async () => {
+    const scoped = registryOf([
+      { id: 'vendor-cloud', secret: SECRET, methods: 'webhook' },
+      { id: 'vendor-cloud:sfx-1', gateway: 'vendor-cloud', meta: { assetId: '02iV1' } },
+      { id: 'pump-1', secret: SECRET },
+      { id: 'partner-a', secret: SECRET },
+      { id: 'partner-a:fc-1', gateway: 'partner-a' },
+    ]);
+    const webhook = (id: string, body: string): AuthInput => ({ body: Buffer.from(body), http: { method: 'POST', url: '/cb', contentType: 'application/json' }, fields: { deviceId: id, signature: signWebhook(KEY, body) } });
+    const vendor = new DeviceAuthCore(settings({ mode: 'webhook', gateway: { batchPath: 'readings', sensorField: 'device', split: true, scoped: true } }), scoped, noBroker);
+    const own = await run(vendor, webhook('vendor-cloud', '{"device":"sfx-1","data":"01"}'));
+    expect(own).toMatchObject({ ok: true, device: { id: 'vendor-cloud' }, payload: { device: 'vendor-cloud:sfx-1', data: '01' } });
+    expect((own as { sensors: Array<{ device: unknown }> }).sensors.map((s) => s.device)).toEqual([{ id: 'vendor-cloud:sfx-1', method: 'webhook', gateway: 'vendor-cloud', meta: { assetId: '02iV1' } }]);
+    // Another device's name only ever means the sender's own device of that name.
+    expect(await run(vendor, webhook('vendor-cloud', '{"device":"pump-1","data":"01"}'))).toMatchObject({ ok: false, code: 'not_under_gateway', status: 403 });
+    expect(codeOf(await run(vendor, webhook('vendor-cloud', '{"device":"../pump-1","data":"01"}')))).toBe('not_under_gateway');
+    expect(codeOf(await run(vendor, webhook('vendor-cloud', '{"data":"01"}')))).toBe('malformed');
+    const registered = new DeviceAuthCore(settings({ mode: 'webhook', gateway: { batchPath: 'devices', sensorField: 'id', split: false, scoped: false } }), scoped, noBroker);
+    const report = await run(registered, webhook('partner-a', '{"partner":"partner-b","devices":[{"id":"partner-a:fc-1"},{"id":"pump-1"}]}'));
+    expect(report).toMatchObject({ ok: true, device: { id: 'partner-a' }, payload: { devices: [{ id: 'partner-a:fc-1' }] } });
+    expect((report as { rejectedSensors: Array<{ code: string }> }).rejectedSensors.map((r) => r.code)).toEqual(['not_under_gateway']);
+    const cameras = core({ mode: 'apikey', scopedFields: ['inspection', 'missing'] });
+    expect(await run(cameras, http('/r', '{"inspection":"insp-7","site":"Lobby"}', { 'x-api-key': API_KEY }))).toMatchObject({ ok: true, payload: { inspection: 'pump-1:insp-7', site: 'Lobby' } });
+  });
+
+  it('a 429 always says when to try again', async () => {
+    const locking = registryOf([{ id: 'pump-1', secret: SECRET }], { failures: 2, windowMs: 60_000, lockMs: 300_000 });
+    const auth = new DeviceAuthCore(settings({ mode: 'hmac' }), locking, noBroker);
+    const forged = () => ({ ...signedHttp(undefined, { key: randomBytes(32) }), source: '198.51.100.66' });
+    await run(auth, forged());
+    await run(auth, forged());
+    const locked = await run(auth, forged());
+    expect(locked).toMatchObject({ ok: false, code: 'locked_out', status: 429 });
+    expect((locked as { retryAfterSeconds?: number }).retryAfterSeconds).toBeGreaterThanOrEqual(299);
+    expect(codeOf(await run(auth, { ...signedHttp(), source: '10.0.0.7' }))).toBe('ok');
+    const full = new DeviceAuthCore(settings({ mode: 'hmac', replayCapacity: 1 }), sharedRegistry, noBroker);
+    await run(full, signedHttp());
+    expect(await run(full, signedHttp())).toMatchObject({ code: 'rate_limited', status: 429, retryAfterSeconds: 1 });
+  });
+
+  it('accepts only the methods the endpoint is set to accept', async () => {
+    const direct = core({ accepted: new Set(['hmac', 'jwt'] as const) });
+    expect(codeOf(await run(direct, signedHttp()))).toBe('ok');
+    expect(codeOf(await run(direct, http('/r', '{}', { authorization: await bearer('ES256', es256.privateKey, { sub: 'cam-1' }) })))).toBe('ok');
+    expect(await run(direct, http('/r', '{}', { 'x-device-id': 'pump-1', 'x-api-key': API_KEY }))).toMatchObject({ ok: false, code: 'method_not_allowed', status: 401 });
+    expect(codeOf(await run(direct, http('/r', '{}', { authorization: signSas(KEY, 'pump-1', nowSeconds() + 60) })))).toBe('method_not_allowed');
+  });
+
+  it('a webhook integration is never locked out by strangers’ forged calls', async () => {
+    const locking = registryOf([{ id: 'vendor-cloud', secret: SECRET, methods: 'webhook' }], { failures: 10, windowMs: 60_000, lockMs: 300_000 });
+    const auth = new DeviceAuthCore(settings({ mode: 'webhook' }), locking, noBroker);
+    const call = (signature: string, source: string): AuthInput => ({ body: Buffer.from('{"device":"sfx-1"}'), http: { method: 'POST', url: '/cb', contentType: 'application/json' }, source, fields: { deviceId: 'vendor-cloud', signature } });
+    for (let i = 0; i < 30; i++) await run(auth, call(randomBytes(32).toString('hex'), '198.51.100.66'));
+    expect(codeOf(await run(auth, call(randomBytes(32).toString('hex'), '198.51.100.66')))).toBe('locked_out');
+    expect(codeOf(await run(auth, call(signWebhook(KEY, '{"device":"sfx-1"}'), '203.0.113.10')))).toBe('ok');
+  });
+
+  it('a registered device that may not use the method gets the same status as an unknown one', async () => {
+    const jwtOnly = await run(core({ mode: 'hmac' }), signedHttp(undefined, { id: 'cam-1' }));
+    const unknown = await run(core({ mode: 'hmac' }), signedHttp(undefined, { id: 'ghost-1' }));
+    expect([jwtOnly, unknown].map((o) => [codeOf(o), (o as { status: number }).status])).toEqual([
+      ['method_not_allowed', 401],
+      ['unknown_device', 401],
+    ]);
   });
 
   it('counts what it accepted and rejected', async () => {

@@ -2,7 +2,7 @@
  * The registry's pure core: device records and their validation, registry files (JSON and CSV),
  * derived keys, lockout, and the verdict of every method for good and bad credentials.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,8 @@ import { Lockout } from '../../nodes/device-registry/lockout';
 import { DerivedStore, RecordStore, derivedApiKey, derivedKey } from '../../nodes/device-registry/stores';
 import { signSas, parseSas } from '../../nodes/device-registry/sas';
 import { signWebhook } from '../../nodes/device-registry/webhook';
+import { REGISTRY_MIGRATIONS } from '../../nodes/device-registry/registry-settings';
+import { migrateSettings } from '../../nodes/shared/settings-version';
 import type { Presented, Verdict, VerifyPolicy } from '../../nodes/shared/device-registry-api';
 import { deviceJwt, hmacSigned, keyPairs, nowSeconds, unsignedJwt } from '../support/device-credentials';
 
@@ -22,7 +24,7 @@ afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
 
 const SECRET = 'a-shared-secret-of-32-characters';
 const API_KEY = 'key-for-pump-1-0123456789abcdef';
-const policy: VerifyPolicy = { skewMs: 300_000, maxLifetimeMs: 3_600_000 };
+const policy: VerifyPolicy = { skewMs: 300_000, tokenSkewMs: 30_000, maxLifetimeMs: 3_600_000 };
 const source = { where: 'device 1', secretsAllowed: true };
 
 describe('device records', () => {
@@ -143,18 +145,51 @@ describe('registry files', () => {
 
 describe('derived keys', () => {
   const master = randomBytes(32);
+  const hmacOf = (key: Buffer, text: string) => createHmac('sha256', key).update(text).digest();
 
   it('derives every device key from the master secret, with no record stored', () => {
-    const store = new DerivedStore(master, { methods: ['hmac', 'apikey'], idPattern: /^pump-\d+$/, gatewaySeparator: ':' });
+    const store = new DerivedStore(master, { methods: ['hmac', 'apikey'], derivation: 'v2', idPattern: /^pump-\d+$/, gatewaySeparator: ':' });
     const record = store.get('pump-42') as DeviceRecord;
-    expect(record.secret).toEqual(derivedKey(master, 'pump-42'));
-    expect(record.apiKeyHash).toEqual(createHash('sha256').update(derivedApiKey(derivedKey(master, 'pump-42'))).digest());
+    expect(record.keyFor?.('hmac')).toEqual(hmacOf(master, 'iot/v2/hmac/pump-42'));
+    expect(record.apiKeyHash).toEqual(createHash('sha256').update(derivedApiKey(hmacOf(master, 'iot/v2/apikey/pump-42'))).digest());
     expect(store.get('valve-1')).toBeUndefined();
     expect(store.get('pump-1/x')).toBeUndefined();
     expect(store.size).toBeUndefined();
-    const any = new DerivedStore(master, { methods: ['hmac'], gatewaySeparator: ':' });
+    const any = new DerivedStore(master, { methods: ['hmac'], derivation: 'v2', gatewaySeparator: ':' });
     expect(any.get('gw-7:s-12')?.gateway).toBe('gw-7');
-    expect(() => new DerivedStore(Buffer.alloc(8), { methods: ['hmac'] })).toThrow(/at least 32 bytes/);
+    expect(() => new DerivedStore(Buffer.alloc(8), { methods: ['hmac'], derivation: 'v2' })).toThrow(/at least 32 bytes/);
+  });
+
+  it('v2 gives each method its own key, labelled; v1 (old flows) one key for all', () => {
+    const methods = ['apikey', 'hmac', 'sas', 'jwt', 'webhook'] as const;
+    const v2 = methods.map((m) => derivedKey(master, 'pump-1', m, 'v2').toString('hex'));
+    expect(new Set(v2).size).toBe(methods.length);
+    expect(derivedKey(master, 'pump-1', 'sas', 'v2')).toEqual(hmacOf(master, 'iot/v2/sas/pump-1'));
+    const v1 = methods.map((m) => derivedKey(master, 'pump-1', m, 'v1'));
+    expect(v1.every((k) => k.equals(hmacOf(master, 'pump-1')))).toBe(true);
+  });
+
+  it('v2: whoever saw a device’s API key (its MQTT password) cannot sign as it', async () => {
+    const registry = new DeviceRegistry({ failures: 0, windowMs: 1, lockMs: 1 });
+    registry.use(new DerivedStore(master, { methods: ['apikey', 'hmac', 'sas', 'jwt', 'webhook'], derivation: 'v2' }));
+    const seen = Buffer.from(derivedApiKey(derivedKey(master, 'pump-5', 'apikey', 'v2')), 'base64url');
+    expect(codeOf(await verdict(registry, { method: 'apikey', id: 'pump-5', key: seen.toString('base64url') }))).toBe('ok');
+    expect(codeOf(await verdict(registry, { method: 'hmac', ...hmacSigned(seen, 'pump-5', 't', 'x') }))).toBe('bad_signature');
+    expect(codeOf(await verdict(registry, { method: 'sas', token: signSas(seen, 'pump-5', nowSeconds() + 60) }))).toBe('bad_signature');
+    expect(codeOf(await verdict(registry, { method: 'jwt', token: await deviceJwt(seen, 'HS256', { sub: 'pump-5' }) }))).toBe('bad_signature');
+    const body = Buffer.from('{}');
+    expect(codeOf(await verdict(registry, { method: 'webhook', id: 'pump-5', signature: signWebhook(seen, body), content: body }))).toBe('bad_signature');
+    const own = (m: 'hmac' | 'jwt') => derivedKey(master, 'pump-5', m, 'v2');
+    expect(codeOf(await verdict(registry, { method: 'hmac', ...hmacSigned(own('hmac'), 'pump-5', 't', 'x') }))).toBe('ok');
+    expect(codeOf(await verdict(registry, { method: 'jwt', token: await deviceJwt(own('jwt'), 'HS256', { sub: 'pump-5' }) }))).toBe('ok');
+  });
+
+  it('an old registry (no settings version) keeps v1 and says so; a new one is v2', () => {
+    expect(migrateSettings({ source: 'derived' }, REGISTRY_MIGRATIONS)).toEqual({ props: { source: 'derived', keyDerivation: 'v1', settingsVersion: 2 }, from: 1, notes: ['key-derivation-kept-v1'] });
+    expect(migrateSettings({ source: 'list' }, REGISTRY_MIGRATIONS).notes).toEqual([]);
+    expect(migrateSettings({ source: 'derived', settingsVersion: 2, keyDerivation: 'v2' as const }, REGISTRY_MIGRATIONS)).toMatchObject({ props: { keyDerivation: 'v2' }, from: 2, notes: [] });
+    expect(() => migrateSettings({ settingsVersion: 3 }, REGISTRY_MIGRATIONS)).toThrow(/version 3, newer than this version of the pack knows \(2\)/);
+    expect(() => migrateSettings({ settingsVersion: 'two' }, REGISTRY_MIGRATIONS)).toThrow(/not a version number/);
   });
 });
 
@@ -323,6 +358,38 @@ describe('verifying credentials', () => {
     expect(codeOf(await verdict(registry, { method: 'webhook', id: 'pump-1', signature: signWebhook(key, stamped, 'sha256', 'base64'), content: stamped, timestamp: ts }, { webhook: base64 }))).toBe('expired');
   });
 
+  it('a device not registered for a method is refused like an unknown one, after the same work', async () => {
+    const jwtOnly = await verdict(registry, { method: 'hmac', ...hmacSigned(key, 'cam-1', 't', '') });
+    const unknown = await verdict(registry, { method: 'hmac', ...hmacSigned(key, 'ghost-1', 't', '') });
+    expect([codeOf(jwtOnly), codeOf(unknown)]).toEqual(['method_not_allowed', 'unknown_device']);
+  });
+
+  it('takes about as long to refuse an unknown id as a registered one with a wrong credential', async () => {
+    // Interleaved rounds and medians, so the load of a shared machine falls on both alike.
+    const { es256: keys } = keyPairs();
+    const timing = registryOf([{ id: 'pump-1', secret: SECRET, apiKey: API_KEY }, { id: 'cam-1', publicKey: keys.pem }]);
+    const cases: Record<string, Array<() => Promise<Presented>>> = {
+      'API key': [async () => ({ method: 'apikey', id: 'pump-1', key: 'guessed-key-0123456789abcdef' }), async () => ({ method: 'apikey', id: 'ghost-1', key: 'guessed-key-0123456789abcdef' })],
+      HMAC: [async () => ({ method: 'hmac', ...hmacSigned(randomBytes(32), 'pump-1', 't', 'x') }), async () => ({ method: 'hmac', ...hmacSigned(randomBytes(32), 'ghost-1', 't', 'x') })],
+      'JWT ES256': [async () => ({ method: 'jwt', token: await deviceJwt(other.privateKey, 'ES256', { sub: 'cam-1' }) }), async () => ({ method: 'jwt', token: await deviceJwt(other.privateKey, 'ES256', { sub: 'ghost-1' }) })],
+    };
+    const ratios: Record<string, number> = {};
+    for (const [name, [registered, unknown]] of Object.entries(cases)) {
+      const samples: [number[], number[]] = [[], []];
+      const presented = await Promise.all(Array.from({ length: 400 }, (_, i) => (i % 2 === 0 ? registered() : unknown())));
+      for (let i = 0; i < presented.length; i++) {
+        const started = process.hrtime.bigint();
+        await timing.verify(presented[i], policy, Date.now(), `10.0.${i}.1`);
+        samples[i % 2].push(Number(process.hrtime.bigint() - started));
+      }
+      const median = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1];
+      ratios[name] = Math.round((median(samples[1]) / median(samples[0])) * 10) / 10;
+    }
+    if (process.env.IOT_TIMING_LOG) console.log(ratios);
+    const outside = Object.entries(ratios).filter(([, ratio]) => ratio < 0.5 || ratio > 2);
+    expect(outside).toEqual([]);
+  });
+
   it('gateways: a sensor is accepted only under its own gateway', () => {
     expect(registry.sensor('gw-1', 's-1', 'hmac')).toEqual({ ok: true, device: { id: 's-1', method: 'hmac', gateway: 'gw-1' } });
     expect(codeOf(registry.sensor('gw-1', 's-2', 'hmac'))).toBe('not_under_gateway');
@@ -338,12 +405,63 @@ describe('verifying credentials', () => {
     expect(revocable.device('pump-1')?.enabled).toBe(false);
   });
 
-  it('locks a device out after repeated failures, on every method', async () => {
+  it('locks a device id out after repeated failures from one source, on every method, saying until when', async () => {
     const locking = registryOf([{ id: 'pump-1', secret: SECRET, apiKey: API_KEY }], { failures: 3, windowMs: 60_000, lockMs: 60_000 });
-    for (let i = 0; i < 3; i++) expect(codeOf(await verdict(locking, { method: 'apikey', id: 'pump-1', key: `wrong-key-${i}-0123456789` }))).toBe('bad_key');
-    expect(codeOf(await verdict(locking, { method: 'apikey', id: 'pump-1', key: API_KEY }))).toBe('locked_out');
-    expect(codeOf(await verdict(locking, { method: 'hmac', ...hmacSigned(key, 'pump-1', 't', '') }))).toBe('locked_out');
-    expect(codeOf(await verdict(locking, { method: 'apikey', id: 'pump-1', key: API_KEY }, {}, Date.now() + 61_000))).toBe('ok');
+    const now = Date.now();
+    const from = (presented: Presented, source: string, at = now) => locking.verify(presented, policy, at, source);
+    for (let i = 0; i < 3; i++) expect(codeOf(await from({ method: 'apikey', id: 'pump-1', key: `wrong-key-${i}-0123456789` }, '203.0.113.9'))).toBe('bad_key');
+    const locked = await from({ method: 'apikey', id: 'pump-1', key: API_KEY }, '203.0.113.9', now + 1_000);
+    expect(locked).toMatchObject({ ok: false, code: 'locked_out', retryAfterMs: 59_000 });
+    expect(codeOf(await from({ method: 'hmac', ...hmacSigned(key, 'pump-1', 't', '') }, '203.0.113.9'))).toBe('locked_out');
+    expect(codeOf(await from({ method: 'apikey', id: 'pump-1', key: API_KEY }, '203.0.113.9', now + 61_000))).toBe('ok');
+  });
+
+  it('failures from one source never lock out the device proving its key from another', async () => {
+    const locking = registryOf([{ id: 'pump-1', secret: SECRET, apiKey: API_KEY }], { failures: 3, windowMs: 60_000, lockMs: 300_000 });
+    const now = Date.now();
+    for (let i = 0; i < 30; i++) await locking.verify({ method: 'hmac', ...hmacSigned(randomBytes(32), 'pump-1', 't', '') }, policy, now, '198.51.100.66');
+    expect(codeOf(await locking.verify({ method: 'hmac', ...hmacSigned(randomBytes(32), 'pump-1', 't', '') }, policy, now, '198.51.100.66'))).toBe('locked_out');
+    expect(codeOf(await locking.verify({ method: 'hmac', ...hmacSigned(key, 'pump-1', 't', '') }, policy, now, '10.0.0.7'))).toBe('ok');
+    expect(codeOf(await locking.verify({ method: 'apikey', id: 'pump-1', key: API_KEY }, policy, now, '10.0.0.7'))).toBe('ok');
+  });
+
+  it('locks unknown ids the same way, so a lock does not tell which ids exist', async () => {
+    const locking = registryOf([{ id: 'pump-1', apiKey: API_KEY }], { failures: 2, windowMs: 60_000, lockMs: 60_000 });
+    const codes = async (id: string) => {
+      const seen = [];
+      for (let i = 0; i < 3; i++) seen.push(codeOf(await locking.verify({ method: 'apikey', id, key: `wrong-key-${i}-0123456789` }, policy, Date.now(), '198.51.100.66')));
+      return seen;
+    };
+    expect(await codes('pump-1')).toEqual(['bad_key', 'bad_key', 'locked_out']);
+    expect(await codes('ghost-1')).toEqual(['unknown_device', 'unknown_device', 'locked_out']);
+  });
+
+  it('answers 10,000 credentials of every shape with a coded verdict, never a throw', async () => {
+    const fuzzed = registryOf([{ id: 'pump-1', secret: SECRET, apiKey: API_KEY }, { id: 'cam-1', publicKey: es256.pem }], { failures: 3, windowMs: 60_000, lockMs: 60_000 });
+    let state = 7;
+    const next = () => {
+      state ^= state << 13;
+      state ^= state >>> 17;
+      state ^= state << 5;
+      return (state >>> 0) / 4_294_967_296;
+    };
+    const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)];
+    const values: Array<() => unknown> = [() => undefined, () => null, () => 1, () => '', () => 'pump-1', () => 'x'.repeat(5_000), () => randomBytes(10), () => ({}), () => [], () => 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJjYW0tMSJ9.', () => 'SharedAccessSignature sr=pump-1&sig=abc&se=1', () => 'ab'.repeat(32), () => String(nowSeconds())];
+    const known = new Set(['malformed', 'unknown_device', 'bad_key', 'bad_signature', 'bad_algorithm', 'wrong_subject', 'locked_out', 'expired', 'not_yet_valid', 'method_not_allowed', 'too_long_lived', 'wrong_audience']);
+    const thrown: string[] = [];
+    const unexpected = new Set<string>();
+    for (let i = 0; i < 10_000; i++) {
+      const presented: Record<string, unknown> = { method: pick(['apikey', 'hmac', 'sas', 'jwt', 'webhook', 'teleport', undefined]) };
+      for (const field of ['id', 'key', 'timestamp', 'nonce', 'signature', 'scope', 'bodyDigest', 'token', 'content']) if (next() < 0.7) presented[field] = pick(values)();
+      try {
+        const result = await fuzzed.verify(presented as unknown as Presented, policy, Date.now(), pick(['10.0.0.1', '10.0.0.2', undefined]));
+        if (!result.ok && !known.has(result.code)) unexpected.add(result.code);
+      } catch (err) {
+        thrown.push(`${String(presented.method)}: ${(err as Error).message}`);
+      }
+    }
+    expect(thrown).toEqual([]);
+    expect([...unexpected]).toEqual([]);
   });
 
   it('refuses everything while it has no devices', async () => {
@@ -358,8 +476,8 @@ describe('verifying credentials', () => {
   it('verifies derived devices without storing them', async () => {
     const master = randomBytes(32);
     const derived = new DeviceRegistry({ failures: 0, windowMs: 1, lockMs: 1 });
-    derived.use(new DerivedStore(master, { methods: ['apikey', 'hmac', 'sas'] }));
-    const deviceKey = derivedKey(master, 'pump-77');
+    derived.use(new DerivedStore(master, { methods: ['apikey', 'hmac', 'sas'], derivation: 'v1' }));
+    const deviceKey = derivedKey(master, 'pump-77', 'hmac', 'v1');
     expect(codeOf(await verdict(derived, { method: 'apikey', id: 'pump-77', key: derivedApiKey(deviceKey) }))).toBe('ok');
     expect(codeOf(await verdict(derived, { method: 'hmac', ...hmacSigned(deviceKey, 'pump-77', 't', 'x') }))).toBe('ok');
     expect(codeOf(await verdict(derived, { method: 'sas', token: signSas(deviceKey, 'pump-77', nowSeconds() + 60) }))).toBe('ok');

@@ -3,7 +3,7 @@
  * with their code, without recursion, before anything walks them.
  */
 import { describe, expect, it } from 'vitest';
-import { checkShape, DEFAULT_PARSE_LIMITS, LimitError, parseJsonWithin } from '../../nodes/shared/json-limits';
+import { checkShape, DEFAULT_PARSE_LIMITS, LimitError, parseJsonWithin, removeTooDeep, takeOutTooDeep, tooDeepProperty } from '../../nodes/shared/json-limits';
 
 const nested = (depth: number) => '['.repeat(depth) + ']'.repeat(depth);
 const codeOf = (fn: () => unknown): string | undefined => {
@@ -56,5 +56,45 @@ describe('checkShape', () => {
     expect(checkShape(cyclic)).toBeUndefined();
     expect(checkShape(42)).toBeUndefined();
     expect(checkShape(null)).toBeUndefined();
+  });
+});
+
+describe('tooDeepProperty and removeTooDeep: messages Node-RED could not copy', () => {
+  const levels = (n: number): unknown => {
+    let value: unknown = 1;
+    for (let i = 0; i < n; i++) value = { a: value };
+    return value;
+  };
+
+  it('names the property that makes a message nest deeper than the limit (the message is level 1)', () => {
+    expect(tooDeepProperty({ payload: levels(31) }, 32)).toBeUndefined();
+    expect(tooDeepProperty({ payload: levels(32) }, 32)).toBe('payload');
+    expect(tooDeepProperty({ payload: { v: 1 }, trace: [[levels(40)]] })).toBe('trace');
+    // Node-RED never copies req and res; Buffers are leaves.
+    expect(tooDeepProperty({ req: levels(100), res: levels(100), payload: Buffer.alloc(10) })).toBeUndefined();
+  });
+
+  it('counts a cycle as too deep, and never recurses past the limit (3,000 levels)', () => {
+    const cyclic: Record<string, unknown> = { v: 1 };
+    cyclic.self = cyclic;
+    expect(tooDeepProperty({ payload: cyclic })).toBe('payload');
+    expect(tooDeepProperty({ payload: levels(3000) })).toBe('payload');
+  });
+
+  it('takes every too-deep property out and says which', () => {
+    const msg: Record<string, unknown> = { payload: levels(40), topic: 't', trace: levels(50), device: { id: 'd' } };
+    expect(removeTooDeep(msg)).toEqual(['payload', 'trace']);
+    expect(msg).toEqual({ topic: 't', device: { id: 'd' } });
+  });
+});
+
+describe('takeOutTooDeep', () => {
+  it('says what it took out of a message too deep to copy, and leaves a fine one alone', () => {
+    let deep: unknown = 1;
+    for (let i = 0; i < 100; i++) deep = [deep];
+    const msg: Record<string, unknown> = { payload: { v: 1 }, trace: deep };
+    expect(takeOutTooDeep(msg)).toBe('msg.trace nests more than 32 levels deep: taken out of the message, which Node-RED could not copy otherwise');
+    expect(msg).toEqual({ payload: { v: 1 } });
+    expect(takeOutTooDeep(msg)).toBeUndefined();
   });
 });

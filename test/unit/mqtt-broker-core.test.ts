@@ -129,6 +129,26 @@ describe('session state', () => {
     expect(state.subscriptions.size).toBe(0);
   });
 
+  it('counts what each device holds: retained by publisher, queued by the session’s device', () => {
+    const state = new SessionState();
+    state.apply({ o: 'retain', p: { ...packet('devices/a/r', 1), retain: true, owner: 'a' } });
+    state.apply({ o: 'retain', p: { ...packet('devices/a/s', 2), retain: true, owner: 'a' } });
+    state.apply({ o: 'retain', p: { ...packet('devices/a/s', 3), payload: Buffer.alloc(0), owner: 'a' } });
+    expect(state.retainedBy.get('a')).toEqual({ count: 1, bytes: 'devices/a/r'.length + 2 });
+    state.apply({ o: 'enqueue', c: ['a:1'], p: packet('t', 4) });
+    expect(state.queuedBy.get('a:1')).toEqual({ count: 1, bytes: 3 });
+    state.apply({ o: 'owner', c: 'a:1', d: 'a' });
+    state.apply({ o: 'owner', c: 'a:2', d: 'a' });
+    state.apply({ o: 'enqueue', c: ['a:1', 'a:2'], p: packet('t', 5) });
+    expect([state.queuedBy.get('a'), state.queuedBy.has('a:1')]).toEqual([{ count: 3, bytes: 9 }, false]);
+    state.apply({ o: 'update', c: 'a:2', p: { ...packet('t', 5), messageId: 8 } });
+    state.apply({ o: 'clear', c: 'a:2', m: 8 });
+    expect(state.queuedBy.get('a')).toEqual({ count: 2, bytes: 6 });
+    const copy = new SessionState();
+    for (const op of state.operations()) copy.apply(decodeOperation(encodeOperation(op)));
+    expect([copy.queuedBy, copy.retainedBy]).toEqual([state.queuedBy, state.retainedBy]);
+  });
+
   it('rebuilds itself exactly from its own operations, through the journal encoding', () => {
     const state = new SessionState();
     const ops: Operation[] = [

@@ -29,27 +29,43 @@ describe('TokenKeeper: one renewal per expiry, never a loop', () => {
     expect(keeper.recentLogins).toBe(2);
   });
 
-  it('refuses to renew again when the new token is refused before it ever worked, then backs off doubling', () => {
+  it('renews a token that timed out before it was ever used: once', () => {
+    const c = clock();
+    const keeper = new TokenKeeper({ backoffMs: 1000, maxBackoffMs: 4000, maxLoginsPerHour: 100, now: c.now });
+    expect(keeper.mayLogin()).toEqual({ ok: true });
+    keeper.loggedIn();
+    // Two hours without a call: the org ended the session before its first use.
+    c.advance(7_200_000);
+    expect(keeper.mayLogin()).toEqual({ ok: true });
+    keeper.loggedIn();
+    keeper.tokenAccepted();
+    expect(keeper.recentLogins).toBe(1);
+  });
+
+  it('refuses to renew again when the token of a renewal is refused before it ever worked, then backs off doubling', () => {
     const c = clock();
     const keeper = new TokenKeeper({ backoffMs: 1000, maxBackoffMs: 4000, maxLoginsPerHour: 100, now: c.now });
     keeper.loggedIn();
+    expect(keeper.mayLogin()).toEqual({ ok: true });
+    keeper.loggedIn();
     const refused = keeper.mayLogin();
-    expect(refused).toEqual({ ok: false, reason: 'the new token was refused too (INVALID_SESSION_ID)', retryAt: c.now() + 1000 });
+    expect(refused).toEqual({ ok: false, reason: 'the new token was refused too (INVALID_SESSION_ID)', code: 'INVALID_SESSION_ID', retryAt: c.now() + 1000 });
     c.advance(999);
     expect(keeper.mayLogin().ok).toBe(false);
     c.advance(1);
     expect(keeper.mayLogin().ok).toBe(true);
     const waits: number[] = [];
     for (let i = 0; i < 4; i++) {
-      keeper.loginFailed('invalid_grant: expired authorization code');
+      keeper.loginFailed('invalid_grant: expired authorization code', 'invalid_grant');
       const permission = keeper.mayLogin();
       waits.push(permission.ok ? 0 : permission.retryAt - c.now());
+      if (i === 0) expect(permission).toMatchObject({ ok: false, code: 'invalid_grant', reason: 'invalid_grant: expired authorization code' });
       c.advance(10_000);
     }
     expect(waits).toEqual([2000, 4000, 4000, 4000]);
     keeper.loggedIn();
     keeper.tokenAccepted();
-    keeper.loginFailed('x');
+    keeper.loginFailed('x', 'LOGIN_FAILED');
     const afterSuccess = keeper.mayLogin();
     expect(afterSuccess.ok ? 0 : afterSuccess.retryAt - c.now()).toBe(1000);
   });
@@ -64,7 +80,7 @@ describe('TokenKeeper: one renewal per expiry, never a loop', () => {
       c.advance(60_000);
     }
     const capped = keeper.mayLogin();
-    expect(capped).toEqual({ ok: false, reason: '3 logins in the last hour', retryAt: 1_000_000 + 3_600_000 });
+    expect(capped).toEqual({ ok: false, reason: '3 logins in the last hour', code: 'LOGIN_RATE_EXCEEDED', retryAt: 1_000_000 + 3_600_000 });
     c.advance(3_600_000);
     expect(keeper.mayLogin().ok).toBe(true);
   });
@@ -116,6 +132,38 @@ describe('Sforce-Limit-Info and the limit guard', () => {
     expect(guard.permit()).toBe('probe');
     guard.observe({ used: 14_000, limit: 15_000 });
     expect(guard.permit()).toBe('call');
+  });
+});
+
+describe('REQUEST_LIMIT_EXCEEDED: the daily allowance and concurrent long requests', () => {
+  it('holds for the hold time when the daily allowance is spent (the usage says so)', () => {
+    const c = clock();
+    const guard = new LimitGuard({ guardShare: 0.9, holdMs: 300_000, now: c.now });
+    guard.exceeded({ used: 15_000, limit: 15_000 }, 'TotalRequests Limit exceeded.');
+    expect(guard.hold).toEqual({ reason: 'exceeded', until: c.now() + 300_000 });
+  });
+
+  it.each<[string, { used: number; limit: number } | undefined, string]>([
+    ['its message', undefined, 'ConcurrentPerOrgLongTxn Limit exceeded.'],
+    ['a daily use under the allowance', { used: 1_200, limit: 15_000 }, 'Limit exceeded.'],
+  ])('tells concurrent long requests by %s: a hold of 1 s doubling to 30 s, ended by the next answer', (_what, usage, message) => {
+    const c = clock();
+    const guard = new LimitGuard({ guardShare: 0.9, holdMs: 300_000, now: c.now });
+    const waits: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      guard.exceeded(usage, message);
+      expect(guard.hold?.reason).toBe('concurrent');
+      waits.push((guard.hold?.until ?? 0) - c.now());
+      expect(guard.permit()).toBe('hold');
+      c.advance(waits[i]);
+      expect(guard.permit()).toBe('probe');
+    }
+    expect(waits).toEqual([1000, 2000, 4000, 8000, 16_000, 30_000, 30_000]);
+    guard.observe({ used: 1_201, limit: 15_000 });
+    expect(guard.hold).toBeUndefined();
+    expect(guard.permit()).toBe('call');
+    guard.exceeded(usage, message);
+    expect((guard.hold?.until ?? 0) - c.now()).toBe(1000);
   });
 });
 

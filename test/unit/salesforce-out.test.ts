@@ -5,9 +5,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Batcher, type Batch } from '../../nodes/salesforce-out/batcher';
-import { backoffMs, classifyCallError, classifyRecordError } from '../../nodes/salesforce-out/error-policy';
+import { backoffMs, classifyCallError, classifyRecordError, duplicateOf } from '../../nodes/salesforce-out/error-policy';
 import { readOutConfig } from '../../nodes/salesforce-out/out-config';
-import { caseFromAlert, describeAlert, externalIdForPath, externalIdValue, leadFromAlert, readAlert, subjectOf, webToCaseFromAlert, webToLeadFromAlert, type Alert } from '../../nodes/salesforce-out/record-mapping';
+import { caseFromAlert, describeAlert, externalIdForPath, externalIdValue, leadFromAlert, readAlert, recordProblem, subjectOf, webToCaseFromAlert, webToLeadFromAlert, type Alert } from '../../nodes/salesforce-out/record-mapping';
+import { LoginError } from '../../nodes/shared/salesforce-client';
 
 describe('error policy', () => {
   it.each([
@@ -48,13 +49,29 @@ describe('error policy', () => {
     ['our own timeout', thrown({ name: 'TimeoutError' }), 'transient'],
     ['403 REQUEST_LIMIT_EXCEEDED', thrown({ errorCode: 'REQUEST_LIMIT_EXCEEDED' }), 'limit'],
     ['a refused renewal', thrown({}, 'Unable to refresh session due to: not logging in again before ...'), 'auth'],
-    ['a failed login', thrown({}, 'login failed: invalid_grant: audience is invalid'), 'auth'],
+    ['a failed login', new LoginError('invalid_grant', 'login failed: invalid_grant: audience is invalid'), 'auth'],
     ['401 after the renewal', thrown({ errorCode: 'INVALID_SESSION_ID' }), 'auth'],
     ['a whole collection refused', thrown({ errorCode: 'INVALID_FIELD', data: { fields: [] } }), 'invalid'],
     ['300 ambiguous external id', thrown({ errorCode: 'MULTIPLE_CHOICES', data: ['/a', '/b'] }), 'invalid'],
     ['something else', new TypeError('boom'), 'transient'],
   ])('a call failing with %s is %s', (_what, err, kind) => {
     expect(classifyCallError(err).kind).toBe(kind);
+  });
+
+  it.each([
+    ['a refused JWT login', new LoginError('invalid_grant', 'login failed: invalid_grant: audience is invalid'), 'invalid_grant'],
+    ['a renewal not allowed yet after a refused login', new LoginError('invalid_client', 'not logging in again before ...: invalid_client: invalid client credentials'), 'invalid_client'],
+    ['an OAuth error thrown by jsforce', thrown({ name: 'invalid_grant' }, 'expired authorization code'), 'invalid_grant'],
+    ['401 after the renewal', thrown({ errorCode: 'INVALID_SESSION_ID' }), 'INVALID_SESSION_ID'],
+  ])('reports %s with its own code', (_what, err, code) => {
+    expect(classifyCallError(err)).toMatchObject({ kind: 'auth', errorCode: code });
+  });
+
+  it('names the record a DUPLICATE_VALUE met', () => {
+    const duplicate = (message: string) => duplicateOf(classifyRecordError({ statusCode: 'DUPLICATE_VALUE', message, fields: [] }));
+    expect(duplicate('duplicate value found: IoT_Alert_Id__c duplicates value on record with id: 00Q8d0000000004EAA')).toBe('00Q8d0000000004EAA');
+    expect(duplicate('duplicate value found: <unknown> duplicates value on record with id: <unknown>')).toBe('');
+    expect(duplicateOf(classifyRecordError({ statusCode: 'REQUIRED_FIELD_MISSING', message: 'x', fields: [] }))).toBeUndefined();
   });
 
   it('says how many records an ambiguous external id matches, and joins several errors', () => {
@@ -250,6 +267,22 @@ describe('record mapping', () => {
   });
 });
 
+describe('records that cannot be sent at all', () => {
+  const cyclic: Record<string, unknown> = { Subject: 'x' };
+  cyclic.Self__c = cyclic;
+  let deep: unknown = 'x';
+  for (let i = 0; i < 40; i++) deep = { a: deep };
+  it.each<[string, Record<string, unknown>, string | undefined]>([
+    ['a Case', { Subject: 'pump hot', Priority: 'High', Account: { External_Id__c: 'acme' } }, undefined],
+    ['a BigInt', { Subject: 'x', Count__c: 10n }, 'not_serializable'],
+    ['a cycle', cyclic, 'not_serializable'],
+    ['a value 40 levels deep', { Subject: 'x', Description: deep }, 'too_deep'],
+    ['2 MB of text', { Subject: 'x', Description: 'x'.repeat(2_000_000) }, 'too_large'],
+  ])('%s: %s', (_what, record, code) => {
+    expect(recordProblem(record)?.code).toBe(code);
+  });
+});
+
 describe('output settings', () => {
   it('reads defaults: upsert Cases from alerts, 100 ms batches of 200, 2 calls at a time, 5 retries from 1 s', () => {
     expect(readOutConfig({ externalIdField: 'IoT_Alert_Id__c', object: 'Case' })).toEqual({
@@ -268,6 +301,15 @@ describe('output settings', () => {
       retryDelayMs: 1000,
       timeoutMs: 60_000,
     });
+  });
+
+  it.each([
+    ['a ready-made Lead to create', { operation: 'create', object: 'Lead', externalIdField: 'IoT_Alert_Id__c' }, 'upsert'],
+    ['a ready-made Case to create', { operation: 'create', object: 'Case', externalIdField: 'IoT_Alert_Id__c' }, 'upsert'],
+    ['a ready-made Lead with no alert id field', { operation: 'create', object: 'Lead', externalIdField: '' }, 'create'],
+    ['a Lead from msg.payload', { operation: 'create', object: 'Lead', recordFrom: 'payload', externalIdField: 'IoT_Alert_Id__c' }, 'create'],
+  ])('upserts %s on its alert id: %s', (_what, props, operation) => {
+    expect(readOutConfig(props)).toMatchObject({ operation });
   });
 
   it('takes Case and Lead for the Web-to operations whatever the object says, and form field names', () => {

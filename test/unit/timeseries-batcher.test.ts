@@ -5,7 +5,7 @@
  */
 import { HttpError } from '@influxdata/influxdb-client';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Batcher, type BatcherOptions } from '../../nodes/timeseries-out/batcher';
+import { Batcher, MAX_BODY_LENGTH, type BatcherOptions } from '../../nodes/timeseries-out/batcher';
 import type { Failure } from '../../nodes/timeseries-out/write-outcome';
 
 type Answer = (lines: string[]) => Promise<void>;
@@ -23,6 +23,8 @@ interface Harness {
 
 const base: BatcherOptions = {
   batchSize: 3,
+  // As long as the flush interval: these tests are about the other triggers (see 'linger' below).
+  lingerMs: 1000,
   flushIntervalMs: 1000,
   maxInFlight: 2,
   maxPending: 100,
@@ -74,6 +76,53 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
+describe('linger: writing when the input goes quiet', () => {
+  it('sends what waits once the input has been quiet for the linger, long before the flush interval', async () => {
+    const h = harness(ok, { batchSize: 5000, lingerMs: 5, flushIntervalMs: 1000 });
+    h.batcher.add(lines('a', 40), 'm1');
+    h.batcher.add(lines('b', 40), 'm2');
+    await vi.advanceTimersByTimeAsync(4);
+    expect(h.requests).toEqual([]);
+    await vi.advanceTimersByTimeAsync(6);
+    expect(h.requests.map((r) => r.length)).toEqual([80]);
+    expect(h.written).toHaveLength(80);
+  });
+
+  it('goes on filling while the input is busy, and sends at the latest after the flush interval', async () => {
+    const h = harness(ok, { batchSize: 5000, lingerMs: 5, flushIntervalMs: 100 });
+    for (let i = 0; i < 60; i++) {
+      h.batcher.add([`m${i}`], `m${i}`);
+      await vi.advanceTimersByTimeAsync(2);
+    }
+    // Never 5 ms quiet: one batch at the flush interval, then the rest once the input stops.
+    await vi.advanceTimersByTimeAsync(10);
+    expect(h.requests.map((r) => r.length)).toEqual([50, 10]);
+  });
+
+  it('sends at once when asked (a buffer had nothing more to deliver)', async () => {
+    const h = harness(ok, { batchSize: 5000, lingerMs: 5, flushIntervalMs: 1000 });
+    h.batcher.add(lines('a', 7), 'm1');
+    h.batcher.flush();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(h.requests.map((r) => r.length)).toEqual([7]);
+  });
+
+  it('keeps filling while every request slot is taken, and sends as soon as one is free', async () => {
+    const h = harness(later(50), { batchSize: 5000, lingerMs: 5, flushIntervalMs: 1000, maxInFlight: 1 });
+    h.batcher.add(lines('a', 10), 'm1');
+    await vi.advanceTimersByTimeAsync(10);
+    expect(h.requests.map((r) => r.length)).toEqual([10]);
+    // Quiet gaps while the request is under way: no second request of a few points each.
+    for (let i = 0; i < 4; i++) {
+      h.batcher.add(lines(`b${i}-`, 5), `b${i}`);
+      await vi.advanceTimersByTimeAsync(8);
+    }
+    expect(h.requests).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(30);
+    expect(h.requests.map((r) => r.length)).toEqual([10, 20]);
+  });
+});
+
 describe('batching', () => {
   it('sends full batches at once and the rest after the flush interval', async () => {
     const h = harness(ok);
@@ -90,6 +139,16 @@ describe('batching', () => {
     expect(h.requests[2]).toEqual(['b2']);
     expect(h.written).toEqual([...Array(4).fill('m1'), ...Array(3).fill('m2')]);
     expect(h.batcher.pending).toBe(0);
+  });
+
+  it('sends a batch once its body reaches the most a request holds, whatever its count', async () => {
+    const h = harness(ok, { batchSize: 5000 });
+    const big = 'x'.repeat(MAX_BODY_LENGTH / 4);
+    for (let i = 0; i < 9; i++) h.batcher.add([`${big}${i}`], `m${i}`);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(h.requests.map((r) => r.length)).toEqual([3, 3, 3]);
+    expect(Math.max(...h.requests.map((r) => r.join('\n').length))).toBeLessThan(MAX_BODY_LENGTH);
+    expect(h.written).toHaveLength(9);
   });
 
   it('keeps at most maxInFlight requests under way', async () => {

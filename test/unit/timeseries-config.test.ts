@@ -8,6 +8,7 @@ describe('writer options', () => {
   it('has the defaults the issue asks for', () => {
     expect(batcherOptions({})).toEqual({
       batchSize: 5000,
+      lingerMs: 5,
       flushIntervalMs: 1000,
       maxInFlight: 4,
       maxPending: 100_000,
@@ -21,6 +22,7 @@ describe('writer options', () => {
       valueField: 'value',
       tagKeys: new Set(),
       timeField: 'timestamp',
+      arrivalTime: false,
     });
   });
 
@@ -35,8 +37,9 @@ describe('writer options', () => {
     const mapping = mappingOptions({ integerFields: 'count, rssi\nsteps', tagKeys: 'sensor', text: 'numeric', valueField: '', timeType: 'field', time: 'ts', timeUnit: 's' }, 'ms');
     expect([...mapping.integerFields]).toEqual(['count', 'rssi', 'steps']);
     expect(mapping).toMatchObject({ text: 'numeric', valueField: '', timeField: 'ts', timeUnit: 's' });
-    expect(mappingOptions({ timeType: 'msg', time: 'timestamp' }, 'ms').timeField).toBe('');
-    expect(mappingOptions({ timeType: 'arrival' }, 'ms').timeField).toBe('');
+    // Whatever the message's time is read from, the reading's own time comes first and is no value.
+    expect(mappingOptions({ timeType: 'msg', time: 'measuredAt' }, 'ms')).toMatchObject({ timeField: 'timestamp', arrivalTime: false });
+    expect(mappingOptions({ timeType: 'arrival' }, 'ms')).toMatchObject({ timeField: 'timestamp', arrivalTime: true });
   });
 
   it.each([

@@ -17,10 +17,12 @@ const options: MappingOptions = {
   valueField: 'value',
   tagKeys: new Set(['sensor']),
   timeField: 'timestamp',
+  arrivalTime: false,
 };
 
-function map(parts: Partial<MessageParts>, overrides: Partial<MappingOptions> = {}) {
-  return new PointMapper({ ...options, ...overrides }).map({ measurement: 'pumps', readings: undefined, tags: [], time: undefined, ...parts }, ARRIVAL);
+/** `arrival` null: no arrival time may stand in for a missing time. */
+function map(parts: Partial<MessageParts>, overrides: Partial<MappingOptions> = {}, arrival: number | null = ARRIVAL) {
+  return new PointMapper({ ...options, ...overrides }).map({ measurement: 'pumps', readings: undefined, tags: [], time: undefined, ...parts }, arrival ?? undefined);
 }
 
 const codes = (parts: Partial<MessageParts>, overrides: Partial<MappingOptions> = {}) => map(parts, overrides).rejections.map((r) => r.code);
@@ -96,6 +98,15 @@ describe('one reading', () => {
     expect(lines).toEqual(['pump\\ room,site=a\\,b\\=c\\ d note="say \\"hi\\"",temp\\ c=1 1795300000123']);
   });
 
+  it('never lets a value start a line of its own: line breaks in text are escaped, in fields as in tags', () => {
+    const crafted = 'x\nreadings,device=pump-02 temperature=99 1795300000000\r\nnext';
+    const { lines, rejections } = map({ readings: { note: crafted, t: 1 }, tags: ['device', 'pump-01', 'site', 'a\nb'] }, { text: 'string' });
+    expect(rejections).toEqual([]);
+    // As the library writes a tag's line break (\n); in a quoted field it doubles the backslash.
+    expect(lines).toEqual(['pumps,device=pump-01,site=a\\nb note="x\\\\nreadings,device=pump-02 temperature=99 1795300000000\\\\r\\\\nnext",t=1 1795300000123']);
+    expect(lines[0]).not.toMatch(/[\n\r]/);
+  });
+
   it('adds message tags, reading keys as tags, and leaves empty tags out', () => {
     const { lines } = map({
       readings: { sensor: 't-1', temperature: 20.5 },
@@ -115,7 +126,26 @@ describe('one reading', () => {
     expect(map({ readings: { t: 1 }, time: '2026-11-22T08:26:40.5Z' }).lines[0]).toBe('pumps t=1 1795336000500');
     expect(map({ readings: { t: 1, timestamp: 1_795_300_000 }, time: 5 }, { timeUnit: 's', precision: 'ns' }).lines[0]).toBe('pumps t=1 1795300000000000000');
     expect(map({ readings: { t: 1, timestamp: null }, time: 7 }).lines[0]).toBe('pumps t=1 7');
+    // A device's own time in seconds, at the default unit (ms): told apart by size, as the edge does.
+    expect(map({ readings: { t: 1, timestamp: 1_795_300_000 } }).lines[0]).toBe('pumps t=1 1795300000000');
+    expect(map({ readings: { t: 1, timestamp: 1_795_300_000.5 } }).lines[0]).toBe('pumps t=1 1795300000500');
+    // A unit chosen in the node is taken as it is.
+    expect(map({ readings: { t: 1, timestamp: 1_795_300_000 } }, { timeUnit: 's' }).lines[0]).toBe('pumps t=1 1795300000000');
     expect(map({ readings: { t: 1, timestamp: 9 } }, { timeField: '' }).lines[0]).toBe('pumps t=1,timestamp=9 1795300000123');
+  });
+
+  it("never writes the reading's time as a value, and with the arrival time leaves it out", () => {
+    expect(map({ readings: { t: 1, timestamp: 1_795_300_000_000 }, time: 7 }).lines).toEqual(['pumps t=1 1795300000000']);
+    expect(map({ readings: { t: 1, timestamp: 1_795_300_000_000 }, time: 7 }, { arrivalTime: true }).lines).toEqual(['pumps t=1 1795300000123']);
+    expect(map({ readings: [{ t: 1, timestamp: 5 }, { t: 2 }] }, { arrivalTime: true }).lines).toEqual(['pumps t=1 1795300000123', 'pumps t=2 1795300000123']);
+  });
+
+  it('refuses a reading without a time when there is no arrival time to stand in (a delivered message), and only that one', () => {
+    const result = map({ readings: [{ t: 1, timestamp: 1_795_300_000_000 }, { t: 2 }] }, {}, null);
+    expect(result.lines).toEqual(['pumps t=1 1795300000000']);
+    expect(result.rejections).toEqual([{ code: 'no_timestamp', message: expect.stringMatching(/^reading 1: the reading has no time of its own \(timestamp\) and the message none/), reading: 1 }]);
+    expect(map({ readings: { t: 2 }, time: 6 }, {}, null).lines).toEqual(['pumps t=2 6']);
+    expect(map({ points: [{ fields: { v: 1 } }] }, {}, null).rejections.map((r) => r.code)).toEqual(['no_timestamp']);
   });
 });
 
@@ -206,6 +236,8 @@ describe('bad input', () => {
     ['an object as tag value', { readings: { t: 1 }, tags: ['site', { a: 1 }] }, {}, 'bad_tag'],
     ['a tag value ending in a backslash', { readings: { t: 1 }, tags: ['site', 'a\\'] }, {}, 'bad_name'],
     ['a field name ending in a backslash', { readings: { 't\\': 1 } }, {}, 'bad_name'],
+    ['a point longer than a database takes', { readings: { t: 1, note: 'x'.repeat(1_100_000) } }, { text: 'string' }, 'too_large'],
+    ['a line of ready text as long', { points: [`m v="${'x'.repeat(1_100_000)}" 1`] }, {}, 'too_large'],
   ] as Array<[string, Partial<MessageParts>, Partial<MappingOptions>, string]>)('%s: %s', (_what, parts, overrides, code) => {
     const result = map(parts, overrides);
     expect(result.lines).toEqual([]);
