@@ -495,10 +495,11 @@ export class LocalStore implements QueueStore<LocalMessage> {
       await this.writeGroup(group);
       const last = group[group.length - 1];
       if (last.records.capacity <= 2 * this.flushBytes) this.spareRecords = last.records.reset();
+      // Between two writes: the next group goes to a cut-back head if the queue just drained.
+      this.reclaimEmptyHead();
     }
     this.flushing = false;
     if (this.openBatch.writes.length === 0) this.flushWanted = false;
-    this.reclaimEmptyHead();
     this.idle.splice(0).forEach((resolve) => resolve());
     this.scheduleFlush();
   }
@@ -765,12 +766,12 @@ export class LocalStore implements QueueStore<LocalMessage> {
    * Nothing stored waits and nothing is being written: the records of the one segment left are
    * all dead, so it is cut back to its header. A drained queue gives its disk space back (and a
    * full disk recovers once the queue has drained), without creating a file: on a full disk no
-   * new segment can be created, so this is the only way back. Records appended meanwhile and not
-   * yet written are placed when they are written, after the header.
+   * new segment can be created, so this is the only way back. Called by the write loop between
+   * two writes; records appended meanwhile are placed when they are written, after the header.
    */
   private reclaimEmptyHead(): void {
     const head = this.head;
-    if (this.closed || this.flushing || this.segments.length !== 1 || head.size <= SEGMENT_HEADER_BYTES) return;
+    if (this.closed || this.segments.length !== 1 || head.size <= SEGMENT_HEADER_BYTES) return;
     if (head.size <= RECLAIM_BYTES && !this.diskWasFull) return;
     if (head.live !== 0 || head.settling !== 0 || this.handedOut.size > 0 || this.copies.length > 0 || this.relocating) return;
     try {
