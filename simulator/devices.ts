@@ -114,10 +114,6 @@ export class DeviceModel {
     return this.swaps;
   }
 
-  get silent(): boolean {
-    return this.silenceLeft > 0;
-  }
-
   step(): Reading | undefined {
     const o = this.options;
     if (this.silenceLeft > 0) {

@@ -23,7 +23,7 @@ import { TokenBuckets } from './token-bucket';
 export type AuthMode = 'anonymous' | AuthMethod | 'broker' | 'auto';
 
 /** Why a message (or one reading of a batch) is refused: the registry's codes and this node's own. */
-export type AuthCode = RejectCode | LimitCode | 'bad_timestamp' | 'internal';
+export type AuthCode = RejectCode | LimitCode | 'bad_timestamp' | 'internal' | 'replay_cache_full';
 
 export interface AuthSettings {
   mode: AuthMode;
@@ -133,6 +133,8 @@ export function httpStatusOf(code: AuthCode): number {
     case 'revoked':
     case 'not_under_gateway':
       return 403;
+    // The node's own capacity, not the sender's fault: send it again later.
+    case 'replay_cache_full':
     case 'registry_unavailable':
       return 503;
     default:
@@ -329,7 +331,7 @@ export class DeviceAuthCore {
     if (verdict.replay) {
       const answer = this.replays.check(verdict.replay.key, verdict.replay.until, now);
       if (answer === 'replayed') return rejection('replayed', 'this nonce, token id or signature was used before', device.id);
-      if (answer === 'full') return rejection('rate_limited', 'the replay cache is full: too many signed messages within the time window', device.id);
+      if (answer === 'full') return rejection('replay_cache_full', 'the replay cache is full: too many signed messages within the time window', device.id);
     }
     const limited = this.limit(device.id, now);
     if (limited) return limited;

@@ -122,18 +122,6 @@ export class DeviceRegistry implements DeviceRegistryService {
     return this.blocked ?? this.problem;
   }
 
-  get size(): number | undefined {
-    return this.store?.size;
-  }
-
-  get revokedCount(): number {
-    return this.revoked.size;
-  }
-
-  lockedCount(now: number): number {
-    return this.lockout.lockedCount(now);
-  }
-
   use(store: DeviceStore): void {
     this.store = store;
     this.problem = undefined;

@@ -49,8 +49,8 @@ const MIN_HOLD_RETRY_MS = 1000;
 type EntryResult<T> = [Entry<T>, Outcome];
 
 export class RecordSink<T> {
-  /** Records written, refused by Salesforce as wrong, failed after their retries, let go to a buffer during a hold; calls made. */
-  readonly counts = { written: 0, refused: 0, failed: 0, released: 0, calls: 0 };
+  /** Records written, refused by Salesforce as wrong, failed after their retries, let go to a buffer during a hold. */
+  readonly counts = { written: 0, refused: 0, failed: 0, released: 0 };
   /** What the latest calls met, until a record is written again. */
   trouble: Trouble | undefined;
   private readonly batcher: Batcher<T>;
@@ -71,11 +71,6 @@ export class RecordSink<T> {
   /** Records waiting (held, batching or waiting for a retry). */
   get waiting(): number {
     return this.batcher.waiting;
-  }
-
-  /** Calls under way. */
-  get calls(): number {
-    return this.batcher.calls;
   }
 
   /** Takes a record; false when too many wait already (the caller refuses the message). */
@@ -242,7 +237,6 @@ export class RecordSink<T> {
   /** One call for the entries; a call refused as a whole is split until the wrong records show. */
   private async writeEntries(entries: Array<Entry<T>>): Promise<Array<EntryResult<T>>> {
     try {
-      this.counts.calls++;
       const outcomes = await this.client.call((conn) => writeRecords(conn, this.options.spec, entries.map((e) => e.record), this.options.timeoutMs));
       return entries.map((entry, i) => [entry, outcomes[i]]);
     } catch (err) {

@@ -31,6 +31,7 @@ export interface RejectOptions {
  */
 const TRANSIENT_CODES: ReadonlySet<string> = new Set([
   'rate_limited',
+  'replay_cache_full',
   'locked_out',
   'registry_unavailable',
   'internal',

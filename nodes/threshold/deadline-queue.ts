@@ -40,10 +40,6 @@ export class DeadlineQueue {
     return slot;
   }
 
-  clear(): void {
-    this.count = 0;
-  }
-
   private siftDown(time: number, slot: number, size: number): void {
     let i = 0;
     for (;;) {

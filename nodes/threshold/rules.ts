@@ -89,15 +89,10 @@ export class RuleError extends Error {
   override readonly name = 'RuleError';
 }
 
-const NUMERIC_RULES: ReadonlySet<RuleKind> = new Set(['above', 'below', 'outside', 'inside']);
 /** Rules whose readings must be numbers: the comparisons, and the two that learn from the readings. */
 const NUMBER_READING_RULES: ReadonlySet<RuleKind> = new Set(['above', 'below', 'outside', 'inside', 'forecast', 'anomaly']);
 const RULES: readonly RuleKind[] = ['above', 'below', 'outside', 'inside', 'equals', 'notEquals', 'silence', 'forecast', 'anomaly'];
 const BAND_RULES: ReadonlySet<RuleKind> = new Set(['outside', 'inside']);
-
-export function isNumericRule(rule: RuleKind): boolean {
-  return NUMERIC_RULES.has(rule);
-}
 
 export function readsNumbers(rule: RuleKind): boolean {
   return NUMBER_READING_RULES.has(rule);

@@ -4,7 +4,7 @@
  * (config nodes too), the examples are offered under Import > Examples, and the page logs no
  * error at all.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -104,15 +104,24 @@ describe('the editor in Chromium', () => {
     }
   });
 
-  it('opens the edit dialog of each config node of the pack', async () => {
+  it('opens the edit dialog of each config node of the pack, titled by its name, with its fields', async () => {
+    type Red = { RED: { editor: { editConfig(n: string, t: string, id: string): void }; nodes: { getType(t: string): { paletteLabel?: string | (() => string) } } } };
     const { configs } = await packTypes();
+    expect(configs.length).toBeGreaterThan(0);
     for (const type of configs) {
-      await page.evaluate((t) => (window as unknown as { RED: { editor: { editConfig(n: string, t: string, id: string): void } } }).RED.editor.editConfig('', t, '_ADD_'), type);
-      await page.waitForSelector('#node-config-dialog-cancel, #node-dialog-cancel', { state: 'visible' });
+      const label = await page.evaluate((t) => {
+        const def = (window as unknown as Red).RED.nodes.getType(t);
+        return (typeof def.paletteLabel === 'function' ? def.paletteLabel.call(def) : def.paletteLabel) || t;
+      }, type);
+      await page.evaluate((t) => (window as unknown as Red).RED.editor.editConfig('', t, '_ADD_'), type);
+      await page.waitForSelector('#node-config-dialog-cancel', { state: 'visible' });
+      const tray = page.locator('.red-ui-tray').last();
+      expect(await tray.locator('.red-ui-tray-header').innerText(), type).toContain(`Add new ${label} config node`);
+      expect(await tray.locator('[id^="node-config-input-"]:visible').count(), `${type}: visible fields`).toBeGreaterThan(0);
       await page.waitForTimeout(300);
       await page.screenshot({ path: join(screenshots, `config-${type}.png`) });
-      await page.click('#node-config-dialog-cancel, #node-dialog-cancel');
-      await page.waitForTimeout(300);
+      await page.click('#node-config-dialog-cancel');
+      await page.waitForSelector('#node-config-dialog-cancel', { state: 'detached' });
     }
   });
 
@@ -139,13 +148,20 @@ describe('the editor in Chromium', () => {
     await page.waitForSelector('#node-config-dialog-cancel', { state: 'detached' });
   });
 
-  it('offers the examples under Import > Examples', async () => {
+  it('offers every example flow under Import > Examples', async () => {
+    const shipped = readdirSync(join(repoRoot, 'flows'))
+      .filter((file) => file.endsWith('.json'))
+      .map((file) => file.replace(/\.json$/, ''));
+    expect(shipped.length).toBeGreaterThan(0);
     await page.click('#red-ui-header-button-sidemenu');
     await page.click('#menu-item-import');
     await page.locator('#red-ui-clipboard-dialog-import-tabs').getByText('Examples').click();
     const examples = page.locator('div#red-ui-clipboard-dialog-import-tab-examples');
     await examples.getByText(PACKAGE, { exact: true }).click();
-    await examples.getByText('threshold-alerts', { exact: true }).waitFor({ state: 'visible' });
+    await examples.getByText(shipped[0], { exact: true }).waitFor({ state: 'visible' });
+    const missing: string[] = [];
+    for (const name of shipped) if (!(await examples.getByText(name, { exact: true }).isVisible())) missing.push(name);
+    expect(missing).toEqual([]);
     await page.screenshot({ path: join(screenshots, 'import-examples.png') });
     await page.click('#red-ui-clipboard-dialog-cancel');
   });

@@ -277,12 +277,6 @@ export async function recorded(base: string): Promise<Recorded> {
   return (await response.json()) as Recorded;
 }
 
-/** The latest status text of a node, as the editor shows it under the node. */
-export function lastStatus(r: Recorded, id: string): { fill?: string; text?: string } | undefined {
-  const list = r.statuses[id];
-  return list?.[list.length - 1];
-}
-
 // ---------------------------------------------------------------------------------------------
 // The store
 

@@ -5,6 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { isTransient } from '../../nodes/shared/coded-error';
 import { readingTime } from '../../nodes/shared/timestamp';
 import { DeviceAuthCore, httpStatusOf, webhookContent, type AuthInput, type AuthOutcome, type AuthSettings } from '../../nodes/device-auth/auth-core';
 import { settingsFromProperties } from '../../nodes/device-auth/node-config';
@@ -298,9 +299,15 @@ describe('each method', () => {
     expect(locked).toMatchObject({ ok: false, code: 'locked_out', status: 429 });
     expect((locked as { retryAfterSeconds?: number }).retryAfterSeconds).toBeGreaterThanOrEqual(299);
     expect(codeOf(await run(auth, { ...signedHttp(), source: '10.0.0.7' }))).toBe('ok');
+  });
+
+  it('a full replay cache refuses a new signed message as its own passing reason (503, sent again), not as the device going too fast', async () => {
     const full = new DeviceAuthCore(settings({ mode: 'hmac', replayCapacity: 1 }), sharedRegistry, noBroker);
-    await run(full, signedHttp());
-    expect(await run(full, signedHttp())).toMatchObject({ code: 'rate_limited', status: 429, retryAfterSeconds: 1 });
+    expect(codeOf(await run(full, signedHttp()))).toBe('ok');
+    const refused = await run(full, signedHttp());
+    expect(refused).toMatchObject({ ok: false, code: 'replay_cache_full', status: 503, id: 'pump-1' });
+    expect(refused).not.toHaveProperty('retryAfterSeconds');
+    expect(isTransient('replay_cache_full')).toBe(true);
   });
 
   it('accepts only the methods the endpoint is set to accept', async () => {
@@ -357,6 +364,15 @@ describe('the replay cache', () => {
     }
     expect(cache.check('r20-999', 1e9, 200_001)).toBe('replayed');
     expect(cache.bytes).toBe(bytes);
+  });
+
+  it('still knows a live entry after its table was rebuilt many times over by entries that expired', () => {
+    const cache = new ReplayCache(100);
+    expect(cache.check('pump-1\nkept', 1e9, 0)).toBe('fresh');
+    // Each entry lives 1 ms: the table fills with expired slots and is rebuilt with the live ones.
+    for (let i = 1; i <= 5_000; i++) expect(cache.check(`pump-2\nn${i}`, i + 1, i)).toBe('fresh');
+    expect(cache.check('pump-1\nkept', 1e9, 5_001)).toBe('replayed');
+    expect(cache.check('pump-2\nn5000', 1e9, 5_000)).toBe('replayed');
   });
 });
 
