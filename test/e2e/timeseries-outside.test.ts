@@ -13,17 +13,21 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bufferedTab, bufferStats, deployBufferFlow, pushReadings, reportedFailures, type FlowNode } from '../support/buffer-flow';
 import { asDropped, editorDefaults } from '../support/editor-defaults';
+import { EditorStatus, shown } from '../support/editor-status';
 import { NodeRedProcess } from '../support/node-red-process';
 import { exportSeries, startVictoriaMetrics, type ManagedServer } from '../support/services';
 import { eventually, sleep } from '../support/wait';
 
 let store: ManagedServer;
 let node: NodeRedProcess;
+let statuses: EditorStatus;
 beforeAll(async () => {
   store = await startVictoriaMetrics();
   node = await NodeRedProcess.start({ flows: [], env: { INFLUX_URL: store.url } });
+  statuses = await EditorStatus.watch(node.editorUrl);
 });
 afterAll(async () => {
+  statuses?.close();
   await node?.dispose();
   await store?.dispose();
 });
@@ -44,6 +48,17 @@ function tab(bucket: string, buffer: Record<string, unknown> = {}): FlowNode[] {
     ...bufferedTab('ts', 'time series, outside', ['ts.writer'], bufferAsDropped(buffer)),
     { id: 'ts.conn', ...asDropped('iot-influxdb', { url: store.url, bucket }) },
     { id: 'ts.writer', z: 'ts.tab', ...asDropped('iot-timeseries-out', { store: 'ts.conn', measurement: bucket }), wires: [[], ['ts.failed']] },
+    // POST /push-accepted: readings without a time of their own, each stamped msg.timestamp = its
+    // acceptedAt where it has one, as iot-device-auth stamps what it accepts; answered 202 at once.
+    { id: 'ts.untimed.in', type: 'http in', z: 'ts.tab', url: '/push-accepted', method: 'post', upload: false, wires: [['ts.untimed']] },
+    {
+      id: 'ts.untimed',
+      type: 'function',
+      z: 'ts.tab',
+      func: 'const msgs = msg.payload.map((p) => { const { acceptedAt, ...reading } = p; const m = { payload: reading, topic: "reading" }; if (acceptedAt !== undefined) m.timestamp = acceptedAt; return m; });\nnode.send([msgs, null]);\nreturn [null, { req: msg.req, res: msg.res, statusCode: 202, payload: "sent" }];',
+      outputs: 2,
+      wires: [['ts.buffer'], ['ts.answer']],
+    },
     { id: 'ts.control.in', type: 'http in', z: 'ts.tab', url: '/control', method: 'get', upload: false, wires: [['ts.control']] },
     { id: 'ts.control', type: 'function', z: 'ts.tab', func: 'msg.control = msg.req.query.cmd;\nreturn msg;', outputs: 1, wires: [['ts.buffer']] },
   ];
@@ -62,7 +77,7 @@ async function push(readings: object[], per = 10): Promise<void> {
 const empty = async () => ((await bufferStats(node)).depth === 0 ? true : undefined);
 
 describe('a reading through the buffer, a store outage and redeliveries', () => {
-  it('is one point at its own time, counted exactly', async () => {
+  it('is one point at its own time, counted exactly; the writer yellow (retrying) while the store is down, never red', async () => {
     await deployBufferFlow(node, tab('outage'));
     // Readings from the last half hour, a second apart (victoria-metrics refuses future times).
     const base = Math.floor(Date.now() / 1000) * 1000 - 1_800_000;
@@ -72,11 +87,17 @@ describe('a reading through the buffer, a store outage and redeliveries', () => 
     await push(all.slice(0, 50));
     await eventually('the first 50 written', empty, 20_000);
     await store.stop();
+    const outageStart = Date.now();
     await push(all.slice(50));
+    // The README: yellow `retrying in 4 s · 5,000 pending · 503 …` while the store does not answer.
+    const retrying = await statuses.until('ts.writer', 'yellow retrying in … s · … pending', (s) => s.fill === 'yellow' && /^retrying in \d+ s · [\d,]+ pending/.test(s.text ?? ''));
+    console.log(`[time series outage] the writer shows ${shown(retrying)}`);
     // Longer than the buffer's default redelivery time (30 s): what the writer holds is delivered again.
     await sleep(40_000);
     await store.start();
     await eventually('an empty buffer', empty, 120_000, 250);
+    expect(statuses.history('ts.writer').filter((s) => s.at >= outageStart && s.fill === 'red').map(shown)).toEqual([]);
+    await statuses.until('ts.writer', 'green once written', (s) => s.fill === 'green');
 
     const stats = await bufferStats(node);
     const [series, ...others] = await exportSeries(store, 'outage_value', 100, 30_000);
@@ -89,6 +110,24 @@ describe('a reading through the buffer, a store outage and redeliveries', () => 
     expect(timeAsValue.trim()).toBe('');
     expect(await reportedFailures(node)).toEqual({ failed: [], dead: 0 });
     expect(stats.redelivered, 'the outage caused redeliveries').toBeGreaterThan(0);
+  });
+});
+
+describe('a reading without a time of its own, from the queue', () => {
+  it('is written at the time it was accepted (msg.timestamp); with no time at all it is refused as no_timestamp, never stamped with the time of writing', async () => {
+    await deployBufferFlow(node, tab('accepted'));
+    const base = Math.floor(Date.now() / 1000) * 1000 - 600_000;
+    const readings = Array.from({ length: 10 }, (_, seq) => ({ seq, value: seq + 0.5, acceptedAt: base + seq * 1000 }));
+    const response = await fetch(`${node.editorUrl}/push-accepted`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify([...readings, { seq: 99, value: 99.5 }]) });
+    expect(response.status).toBe(202);
+    await eventually('an empty buffer', empty, 30_000, 100);
+    const [series, ...others] = await exportSeries(store, 'accepted_value', 10);
+    expect(others).toEqual([]);
+    const stored = series.timestamps.map((t, i) => ({ t, v: series.values[i] })).sort((a, b) => a.t - b.t);
+    expect(stored).toEqual(readings.map((r) => ({ t: r.acceptedAt, v: r.value })));
+    const reported = await reportedFailures(node);
+    expect(reported.failed.map((f) => f.code)).toEqual(['no_timestamp']);
+    expect(reported.dead).toBe(1);
   });
 });
 
