@@ -2,50 +2,33 @@
  * `npm run bench [name ...]`: runs the benchmarks, prints every figure beside its goal, and
  * writes them into README.md between <!-- bench:NAME --> and <!-- /bench:NAME --> markers.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join, resolve } from 'node:path';
-import { format, met, type Figure } from './measure';
+import { met, type Figure } from './measure';
 import { benchBuffer } from './buffer';
+import { row, table, writeSection } from './report';
 import { benchDeviceAuth } from './device-auth';
 import { benchFrontDoors } from './front-doors';
+import { benchPatterns } from './patterns';
 import { benchSalesforce } from './salesforce';
 import { benchThreshold } from './threshold';
 import { benchTimeseries } from './timeseries';
 import { benchTimeseriesMemory } from './timeseries-memory';
 
-const BENCHES: Record<string, () => Promise<Figure[]>> = {
+/** A bench's figures; with `notRecorded` (why), they are printed but not written into the README. */
+type BenchResult = Figure[] | { figures: Figure[]; notRecorded?: string };
+
+const BENCHES: Record<string, () => Promise<BenchResult>> = {
   threshold: benchThreshold,
   'device-auth': benchDeviceAuth,
   'front-doors': benchFrontDoors,
   salesforce: benchSalesforce,
   timeseries: async () => [...(await benchTimeseries()), ...(await benchTimeseriesMemory())],
   buffer: benchBuffer,
+  patterns: benchPatterns,
 };
 
-const readme = join(resolve(__dirname, '..', '..'), 'README.md');
-
-function row(f: Figure): string {
-  const verdict = met(f);
-  const goal = f.goal ? `${f.goal.op} ${format(f.goal.value)}` : '';
-  const mark = verdict === undefined ? '' : verdict ? 'met' : 'MISSED';
-  return `| ${f.name} | ${format(f.value)} ${f.unit} | ${goal} | ${mark} | ${f.note ?? ''} |`;
-}
-
-function table(figures: Figure[]): string {
-  return ['| measured | value | goal | | notes |', '|---|---|---|---|---|', ...figures.map(row)].join('\n');
-}
-
 function record(name: string, figures: Figure[], machine: string): boolean {
-  const text = readFileSync(readme, 'utf8');
-  const start = `<!-- bench:${name} -->`;
-  const end = `<!-- /bench:${name} -->`;
-  const from = text.indexOf(start);
-  const to = text.indexOf(end);
-  if (from < 0 || to < from) return false;
-  const body = `${start}\n${table(figures)}\n\n<sub>${machine}</sub>\n${end}`;
-  writeFileSync(readme, text.slice(0, from) + body + text.slice(to + end.length));
-  return true;
+  return writeSection(`bench:${name}`, `${table(figures)}\n\n<sub>${machine}</sub>`);
 }
 
 async function main(): Promise<number> {
@@ -57,12 +40,14 @@ async function main(): Promise<number> {
   let missed = 0;
   for (const name of names) {
     console.log(`\n== ${name}`);
-    const figures = await BENCHES[name]();
+    const result = await BENCHES[name]();
+    const { figures, notRecorded } = Array.isArray(result) ? { figures: result, notRecorded: undefined } : result;
     for (const f of figures) {
       console.log(row(f));
       if (met(f) === false) missed++;
     }
-    console.log(record(name, figures, machine) ? `(written to README.md)` : `(README.md has no <!-- bench:${name} --> section: not written)`);
+    if (notRecorded) console.log(`(${notRecorded})`);
+    else console.log(record(name, figures, machine) ? `(written to README.md)` : `(README.md has no <!-- bench:${name} --> section: not written)`);
   }
   if (missed > 0) console.log(`\n${missed} figure(s) missed their goal`);
   return missed > 0 ? 1 : 0;

@@ -6,7 +6,8 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { announce, honestFailures, rssMb, send, source, upload, whileDevicesReport } from '../support/attacker';
-import { disposedAfterAll, NodeRedProcess } from '../support/node-red-process';
+import { disposedAfterAll } from '../support/node-red-after-all';
+import { NodeRedProcess } from '../support/node-red-process';
 import { eventually, sleep } from '../support/wait';
 
 const MB = 1024 * 1024;

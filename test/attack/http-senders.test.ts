@@ -16,7 +16,8 @@ import { AUDIENCE, DeviceKeys, masterSecret } from '../../simulator/credentials'
 import { packReading } from '../../simulator/devices';
 import { acknowledgedPerPattern, deviceKeys, honestFailures, mqttConnect, sandboxRecords, send, sentinel, source, storedSeries, storedValues, whileDevicesReport, type HttpAnswer } from '../support/attacker';
 import { hmacHeaders, hmacSigned } from '../support/device-credentials';
-import { disposedAfterAll, type NodeRedProcess } from '../support/node-red-process';
+import { disposedAfterAll } from '../support/node-red-after-all';
+import { type NodeRedProcess } from '../support/node-red-process';
 import { eventually } from '../support/wait';
 
 const started = disposedAfterAll();

@@ -8,7 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { send, storedSeries, type HttpAnswer } from '../support/attacker';
 import { hmacHeaders, hmacSigned } from '../support/device-credentials';
-import { disposedAfterAll, type NodeRedProcess } from '../support/node-red-process';
+import { disposedAfterAll } from '../support/node-red-after-all';
+import { type NodeRedProcess } from '../support/node-red-process';
 import { startInfluxDB, type ManagedServer } from '../support/services';
 import { eventually } from '../support/wait';
 

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { DeviceKeys } from '../../simulator/credentials';
 import { closedWithin, deviceKeys, honestFailures, mqttConnect, rawConnect, rssMb, source, whileDevicesReport, type MqttAttempt } from '../support/attacker';
-import { disposedAfterAll, type NodeRedProcess } from '../support/node-red-process';
+import { disposedAfterAll } from '../support/node-red-after-all';
+import { type NodeRedProcess } from '../support/node-red-process';
 import { eventually, sleep } from '../support/wait';
 
 const started = disposedAfterAll();

@@ -9,7 +9,8 @@ import { createRequire } from 'node:module';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { announce, rssMb, upload } from '../support/attacker';
-import { disposedAfterAll, NodeRedProcess } from '../support/node-red-process';
+import { disposedAfterAll } from '../support/node-red-after-all';
+import { NodeRedProcess } from '../support/node-red-process';
 import { freePort } from '../support/services';
 import { sleep } from '../support/wait';
 
