@@ -7,9 +7,13 @@
  *
  * Tests marked "[pattern flows]" fail only because the pattern flows do not yet use the new
  * security settings (Direct accepting HMAC and JWT only, vendor and partner devices scoped to
- * their sender, sender-scoped inspection ids, keys per method); they pass once the flows do.
+ * their sender, sender-scoped inspection ids, keys per method). Each runs as `it.fails` while the
+ * shipped flows (flows/pattern-*.json) lack the setting it needs, and as `it` once they have it,
+ * so it must pass then: see `onceFlows`.
  */
 import { createHash, createHmac, randomBytes, randomUUID } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { SignJWT, type JWTPayload } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AUDIENCE, DeviceKeys, masterSecret } from '../../simulator/credentials';
@@ -21,6 +25,30 @@ import { type NodeRedProcess } from '../support/node-red-process';
 import { eventually } from '../support/wait';
 
 const started = disposedAfterAll();
+
+/** A node of the shipped pattern flows (flows/pattern-*.json) by id: the settings npm start runs. */
+function shippedNode(id: string): Record<string, unknown> | undefined {
+  const dir = join(__dirname, '../../flows');
+  for (const file of readdirSync(dir).filter((name) => name.startsWith('pattern-'))) {
+    const found = (JSON.parse(readFileSync(join(dir, file), 'utf8')) as Array<Record<string, unknown>>).find((n) => n.id === id);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/**
+ * A "[pattern flows]" test: expected to fail (`it.fails`) while the shipped flows lack the
+ * setting it needs (`ready` false), a plain `it` that must pass once they have it.
+ */
+const onceFlows = (ready: boolean) => (ready ? it : it.fails);
+const flowsReady = {
+  directHmacAndJwtOnly: ((accepted) => Array.isArray(accepted) && accepted.length > 0 && accepted.every((m) => m === 'hmac' || m === 'jwt'))(shippedNode('direct.auth')?.accepted),
+  keysPerMethod: shippedNode('patterns.registry')?.keyDerivation === 'v2',
+  cloudyScoped: shippedNode('cloudy.auth')?.gatewayScoped === true,
+  partnersScoped: shippedNode('partners.auth')?.gatewayScoped === true,
+  doubleScoped: shippedNode('double.auth')?.gatewayScoped === true,
+  inspectionScoped: String(shippedNode('augmented.auth')?.scopedFields ?? '').split(/[\s,]+/).includes('inspection'),
+};
 let node: NodeRedProcess;
 let keys: DeviceKeys;
 
@@ -148,7 +176,7 @@ describe('lockout as a weapon', () => {
 
 describe('one secret per purpose', () => {
   // [pattern flows] The README documents the Direct pattern as "HMAC or JWT".
-  it('[pattern flows] the Direct endpoint accepts what its documentation says, HMAC or JWT: not an API key, not a SAS token', async () => {
+  onceFlows(flowsReady.directHmacAndJwtOnly)('[pattern flows] the Direct endpoint accepts what its documentation says, HMAC or JWT: not an API key, not a SAS token', async () => {
     const id = 'pump-71';
     const body = JSON.stringify({ temperature: 99.9, battery: 3.0 });
     const byApiKey = await send(url('/direct/report'), { body, headers: { 'x-device-id': id, 'x-api-key': keys.apiKey(id) } });
@@ -170,7 +198,7 @@ describe('one secret per purpose', () => {
   // [pattern flows] The README's IOT_KEY_DERIVATION says the pattern flows' registry is v1 (one key
   // for every method): then a device's MQTT password signs its HTTP requests. Passes once the
   // flows' registry uses a key per method (v2).
-  it('[pattern flows] an MQTT password seen on the wire does not sign HMAC requests or JWTs for the Direct endpoint', async () => {
+  onceFlows(flowsReady.keysPerMethod)('[pattern flows] an MQTT password seen on the wire does not sign HMAC requests or JWTs for the Direct endpoint', async () => {
     const id = 'pump-73';
     const password = keys.apiKey(id); // what pump-73 sends in its CONNECT to the Buffered broker
     const connected = await mqttConnect({ port: node.brokerPorts.buffered }, { clientId: id, username: id, password });
@@ -267,7 +295,7 @@ describe('speaking for others', () => {
   }
 
   // [pattern flows] Vendor devices are to be scoped to their sender.
-  it('[pattern flows] the vendor cloud cannot report readings or open Cases for pump-41, a device that is not its own', async () => {
+  onceFlows(flowsReady.cloudyScoped)('[pattern flows] the vendor cloud cannot report readings or open Cases for pump-41, a device that is not its own', async () => {
     await victimReports('pump-41');
     // Refused, or taken as a device of the vendor's own (vendor-cloud:pump-41): either way not as pump-41.
     expect((await cloudyCallback('pump-41', 99.9)).status).toBeLessThan(500);
@@ -280,7 +308,7 @@ describe('speaking for others', () => {
   });
 
   // [pattern flows] Partner devices are to be scoped to their sender.
-  it('[pattern flows] a partner cannot write a pump-42 point that looks like the device\'s own', async () => {
+  onceFlows(flowsReady.doubleScoped)('[pattern flows] a partner cannot write a pump-42 point that looks like the device\'s own', async () => {
     await victimReports('pump-42');
     const time = Date.now();
     const batch = await partnerCall('/double/readings', 'partner-relayco', { partner: 'relayco', readings: [{ device: 'pump-42', time, temperature: 99.7, battery: 3.3 }, { device: 'rc-77', time, temperature: 20.7, battery: 3.3 }] });
@@ -290,7 +318,7 @@ describe('speaking for others', () => {
   });
 
   // [pattern flows] Names are to come from the authenticated partner, never from the body.
-  it('[pattern flows] a partner naming another partner in its body creates no record of that partner', async () => {
+  onceFlows(flowsReady.partnersScoped)('[pattern flows] a partner naming another partner in its body creates no record of that partner', async () => {
     const forOther = await partnerCall('/partners/callback', 'partner-fleetco', {
       partner: 'relayco',
       sentAt: new Date().toISOString(),
@@ -306,7 +334,7 @@ describe('speaking for others', () => {
   });
 
   // [pattern flows] Inspection ids are to be scoped to the camera that sent them.
-  it("[pattern flows] a camera reusing another camera's inspection id does not overwrite its Case", async () => {
+  onceFlows(flowsReady.inspectionScoped)("[pattern flows] a camera reusing another camera's inspection id does not overwrite its Case", async () => {
     const inspection = `insp-${randomUUID()}`;
     const photo = Buffer.alloc(768, 0x80).toString('base64');
     const first = await send(url('/augmented/inspection'), { body: JSON.stringify({ inspection, site: 'Boiler room', takenAt: Date.now(), image: photo }), headers: { authorization: `Bearer ${await keys.jwt('cam-51')}` } });
