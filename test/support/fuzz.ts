@@ -203,6 +203,8 @@ export interface FuzzOptions {
   message(hostile: Hostile, n: number): Record<string, unknown>;
   /** How long to wait, without progress, for the last messages to be accounted for. */
   quietMs?: number;
+  /** How long to keep watching once every message is accounted for (timers, state snapshots). */
+  lingerMs?: number;
   /** Messages sent before the harness lets the event loop turn. */
   chunk?: number;
   /** Called once the flow is loaded, before the first message (to connect clients, wait for a port). */
@@ -338,7 +340,10 @@ export async function fuzzNode(options: FuzzOptions): Promise<FuzzReport> {
       return Date.now() - lastMove > (options.quietMs ?? 10_000) ? true : undefined;
     }, 600_000, 100);
     report.settleMs = Date.now() - started - report.sendMs;
+    if (options.lingerMs) await sleep(options.lingerMs);
   } finally {
+    // Stopped here (a node's close may write its state too), so that the next load starts clean.
+    await helper.unload().catch((err: Error) => examples(report.crashes, `stopping the flow threw: ${err.message}`));
     failures.stop();
     report.crashes.push(...failures.seen.slice(0, 20));
     const probe = {} as Record<string, unknown>;
