@@ -14,6 +14,7 @@ export default defineConfig({
       { extends: true, test: { name: 'nodes', include: ['test/nodes/**/*.test.ts'], testTimeout: 20_000 } },
       { extends: true, test: { name: 'integration', globalSetup: ['test/support/system-packages.ts'], include: ['test/integration/**/*.test.ts'], testTimeout: 120_000, hookTimeout: 240_000 } },
       { extends: true, test: { name: 'e2e', globalSetup: ['test/support/system-packages.ts'], include: ['test/e2e/**/*.test.ts'], testTimeout: 300_000, hookTimeout: 240_000 } },
+      { extends: true, test: { name: 'attack', globalSetup: ['test/support/system-packages.ts'], include: ['test/attack/**/*.test.ts'], testTimeout: 300_000, hookTimeout: 240_000 } },
       { extends: true, test: { name: 'browser', globalSetup: ['test/support/system-packages.ts'], include: ['test/browser/**/*.test.ts'], testTimeout: 180_000, hookTimeout: 240_000 } },
     ],
   },

@@ -5,12 +5,10 @@
  * leave the memory where it was); no cross-origin request is answered and no wildcard CORS header
  * sent; beyond loopback, no start without an admin login.
  */
-import { request } from 'node:http';
 import { createRequire } from 'node:module';
-import { connect } from 'node:net';
-import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
+import { announce, rssMb, upload } from '../support/attacker';
 import { disposedAfterAll } from '../support/node-red-after-all';
 import { NodeRedProcess } from '../support/node-red-process';
 import { freePort } from '../support/services';
@@ -18,65 +16,6 @@ import { sleep } from '../support/wait';
 
 const MB = 1024 * 1024;
 const started = disposedAfterAll();
-
-/** The resident memory of a process, in MB. */
-function rssMb(pid: number): number {
-  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
-}
-
-/**
- * Sends only the head of a POST announcing a body of `length` bytes, and waits for the answer:
- * its status line, or undefined when none came within timeoutMs (the server waits for the body).
- */
-function announce(url: string, length: number, timeoutMs = 3_000): Promise<string | undefined> {
-  const { hostname, port, pathname } = new URL(url);
-  return new Promise((resolve) => {
-    const socket = connect(Number(port), hostname);
-    let answer = '';
-    const done = (line: string | undefined) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(line);
-    };
-    const timer = setTimeout(() => done(undefined), timeoutMs);
-    socket.on('connect', () => socket.write(`POST ${pathname} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n`));
-    socket.on('data', (chunk) => {
-      answer += chunk.toString('latin1');
-      if (answer.includes('\r\n')) done(answer.split('\r\n')[0]);
-    });
-    socket.on('error', () => done(answer.split('\r\n')[0] || undefined));
-  });
-}
-
-/** A POST whose body is `total` bytes sent in chunks (with a length announced, or chunked): the status, and how much was sent by the time it came. */
-function upload(url: string, total: number, announced: boolean): Promise<{ status?: number; sentMb: number; error?: string }> {
-  const { hostname, port, pathname } = new URL(url);
-  const piece = Buffer.alloc(MB, 0x78);
-  return new Promise((resolve) => {
-    let sent = 0;
-    let status: number | undefined;
-    const req = request({ host: hostname, port, path: pathname, method: 'POST', headers: { 'content-type': 'application/json', ...(announced ? { 'content-length': String(total) } : {}) } });
-    const finish = (error?: string) => resolve({ status, sentMb: sent / MB, ...(error ? { error } : {}) });
-    req.on('response', (res) => {
-      status = res.statusCode;
-      res.resume();
-      res.on('end', () => finish());
-    });
-    // The server closed the connection after its 413: the client may see that before the answer.
-    req.on('error', (err: Error & { code?: string }) => finish(err.code));
-    const pump = () => {
-      while (sent < total && status === undefined) {
-        sent += piece.length;
-        if (!req.write(piece)) {
-          req.once('drain', pump);
-          return;
-        }
-      }
-      req.end();
-    };
-    pump();
-  });
-}
 
 /** Opens a WebSocket as a page of `origin` would: 'open', or how it was refused. */
 function webSocket(url: string, origin: string): Promise<string> {

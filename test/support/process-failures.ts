@@ -40,6 +40,9 @@ export function watchProcessFailures(): ProcessFailures {
   };
 }
 
+/** What was thrown, with where (the first frames of its stack), so that a report points at the code. */
 function describe(value: unknown): string {
-  return value instanceof Error ? `${value.name}: ${value.message}` : String(value);
+  if (!(value instanceof Error)) return String(value);
+  const frames = (value.stack ?? '').split('\n').filter((line) => line.trim().startsWith('at ')).slice(0, 3).map((line) => line.trim());
+  return [`${value.name}: ${value.message}`, ...frames].join(' ');
 }
