@@ -16,7 +16,7 @@ import { reject } from '../shared/coded-error';
 import { deliveryOf, outcomeOfReturned, settleDelivery, type DeliverySource, type Outcome } from '../shared/delivery';
 import { defaultKey } from '../shared/device';
 import { LogSummary } from '../shared/log-summary';
-import { throttled } from '../shared/throttle';
+import { failing, idle, StatusLine, type NodeStatus } from '../shared/node-status';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { CrashRecord } from './crash-record';
 import { LocalStore } from './local-store';
@@ -65,7 +65,7 @@ export = function register(RED: NodeAPI): void {
     } catch (err) {
       const message = (err as Error).message;
       node.error(RED._('iot-buffer.errors.invalid-config', { message }));
-      node.status({ fill: 'red', shape: 'ring', text: RED._('iot-buffer.status.invalid-config') });
+      node.status(failing(RED._('iot-buffer.status.invalid-config')));
       node.settleDelivery = () => undefined;
       node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', message, send, done, rejection));
       return;
@@ -86,7 +86,7 @@ export = function register(RED: NodeAPI): void {
 
     function openStore(): void {
       const created: QueueStore = config.backend === 'redis' && config.redis ? new RedisStore(config.redis) : new LocalStore(config.local as NonNullable<BufferConfig['local']>);
-      const events = { deliver: (delivery: Delivery<StoredMessage>) => deliver(createdQueue, delivery), deadLetter, changed: status.schedule };
+      const events = { deliver: (delivery: Delivery<StoredMessage>) => deliver(createdQueue, delivery), deadLetter, changed: () => status.changed() };
       const createdQueue: BufferQueue = new BufferQueue(created, config.queue, events, crashes);
       created.onProblem = (err) => problem(err);
       created.open().then(
@@ -103,13 +103,13 @@ export = function register(RED: NodeAPI): void {
           if (crashes) recoverCrashes(crashes);
           createdQueue.start();
           runEarly();
-          updateStatus();
+          status.now();
         },
         (err: unknown) => {
           openError = err instanceof StoreError ? err : new StoreError('io_error', (err as Error).message);
           node.error(RED._('iot-buffer.errors.cannot-open', { message: openError.message }));
           runEarly();
-          updateStatus();
+          status.now();
           if (!closing) reopenTimer = setTimeout(openStore, REOPEN_AFTER_MS);
         },
       );
@@ -272,7 +272,7 @@ export = function register(RED: NodeAPI): void {
         const out: Array<NodeMessage | null> = new Array(outputs.count).fill(null);
         out[outputs.control] = msg;
         send(out);
-        updateStatus();
+        status.now();
         done();
       };
       if (!queue) {
@@ -383,7 +383,7 @@ export = function register(RED: NodeAPI): void {
       problemCount++;
       log.report(err.code, `${err.code}: ${err.message}`, (text) => node.warn(text));
       lastProblem = { code: err.code, at: Date.now() };
-      status.schedule();
+      status.changed();
     }
 
     /**
@@ -393,23 +393,17 @@ export = function register(RED: NodeAPI): void {
     function storedAgain(problemsBefore: number): void {
       if (!lastProblem || !REFUSING.has(lastProblem.code) || problemCount > problemsBefore) return;
       lastProblem = undefined;
-      status.schedule();
+      status.changed();
     }
 
-    const status = throttled(updateStatus, STATUS_EVERY_MS);
+    const status = new StatusLine(node, currentStatus, STATUS_EVERY_MS);
 
-    function updateStatus(): void {
-      if (closing) return;
+    function currentStatus(): NodeStatus | undefined {
+      if (closing) return undefined;
       const now = Date.now();
       log.tick(now);
-      if (openError) {
-        node.status({ fill: 'red', shape: 'ring', text: `${openError.code} · ${RED._('iot-buffer.status.not-open')}` });
-        return;
-      }
-      if (!queue) {
-        node.status({ fill: 'grey', shape: 'ring', text: RED._('iot-buffer.status.opening') });
-        return;
-      }
+      if (openError) return failing(`${openError.code} · ${RED._('iot-buffer.status.not-open')}`);
+      if (!queue) return idle(RED._('iot-buffer.status.opening'));
       const stats = queue.stats();
       if (stats.dropped > lastDrop.count) lastDrop = { count: stats.dropped, at: now };
       const recent = lastProblem && now - lastProblem.at < PROBLEM_SHOWN_MS ? lastProblem.code : undefined;
@@ -417,9 +411,9 @@ export = function register(RED: NodeAPI): void {
         { stats, problem: recent, droppedRecently: now - lastDrop.at < PROBLEM_SHOWN_MS, disconnected: store instanceof RedisStore && !store.isConnected },
         (key, values) => RED._(`iot-buffer.${key}`, values),
       );
-      node.status(line);
       // Ages, retry times and recent problems change with time alone: look again.
-      if (recent || stats.depth > 0 || line.fill !== 'green') status.schedule();
+      if (recent || stats.depth > 0 || line.fill !== 'green') status.changed();
+      return line;
     }
 
     // --- closing --------------------------------------------------------------------------
@@ -427,7 +421,7 @@ export = function register(RED: NodeAPI): void {
       closing = true;
       crashes?.unwatch();
       if (reopenTimer) clearTimeout(reopenTimer);
-      status.cancel();
+      status.stop();
       log.flush();
       const closingQueue = queue;
       const empty = (queue?.stats().depth ?? 1) === 0;
@@ -444,7 +438,7 @@ export = function register(RED: NodeAPI): void {
         .finally(done);
     });
 
-    updateStatus();
+    status.now();
     openStore();
   }
 

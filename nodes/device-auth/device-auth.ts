@@ -19,7 +19,7 @@ import { registryService, type DeviceRegistryService } from '../shared/device-re
 import { peerCertificateChain } from '../shared/peer-certificate';
 import { HeldReceipts } from '../shared/held-receipts';
 import { LogSummary } from '../shared/log-summary';
-import { throttled } from '../shared/throttle';
+import { degraded, failing, idle, StatusLine, working, type NodeStatus } from '../shared/node-status';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { DeviceAuthCore, refusalStatus, statusText, type AuthCode, type AuthInput, type AuthMode, type AuthOutcome, type CredentialFields } from './auth-core';
 import { answerFromProperties, CREDENTIAL_DEFAULTS, settingsFromProperties, type AnswerSettings, type DeviceAuthProperties } from './node-config';
@@ -59,6 +59,8 @@ const OUTPUTS = 2;
 const RETRY_AFTER_S = 5;
 /** Answers not settled in time are logged once, then counted per minute. */
 const TIMEOUT_LOG_EVERY_MS = 60_000;
+/** How long answers that timed out keep the status yellow. */
+const TIMEOUT_SHOWN_MS = 30_000;
 /** Codes whose message could hold a value too deep or too large to pass on, even for logging. */
 const LIMIT_CODES: ReadonlySet<AuthCode> = new Set(['too_deep', 'too_many_keys', 'too_large']);
 
@@ -132,7 +134,7 @@ export = function register(RED: NodeAPI): void {
     } catch (err) {
       const message = (err as Error).message;
       node.error(RED._('iot-device-auth.errors.invalid-config', { message }));
-      node.status({ fill: 'red', shape: 'ring', text: RED._('iot-device-auth.status.invalid-config') });
+      node.status(failing(RED._('iot-device-auth.status.invalid-config')));
       node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', message, send, done, rejection));
       return;
     }
@@ -146,15 +148,17 @@ export = function register(RED: NodeAPI): void {
     const receipts = new HeldReceipts(`${randomBytes(4).toString('hex')}.`, answers.withinMs);
     const expiry = new DeadlineTimer(expire);
     const timeouts = new LogSummary(TIMEOUT_LOG_EVERY_MS);
+    let lastTimeoutAt = 0;
     node.settleDelivery = (id: string, outcome: Outcome) => {
-      if (receipts.settle(id, outcome)) status.schedule();
+      if (receipts.settle(id, outcome)) status.changed();
     };
 
     function expire(): void {
       const expired = receipts.expire(Date.now());
+      if (expired > 0) lastTimeoutAt = Date.now();
       for (let i = 0; i < expired; i++) timeouts.report('not-settled', RED._('iot-device-auth.errors.not-settled', { seconds: answers.withinMs / 1000 }), (text) => node.warn(text));
       armExpiry();
-      status.schedule();
+      status.changed();
     }
 
     function armExpiry(): void {
@@ -276,7 +280,7 @@ export = function register(RED: NodeAPI): void {
       const msg = h.msg;
       removeCredentials(msg, secretPaths);
       if (msg[BROKER_PROPERTY] !== undefined) delete msg[BROKER_PROPERTY];
-      status.schedule();
+      status.changed();
       if (!outcome.ok) {
         refuse(h, outcome);
         return;
@@ -383,25 +387,31 @@ export = function register(RED: NodeAPI): void {
     }
 
     // --- status ------------------------------------------------------------------------------
-    const status = throttled(updateStatus, STATUS_EVERY_MS);
-    const unsubscribe = registry?.onChange(() => status.schedule());
+    // Rejected requests are counted in the text: news about devices, not about the node.
+    const status = new StatusLine(node, currentStatus, STATUS_EVERY_MS);
+    const unsubscribe = registry?.onChange(() => status.changed());
 
-    function updateStatus(): void {
+    function currentStatus(): NodeStatus {
       timeouts.tick();
       const waiting = receipts.waiting > 0 ? ` · ${RED._('iot-device-auth.status.waiting', { count: receipts.waiting.toLocaleString('en-US') })}` : '';
       const counts = `✓ ${core.accepted.toLocaleString('en-US')} · ✗ ${core.rejected.toLocaleString('en-US')}${waiting}`;
+      // Answers still held, or a timeout still shown: the line changes with time alone.
+      const timingOut = Date.now() - lastTimeoutAt < TIMEOUT_SHOWN_MS;
+      if (receipts.waiting > 0 || timingOut) status.changed();
       if (registry && registry.state !== 'ready') {
-        node.status({ fill: registry.state === 'failed' ? 'red' : 'yellow', shape: 'ring', text: `${RED._(`iot-device-auth.status.registry-${registry.state}`)} · ${counts}` });
-        return;
+        // Every request is refused until the registry can be used.
+        const text = `${RED._(`iot-device-auth.status.registry-${registry.state}`)} · ${counts}`;
+        return registry.state === 'failed' ? failing(text) : degraded(text);
       }
-      node.status({ fill: core.rejected > 0 ? 'yellow' : 'green', shape: core.accepted > 0 ? 'dot' : 'ring', text: counts });
-      if (receipts.waiting > 0) status.schedule();
+      if (timingOut) return degraded(`${counts} · ${RED._('iot-device-auth.status.not-settled')}`);
+      if (core.accepted === 0 && core.rejected === 0) return idle(counts);
+      return working(counts);
     }
 
     const startup = setImmediate(() => status.now());
     node.on('close', (done: () => void) => {
       clearImmediate(startup);
-      status.cancel();
+      status.stop();
       expiry.cancel();
       unsubscribe?.();
       // Nothing held is answered later by a node that is gone: the senders send again.

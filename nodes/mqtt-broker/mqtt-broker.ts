@@ -20,11 +20,12 @@ import { DeadlineTimer } from '../shared/deadline-timer';
 import { deliveryOf, DELIVERY_PROPERTY, outcomeOfReturned, type DeliverySource, type Outcome } from '../shared/delivery';
 import type { DeviceIdentity } from '../shared/device';
 import { registryService, TOKEN_SKEW_SECONDS } from '../shared/device-registry-api';
+import { formatTimeOfDay } from '../shared/duration';
 import { HeldReceipts } from '../shared/held-receipts';
 import { DEFAULT_PARSE_LIMITS, LimitError, parseJsonWithin, type ParseLimits } from '../shared/json-limits';
 import { LogSummary } from '../shared/log-summary';
+import { degraded, failing, idle, StatusLine, working, type NodeStatus } from '../shared/node-status';
 import { isUtf8Text, looksLikeJson } from '../shared/payload';
-import { throttled } from '../shared/throttle';
 import { BrokerCore, type BrokerEvents, type BrokerSettings, type ConnectionEvent, type Delivery, type Receipt } from './broker-core';
 import { CONNECT_METHODS, PASSWORD_METHODS, type ConnectMethod } from './connect';
 
@@ -200,7 +201,7 @@ export = function register(RED: NodeAPI): void {
     } catch (err) {
       const message = (err as Error).message;
       node.error(RED._('iot-mqtt-broker.errors.invalid-config', { message }));
-      node.status({ fill: 'red', shape: 'ring', text: RED._('iot-mqtt-broker.status.invalid-config') });
+      node.status(failing(RED._('iot-mqtt-broker.status.invalid-config')));
       node.identify = () => undefined;
       node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', message, send, done, rejection));
       return;
@@ -213,7 +214,7 @@ export = function register(RED: NodeAPI): void {
     const timeouts = new LogSummary(TIMEOUT_LOG_EVERY_MS);
     let lastTimeoutAt = 0;
     node.settleDelivery = (id: string, outcome: Outcome) => {
-      if (receipts.settle(id, outcome)) status.schedule();
+      if (receipts.settle(id, outcome)) status.changed();
     };
 
     function expire(): void {
@@ -222,7 +223,7 @@ export = function register(RED: NodeAPI): void {
       for (let i = 0; i < expired; i++) timeouts.report('not-settled', RED._('iot-mqtt-broker.errors.not-settled', { seconds: answerWithinMs / 1000 }), (text) => node.warn(text));
       const next = receipts.nextDeadline();
       if (next !== undefined) expiry.arm(next);
-      status.schedule();
+      status.changed();
     }
 
     /** Taken, or refused for good (MQTT 3.1.1 has no negative PUBACK; the refusal is on the error output of whoever refused): acknowledged. */
@@ -235,6 +236,8 @@ export = function register(RED: NodeAPI): void {
     let problem: string | undefined;
     let closed = false;
     let retry: NodeJS.Timeout | undefined;
+    /** When listening is tried again after it failed. */
+    let retryAt: number | undefined;
 
     function event(kind: string, e: ConnectionEvent & { action?: string }): void {
       const payload: Record<string, unknown> = { event: kind, clientId: e.clientId };
@@ -243,7 +246,7 @@ export = function register(RED: NodeAPI): void {
       const msg: NodeMessage = { _msgid: RED.util.generateId(), topic: kind, payload };
       if (e.device) msg.device = e.device as DeviceIdentity;
       node.send([null, msg, null]);
-      status.schedule();
+      status.changed();
     }
 
     /** A device publish that cannot go into the flow as it is (too deep, too large, not JSON): refused for good. */
@@ -270,7 +273,7 @@ export = function register(RED: NodeAPI): void {
           const [id] = receipts.hold(1, (outcome) => answer(receipt, outcome), Date.now());
           msg[DELIVERY_PROPERTY] = { source: node.id, id };
           expiry.arm(receipts.nextDeadline() as number);
-          status.schedule();
+          status.changed();
         }
         node.send([msg, null, null]);
       },
@@ -290,6 +293,7 @@ export = function register(RED: NodeAPI): void {
       try {
         listening = await core.listen();
         problem = undefined;
+        retryAt = undefined;
         if (closed) return;
         const where = [listening.tcp !== undefined ? `mqtt${settings.tcp?.tls ? 's' : ''} ${listening.tcp}` : '', listening.ws !== undefined ? `ws${settings.ws?.tls ? 's' : ''} ${listening.ws}${settings.ws?.path}` : ''].filter((w) => w !== '');
         node.log(RED._('iot-mqtt-broker.log.listening', { where: where.join(', ') }));
@@ -297,7 +301,10 @@ export = function register(RED: NodeAPI): void {
         problem = (err as Error & { code?: string }).code === 'EADDRINUSE' ? RED._('iot-mqtt-broker.errors.port-in-use') : (err as Error).message;
         node.error(RED._('iot-mqtt-broker.errors.not-listening', { message: (err as Error).message }));
         await core.close();
-        if (!closed) retry = setTimeout(() => void start(), RETRY_LISTEN_MS);
+        if (!closed) {
+          retry = setTimeout(() => void start(), RETRY_LISTEN_MS);
+          retryAt = Date.now() + RETRY_LISTEN_MS;
+        }
       }
       status.now();
     }
@@ -309,6 +316,7 @@ export = function register(RED: NodeAPI): void {
         if (restored && restored.skipped > 0) node.warn(RED._('iot-mqtt-broker.errors.journal-skipped', { count: restored.skipped }));
       } catch (err) {
         problem = (err as Error).message;
+        retryAt = undefined;
         node.error(RED._('iot-mqtt-broker.errors.not-started', { message: problem }));
         status.now();
         return;
@@ -353,22 +361,19 @@ export = function register(RED: NodeAPI): void {
     });
 
     // --- status ------------------------------------------------------------------------------
-    const status = throttled(updateStatus, STATUS_EVERY_MS);
-    const unsubscribe = registry?.onChange(() => status.schedule());
+    const status = new StatusLine(node, currentStatus, STATUS_EVERY_MS);
+    const unsubscribe = registry?.onChange(() => status.changed());
 
-    function updateStatus(): void {
+    function currentStatus(): NodeStatus {
       if (problem) {
-        node.status({ fill: 'red', shape: 'ring', text: problem });
-        return;
+        const again = retryAt !== undefined ? ` · ${RED._('iot-mqtt-broker.status.next-try', { at: formatTimeOfDay(retryAt) })}` : '';
+        return failing(`${problem}${again}`);
       }
-      if (!listening) {
-        node.status({ fill: 'grey', shape: 'ring', text: RED._('iot-mqtt-broker.status.starting') });
-        return;
-      }
+      if (!listening) return idle(RED._('iot-mqtt-broker.status.starting'));
       if (registry && registry.state !== 'ready') {
         // Every CONNECT is refused until the registry can be used: say so rather than look healthy.
-        node.status({ fill: registry.state === 'failed' ? 'red' : 'yellow', shape: 'ring', text: RED._(`iot-mqtt-broker.status.registry-${registry.state}`) });
-        return;
+        const text = RED._(`iot-mqtt-broker.status.registry-${registry.state}`);
+        return registry.state === 'failed' ? failing(text) : degraded(text);
       }
       timeouts.tick();
       const parts = [`${core.online} ${RED._('iot-mqtt-broker.status.online')}`];
@@ -379,14 +384,18 @@ export = function register(RED: NodeAPI): void {
       // Receipts that time out: devices are disconnected to send again (nothing follows that stores them?).
       const timingOut = Date.now() - lastTimeoutAt < TIMEOUT_SHOWN_MS;
       if (timingOut) parts.push(RED._('iot-mqtt-broker.status.not-settled'));
-      node.status({ fill: timingOut ? 'yellow' : 'green', shape: core.online > 0 ? 'dot' : 'ring', text: `${parts.join(' · ')} · :${ports}` });
-      if (receipts.waiting > 0 || timingOut) status.schedule();
+      // Receipts still held, or a timeout still shown: the line changes with time alone.
+      if (receipts.waiting > 0 || timingOut) status.changed();
+      const text = `${parts.join(' · ')} · :${ports}`;
+      // Listening with no device connected is ready, not failing: a ring, as core MQTT shows it.
+      if (timingOut) return degraded(text);
+      return core.online > 0 ? working(text) : idle(text);
     }
 
     node.on('close', (removed: boolean, done: () => void) => {
       closed = true;
       if (retry) clearTimeout(retry);
-      status.cancel();
+      status.stop();
       expiry.cancel();
       // Receipts still held are not taken: the devices send those publishes again after reconnecting.
       receipts.releaseAll({ ok: false, retry: true, code: 'closed', reason: RED._('iot-mqtt-broker.errors.stopped') });

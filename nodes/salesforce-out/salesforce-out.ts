@@ -11,13 +11,14 @@ import { DELIVERY_PROPERTY, deliveryOf, settleDelivery, type DeliveryToken } fro
 import { deviceOf } from '../shared/device';
 import { takeOutTooDeep } from '../shared/json-limits';
 import { LogSummary } from '../shared/log-summary';
+import { failing, StatusLine } from '../shared/node-status';
 import type { SalesforceClient, SalesforceConnection } from '../shared/salesforce-client';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { backoffMs, classifyCallError, type Verdict } from './error-policy';
 import { readOutConfig, type OutProperties, type OutSettings } from './out-config';
 import { caseFromAlert, externalIdValue, leadFromAlert, readAlert, recordProblem, webToCaseFromAlert, webToLeadFromAlert } from './record-mapping';
 import { RecordSink, type Written } from './record-sink';
-import { apiStatus, type Trouble } from './status';
+import { apiStatus, webToStatus, type Trouble } from './status';
 import { DAILY_CAP, DailyCount, formValues, postWebTo, type WebToKind } from './web-to-form';
 import type { Operation } from './writer';
 
@@ -59,7 +60,7 @@ export = function register(RED: NodeAPI): void {
       // A connection that is not usable has said why itself (an error, or a warning for unset variables).
       if ('problem' in config || !connection?.problem) node.error(RED._('iot-salesforce-out.errors.invalid-config', { message }));
       else node.warn(RED._('iot-salesforce-out.errors.invalid-config', { message }));
-      node.status({ fill: 'red', shape: 'ring', text: RED._('iot-salesforce-out.status.invalid-config') });
+      node.status(failing(RED._('iot-salesforce-out.status.invalid-config')));
       node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
         settleDelivery(RED, msg, { ok: false, retry: false, reason: message });
         reject(node, msg, 'invalid_config', message, send, done, rejection);
@@ -79,9 +80,10 @@ export = function register(RED: NodeAPI): void {
     const submitted = new DailyCount();
     let capWarned = false;
     let webToPending = 0;
-    /** Web-to posts failing past their retries, until one goes through. */
+    /** Web-to posts retrying, or failing past their retries, until one goes through. */
     let webToTrouble: Trouble | undefined;
     let closing = false;
+    const status = new StatusLine(node, currentStatus, STATUS_EVERY_MS);
 
     const sink = webToKind
       ? undefined
@@ -109,7 +111,7 @@ export = function register(RED: NodeAPI): void {
                 settleDelivery(RED, item.msg, { ok: false, reason: `${hold.reason === 'exceeded' ? 'REQUEST_LIMIT_EXCEEDED' : 'API guard'}: holding`, retry: true, retryAfterMs: Math.max(0, hold.until - Date.now()) });
                 item.done();
               }),
-            changed: () => scheduleStatus(),
+            changed: () => status.changed(),
           },
         );
 
@@ -186,7 +188,7 @@ export = function register(RED: NodeAPI): void {
       if (!session.webTo.orgId && session.apiAccess) await session.connect().catch(() => undefined);
       if (!session.webTo.orgId) return refuse(item, 'invalid_config', 'Web-to forms need the org id: set it on the connection');
       webToPending++;
-      scheduleStatus();
+      status.changed();
       for (let attempt = 0; ; attempt++) {
         try {
           await postWebTo(session.webTo, kind, form, settings.timeoutMs);
@@ -198,8 +200,11 @@ export = function register(RED: NodeAPI): void {
             if (verdict.kind !== 'invalid') webToTrouble = { kind: 'failing', errorCode: verdict.errorCode };
             return fail(item, verdict, verdict.kind !== 'invalid');
           }
+          const delayMs = backoffMs(attempt + 1, settings.retryDelayMs, backoffCeiling);
+          webToTrouble = { kind: 'retrying', errorCode: verdict.errorCode, at: Date.now() + delayMs };
+          status.changed();
           // Not holding Node-RED open at stop: the loop ends after the wait (closing).
-          await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt + 1, settings.retryDelayMs, backoffCeiling)).unref());
+          await new Promise((resolve) => setTimeout(resolve, delayMs).unref());
         }
       }
       webToPending--;
@@ -224,7 +229,7 @@ export = function register(RED: NodeAPI): void {
         item.send(out);
         item.done();
       });
-      scheduleStatus();
+      status.changed();
     }
 
     function fail(item: Item, verdict: Verdict, gaveUp: boolean): void {
@@ -237,7 +242,7 @@ export = function register(RED: NodeAPI): void {
         settleDelivery(RED, msg, { ok: false, retry: gaveUp, reason: `${verdict.errorCode}: ${verdict.message}` });
         reject(node, msg, code, message, item.send, item.done, rejection, { errorCode: verdict.errorCode, fields });
       });
-      scheduleStatus();
+      status.changed();
     }
 
     function refuse(item: Item, code: string, message: string): void {
@@ -261,38 +266,24 @@ export = function register(RED: NodeAPI): void {
     }
 
     // --- status ----------------------------------------------------------------------------
-    let statusTimer: NodeJS.Timeout | undefined;
-    const unsubscribe = session.subscribe(() => scheduleStatus());
+    const unsubscribe = session.subscribe(() => status.changed());
 
-    function scheduleStatus(): void {
-      statusTimer ??= setTimeout(() => {
-        statusTimer = undefined;
-        updateStatus();
-      }, STATUS_EVERY_MS);
-    }
-
-    function updateStatus(): void {
+    function currentStatus() {
       if (webToKind) {
-        const count = submitted.value;
-        const capped = count >= DAILY_CAP[webToKind];
-        let text = t(`status.${capped ? 'web-to-capped' : 'submitted'}`, { count: count.toLocaleString('en-US') });
-        if (webToPending > 0) text += ` · ${webToPending} sending`;
-        if (webToTrouble) node.status({ fill: 'red', shape: 'dot', text: `${t('status.failing', { code: webToTrouble.errorCode })} · ${text}` });
-        else node.status({ fill: capped ? 'yellow' : 'green', shape: webToPending > 0 ? 'ring' : 'dot', text });
-        return;
+        return webToStatus({ submitted: submitted.value, capped: submitted.value >= DAILY_CAP[webToKind], pending: webToPending, trouble: webToTrouble }, t);
       }
-      node.status(apiStatus(session.state(), sink as RecordSink<Item>, t));
+      return apiStatus(session.state(), sink as RecordSink<Item>, t);
     }
 
     // Log in at deploy, so that wrong credentials show at once, not at the first alert.
-    if (!webToKind && session.apiAccess) session.connect().catch(() => scheduleStatus());
-    updateStatus();
+    if (!webToKind && session.apiAccess) session.connect().catch(() => status.changed());
+    status.now();
 
     node.on('close', (done: () => void) => {
       closing = true;
       capacity.close();
       unsubscribe();
-      if (statusTimer) clearTimeout(statusTimer);
+      status.stop();
       if (!sink) {
         done();
         return;

@@ -1,7 +1,8 @@
 /**
  * A node's state kept across redeploys, restarts and crashes: a StateFile (snapshot + journal) in
  * `<userDir>/iot-state/`, snapshotted when it changed every few seconds and on stop, deleted with
- * the node. A failure to write never stops the node: it is reported once and kept for the status.
+ * the node. A failure to write never stops the node: it is reported once and kept for the status
+ * until a later snapshot is written (which holds everything the failed writes held).
  */
 import { join } from 'node:path';
 import { StateFile, type LoadedState } from './state-file';
@@ -13,12 +14,15 @@ export interface NodeStateOptions<S> {
   current(): S;
   /** The first failure to write (and every new kind after it), in words for the user. */
   onFailure(message: string): void;
+  /** A snapshot was written after a failure: the state is saved again. */
+  onRecovered?(): void;
   snapshotEveryMs?: number;
 }
 
 export class NodeState<S, E> {
   private changedSinceSnapshot = false;
   private failure: string | undefined;
+  private failures = 0;
   private readonly snapshotTimer: NodeJS.Timeout;
 
   private constructor(
@@ -35,7 +39,7 @@ export class NodeState<S, E> {
     return { state: new NodeState(file, options), saved };
   }
 
-  /** What went wrong last when writing, if anything. */
+  /** What went wrong last when writing, if no snapshot was written since. */
   get problem(): string | undefined {
     return this.failure;
   }
@@ -73,11 +77,21 @@ export class NodeState<S, E> {
   private snapshotIfChanged(): void {
     if (!this.changedSinceSnapshot) return;
     this.changedSinceSnapshot = false;
-    this.file.save(this.options.current()).catch((err: Error) => this.fail(err));
+    const failuresBefore = this.failures;
+    this.file.save(this.options.current()).then(
+      () => {
+        // A write that failed while this one was under way is not covered by it.
+        if (this.failure === undefined || this.failures !== failuresBefore) return;
+        this.failure = undefined;
+        this.options.onRecovered?.();
+      },
+      (err: Error) => this.fail(err),
+    );
   }
 
   private fail(err: Error): void {
     if (this.failure !== err.message) this.options.onFailure(err.message);
     this.failure = err.message;
+    this.failures++;
   }
 }

@@ -7,6 +7,8 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
 import { StateKeyReader } from '../shared/device';
+import { formatTimeOfDay } from '../shared/duration';
+import { degraded, failing, idle, StatusLine, working } from '../shared/node-status';
 import { NodeState } from '../shared/node-state';
 import { badTimestampMessage, messageTime } from '../shared/timestamp';
 import { propertyReader, readProperty, type PropertyReader } from '../shared/typed-property';
@@ -39,31 +41,38 @@ export = function register(RED: NodeAPI): void {
     } catch (err) {
       const message = (err as Error).message;
       node.error(RED._('iot-summary.errors.invalid-config', { message }));
-      node.status({ fill: 'red', shape: 'ring', text: RED._('iot-summary.status.invalid-config') });
+      node.status(failing(RED._('iot-summary.status.invalid-config')));
       node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', message, send, done, rejection));
       return;
     }
     const eventTime = def.timeSource === 'message';
     const lastDevice = new Map<string, unknown>();
     let state: NodeState<SavedState, WindowsJournalEntry> | undefined;
+    /** Why the state could not be opened at all (then there is no NodeState to ask). */
+    let notOpened: string | undefined;
     let summariesSent = 0;
+    const status = new StatusLine(node, currentStatus, STATUS_EVERY_MS);
 
     // --- restoring -------------------------------------------------------------------------
     let replayed: Summary[] = [];
     const userDir = RED.settings.userDir as string | undefined;
     if (def.persist !== false) {
-      const notSaved = (message: string) => node.warn(RED._('iot-summary.errors.not-saved', { message }));
+      const notSaved = (message: string) => {
+        node.warn(RED._('iot-summary.errors.not-saved', { message }));
+        status.changed();
+      };
       if (!userDir) {
         node.warn(RED._('iot-summary.errors.no-user-dir'));
       } else {
         try {
-          const opened = NodeState.open<SavedState, WindowsJournalEntry>(userDir, { name: `summary-${node.id}`, current: currentState, onFailure: notSaved });
+          const opened = NodeState.open<SavedState, WindowsJournalEntry>(userDir, { name: `summary-${node.id}`, current: currentState, onFailure: notSaved, onRecovered: () => status.changed() });
           state = opened.state;
           for (const problem of opened.saved.problems) node.warn(problem);
           for (const [key, device] of Object.entries(opened.saved.snapshot?.devices ?? {})) lastDevice.set(key, device);
           replayed = aggregator.restore(opened.saved.snapshot?.windows, opened.saved.entries);
         } catch (err) {
-          notSaved((err as Error).message);
+          notOpened = (err as Error).message;
+          notSaved(notOpened);
         }
       }
     }
@@ -94,7 +103,7 @@ export = function register(RED: NodeAPI): void {
       if (due.length > 0) state?.journal(...due.map((summary) => ({ k: summary.key, c: summary.start })));
       emit(due, (out) => node.send(out));
       timer.arm(aggregator.nextClose());
-      updateStatus();
+      status.now();
     }
 
     // Windows that ended while Node-RED was down close at start; replayed ones leave again.
@@ -111,7 +120,7 @@ export = function register(RED: NodeAPI): void {
           const all = aggregator.closeAll();
           if (all.length > 0) state?.journal(...all.map((summary) => ({ k: summary.key, c: summary.start })));
           emit(all, send);
-          updateStatus();
+          status.now();
           done();
           return;
         }
@@ -146,27 +155,26 @@ export = function register(RED: NodeAPI): void {
       if (msg.device !== undefined) lastDevice.set(key, msg.device);
       emit(closed, send);
       timer.arm(aggregator.nextClose());
-      scheduleStatus();
+      status.changed();
       done();
     }
 
     // --- status and saving -----------------------------------------------------------------
-    let statusTimer: NodeJS.Timeout | undefined;
-    function scheduleStatus(): void {
-      statusTimer ??= setTimeout(() => {
-        statusTimer = undefined;
-        updateStatus();
-      }, STATUS_EVERY_MS);
-    }
-
-    function updateStatus(): void {
-      const keys = aggregator.keyCount;
+    function currentStatus() {
+      const windows = aggregator.keyCount;
+      if (windows === 0 && summariesSent === 0) return idle(RED._('iot-summary.status.no-readings'));
+      const t = (key: string, count: number) => RED._(`iot-summary.status.${key}-${count === 1 ? 'one' : 'many'}`, { count: count.toLocaleString('en-US') });
+      const parts = [
+        windows === 0 ? RED._('iot-summary.status.no-window') : RED._('iot-summary.status.open', { readings: t('reading', aggregator.pendingReadings), windows: t('window', windows) }),
+        t('sent', summariesSent),
+      ];
       const next = aggregator.nextClose();
-      const closes = Number.isFinite(next) ? ` · ${RED._('iot-summary.status.next', { time: new Date(next).toISOString().slice(11, 19) })}` : '';
-      const text = `${keys} ${keys === 1 ? 'key' : 'keys'} · ${aggregator.pendingReadings} open · ${summariesSent} sent${closes}${state?.problem ? ` · ${RED._('iot-summary.status.not-saved')}` : ''}`;
-      node.status({ fill: state?.problem ? 'yellow' : 'green', shape: keys > 0 ? 'dot' : 'ring', text });
+      if (Number.isFinite(next)) parts.push(RED._('iot-summary.status.next', { time: formatTimeOfDay(next) }));
+      const unsaved = state ? state.problem : notOpened;
+      if (unsaved) return degraded(`${parts.join(' · ')} · ${RED._('iot-summary.status.not-saved')}`);
+      return working(parts.join(' · '));
     }
-    updateStatus();
+    status.now();
 
     function currentState(): SavedState {
       return { windows: aggregator.snapshot(), devices: Object.fromEntries(lastDevice) };
@@ -175,7 +183,7 @@ export = function register(RED: NodeAPI): void {
     node.on('close', (removed: boolean, done: () => void) => {
       clearImmediate(startup);
       timer.cancel();
-      if (statusTimer) clearTimeout(statusTimer);
+      status.stop();
       (state?.close(removed) ?? Promise.resolve()).catch((err: Error) => node.warn(err.message)).finally(done);
     });
   }

@@ -4,6 +4,7 @@
  * 2026-12-03 14:00 UTC (in 31 h)". Pure functions of the event and the rule. What a person may
  * act on comes first and the figures last, in brackets, so that a CRM subject can drop them.
  */
+import { formatDuration } from '../shared/duration';
 import type { AlertEvent } from './engine';
 import type { Measure, RuleKind, ThresholdValue } from './rules';
 
@@ -121,18 +122,4 @@ function formatValue(value: unknown, unit: string): string {
 export function formatNumber(n: number): string {
   if (!Number.isFinite(n)) return String(n);
   return String(Math.round(n * 10_000) / 10_000);
-}
-
-/** 45 s, 10 min, 1 h 30 min, 2 d 3 h. */
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms) || ms < 0) return '?';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  const s = Math.round(ms / 1000);
-  if (s < 60) return `${s} s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return s % 60 === 0 ? `${m} min` : `${m} min ${s % 60} s`;
-  const h = Math.floor(m / 60);
-  if (h < 24) return m % 60 === 0 ? `${h} h` : `${h} h ${m % 60} min`;
-  const d = Math.floor(h / 24);
-  return h % 24 === 0 ? `${d} d` : `${d} d ${h % 24} h`;
 }

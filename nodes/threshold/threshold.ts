@@ -6,6 +6,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
+import { degraded, failing, idle, StatusLine, working } from '../shared/node-status';
 import { deviceOf, StateKeyReader } from '../shared/device';
 import { propertyReader, readProperty, type PropertyReader } from '../shared/typed-property';
 import { describeAlert, type AlertWording } from './alert-text';
@@ -46,7 +47,7 @@ export = function register(RED: NodeAPI): void {
     } catch (err) {
       const message = (err as Error).message;
       node.error(RED._('iot-threshold.errors.invalid-config', { message }));
-      node.status({ fill: 'red', shape: 'ring', text: RED._('iot-threshold.status.invalid-config') });
+      node.status(failing(RED._('iot-threshold.status.invalid-config')));
       node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
         reject(node, msg, 'invalid_config', message, send, done, rejection);
       });
@@ -62,24 +63,29 @@ export = function register(RED: NodeAPI): void {
     const lastDevice = new Map<string, unknown>();
     const overrideCache = new Map<string, Thresholds>();
     let state: NodeState<SavedState, JournalEntry> | undefined;
+    /** Why the state could not be opened at all (then there is no NodeState to ask). */
+    let notOpened: string | undefined;
 
     const engine = new ThresholdEngine(rule, node.id, {
       alert: (event) => pending.push(event),
       stateChanged: (key, active, since) => state?.journal({ k: key, a: active, s: Number.isNaN(since) ? null : since }),
     });
 
+    // Raised alerts are counted in the text; the colour tells how the node itself is doing.
+    const status = new StatusLine(node, currentStatus, STATUS_EVERY_MS);
+
     // --- restoring state -------------------------------------------------------------------
     const userDir = RED.settings.userDir as string | undefined;
     if (def.persist !== false) {
       const notSaved = (message: string) => {
         node.warn(RED._('iot-threshold.errors.not-saved', { message }));
-        scheduleStatus();
+        status.changed();
       };
       if (!userDir) {
         node.warn(RED._('iot-threshold.errors.no-user-dir'));
       } else {
         try {
-          const opened = NodeState.open<SavedState, JournalEntry>(userDir, { name: `threshold-${node.id}`, current: currentState, onFailure: notSaved });
+          const opened = NodeState.open<SavedState, JournalEntry>(userDir, { name: `threshold-${node.id}`, current: currentState, onFailure: notSaved, onRecovered: () => status.changed() });
           state = opened.state;
           for (const problem of opened.saved.problems) node.warn(problem);
           const now = Date.now();
@@ -87,7 +93,8 @@ export = function register(RED: NodeAPI): void {
           for (const [key, device] of Object.entries(opened.saved.snapshot?.devices ?? {})) lastDevice.set(key, device);
           engine.restore(snapshot, now);
         } catch (err) {
-          notSaved((err as Error).message);
+          notOpened = (err as Error).message;
+          notSaved(notOpened);
         }
       }
     }
@@ -96,7 +103,7 @@ export = function register(RED: NodeAPI): void {
     const startup = setImmediate(() => {
       deliverUnprompted();
       armTimer();
-      updateStatus();
+      status.now();
     });
 
     // --- messages in -----------------------------------------------------------------------
@@ -157,7 +164,7 @@ export = function register(RED: NodeAPI): void {
         out[OUTPUT.state] = msg;
       }
       if (out.some((o) => o !== null)) send(out);
-      scheduleStatus();
+      status.changed();
       if (rule.raise.mode === 'duration' || rule.clear.mode === 'duration' || rule.rule === 'silence') armTimer();
       done();
     }
@@ -219,7 +226,7 @@ export = function register(RED: NodeAPI): void {
         addTo(out, event.state === 'raised' ? OUTPUT.raised : OUTPUT.cleared, msg);
       }
       node.send(out);
-      scheduleStatus();
+      status.changed();
     }
 
     function alertOf(event: AlertEvent): Record<string, unknown> {
@@ -259,32 +266,18 @@ export = function register(RED: NodeAPI): void {
     }
 
     // --- status ----------------------------------------------------------------------------
-    let statusTimer: NodeJS.Timeout | undefined;
-
-    function scheduleStatus(): void {
-      statusTimer ??= setTimeout(() => {
-        statusTimer = undefined;
-        updateStatus();
-      }, STATUS_EVERY_MS);
-    }
-
-    function updateStatus(): void {
+    function currentStatus() {
       const counts = engine.activeCounts();
       const severities = engine.severities;
       const parts: string[] = [];
-      let top = -1;
       for (let i = severities.length - 1; i >= 0; i--) {
-        if (counts[i] > 0) {
-          parts.push(`${counts[i]} ${severities[i]}`);
-          top = Math.max(top, i);
-        }
+        if (counts[i] > 0) parts.push(`${counts[i]} ${severities[i]}`);
       }
+      if (engine.keyCount === 0) return idle(RED._('iot-threshold.status.no-readings'));
       const keys = `${engine.keyCount.toLocaleString('en-US')} ${engine.keyCount === 1 ? 'key' : 'keys'}`;
-      let text = `${parts.length > 0 ? parts.join(', ') : RED._('iot-threshold.status.ok')} · ${keys}`;
-      if (state?.problem) text += ` · ${RED._('iot-threshold.status.not-saved')}`;
-      const severity = top >= 0 ? severities[top] : undefined;
-      const fill = severity === 'critical' || severity === 'major' ? 'red' : severity ? 'yellow' : 'green';
-      node.status({ fill, shape: parts.length > 0 ? 'dot' : 'ring', text });
+      const text = `${parts.length > 0 ? parts.join(', ') : RED._('iot-threshold.status.ok')} · ${keys}`;
+      const unsaved = state ? state.problem : notOpened;
+      return unsaved ? degraded(`${text} · ${RED._('iot-threshold.status.not-saved')}`) : working(text);
     }
 
     // --- saving ----------------------------------------------------------------------------
@@ -295,7 +288,7 @@ export = function register(RED: NodeAPI): void {
     node.on('close', (removed: boolean, done: () => void) => {
       clearImmediate(startup);
       timer.cancel();
-      if (statusTimer) clearTimeout(statusTimer);
+      status.stop();
       (state?.close(removed) ?? Promise.resolve()).catch((err: Error) => node.warn(err.message)).finally(done);
     });
   }

@@ -10,8 +10,10 @@ import { CapacityAnnouncer } from '../shared/capacity';
 import { reject } from '../shared/coded-error';
 import { DELIVERY_PROPERTY, settleDelivery, type DeliveryToken } from '../shared/delivery';
 import { deviceOf } from '../shared/device';
+import { formatTimeOfDay } from '../shared/duration';
 import { takeOutTooDeep } from '../shared/json-limits';
 import { LogSummary } from '../shared/log-summary';
+import { degraded, failing, idle, StatusLine, working } from '../shared/node-status';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { Batcher } from './batcher';
 import { PointMapper, type Mapped, type MessageParts, type Rejection } from './mapping';
@@ -82,7 +84,7 @@ export = function register(RED: NodeAPI): void {
     if (problem || !store || !batcher || !mapper) {
       const reason = problem ?? t('errors.no-store');
       // The status has room for the gist: what comes before the explanation.
-      node.status({ fill: 'red', shape: 'ring', text: t('status.invalid-config', { problem: reason.split(':')[0] }) });
+      node.status(failing(t('status.invalid-config', { problem: reason.split(':')[0] })));
       node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
         settleDelivery(RED, msg, { ok: false, retry: true, reason });
         msg.rejected = [{ code: 'invalid_config', message: reason }];
@@ -300,7 +302,7 @@ export = function register(RED: NodeAPI): void {
       retryReason = reason;
       lastError = { code: 'retrying', at: Date.now() };
       log.report('retrying', t('log.retrying', { store: where, reason, seconds: Math.round(delayMs / 100) / 10, pending: points.pending }), (text) => node.warn(text));
-      updateStatus();
+      status.now();
     }
 
     function noteFailure(failure: Failure, count: number): void {
@@ -310,47 +312,43 @@ export = function register(RED: NodeAPI): void {
 
     // --- status ----------------------------------------------------------------------------
     let statusAt = Date.now();
-    let shown = '';
     /** Points written in each of the last few status periods, and how long each was. */
     const recent = new WrittenRate(RATE_PERIODS);
+    // Drawn every period (the rate is taken then) and at once when a retry starts.
+    const status = new StatusLine(node, currentStatus, STATUS_EVERY_MS);
 
-    function updateStatus(): void {
+    function currentStatus() {
       // Until the first message, the status keeps saying where points will go.
-      if (!received) return;
+      if (!received) return undefined;
       const now = Date.now();
       recent.add(writtenSinceStatus, now - statusAt);
       writtenSinceStatus = 0;
       statusAt = now;
       const pending = points.pending;
       const counts = { rate: recent.text(), pending: pending.toLocaleString('en-US') };
-      let status: { fill: 'red' | 'green' | 'yellow' | 'grey'; shape: 'dot' | 'ring'; text: string };
-      if (unauthorized) status = { fill: 'red', shape: 'ring', text: t('status.unauthorized', counts) };
-      else if (backlogFull) status = { fill: 'red', shape: 'dot', text: t('status.backlog-full', counts) };
-      else if (retryReason) {
-        const seconds = Math.max(0, Math.ceil((points.retryAt - now) / 1000));
-        status = { fill: 'yellow', shape: 'ring', text: t('status.retrying', { ...counts, seconds, reason: retryReason.slice(0, 60) }) };
-      } else {
-        // Points waiting for an answer while none came back lately: writing, not "0 pts/s".
-        let text = recent.none() && pending > 0 ? t('status.writing', counts) : t('status.ok', counts);
-        if (lastError && now - lastError.at < LAST_ERROR_SHOWN_MS) text += t('status.last-error', { code: lastError.code, time: new Date(lastError.at).toTimeString().slice(0, 8) });
-        status = { fill: 'green', shape: 'dot', text };
-      }
+      const full = backlogFull;
       backlogFull = false;
-      const key = `${status.fill} ${status.shape} ${status.text}`;
-      if (key !== shown) {
-        shown = key;
-        node.status(status);
+      if (unauthorized) return failing(t('status.unauthorized', counts));
+      if (full) return failing(t('status.backlog-full', counts));
+      if (retryReason) {
+        const seconds = Math.max(0, Math.ceil((points.retryAt - now) / 1000));
+        return degraded(t('status.retrying', { ...counts, seconds, reason: retryReason.slice(0, 60) }));
       }
+      // Points waiting for an answer while none came back lately: writing, not "0 pts/s".
+      let text = recent.none() && pending > 0 ? t('status.writing', counts) : t('status.ok', counts);
+      if (lastError && now - lastError.at < LAST_ERROR_SHOWN_MS) text += t('status.last-error', { code: lastError.code, time: formatTimeOfDay(lastError.at) });
+      return working(text);
     }
 
-    node.status({ fill: 'grey', shape: 'ring', text: t('status.waiting', { store: where }) });
+    node.status(idle(t('status.waiting', { store: where })));
     const statusTimer = setInterval(() => {
-      updateStatus();
+      status.now();
       log.tick();
     }, STATUS_EVERY_MS);
 
     node.on('close', (_removed: boolean, done: () => void) => {
       clearInterval(statusTimer);
+      status.stop();
       capacity.close();
       points.close(CLOSE_DEADLINE_MS).finally(() => {
         log.flush();

@@ -4,7 +4,8 @@
  * its dialog (a method, a backend, a list with rows). Every visible box one types or picks in,
  * typed inputs included, is wide enough to read (80 px at least), a short value set in a box (a
  * number, a duration, a ${VARIABLE}) shows whole, and the dialog's title names the node in words,
- * not by its type name. Longer values (expressions, JSON) may scroll in their box.
+ * not by its type name, in every tab of a dialog in tabs. Longer values (expressions, JSON) may
+ * scroll in their box.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -112,7 +113,22 @@ async function measure(id: string, isConfig: boolean, picture?: string): Promise
   // The tray has its width once it has slid in.
   await page.waitForTimeout(100);
   if (picture) await page.locator('.red-ui-tray:last-of-type').screenshot({ path: join(screenshots, picture) });
-  const measured = await page.evaluate(({ min, short }) => {
+  // A dialog whose settings are in tabs (not the editor's own Description and Appearance) is
+  // measured in each tab, as a person would click through them.
+  const tabs = await page.locator('.red-ui-tray:last-of-type .red-ui-tray-body form li.red-ui-tab').all();
+  const each: Measured[] = [];
+  for (const tab of tabs.length > 0 ? tabs : [undefined]) {
+    if (tab) await tab.click();
+    each.push(await measureShown());
+  }
+  await page.click(isConfig ? '#node-config-dialog-cancel' : '#node-dialog-cancel');
+  await page.waitForSelector(ok, { state: 'detached' });
+  return { narrow: [...new Set(each.flatMap((m) => m.narrow))], cut: [...new Set(each.flatMap((m) => m.cut))], title: each[0].title };
+}
+
+/** Measures what is visible in the open dialog now. */
+async function measureShown(): Promise<Measured> {
+  return page.evaluate(({ min, short }) => {
     const tray = Array.from(document.querySelectorAll('.red-ui-tray')).pop() as HTMLElement;
     const visible = (el: Element) => {
       const r = el.getBoundingClientRect();
@@ -135,9 +151,6 @@ async function measure(id: string, isConfig: boolean, picture?: string): Promise
     const title = tray.querySelector('.red-ui-tray-titlebar')?.textContent?.trim() ?? '';
     return { narrow, cut, title };
   }, { min: MIN_WIDTH, short: SHORT_VALUE });
-  await page.click(isConfig ? '#node-config-dialog-cancel' : '#node-dialog-cancel');
-  await page.waitForSelector(ok, { state: 'detached' });
-  return measured;
 }
 
 describe('the dialogs of the pack, as a person reads them', () => {

@@ -458,11 +458,11 @@ describe('iot-buffer node', () => {
       await load({ maxMessages: '2' });
       buffer().receive({ payload: 1 });
       await eventually('a delivery', () => (received.length === 1 ? true : undefined));
-      await statusIn('green', /^0 queued · 0 in flight$/);
+      expect(await statusIn('green', /^0 queued · 0 in flight$/)).toMatchObject({ shape: 'dot' });
       buffer().receive({ control: 'pause' });
-      await statusIn('yellow', /paused/);
+      expect(await statusIn('yellow', /paused/)).toMatchObject({ shape: 'ring' });
       for (const payload of [2, 3, 4]) buffer().receive({ payload });
-      await statusIn('red', /queue_full/);
+      expect(await statusIn('red', /queue_full/)).toMatchObject({ shape: 'ring' });
       buffer().receive({ control: 'resume' });
       await eventually('two more deliveries', () => (received.length === 3 ? true : undefined));
     });

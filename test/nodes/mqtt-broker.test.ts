@@ -401,17 +401,28 @@ describe('iot-mqtt-broker', () => {
     expect(await connectOrError('pump-1', KEYS['pump-1'], { protocolVersion: 5 })).toBeInstanceOf(Error);
   });
 
+  it('is grey while it listens with no device connected, and green with one online', async () => {
+    await load();
+    // load() made sure of the broker with a CONNECT that is refused: counted, not coloured.
+    const refused = '( · 1 iot-mqtt-broker.status.refused)?';
+    await eventually('listening', () => (brokerStatus().text.includes(':') ? true : undefined));
+    expect(brokerStatus()).toEqual({ fill: 'grey', shape: 'ring', text: expect.stringMatching(new RegExp(`^0 iot-mqtt-broker.status.online${refused} · :${port}$`)) });
+    await connect('pump-1', KEYS['pump-1']);
+    await eventually('a device shown online', () => (brokerStatus().fill === 'green' ? true : undefined));
+    expect(brokerStatus()).toEqual({ fill: 'green', shape: 'dot', text: expect.stringMatching(new RegExp(`^1 iot-mqtt-broker.status.online${refused} · :${port}$`)) });
+  });
+
   it('reports a configuration that cannot work, and a port in use', async () => {
     await helper.load([registryNode, mqttBrokerNode], flow({ port: '', wsPort: '' }).slice(0, 2));
-    const statusOf = () => (helper.getNode('broker').status as unknown as { lastCall: { args: [{ fill: string; text: string }] } }).lastCall.args[0];
-    expect(statusOf()).toMatchObject({ fill: 'red' });
+    const statusOf = brokerStatus;
+    expect(statusOf()).toEqual({ fill: 'red', shape: 'ring', text: 'iot-mqtt-broker.status.invalid-config' });
     await helper.unload();
     const blocker = createServer();
     await new Promise<void>((resolve) => blocker.listen(port, '127.0.0.1', () => resolve()));
     try {
       await helper.load([registryNode, mqttBrokerNode], flow().slice(0, 2), { registry: { secrets: JSON.stringify(secrets) } });
       await eventually('the port reported in use', () => (statusOf().fill === 'red' ? true : undefined));
-      expect(statusOf().text).toContain('port-in-use');
+      expect(statusOf()).toMatchObject({ fill: 'red', shape: 'ring', text: expect.stringMatching(/port-in-use · iot-mqtt-broker.status.next-try$/) });
     } finally {
       blocker.close();
     }
@@ -542,6 +553,15 @@ describe('iot-mqtt-broker acknowledging QoS 1/2', () => {
   });
 });
 
+type Status = { fill: string; shape: string; text: string };
+
+/** The broker's latest status: the helper's spy on status is shared by every node of the flow. */
+function brokerStatus(): Status {
+  const broker = helper.getNode('broker');
+  const calls = (broker.status as unknown as { getCalls(): Array<{ thisValue: unknown; args: [Status] }> }).getCalls();
+  return calls.filter((call) => call.thisValue === broker).at(-1)?.args[0] ?? { fill: '', shape: '', text: '' };
+}
+
 function statusText(): string {
-  return (helper.getNode('broker').status as unknown as { lastCall: { args: [{ text: string }] } }).lastCall.args[0].text;
+  return brokerStatus().text;
 }

@@ -566,7 +566,7 @@ describe('status', () => {
     expect(statuses.find((s) => s.fill === 'yellow')).toMatchObject({ shape: 'ring', text: expect.stringMatching(/^iot-salesforce-out.status.retrying · 1 iot-salesforce-out.status.written · 3 iot-salesforce-out.status.waiting/) });
     await until('the failures', () => (seen.failed.length === 3 ? true : undefined));
     await until('red', () => (statuses.at(-1)?.fill === 'red' ? true : undefined));
-    expect(statuses.at(-1)).toMatchObject({ fill: 'red', shape: 'dot', text: expect.stringMatching(/^iot-salesforce-out.status.failing · 1 iot-salesforce-out.status.written · 3 iot-salesforce-out.status.failed/) });
+    expect(statuses.at(-1)).toMatchObject({ fill: 'red', shape: 'ring', text: expect.stringMatching(/^iot-salesforce-out.status.failing · 1 iot-salesforce-out.status.written · 3 iot-salesforce-out.status.failed/) });
     sf.sandbox.faults.clear();
     send(alertMsg('st-5'));
     await until('green again', () => (statuses.at(-1)?.fill === 'green' ? true : undefined));

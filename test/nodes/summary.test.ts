@@ -2,13 +2,18 @@
  * iot-summary inside a Node-RED runtime: summaries per device and window, errors, flush, and
  * open windows that survive a redeploy and a crash.
  */
-import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Node, NodeMessage } from 'node-red';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import summaryNode from '../../nodes/summary/summary';
+import summaryModule from '../../nodes/summary/summary';
+import { withMessages } from '../support/messages';
 import { helper } from '../support/node-red';
+import { eventually } from '../support/wait';
+
+/** The node with its English messages, as an editor user reads them. */
+const summaryNode = withMessages(summaryModule, 'summary');
 
 type Flow = Array<{ id: string; type: string; [property: string]: unknown }>;
 type Summary = { id: string; key: string; start: number; end: number; count: number };
@@ -41,6 +46,7 @@ function collect(): Record<'out' | 'errors', NodeMessage[]> {
 }
 
 const node = () => helper.getNode('sum') as Node & { receive(msg: NodeMessage): void };
+const lastStatus = () => (node().status as unknown as { lastCall?: { args: [{ fill: string; shape: string; text: string }] } }).lastCall?.args[0];
 const settle = (ms = 30) => new Promise((resolve) => setTimeout(resolve, ms));
 async function send(...msgs: NodeMessage[]): Promise<void> {
   for (const msg of msgs) node().receive(msg);
@@ -121,5 +127,26 @@ describe('iot-summary node', () => {
     const seen = collect();
     await send({ payload: 1 });
     expect((seen.errors[0].error as { code: string }).code).toBe('invalid_config');
+    expect(lastStatus()).toEqual({ fill: 'red', shape: 'ring', text: 'invalid configuration' });
+  });
+
+  it('says what it counts: readings in open windows, and summaries sent', async () => {
+    await helper.load(summaryNode, flow({ mode: 'count', count: '3' }));
+    collect();
+    await eventually('the first status', () => lastStatus());
+    expect(lastStatus()).toEqual({ fill: 'grey', shape: 'ring', text: 'waiting for readings' });
+    await send(...[1, 2, 3, 4].map((v) => ({ payload: v, topic: 'a' })), { payload: 5, topic: 'b' }, { payload: 6, topic: 'b' });
+    await settle(600);
+    expect(lastStatus()).toEqual({ fill: 'green', shape: 'dot', text: '3 readings in 2 open windows · 1 summary sent' });
+  });
+
+  it('turns yellow when its state cannot be saved, and says so', async () => {
+    // A file where the state folder should be: the folder cannot be made.
+    writeFileSync(join(userDir, 'iot-state'), 'not a folder');
+    await helper.load(summaryNode, flow({ mode: 'count', count: '3' }));
+    collect();
+    await send({ payload: 1, topic: 'a' });
+    await settle(600);
+    expect(lastStatus()).toEqual({ fill: 'yellow', shape: 'ring', text: '1 reading in 1 open window · 0 summaries sent · state not saved' });
   });
 });

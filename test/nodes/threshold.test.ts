@@ -3,14 +3,18 @@
  * overrides, errors, timers, status, and state that survives a redeploy and a restart; the
  * forecast and anomaly rules as a CRM would meet their alerts.
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Node, NodeMessage } from 'node-red';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import thresholdNode from '../../nodes/threshold/threshold';
+import thresholdModule from '../../nodes/threshold/threshold';
+import { withMessages } from '../support/messages';
 import { helper } from '../support/node-red';
 import { eventually } from '../support/wait';
+
+/** The node with its English messages, as an editor user reads them. */
+const thresholdNode = withMessages(thresholdModule, 'threshold');
 
 type Flow = Array<{ id: string; type: string; [property: string]: unknown }>;
 type Alert = Record<string, unknown>;
@@ -52,6 +56,7 @@ function collect(...ids: string[]): Record<string, NodeMessage[]> {
 }
 
 const node = () => helper.getNode('th') as Node & { receive(msg: NodeMessage): void };
+const lastStatus = () => (node().status as unknown as { lastCall?: { args: [{ fill: string; shape: string; text: string }] } }).lastCall?.args[0];
 const settle = (ms = 30) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function send(...msgs: NodeMessage[]): Promise<void> {
@@ -208,13 +213,22 @@ describe('iot-threshold node', () => {
     expect(out.raised.length).toBe(3);
   });
 
-  it('shows alerts by severity in its status', async () => {
+  it('shows alerts by severity in its status, in green: the node works, the alerts are news about devices', async () => {
     await helper.load(thresholdNode, flow(pumpRule));
+    await eventually('the first status', () => lastStatus());
+    expect(lastStatus()).toEqual({ fill: 'grey', shape: 'ring', text: 'no readings yet' });
     await send({ payload: 95, topic: 'a' }, { payload: 75, topic: 'b' }, { payload: 76, topic: 'c' }, { payload: 10, topic: 'd' });
     await settle(600);
-    const status = (node().status as unknown as { lastCall: { args: [{ fill: string; text: string }] } }).lastCall.args[0];
-    expect(status).toMatchObject({ fill: 'red', shape: 'dot' });
-    expect(status.text).toBe('1 critical, 2 warning · 4 keys');
+    expect(lastStatus()).toEqual({ fill: 'green', shape: 'dot', text: '1 critical, 2 warning · 4 keys' });
+  });
+
+  it('turns yellow when its state cannot be saved, and says so', async () => {
+    // A file where the state folder should be: the folder cannot be made.
+    writeFileSync(join(userDir, 'iot-state'), 'not a folder');
+    await helper.load(thresholdNode, flow(pumpRule));
+    await send({ payload: 95, topic: 'a' });
+    await settle(600);
+    expect(lastStatus()).toEqual({ fill: 'yellow', shape: 'ring', text: '1 critical · 1 key · state not saved' });
   });
 
   it('reports an invalid rule in its status and rejects input with invalid_config', async () => {
@@ -223,8 +237,7 @@ describe('iot-threshold node', () => {
     await send({ payload: 1 });
     expect((out.errors[0].error as { code: string; message: string }).code).toBe('invalid_config');
     expect((out.errors[0].error as { message: string }).message).toMatch(/threshold is not a number/);
-    const status = (node().status as unknown as { lastCall: { args: [{ fill: string }] } }).lastCall.args[0];
-    expect(status).toMatchObject({ fill: 'red', shape: 'ring' });
+    expect(lastStatus()).toEqual({ fill: 'red', shape: 'ring', text: 'invalid configuration' });
   });
 
   it('keeps its state across a redeploy: a raised alert is not raised again and clears with its id', async () => {

@@ -51,6 +51,7 @@ describe('the buffer status line', () => {
     ['Redis gone', {}, { disconnected: true, problem: 'backend_unavailable' }, 'red', 'queued count=0 · in-flight count=0 · disconnected'],
     ['failing and degraded at once', { paused: true }, { problem: 'io_error' }, 'red', 'queued count=0 · in-flight count=0 · io_error · paused'],
   ])('%s: %s', (_what, stats, facts, fill, text) => {
-    expect(line(stats, facts)).toEqual({ fill, shape: (stats.depth ?? 0) > 0 ? 'dot' : 'ring', text });
+    // The pack's convention (nodes/shared/node-status.ts): a dot while working, a ring otherwise.
+    expect(line(stats, facts)).toEqual({ fill, shape: fill === 'green' ? 'dot' : 'ring', text });
   });
 });

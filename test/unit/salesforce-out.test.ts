@@ -1,12 +1,13 @@
 /**
  * The pure parts of iot-salesforce-out: the error policy (the table of shared/salesforce.md),
  * the batcher (T ms, up to 200, order per record, merging, retries), the ready-made Case and
- * Lead mappings from msg.alert and msg.device, and the node's settings.
+ * Lead mappings from msg.alert and msg.device, the node's settings, and its status line.
  */
 import { describe, expect, it } from 'vitest';
 import { Batcher, type Batch } from '../../nodes/salesforce-out/batcher';
 import { backoffMs, classifyCallError, classifyRecordError, duplicateOf } from '../../nodes/salesforce-out/error-policy';
 import { readOutConfig } from '../../nodes/salesforce-out/out-config';
+import { apiStatus, webToStatus, type SinkView, type WebToView } from '../../nodes/salesforce-out/status';
 import { caseFromAlert, describeAlert, externalIdForPath, externalIdValue, leadFromAlert, readAlert, recordProblem, subjectOf, webToCaseFromAlert, webToLeadFromAlert, type Alert } from '../../nodes/salesforce-out/record-mapping';
 import { LoginError } from '../../nodes/shared/salesforce-client';
 
@@ -328,5 +329,35 @@ describe('output settings', () => {
     ['a negative delay', { object: 'Case', operation: 'create', batchDelay: '-1' }, /batch delay/],
   ])('refuses %s', (_what, props, problem) => {
     expect((readOutConfig(props) as { problem: string }).problem).toMatch(problem);
+  });
+});
+
+describe('status line', () => {
+  // Keys stand for the words: what matters here is which state gives which colour.
+  const t = (key: string, values?: Record<string, string | number>) => (values ? `${key} ${Object.values(values).join(' ')}` : key);
+  const at = new Date(2026, 11, 2, 14, 5, 9).getTime();
+  const sink = (over: Partial<SinkView> = {}): SinkView => ({ counts: { written: 3, refused: 0, failed: 0, released: 0 }, waiting: 0, trouble: undefined, ...over });
+
+  it.each([
+    ['before the first login', { phase: 'idle' as const }, sink(), { fill: 'grey', shape: 'ring', text: 'status.ready' }],
+    ['logging in', { phase: 'connecting' as const }, sink(), { fill: 'yellow', shape: 'ring', text: 'status.connecting' }],
+    ['writing', { phase: 'connected' as const }, sink(), { fill: 'green', shape: 'dot', text: '3 status.written' }],
+    ['retrying a 503', { phase: 'connected' as const }, sink({ waiting: 2, trouble: { kind: 'retrying', errorCode: '503', at } }), { fill: 'yellow', shape: 'ring', text: 'status.retrying 503 14:05:09 · 3 status.written · 2 status.waiting' }],
+    ['failing past its retries', { phase: 'connected' as const }, sink({ trouble: { kind: 'failing', errorCode: '503' } }), { fill: 'red', shape: 'ring', text: 'status.failing 503 · 3 status.written' }],
+    ['holding at the API limit', { phase: 'connected' as const, hold: { reason: 'exceeded' as const, until: at } }, sink(), { fill: 'yellow', shape: 'ring', text: 'status.hold-exceeded 14:05:09 · 3 status.written' }],
+    ['login refused', { phase: 'failed' as const, error: 'INVALID_LOGIN', retryAt: at }, sink(), { fill: 'red', shape: 'ring', text: 'status.login-failed: INVALID_LOGIN · status.next-login 14:05:09' }],
+  ])('API: %s', (_when, state, view, expected) => {
+    expect(apiStatus(state, view, t)).toEqual(expected);
+  });
+
+  const webTo = (over: Partial<WebToView> = {}): WebToView => ({ submitted: 0, capped: false, pending: 0, trouble: undefined, ...over });
+  it.each([
+    ['nothing posted yet', webTo(), { fill: 'grey', shape: 'ring', text: 'status.submitted 0' }],
+    ['posting', webTo({ submitted: 4, pending: 1 }), { fill: 'green', shape: 'dot', text: 'status.submitted 4 · status.sending 1' }],
+    ['retrying a post', webTo({ submitted: 4, pending: 1, trouble: { kind: 'retrying', errorCode: '503', at } }), { fill: 'yellow', shape: 'ring', text: 'status.retrying 503 14:05:09 · status.submitted 4 · status.sending 1' }],
+    ['failing past its retries', webTo({ submitted: 4, trouble: { kind: 'failing', errorCode: '503' } }), { fill: 'red', shape: 'ring', text: 'status.failing 503 · status.submitted 4' }],
+    ['past the daily cap', webTo({ submitted: 5000, capped: true }), { fill: 'yellow', shape: 'ring', text: 'status.web-to-capped 5,000' }],
+  ])('Web-to: %s', (_when, view, expected) => {
+    expect(webToStatus(view, t)).toEqual(expected);
   });
 });

@@ -3,7 +3,7 @@
  * properties turned into a rule.
  */
 import { describe, expect, it } from 'vitest';
-import { describeAlert, formatDuration } from '../../nodes/threshold/alert-text';
+import { describeAlert } from '../../nodes/threshold/alert-text';
 import { DeadlineQueue } from '../../nodes/threshold/deadline-queue';
 import type { AlertEvent } from '../../nodes/threshold/engine';
 import { expectedKeyList, readingName, ruleFromProperties } from '../../nodes/threshold/node-config';
@@ -65,10 +65,6 @@ describe('alert wording', () => {
     [event({ key: '' }), words, 'temperature above 80 (82.5)'],
   ])('%#: %s', (e, w, text) => {
     expect(describeAlert(e, w)).toBe(text);
-  });
-
-  it('formats durations', () => {
-    expect([450, 45_000, 3_600_000, 5_400_000, 90_000_000].map(formatDuration)).toEqual(['450 ms', '45 s', '1 h', '1 h 30 min', '1 d 1 h']);
   });
 });
 
