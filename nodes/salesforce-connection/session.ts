@@ -104,7 +104,13 @@ export class SalesforceSession implements SalesforceClient {
 
   async streamingClient(extensions: StreamingExtension[]): Promise<StreamingClient> {
     await this.connect();
-    return this.conn.streaming.createClient(extensions as never) as unknown as StreamingClient;
+    const faye = this.conn.streaming.createClient(extensions as never) as unknown as StreamingClient;
+    // A faye client is a thenable that never settles: it must not be what a promise resolves to.
+    return {
+      subscribe: (channel, onMessage) => faye.subscribe(channel, onMessage),
+      on: (event, listener) => faye.on(event, listener),
+      disconnect: () => faye.disconnect(),
+    };
   }
 
   async renewToken(): Promise<void> {
