@@ -26,9 +26,11 @@ let userDir: string;
 /** What the settling stand-in does with each event: settle it (ok), or keep it unsettled. */
 let settleMode: 'ok' | 'hold' = 'ok';
 const held: NodeMessage[] = [];
+let runtime: NodeAPI;
 
 /** A stand-in for a node that processes events and settles them (an iot-command, a buffer). */
 function testSettler(RED: NodeAPI): void {
+  runtime = RED;
   RED.nodes.registerType('test-settler', function (this: Node, config: object) {
     RED.nodes.createNode(this, config as never);
     this.on('input', (msg: NodeMessage) => {
@@ -59,7 +61,7 @@ afterEach(async () => {
   await helper.unload();
 });
 
-type Flow = Array<Record<string, unknown>>;
+type Flow = Array<{ id: string; type: string; [property: string]: unknown }>;
 
 function flow(props: Record<string, unknown> = {}, loginUrl = sf.sandbox.url): Flow {
   return [
@@ -226,7 +228,7 @@ describe('iot-salesforce-in', () => {
     await command('slow');
     await eventually('delivered twice', () => (out.events.length >= 2 ? true : undefined), 10_000);
     expect(new Set(out.events.map((m) => (m.event as { key: string }).key)).size).toBe(1);
-    settleDelivery(helper._RED as NodeAPI, held[held.length - 1], { ok: true });
+    settleDelivery(runtime, held[held.length - 1], { ok: true });
     const count = out.events.length;
     await sleep(2_500);
     expect(out.events.length).toBe(count);
