@@ -105,7 +105,8 @@ interface TestDevice {
 }
 
 async function device(id: string, options: { answer?: boolean } = {}, executed: string[] = []): Promise<TestDevice> {
-  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: id, username: id, password: KEYS[id], clean: false, reconnectPeriod: 0 });
+  // The handler is set before the CONNACK: a persistent session's kept messages follow it at once.
+  const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { clientId: id, username: id, password: KEYS[id], clean: false, reconnectPeriod: 0 });
   clients.push(client);
   const received: string[] = [];
   client.on('message', (_topic, payload) => {
@@ -120,6 +121,10 @@ async function device(id: string, options: { answer?: boolean } = {}, executed: 
       reply('delivered');
       reply('done', { result: { [command.name]: command.args } });
     }
+  });
+  await new Promise<void>((resolve, reject) => {
+    client.once('connect', () => resolve());
+    client.once('error', reject);
   });
   await client.subscribeAsync(`devices/${id}/commands`, { qos: 1 });
   return { client, executed, received, end: () => client.endAsync(true) };
