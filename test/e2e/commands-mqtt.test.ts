@@ -21,6 +21,8 @@ const USERNAME = 'integration@sandbox.iot-patterns.local';
 type SalesforceRecord = Record<string, unknown> & { Id: string };
 
 let node: NodeRedProcess;
+/** The first Node-RED, once a test killed it: its data folder is the second one's. */
+let killed: NodeRedProcess | undefined;
 let conn: import('jsforce').Connection;
 let keys: DeviceKeys;
 const clients: MqttClient[] = [];
@@ -29,6 +31,11 @@ beforeAll(async () => {
   const flow = JSON.parse(readFileSync(join(repoRoot, 'flows', 'commands-mqtt.json'), 'utf8')) as unknown[];
   node = await NodeRedProcess.start({ flows: flow });
   keys = new DeviceKeys(masterSecret(node.dataDir));
+  await connected();
+});
+
+/** Logs in to the sandbox of the running Node-RED and waits for the flow's subscription. */
+async function connected(): Promise<void> {
   const app = JSON.parse(readFileSync(join(node.dataDir, 'salesforce', 'connected-app.json'), 'utf8')) as { consumerKey: string };
   const privateKey = readFileSync(join(node.dataDir, 'salesforce', 'connected-app.key'), 'utf8');
   const { Connection } = await import('jsforce');
@@ -39,11 +46,12 @@ beforeAll(async () => {
     const stats = (await fetch(`${node.salesforceUrl}/_sandbox/streaming`).then((r) => r.json())) as { subscriptions: string[] };
     return stats.subscriptions.includes(CHANNEL) ? true : undefined;
   }, 60_000, 250);
-});
+}
 
 afterAll(async () => {
   await Promise.all(clients.splice(0).map((c) => c.endAsync(true).catch(() => undefined)));
   await node?.dispose();
+  await killed?.dispose();
 });
 
 async function records(type: string): Promise<SalesforceRecord[]> {
@@ -55,7 +63,7 @@ async function record(type: string, id: string): Promise<SalesforceRecord | unde
 }
 
 /** A device as the simulator plays it: executes a command id once, never one past its expiresAt, and answers. */
-async function device(id: string, executed: string[] = []): Promise<{ client: MqttClient; executed: string[]; received: string[] }> {
+async function device(id: string, executed: string[] = [], options: { answer?: boolean } = {}): Promise<{ client: MqttClient; executed: string[]; received: string[] }> {
   // The handler is set before the CONNACK: a persistent session's kept messages follow it at once.
   const client = mqtt.connect(`mqtt://127.0.0.1:${node.brokerPorts.commands}`, { clientId: id, username: id, password: keys.apiKey(id), clean: false, reconnectPeriod: 0 });
   clients.push(client);
@@ -68,7 +76,8 @@ async function device(id: string, executed: string[] = []): Promise<{ client: Mq
     else if (Date.parse(command.expiresAt) <= Date.now()) reply('expired', { reason: 'came after its expiry' });
     else {
       executed.push(command.id);
-      reply('done', { result: { [command.name]: command.args } });
+      // A device that is slow to answer: Node-RED may be gone before it does.
+      if (options.answer !== false) reply('done', { result: { [command.name]: command.args } });
     }
   });
   await new Promise<void>((resolve, reject) => {
@@ -133,5 +142,31 @@ describe('the commands example flow', () => {
       return found.length >= 2 ? found : undefined;
     }, 15_000);
     expect(String(comments[1].CommentBody)).toMatch(/\nExpired at .*: not done before it expired\./);
+  });
+
+  it('loses nothing and executes nothing twice when Node-RED is killed -9 between the event and the device\'s answer', async () => {
+    const executed: string[] = [];
+    const slow = await device('pump-19', executed, { answer: false });
+    const caseId = await createCase('pump-19 noisy');
+    const recordId = ((await conn.sobject('IoT_Command__c').create({ Name: 'reboot', Device__c: 'pump-19', Case__c: caseId })) as { id: string }).id;
+    await eventually('the command executed, not yet answered', () => (executed.length === 1 ? true : undefined), 20_000);
+    killed = node;
+    await node.crash();
+    await slow.client.endAsync(true);
+    node = await NodeRedProcess.start({ dataDir: killed.dataDir });
+    await connected();
+    const back = await device('pump-19', executed);
+    const done = await eventually('the command Done in Salesforce', async () => {
+      const r = await record('IoT_Command__c', recordId);
+      return r?.Status__c === 'Done' ? r : undefined;
+    }, 30_000);
+    expect(back.received).toContain(recordId);
+    expect(executed).toEqual([recordId]);
+    expect(done.Result__c).toBe('executed before');
+    const comments = await eventually('the Done comment on the Case', async () => {
+      const found = (await records('CaseComment')).filter((c) => c.ParentId === caseId);
+      return found.some((c) => /\nDone at /.test(String(c.CommentBody))) ? found : undefined;
+    }, 15_000);
+    expect(comments.map((c) => String(c.CommentBody).split('\n')[1].split(' at ')[0])).toEqual(['Queued', 'Done']);
   });
 });
