@@ -234,12 +234,57 @@ describe('iot-command over MQTT', () => {
     expect(lifeOf(out, 'r2')).toEqual(['sent', 'delivered', 'done']);
   });
 
+  it("sends a rule's command when an alert is raised to its severity, once per alert, limited per device, and comments on the Case the alert opened", async () => {
+    const out = await load({ autoRules: [{ severity: 'critical', reading: 'temperature', command: 'reduce_power', args: '{"percent":50}', expiresIn: '300' }], autoInterval: '600' });
+    const pump = await device('pump-1');
+    const node = helper.getNode('command');
+    const alert = (id: string, extra: Record<string, unknown> = {}) => ({ alert: { id, key: 'pump-1', state: 'raised', change: 'escalated', severity: 'critical', reading: 'temperature', value: 97 }, device: { id: 'pump-1' }, ...extra }) as unknown as NodeMessage;
+    node.receive(alert('al-1'));
+    await eventually('the automatic command executed', () => (pump.executed.length === 1 ? true : undefined));
+    const id = pump.executed[0];
+    await ended(out, id);
+    expect(out.changes[0].command).toMatchObject({ name: 'reduce_power', args: { percent: 50 }, origin: { kind: 'automatic', alertId: 'al-1', because: 'temperature alert escalated to critical (97)' } });
+    // The same alert again (a retry) sends nothing; another alert of the device within the interval is limited.
+    node.receive(alert('al-1'));
+    node.receive(alert('al-2'));
+    await eventually('the limit said', () => (out.rejected.length === 1 ? true : undefined));
+    expect(out.rejected[0].error).toMatchObject({ code: 'auto_limited' });
+    // Wired after the Case writer: the alert's Case gets the comment of what was done.
+    node.receive(alert('al-1', { salesforce: { object: 'Case', id: '500000000000007AAA', success: true } }));
+    await eventually('a comment on the Case', () => (out.comments.length === 1 ? true : undefined));
+    expect(out.comments[0].payload).toMatchObject({ ParentId: '500000000000007AAA', CommentBody: expect.stringMatching(/^Automatic action: reduce_power \{"percent":50\} to pump-1, because temperature alert escalated to critical \(97\)\.\nDone at /) });
+    await sleep(300);
+    expect(pump.executed).toEqual([id]);
+  });
+
   it('refuses a command it cannot read on its error output, with a code', async () => {
     const out = await load();
     helper.getNode('command').receive({ command: { id: 'x', device: 'pump-1', name: '9lives' } } as NodeMessage);
     helper.getNode('command').receive({ payload: 'what' } as NodeMessage);
     await eventually('two refusals', () => (out.rejected.length === 2 ? true : undefined));
     expect(out.rejected.map((m) => (m.error as { code: string }).code)).toEqual(['bad_command', 'unknown_input']);
+  });
+});
+
+describe('iot-command over HTTP', () => {
+  it('hands a device its command in the answer to its next report, and takes its reply from a later one', async () => {
+    const out = await load({ transport: 'http' });
+    const answers: NodeMessage[] = [];
+    helper.getNode('command').receive({ command: { id: 'h1', device: 'pump-1', name: 'light', args: { on: true } } } as NodeMessage);
+    await eventually('queued', () => (lifeOf(out, 'h1').length === 1 ? true : undefined));
+    const broker = helper.getNode('broker') as Node & { receive(msg: NodeMessage): void };
+    // The second output goes to the broker in this flow: catch what it would publish instead.
+    broker.receive = (msg: NodeMessage) => answers.push(msg);
+    const report = (payload: unknown) => ({ device: { id: 'pump-1' }, req: { method: 'POST' }, res: {}, payload }) as unknown as NodeMessage;
+    helper.getNode('command').receive(report({ temperature: 21 }));
+    await eventually('the answer', () => (answers.length === 1 ? true : undefined));
+    expect(answers[0].commands).toEqual([{ id: 'h1', device: 'pump-1', name: 'light', args: { on: true }, expiresAt: expect.any(String), seq: 1 }]);
+    expect(answers[0].payload).toEqual({ temperature: 21 });
+    expect(lifeOf(out, 'h1')).toEqual(['queued', 'sent']);
+    helper.getNode('command').receive(report({ temperature: 22, replies: [{ id: 'h1', status: 'done', result: { on: true } }] }));
+    await ended(out, 'h1');
+    await eventually('the second answer', () => (answers.length === 2 ? true : undefined));
+    expect(answers[1].commands).toEqual([]);
   });
 });
 
