@@ -14,6 +14,7 @@
  *   IOT_DEVICES_MQTT_PORT       the example flows' device brokers: device-auth (1884),
  *   IOT_BUFFERED_MQTT_PORT      Buffered pattern (1885) and Gateway pattern (1886)
  *   IOT_GATEWAY_MQTT_PORT
+ *   IOT_COMMANDS_MQTT_PORT      the commands example's device broker (1887)
  *   NODE_RED_ADMIN_USER         who may use the editor and the admin API, and the bcrypt hash of
  *   NODE_RED_ADMIN_PASSWORD_HASH  their password (`npx node-red admin hash-pw`); required when
  *                               NODE_RED_HOST is not a loopback address
@@ -68,6 +69,7 @@ process.env.IOT_DEVICE_MASTER_SECRET = keptSecret(
 process.env.IOT_DEVICES_MQTT_PORT ??= '1884';
 process.env.IOT_BUFFERED_MQTT_PORT ??= '1885';
 process.env.IOT_GATEWAY_MQTT_PORT ??= '1886';
+process.env.IOT_COMMANDS_MQTT_PORT ??= '1887';
 
 /** 127.0.0.0/8, ::1 and localhost: only this machine can reach a server listening there. */
 function isLoopback(host: string): boolean {

@@ -14,7 +14,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { identifyByBroker, brokerMarkOf, BROKER_PROPERTY } from '../shared/broker-identity';
 import { reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
-import { deliveryOf, outcomeOfReturned, settleToken, DELIVERY_PROPERTY, type DeliverySource, type DeliveryToken, type Outcome } from '../shared/delivery';
+import { deliveryOf, settleIfReturned, settleToken, DELIVERY_PROPERTY, type DeliverySource, type DeliveryToken, type Outcome } from '../shared/delivery';
 import { registryService, type DeviceRegistryService } from '../shared/device-registry-api';
 import { peerCertificateChain } from '../shared/peer-certificate';
 import { HeldReceipts } from '../shared/held-receipts';
@@ -170,9 +170,7 @@ export = function register(RED: NodeAPI): void {
     node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
       // One of its own deliveries wired back (a Catch node after a decoder that failed, a
       // Complete node): it settles that delivery, as a buffer's ack input does.
-      const token = deliveryOf(msg);
-      if (token?.source === node.id) {
-        node.settleDelivery(token.id, outcomeOfReturned(msg));
+      if (settleIfReturned(node, msg)) {
         done();
         return;
       }

@@ -190,6 +190,14 @@ export class DeviceRegistry implements DeviceRegistryService {
     return view;
   }
 
+  sign(id: string, content: Buffer, hash: 'sha256' | 'sha1' | 'sha512'): string | undefined {
+    if (this.blocked !== undefined) return undefined;
+    const record = typeof id === 'string' ? this.store?.get(id) : undefined;
+    if (!record || this.isRevoked(record) || !methodAllowed(record, 'webhook')) return undefined;
+    const secret = secretOf(record, 'webhook');
+    return secret ? hmac(hash, secret, content).toString('hex') : undefined;
+  }
+
   sensor(gatewayId: string, sensorId: string, method: string): Verdict {
     if (!this.store || this.blocked !== undefined) return reject('registry_unavailable', 'the device registry is not loaded', sensorId);
     const record = typeof sensorId === 'string' ? this.store.get(sensorId) : undefined;

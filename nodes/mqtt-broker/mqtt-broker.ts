@@ -17,7 +17,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { BROKER_PROPERTY, type BrokerIdentitySource, type BrokerMark } from '../shared/broker-identity';
 import { reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
-import { deliveryOf, DELIVERY_PROPERTY, outcomeOfReturned, type DeliverySource, type Outcome } from '../shared/delivery';
+import { DELIVERY_PROPERTY, settleIfReturned, type DeliverySource, type Outcome } from '../shared/delivery';
 import type { DeviceIdentity } from '../shared/device';
 import { registryService, TOKEN_SKEW_SECONDS } from '../shared/device-registry-api';
 import { formatTimeOfDay } from '../shared/duration';
@@ -330,9 +330,7 @@ export = function register(RED: NodeAPI): void {
     node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
       // One of its own deliveries wired back (a Catch node after a node that failed, a Complete
       // node): it settles that delivery, as a buffer's ack input does; it is not published.
-      const token = deliveryOf(msg);
-      if (token?.source === node.id) {
-        node.settleDelivery(token.id, outcomeOfReturned(msg));
+      if (settleIfReturned(node, msg)) {
         done();
         return;
       }

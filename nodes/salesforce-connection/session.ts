@@ -5,7 +5,7 @@
  * the usage Salesforce reports on every answer.
  */
 import { Connection } from 'jsforce';
-import { LimitHeldError, LoginError, type ClientState, type LimitHold, type SalesforceClient, type WebToSettings } from '../shared/salesforce-client';
+import { LimitHeldError, LoginError, type ClientState, type LimitHold, type SalesforceClient, type StreamingClient, type StreamingExtension, type WebToSettings } from '../shared/salesforce-client';
 import { loginFor, type AuthSecrets, type AuthSettings, type Login } from './auth';
 import { LimitGuard } from './limit-guard';
 import { TokenKeeper } from './token-keeper';
@@ -100,6 +100,27 @@ export class SalesforceSession implements SalesforceClient {
       this.changed();
       throw err;
     }
+  }
+
+  async streamingClient(extensions: StreamingExtension[]): Promise<StreamingClient> {
+    await this.connect();
+    const faye = this.conn.streaming.createClient(extensions as never) as unknown as StreamingClient;
+    // A faye client is a thenable that never settles: it must not be what a promise resolves to.
+    return {
+      subscribe: (channel, onMessage) => faye.subscribe(channel, onMessage),
+      on: (event, listener) => faye.on(event, listener),
+      disconnect: () => faye.disconnect(),
+    };
+  }
+
+  async renewToken(): Promise<void> {
+    if (!this.apiAccess) throw new Error('this connection is set for Web-to-Case and Web-to-Lead only: no API access');
+    // A renewal already under way (a REST call's 401 at the same moment) serves both.
+    await this.renew();
+  }
+
+  tokenWorked(): void {
+    this.keeper.tokenAccepted();
   }
 
   /** The one login (or renewal) under way, started if none is. */

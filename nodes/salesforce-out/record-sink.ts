@@ -11,7 +11,8 @@
  */
 import type { LimitHold, SalesforceClient } from '../shared/salesforce-client';
 import { Batcher, type Batch, type Entry } from './batcher';
-import { backoffMs, classifyCallError, duplicateOf, type Verdict } from './error-policy';
+import { backoffMs } from '../shared/backoff';
+import { classifyCallError, duplicateOf, type Verdict } from './error-policy';
 import type { Trouble } from './status';
 import { writeRecords, type CallSpec, type Outcome } from './writer';
 

@@ -130,6 +130,18 @@ export function outcomeOfReturned(msg: NodeMessage): Outcome {
   return { ok: false, reason, retry: msg.retry !== false, retryAfterMs: Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : undefined };
 }
 
+/**
+ * A message a source handed on, wired back into the source's input (a Complete node after the
+ * nodes that process it, a Catch node): settles that delivery as the message says, and returns
+ * true. Any other message: false, nothing done.
+ */
+export function settleIfReturned(source: { id: string; settleDelivery(id: string, outcome: Outcome): void }, msg: NodeMessage): boolean {
+  const token = deliveryOf(msg);
+  if (token?.source !== source.id) return false;
+  source.settleDelivery(token.id, outcomeOfReturned(msg));
+  return true;
+}
+
 /** Tells the source of a message how many of its messages this sink can hold at once. */
 export function announceCapacity(RED: NodeAPI, msg: NodeMessage, sink: string, messages: number): boolean {
   const token = deliveryOf(msg);

@@ -135,6 +135,13 @@ export interface DeviceRegistryService {
    * Its identity carries `gateway` and the sensor's own meta.
    */
   sensor(gatewayId: string, sensorId: string, method: string): Verdict;
+  /**
+   * A signature for a message the pack sends to an integration that speaks for devices (a vendor
+   * cloud's or a partner's downlink API): the HMAC of `content` with the shared secret its own
+   * webhooks are signed with, in hex. Undefined when the id is not registered, is revoked, or has
+   * no webhook secret. The key never leaves the registry.
+   */
+  sign(id: string, content: Buffer, hash: 'sha256' | 'sha1' | 'sha512'): string | undefined;
   /** Called after every reload or revocation change; returns the unsubscribe function. */
   onChange(listener: () => void): () => void;
 }

@@ -40,6 +40,29 @@ export interface WebToSettings {
   orgId: string;
 }
 
+/**
+ * A faye extension (what jsforce's `createClient` takes): sees every Bayeux message going out and
+ * coming in, and passes it on through the callback (or holds it back by not calling it).
+ */
+export interface StreamingExtension {
+  incoming?(message: Record<string, unknown>, callback: (message: Record<string, unknown>) => void): void;
+  outgoing?(message: Record<string, unknown>, callback: (message: Record<string, unknown>) => void): void;
+}
+
+/** A subscription of a faye client: told once the server accepted or refused it. */
+export interface StreamingSubscription {
+  callback(fn: () => void): unknown;
+  errback(fn: (err: Error) => void): unknown;
+  cancel(): void;
+}
+
+/** The part of a faye client (jsforce's Streaming API client) the pack uses. */
+export interface StreamingClient {
+  subscribe(channel: string, onMessage: (message: Record<string, unknown>) => void): StreamingSubscription;
+  on(event: 'transport:down' | 'transport:up', listener: () => void): void;
+  disconnect(): void;
+}
+
 export interface SalesforceClient {
   readonly apiAccess: boolean;
   readonly webTo: WebToSettings;
@@ -50,6 +73,19 @@ export interface SalesforceClient {
   state(): ClientState;
   /** Calls the listener on every change of state; returns the unsubscribe function. */
   subscribe(listener: (state: ClientState) => void): () => void;
+  /**
+   * A Streaming API (CometD) client on the session's token, with these extensions: logs in first
+   * when no session exists. The token is set once, when the client is made: after a renewal, make
+   * a new client.
+   */
+  streamingClient(extensions: StreamingExtension[]): Promise<StreamingClient>;
+  /**
+   * The org refused the session's token outside a REST call (the Streaming API answered 401):
+   * renew it, within the connection's renewal cap, as a 401 on a REST call would.
+   */
+  renewToken(): Promise<void>;
+  /** A call outside the REST API worked with the token (a streaming handshake): a later refusal may renew it again. */
+  tokenWorked(): void;
 }
 
 /** What a node using an iot-salesforce-connection finds on it (RED.nodes.getNode). */

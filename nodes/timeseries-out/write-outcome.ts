@@ -4,6 +4,7 @@
  * few bad points among good ones), or to give it up (refused credentials, a request the database
  * will never take).
  */
+import { backoffMs } from '../shared/backoff';
 import { canRetryHttpCall, HttpError } from '@influxdata/influxdb-client';
 
 export interface RetryOptions {
@@ -61,8 +62,7 @@ export function decide(error: unknown, attempt: number, options: RetryOptions, r
  * initial × 2^(n-1), capped at the maximum, so that many writers do not come back in step.
  */
 export function backoffDelay(attempt: number, options: RetryOptions, random: () => number = Math.random): number {
-  const ceiling = Math.min(options.maxDelayMs, options.initialDelayMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
+  return backoffMs(attempt, options.initialDelayMs, options.maxDelayMs, random);
 }
 
 /** The delay a Retry-After header asks for (seconds or an HTTP date), in ms. */

@@ -57,21 +57,20 @@ export interface RestOptions {
   now: () => number;
   /** The daily allowance, for the `limits` resource. */
   allowance: () => { used: number; max: number };
+  /** The replay id of the next event on the org's event bus. */
+  nextReplayId: () => number;
 }
 
 export class RestApi {
   private caseNumber = 1000;
-  private replayId = 0;
 
   constructor(private readonly options: RestOptions) {
     for (const c of options.store.all('Case')) this.caseNumber = Math.max(this.caseNumber, Number(c.fields.CaseNumber) || 0);
-    this.replayId = options.store.events.length;
   }
 
   /** Numbering starts again (the records are gone). */
   reset(): void {
     this.caseNumber = 1000;
-    this.replayId = 0;
   }
 
   private get schema(): Schema {
@@ -130,7 +129,7 @@ export class RestApi {
       if (!existing || existing.type !== spec.name) return NOT_FOUND;
       const body = this.recordBody(spec, request.body);
       if ('error' in body) return { status: 400, body: [body.error] };
-      const result = this.update(spec, existing, body.fields);
+      const result = this.update(spec, existing, body.fields, request.userId);
       return result.success ? { status: 204 } : this.saved(result, 204);
     }
     if (path.length === 3) {
@@ -155,7 +154,7 @@ export class RestApi {
         const result = this.insert(spec, { ...fields, [field]: path[2] }, request.userId);
         return result.success ? { status: 201, body: { id: result.id, success: true, errors: [], created: true } } : this.saved(result, 201);
       }
-      const result = this.update(spec, matching[0], fields);
+      const result = this.update(spec, matching[0], fields, request.userId);
       if (!result.success) return this.saved(result, 200);
       // Before API 46.0 an upsert that updates answers 204 with no body.
       return request.version >= 46 ? { status: 200, body: { id: result.id, success: true, errors: [], created: false } } : { status: 204 };
@@ -208,7 +207,7 @@ export class RestApi {
     }
     const run = (): SaveResult[] => {
       if (upsertSpec && upsertField) return this.upsertMany(upsertSpec, upsertField, parsed, request.userId);
-      return parsed.map(({ spec, fields }) => (request.method === 'POST' ? this.createOne(spec, fields, request.userId) : this.updateOne(spec, fields)));
+      return parsed.map(({ spec, fields }) => (request.method === 'POST' ? this.createOne(spec, fields, request.userId) : this.updateOne(spec, fields, request.userId)));
     };
     const results = allOrNone
       ? this.store.atomically(() => {
@@ -225,13 +224,13 @@ export class RestApi {
     return this.insert(spec, fields, userId);
   }
 
-  private updateOne(spec: ObjectSpec, fields: Fields): SaveResult {
+  private updateOne(spec: ObjectSpec, fields: Fields, userId: string): SaveResult {
     const { Id: rawId, ...rest } = fields;
     const id = typeof rawId === 'string' ? normaliseId(rawId) : undefined;
     if (!id) return { success: false, errors: [{ statusCode: 'MALFORMED_ID', message: `Record ID: id value of incorrect type: ${String(rawId)}`, fields: ['Id'] }] };
     const existing = this.store.get(id);
     if (!existing || existing.type !== spec.name) return { id, success: false, errors: [{ statusCode: 'INVALID_CROSS_REFERENCE_KEY', message: 'invalid cross reference id', fields: [] }] };
-    return this.update(spec, existing, rest);
+    return this.update(spec, existing, rest, userId);
   }
 
   private upsertMany(spec: ObjectSpec, field: string, records: Array<{ fields: Fields }>, userId: string): SaveResult[] {
@@ -257,7 +256,7 @@ export class RestApi {
         const inserted = this.insert(spec, fields, userId);
         return { ...inserted, created: inserted.success };
       }
-      return { ...this.update(spec, matching[0], withoutField(fields, field)), created: false };
+      return { ...this.update(spec, matching[0], withoutField(fields, field), userId), created: false };
     });
   }
 
@@ -265,7 +264,7 @@ export class RestApi {
 
   private insert(spec: ObjectSpec, fields: Fields, userId: string): SaveResult {
     const now = salesforceTime(this.options.now());
-    if (spec.kind === 'event') return this.publish(spec, fields, now);
+    if (spec.kind === 'event') return this.publish(spec, fields, now, userId);
     if (this.options.faults.take('rowLocks')) return rowLock('record');
     const record: Fields = {};
     for (const [name, f] of Object.entries(spec.fields)) if (f.defaultValue !== undefined) record[name] = f.defaultValue;
@@ -273,21 +272,21 @@ export class RestApi {
     const errors = validate(this.schema, spec, fields, record, this.context(spec, true));
     if (errors.length > 0) return { success: false, errors };
     const id = this.options.ids.create(spec.prefix);
-    Object.assign(record, { Id: id, CreatedDate: now, LastModifiedDate: now, SystemModstamp: now, CreatedById: userId, IsDeleted: false });
+    Object.assign(record, { Id: id, CreatedDate: now, LastModifiedDate: now, SystemModstamp: now, CreatedById: userId, LastModifiedById: userId, IsDeleted: false });
     if (spec.name === 'Case') record.CaseNumber = String(++this.caseNumber).padStart(8, '0');
     this.derive(spec, record, now);
     this.store.save({ type: spec.name, fields: record as Fields & { Id: string } });
     return { id, success: true, errors: [] };
   }
 
-  private update(spec: ObjectSpec, existing: StoredRecord, fields: Fields): SaveResult {
+  private update(spec: ObjectSpec, existing: StoredRecord, fields: Fields, userId?: string): SaveResult {
     const id = existing.fields.Id;
     if (this.options.faults.take('rowLocks')) return rowLock(id);
     const record: Fields = { ...existing.fields, ...fields };
     const errors = validate(this.schema, spec, fields, record, this.context(spec, false));
     if (errors.length > 0) return { id, success: false, errors };
     const now = salesforceTime(this.options.now());
-    Object.assign(record, { LastModifiedDate: now, SystemModstamp: now });
+    Object.assign(record, { LastModifiedDate: now, SystemModstamp: now }, userId ? { LastModifiedById: userId } : {});
     this.derive(spec, record, now);
     this.store.save({ type: spec.name, fields: record as Fields & { Id: string } });
     return { id, success: true, errors: [] };
@@ -303,12 +302,12 @@ export class RestApi {
   }
 
   /** High-volume platform events are queued: success, with OPERATION_ENQUEUED in the errors. */
-  private publish(spec: ObjectSpec, fields: Fields, now: string): SaveResult {
+  private publish(spec: ObjectSpec, fields: Fields, now: string, userId: string): SaveResult {
     const errors = validate(this.schema, spec, fields, fields, this.context(spec, true));
     if (errors.length > 0) return { success: false, errors };
     const id = this.options.ids.create(spec.prefix);
     const uuid = randomUUID();
-    this.store.publish({ type: spec.name, fields: { ...fields, CreatedDate: now, ReplayId: String(++this.replayId), EventUuid: uuid } });
+    this.store.publish({ type: spec.name, fields: { ...fields, CreatedDate: now, CreatedById: userId, ReplayId: String(this.options.nextReplayId()), EventUuid: uuid } });
     return { id, success: true, errors: [{ statusCode: 'OPERATION_ENQUEUED', message: uuid, fields: [] }] };
   }
 

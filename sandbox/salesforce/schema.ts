@@ -58,6 +58,7 @@ const SYSTEM_FIELDS: Record<string, FieldSpec> = {
   LastModifiedDate: { type: 'datetime', label: 'Last Modified Date', readOnly: true },
   SystemModstamp: { type: 'datetime', label: 'System Modstamp', readOnly: true },
   CreatedById: { type: 'reference', label: 'Created By ID', referenceTo: ['User'], readOnly: true },
+  LastModifiedById: { type: 'reference', label: 'Last Modified By ID', referenceTo: ['User'], readOnly: true },
   IsDeleted: { type: 'boolean', label: 'Deleted', readOnly: true },
 };
 
@@ -153,6 +154,40 @@ export function defaultObjects(): ObjectSpec[] {
       Temperature_Mean__c: { type: 'double', label: 'Temperature Mean' },
       Battery_Last__c: { type: 'double', label: 'Battery Last' },
     }),
+    // A command for a device, made by an agent (or by the pack for an automatic action): the
+    // pack carries it to the device and writes its life back to Status__c and Status_Time__c.
+    record('IoT_Command__c', 'a0C', {
+      Name: text('Command', 80, { required: true }),
+      Command_Id__c: text('Command ID', 255, { externalId: true, unique: true }),
+      Device__c: text('Device', 255, { required: true }),
+      Arguments__c: { type: 'textarea', label: 'Arguments', length: 32_000 },
+      Expires__c: { type: 'datetime', label: 'Expires' },
+      Status__c: { type: 'picklist', label: 'Status', values: ['New', 'Queued', 'Sent', 'Delivered', 'Done', 'Failed', 'Expired'], restricted: true, defaultValue: 'New' },
+      Status_Time__c: { type: 'datetime', label: 'Status Time' },
+      Result__c: { type: 'textarea', label: 'Result', length: 32_000 },
+      Case__c: lookup('Case', 'Case'),
+    }),
+    record('CaseComment', '00a', {
+      ParentId: { type: 'reference', label: 'Parent ID', referenceTo: ['Case'], required: true },
+      CommentBody: { type: 'textarea', label: 'Body', length: 4_000 },
+      IsPublished: { type: 'boolean', label: 'Published', defaultValue: false },
+    }),
+    {
+      name: 'IoT_Command__e',
+      prefix: 'e01',
+      kind: 'event',
+      fields: {
+        Command_Id__c: text('Command ID'),
+        Device__c: text('Device'),
+        Name__c: text('Command', 80),
+        Arguments__c: { type: 'textarea', label: 'Arguments', length: 32_000 },
+        Expires__c: { type: 'datetime', label: 'Expires' },
+        Case__c: text('Case', 18),
+        CreatedDate: SYSTEM_FIELDS.CreatedDate,
+        ReplayId: { type: 'string', label: 'Replay ID', readOnly: true },
+        EventUuid: { type: 'string', label: 'Event UUID', readOnly: true },
+      },
+    },
     {
       name: 'IoT_Alert__e',
       prefix: 'e00',

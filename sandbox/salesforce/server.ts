@@ -8,6 +8,7 @@
  *   sf.faults.inject({ unavailable: 3 })
  *   sf.expireTokens()
  *   sf.configure({ sessionTimeoutMs: 2000 })   // sessions end after 2 s without a call
+ *   sf.streaming.forgetClients()               // CometD clients get 403::Unknown client
  *   await sf.close()
  *
  * The same controls are offered over HTTP under /_sandbox/ for tests that run it in another
@@ -17,6 +18,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { capBody, createCappedServer } from '../../scripts/body-cap';
+import { EventBus, RETENTION_MS } from './event-bus';
 import { Faults, type FaultPlan } from './faults';
 import { IdFactory, toId18 } from './ids';
 import { OAuthServer, type ConnectedApp, type SandboxUser } from './oauth';
@@ -24,7 +26,8 @@ import { FAVICON, PAGE, pageView } from './page';
 import { RestApi, type RestAnswer } from './rest';
 import { RollingCount } from './rolling-count';
 import { defaultObjects, Schema, type ObjectSpec, type ValidationRule } from './schema';
-import { RecordStore, type PublishedEvent, type StoredRecord } from './store';
+import { RecordStore, type PublishedEvent, type StoredRecord, type StreamEvent } from './store';
+import { CLIENT_TIMEOUT_MS, HOLD_MS, StreamingServer, type StreamingStats } from './streaming';
 import { WebToServlets, type DroppedPost, type WebToKind } from './web-to';
 
 export type { ConnectedApp, SandboxUser, FaultPlan };
@@ -55,6 +58,14 @@ export interface SandboxOptions {
   /** Objects besides the standard ones (custom objects, platform events). */
   objects?: ObjectSpec[];
   validationRules?: ValidationRule[];
+  /** Objects whose record changes are published on /data/<Object>ChangeEvent (Change Data Capture). */
+  changeEvents?: string[];
+  /** How long platform and change events stay on the bus for replay (Salesforce: 72 hours). */
+  eventRetentionMs?: number;
+  /** How long a CometD connect waits for events (Salesforce: 110 s). */
+  streamingHoldMs?: number;
+  /** A CometD client that does not connect again within this long of an answer is forgotten (Salesforce: 40 s). */
+  streamingClientTimeoutMs?: number;
 }
 
 /** What a test (or the org's admin) may change while the sandbox runs. */
@@ -62,6 +73,20 @@ export interface SandboxSettings {
   sessionTimeoutMs?: number;
   longRequestMs?: number;
   concurrentLongRequests?: number;
+  eventRetentionMs?: number;
+  streamingHoldMs?: number;
+  streamingClientTimeoutMs?: number;
+}
+
+/** The Streaming API's state and the controls tests use to make it misbehave. */
+export interface SandboxStreaming {
+  stats(): StreamingStats;
+  /** Events kept on a channel (oldest first). */
+  retained(channel: string): StreamEvent[];
+  /** Every CometD client is forgotten: the next message of each gets 403::Unknown client. */
+  forgetClients(): number;
+  /** Events up to this replay id (all without one) are gone: a replay from them gets 400. */
+  purge(through?: number): number;
 }
 
 export interface SandboxStats {
@@ -84,7 +109,8 @@ export interface SalesforceSandbox {
   events(type?: string): PublishedEvent['fields'][];
   droppedWebTo(): DroppedPost[];
   stats(): SandboxStats;
-  /** Every access token stops working now. */
+  readonly streaming: SandboxStreaming;
+  /** Every access token stops working now (CometD clients get 401::Authentication invalid). */
   expireTokens(): void;
   /** Changes the session timeout or the concurrent long request limit; returns the settings in force. */
   configure(settings: SandboxSettings): Required<SandboxSettings>;
@@ -130,14 +156,28 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
   let concurrentLongRequests = options.concurrentLongRequests ?? 25;
   /** When each API request under way started. */
   const running = new Set<{ startedAt: number }>();
-  const initialSettings: Required<SandboxSettings> = { sessionTimeoutMs: options.sessionTimeoutMs ?? TWO_HOURS_MS, longRequestMs, concurrentLongRequests };
+  const initialSettings: Required<SandboxSettings> = {
+    sessionTimeoutMs: options.sessionTimeoutMs ?? TWO_HOURS_MS,
+    longRequestMs,
+    concurrentLongRequests,
+    eventRetentionMs: options.eventRetentionMs ?? RETENTION_MS,
+    streamingHoldMs: options.streamingHoldMs ?? HOLD_MS,
+    streamingClientTimeoutMs: options.streamingClientTimeoutMs ?? CLIENT_TIMEOUT_MS,
+  };
 
   const users = options.users ?? [];
   const oauth = new OAuthServer(
     { orgId, baseUrl: () => baseUrl, apps: options.apps ?? [], users, sessionTimeoutMs: initialSettings.sessionTimeoutMs, passwordFlow: options.passwordFlow ?? true },
     () => ids.create('005'),
   );
-  const rest = new RestApi({ schema, store, ids, faults, now, allowance: () => ({ used: apiUsage.value, max: apiMax }) });
+  const bus = new EventBus({ store, schema, changeEntities: options.changeEvents ?? ['Case', 'Asset', 'IoT_Command__c'], retentionMs: initialSettings.eventRetentionMs, now });
+  const streaming = new StreamingServer({
+    bus,
+    authorized: (authorization) => oauth.session(authorization) !== undefined,
+    holdMs: initialSettings.streamingHoldMs,
+    clientTimeoutMs: initialSettings.streamingClientTimeoutMs,
+  });
+  const rest = new RestApi({ schema, store, ids, faults, now, allowance: () => ({ used: apiUsage.value, max: apiMax }), nextReplayId: () => bus.nextReplayId() });
   const automatedUser = ids.create('005');
   const webTo = new WebToServlets({
     orgId,
@@ -236,6 +276,16 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
       case 'POST /_sandbox/reset':
         sandbox.reset();
         return reply(res, 204);
+      case 'GET /_sandbox/streaming':
+        return reply(res, 200, streaming.stats());
+      case 'GET /_sandbox/streaming/events':
+        return reply(res, 200, sandbox.streaming.retained(url.searchParams.get('channel') ?? '/data/ChangeEvents'));
+      case 'POST /_sandbox/streaming/forget-clients':
+        return reply(res, 200, { forgotten: sandbox.streaming.forgetClients() });
+      case 'POST /_sandbox/streaming/purge': {
+        const through = json().through;
+        return reply(res, 200, { purged: sandbox.streaming.purge(through === undefined ? undefined : Number(through)) });
+      }
       default:
         return reply(res, 404, [{ errorCode: 'NOT_FOUND', message: 'The requested resource does not exist' }]);
     }
@@ -261,6 +311,7 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
       res.end(html);
       return;
     }
+    if (StreamingServer.handles(path)) return streaming.handle(req, res, path, await readBody(req));
     if (path.startsWith('/_sandbox/')) return admin(req, res, path, url);
     if (path === '/' && req.method === 'GET') {
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
@@ -288,6 +339,11 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
       else res.destroy();
     });
   });
+  // Salesforce's Streaming API is long polling only: a WebSocket upgrade (faye's first probe) gets 400, and faye falls back.
+  server.on('upgrade', (_req: IncomingMessage, socket: import('node:stream').Duplex) => {
+    const body = JSON.stringify({ error: 'Only long-polling is supported' });
+    socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
@@ -303,14 +359,31 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
     events: (type) => store.events.filter((e) => type === undefined || e.type.toLowerCase() === type.toLowerCase()).map((e) => e.fields),
     droppedWebTo: () => [...webTo.dropped],
     stats: () => ({ apiCalls, apiUsed: apiUsage.value, apiAllowance: apiMax, logins: oauth.logins, rejectedForLimit, rejectedForConcurrency, faults: { ...faults.fired } }),
+    streaming: {
+      stats: () => streaming.stats(),
+      retained: (channel) => bus.retained(channel),
+      forgetClients: () => streaming.forgetClients(),
+      purge: (through) => bus.purge(through),
+    },
     expireTokens: () => {
       oauth.expireAll();
+      streaming.checkTokens();
     },
     configure: (settings) => {
       if (settings.sessionTimeoutMs !== undefined) oauth.sessionTimeoutMs = positive(settings.sessionTimeoutMs, 'sessionTimeoutMs');
       if (settings.longRequestMs !== undefined) longRequestMs = positive(settings.longRequestMs, 'longRequestMs');
       if (settings.concurrentLongRequests !== undefined) concurrentLongRequests = positive(settings.concurrentLongRequests, 'concurrentLongRequests');
-      return { sessionTimeoutMs: oauth.sessionTimeoutMs, longRequestMs, concurrentLongRequests };
+      if (settings.eventRetentionMs !== undefined) bus.retentionMs = positive(settings.eventRetentionMs, 'eventRetentionMs');
+      if (settings.streamingHoldMs !== undefined) streaming.holdMs = positive(settings.streamingHoldMs, 'streamingHoldMs');
+      if (settings.streamingClientTimeoutMs !== undefined) streaming.clientTimeoutMs = positive(settings.streamingClientTimeoutMs, 'streamingClientTimeoutMs');
+      return {
+        sessionTimeoutMs: oauth.sessionTimeoutMs,
+        longRequestMs,
+        concurrentLongRequests,
+        eventRetentionMs: bus.retentionMs,
+        streamingHoldMs: streaming.holdMs,
+        streamingClientTimeoutMs: streaming.clientTimeoutMs,
+      };
     },
     setApiUsage: (used) => apiUsage.set(used),
     issueRefreshToken: (username, consumerKey) => oauth.issueRefreshToken(username, consumerKey),
@@ -325,7 +398,9 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
       return saved.id;
     },
     reset: () => {
+      streaming.reset();
       store.clear();
+      bus.clear();
       rest.reset();
       faults.clear();
       apiUsage.set(0);
@@ -336,6 +411,7 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
     },
     close: async () => {
       webTo.close();
+      streaming.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await store.close();

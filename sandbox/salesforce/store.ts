@@ -19,17 +19,36 @@ export interface PublishedEvent {
   fields: Fields;
 }
 
+/** A record saved: created (no previous) or changed. Told to listeners once its transaction commits. */
+export interface RecordChange {
+  previous?: StoredRecord;
+  record: StoredRecord;
+}
+
+/** A message on a streaming channel, kept for the org's retention window (event-bus.ts). */
+export interface StreamEvent {
+  channel: string;
+  replayId: number;
+  /** When it was published (ms since epoch): the retention window counts from it. */
+  at: number;
+  data: Record<string, unknown>;
+}
+
 interface JournalLine {
   /** A record, whole, as it stands after the change. */
   r?: StoredRecord;
   /** A published event. */
   e?: PublishedEvent;
+  /** A streaming channel's event. */
+  b?: StreamEvent;
 }
 
 /** Changes made inside a transaction: undone together, or written to the file together. */
 interface Transaction {
   undo: Array<() => void>;
   lines: JournalLine[];
+  changes: RecordChange[];
+  published: PublishedEvent[];
 }
 
 export class RecordStore {
@@ -37,6 +56,10 @@ export class RecordStore {
   private readonly ofType = new Map<string, Map<string, StoredRecord>>();
   private readonly indexes = new Map<string, Map<string, Set<string>>>();
   readonly events: PublishedEvent[] = [];
+  /** The streaming channels' retained events, oldest first (pruned by the event bus). */
+  readonly streamEvents: StreamEvent[] = [];
+  private readonly changeListeners: Array<(change: RecordChange) => void> = [];
+  private readonly publishListeners: Array<(event: PublishedEvent) => void> = [];
   private journal: WriteStream | undefined;
   private transaction: Transaction | undefined;
 
@@ -58,9 +81,10 @@ export class RecordStore {
         const entry = JSON.parse(line) as JournalLine;
         if (entry.r) this.keep(entry.r);
         if (entry.e) this.events.push(entry.e);
+        if (entry.b) this.streamEvents.push(entry.b);
       }
     }
-    const live = this.records.size + this.events.length;
+    const live = this.records.size + this.events.length + this.streamEvents.length;
     if (lines > 2 * live + 100) this.compact();
     this.journal = createWriteStream(this.file, { flags: 'a' });
     return [...this.records.keys(), ...this.events.map((e) => String(e.fields.EventUuid ?? ''))];
@@ -89,25 +113,50 @@ export class RecordStore {
     this.keep(record);
     this.transaction?.undo.push(() => (previous ? this.keep(previous) : this.drop(record)));
     this.append({ r: record });
+    const change = previous ? { previous, record } : { record };
+    if (this.transaction) this.transaction.changes.push(change);
+    else this.changed(change);
+  }
+
+  /** Calls the listener for every record saved, once its transaction (if any) committed. */
+  onChange(listener: (change: RecordChange) => void): void {
+    this.changeListeners.push(listener);
+  }
+
+  /** Keeps a streaming event in the file (it is already in streamEvents). */
+  appendStream(event: StreamEvent): void {
+    this.append({ b: event });
   }
 
   publish(event: PublishedEvent): void {
     this.events.push(event);
     this.transaction?.undo.push(() => this.events.splice(this.events.indexOf(event), 1));
     this.append({ e: event });
+    if (this.transaction) this.transaction.published.push(event);
+    else this.publishListeners.forEach((listener) => listener(event));
+  }
+
+  /** Calls the listener for every platform event published, once its transaction (if any) committed. */
+  onPublish(listener: (event: PublishedEvent) => void): void {
+    this.publishListeners.push(listener);
   }
 
   /** Runs fn as one transaction: when it answers false, every change it made is undone. */
   atomically<T>(fn: () => { keep: boolean; result: T }): T {
-    const transaction: Transaction = { undo: [], lines: [] };
+    const transaction: Transaction = { undo: [], lines: [], changes: [], published: [] };
     this.transaction = transaction;
     let outcome: { keep: boolean; result: T } | undefined;
     try {
       outcome = fn();
     } finally {
       this.transaction = undefined;
-      if (outcome?.keep) transaction.lines.forEach((line) => this.append(line));
-      else transaction.undo.reverse().forEach((undo) => undo());
+      if (outcome?.keep) {
+        transaction.lines.forEach((line) => this.append(line));
+        transaction.changes.forEach((change) => this.changed(change));
+        transaction.published.forEach((event) => this.publishListeners.forEach((listener) => listener(event)));
+      } else {
+        transaction.undo.reverse().forEach((undo) => undo());
+      }
     }
     return outcome.result;
   }
@@ -118,6 +167,7 @@ export class RecordStore {
     this.ofType.clear();
     this.indexes.clear();
     this.events.length = 0;
+    this.streamEvents.length = 0;
     if (this.file && this.journal) {
       this.journal.end();
       writeFileSync(this.file, '');
@@ -129,6 +179,10 @@ export class RecordStore {
     const journal = this.journal;
     this.journal = undefined;
     if (journal) await new Promise<void>((resolve) => journal.end(() => resolve()));
+  }
+
+  private changed(change: RecordChange): void {
+    for (const listener of this.changeListeners) listener(change);
   }
 
   private keep(record: StoredRecord): void {
@@ -173,7 +227,10 @@ export class RecordStore {
 
   private compact(): void {
     const file = this.file as string;
-    const lines = [...this.records.values()].map((r) => JSON.stringify({ r })).concat(this.events.map((e) => JSON.stringify({ e })));
+    const lines = [...this.records.values()]
+      .map((r) => JSON.stringify({ r }))
+      .concat(this.events.map((e) => JSON.stringify({ e })))
+      .concat(this.streamEvents.map((b) => JSON.stringify({ b })));
     writeFileSync(`${file}.tmp`, lines.length > 0 ? `${lines.join('\n')}\n` : '');
     renameSync(`${file}.tmp`, file);
   }

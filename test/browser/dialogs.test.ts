@@ -44,6 +44,12 @@ const variants: Record<string, Props[]> = {
     { operation: 'webToCase', fields: [{ field: 'subject', value: 'payload.subject', valueType: 'msg' }] },
   ],
   'iot-summary': [{ mode: 'count' }, { mode: 'time', timeSource: 'message' }],
+  'iot-salesforce-in': [{ processed: 'sent' }],
+  'iot-command': [
+    { transport: 'downlink', downlinkUrl: 'https://vendor.example.com/downlink', autoRules: [{ severity: 'critical', reading: 'temperature', command: 'reduce_power', args: '{"percent":50}', expiresIn: '300' }] },
+    { transport: 'downlink', downlinkAuth: 'bearer', downlinkUrl: 'https://vendor.example.com/downlink' },
+    { transport: 'http', writeBack: 'once' },
+  ],
   'iot-threshold': [
     { rule: 'outside', hysteresis: 'explicit', levels: [{ severity: 'major', low: '10', high: '90', clearLow: '12', clearHigh: '88' }] },
     { rule: 'above', hysteresis: 'explicit', raiseMode: 'count', raiseValue: '3', clearMode: 'duration', clearValue: '30', levels: [{ severity: 'warning', value: '80', clear: '75' }] },

@@ -43,6 +43,8 @@ const base: Record<string, Props> = {
   'iot-mqtt-broker': { registry: REGISTRY },
   'iot-salesforce-out': { connection: SALESFORCE },
   'iot-timeseries-out': { store: STORE },
+  'iot-salesforce-in': { connection: SALESFORCE },
+  'iot-command': { registry: REGISTRY },
 };
 
 const whole = (field: string, bad: string[], good: string[], context: Props = {}): FieldCases => ({
@@ -232,6 +234,48 @@ const cases: Record<string, Record<string, FieldCases>> = {
     retries: whole('retries', ['-1', '51'], ['5', '0']),
     retryDelay: whole('retryDelay', ['0', '601'], ['1']),
     timeout: whole('timeout', ['0', '601'], ['60']),
+  },
+  'iot-salesforce-in': {
+    connection: { invalid: [{ connection: '' }, { connection: BAD_SALESFORCE }], valid: [{ connection: SALESFORCE }] },
+    channel: whole('channel', ['', 'IoT_Command__e', '/event/Alert', '/topic/x'], ['/data/IoT_Command__ChangeEvent', '/event/IoT_Command__e', '/data/ChangeEvents', '${IOT_CHANNEL}']),
+    replay: whole('replay', ['0', '42'], ['-1', '-2']),
+    onInvalid: whole('onInvalid', ['skip'], ['stop', 'all']),
+    processed: whole('processed', ['never'], ['settled', 'sent']),
+    answerWithin: whole('answerWithin', ['0', 'soon', '86401'], ['', '60']),
+  },
+  'iot-command': {
+    registry: { invalid: [{ registry: '' }, { registry: BAD_REGISTRY }, { registry: 'v.nowhere' }], valid: [{ registry: REGISTRY }] },
+    transport: whole('transport', ['smoke'], ['mqtt', 'http', 'downlink'], { downlinkUrl: 'https://vendor.example.com/downlink' }),
+    commandTopic: whole('commandTopic', ['devices/+/commands', 'devices/#'], ['devices/{owner}/commands', '']),
+    replyTopic: whole('replyTopic', ['devices/+/replies'], ['devices/{owner}/replies']),
+    downlinkUrl: {
+      invalid: [{ transport: 'downlink', downlinkUrl: '' }, { transport: 'downlink', downlinkUrl: 'vendor.example.com' }],
+      valid: [{ transport: 'downlink', downlinkUrl: 'https://vendor.example.com/downlink' }, { transport: 'downlink', downlinkUrl: '${VENDOR_DOWNLINK_URL}' }, { transport: 'mqtt', downlinkUrl: '' }],
+    },
+    downlinkAuth: whole('downlinkAuth', ['basic'], ['hmac', 'bearer']),
+    signatureHeader: {
+      invalid: [{ transport: 'downlink', downlinkUrl: 'https://v.example.com', signatureHeader: 'x signature' }],
+      valid: [{ transport: 'downlink', downlinkUrl: 'https://v.example.com', signatureHeader: 'x-signature' }, { transport: 'mqtt', signatureHeader: 'x signature' }],
+    },
+    timestampHeader: {
+      invalid: [{ transport: 'downlink', downlinkUrl: 'https://v.example.com', timestampHeader: 'x:ts' }],
+      valid: [{ transport: 'downlink', downlinkUrl: 'https://v.example.com', timestampHeader: 'x-timestamp' }],
+    },
+    expiresIn: whole('expiresIn', ['0', 'soon', '2592001'], ['', '3600']),
+    names: whole('names', ['reboot 9lives', 'a;b'], ['', 'reboot set_interval, light']),
+    maxPerDevice: whole('maxPerDevice', ['0', '1.5', '10001'], ['', '100']),
+    autoRules: {
+      invalid: [
+        { autoRules: [{ severity: 'loud', command: 'reduce_power' }] },
+        { autoRules: [{ severity: 'critical', command: '' }] },
+        { autoRules: [{ severity: 'critical', command: 'reduce_power', args: '{oops' }] },
+        { autoRules: [{ severity: 'critical', command: 'reduce_power', expiresIn: '0' }] },
+      ],
+      valid: [{ autoRules: [] }, { autoRules: [{ severity: 'critical', reading: 'temperature', command: 'reduce_power', args: '{"percent":50}', expiresIn: '300' }] }],
+    },
+    autoInterval: whole('autoInterval', ['-1', 'x'], ['0', '600']),
+    writeBack: whole('writeBack', ['never'], ['tracked', 'once']),
+    answerWithin: whole('answerWithin', ['0', 'x'], ['', '60']),
   },
   'iot-summary': {
     property: { invalid: [{ property: 'payload[', propertyType: 'msg' }, { property: '', propertyType: 'msg' }], valid: [{ property: 'payload', propertyType: 'msg' }, { property: 'payload.temperature', propertyType: 'msg' }] },

@@ -178,7 +178,10 @@ describe('OAuth token endpoint', () => {
       const response = await fetch(`${sf.sandbox.url}/_sandbox/settings`, { method: 'POST', body: JSON.stringify(body) });
       return { status: response.status, body: (await response.json()) as unknown };
     };
-    expect(await configure({})).toEqual({ status: 200, body: { sessionTimeoutMs: 7_200_000, longRequestMs: 20_000, concurrentLongRequests: 25 } });
+    expect(await configure({})).toEqual({
+      status: 200,
+      body: { sessionTimeoutMs: 7_200_000, longRequestMs: 20_000, concurrentLongRequests: 25, eventRetentionMs: 72 * 3_600_000, streamingHoldMs: 110_000, streamingClientTimeoutMs: 40_000 },
+    });
     expect((await configure({ sessionTimeoutMs: 300 })).body).toMatchObject({ sessionTimeoutMs: 300 });
     expect((await configure({ sessionTimeoutMs: 'soon' })).status).toBe(400);
     await sleep(350);
@@ -276,7 +279,11 @@ describe('REST API through jsforce', () => {
     const many = await conn.create('IoT_Alert__e', [{ Alert_Id__c: 'a2' }, { Alert_Id__c: 'a3' }]);
     expect(wire(many).every((r) => r.success && r.errors[0].statusCode === 'OPERATION_ENQUEUED')).toBe(true);
     expect(sf.sandbox.events('IoT_Alert__e').map((e) => e.Alert_Id__c)).toEqual(['a1', 'a2', 'a3']);
-    expect(sf.sandbox.events().map((e) => e.ReplayId)).toEqual(['1', '2', '3']);
+    // Replay ids grow with gaps, as Salesforce's do: a client must keep them, never compute them.
+    const ids = sf.sandbox.events().map((e) => Number(e.ReplayId));
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+    expect(new Set(ids).size).toBe(3);
+    expect(ids[2] - ids[0]).toBeGreaterThan(2);
   });
 
   it('reports API use on every answer and refuses calls past the daily allowance', async () => {

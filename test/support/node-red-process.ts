@@ -32,7 +32,7 @@ export class NodeRedProcess {
   salesforceUrl = '';
   dashboardUrl = '';
   /** The example flows' device brokers, on free ports so that test processes do not collide. */
-  brokerPorts = { devices: 0, buffered: 0, gateway: 0 };
+  brokerPorts = { devices: 0, buffered: 0, gateway: 0, commands: 0 };
   output = '';
   private constructor(
     readonly child: ChildProcess,
@@ -46,7 +46,7 @@ export class NodeRedProcess {
       mkdirSync(join(dataDir, 'node-red'), { recursive: true });
       writeFileSync(join(dataDir, 'node-red', 'flows.json'), JSON.stringify(options.flows));
     }
-    const brokerPorts = { devices: await freePort(), buffered: await freePort(), gateway: await freePort() };
+    const brokerPorts = { devices: await freePort(), buffered: await freePort(), gateway: await freePort(), commands: await freePort() };
     const child = spawn(process.execPath, [...(options.nodeArgs ?? []), join(repoRoot, 'dist/scripts/start.js'), ...(options.args ?? [])], {
       cwd: repoRoot,
       env: {
@@ -58,6 +58,7 @@ export class NodeRedProcess {
         IOT_DEVICES_MQTT_PORT: String(brokerPorts.devices),
         IOT_BUFFERED_MQTT_PORT: String(brokerPorts.buffered),
         IOT_GATEWAY_MQTT_PORT: String(brokerPorts.gateway),
+        IOT_COMMANDS_MQTT_PORT: String(brokerPorts.commands),
         IOT_DATA_DIR: dataDir,
         NODE_RED_CREDENTIAL_SECRET: 'test-secret',
         NODE_RED_LOG_LEVEL: 'warn',

@@ -5,7 +5,7 @@
 import type { Node, NodeAPI, NodeMessage } from 'node-red';
 import { describe, expect, it } from 'vitest';
 import { isTransient, reject } from '../../nodes/shared/coded-error';
-import { announceCapacity, deliveryOf, settleDelivery, type Outcome } from '../../nodes/shared/delivery';
+import { announceCapacity, deliveryOf, settleDelivery, settleIfReturned, type Outcome } from '../../nodes/shared/delivery';
 
 function fakeRed(nodes: Record<string, unknown>): NodeAPI {
   return { nodes: { getNode: (id: string) => nodes[id] ?? null } } as unknown as NodeAPI;
@@ -40,6 +40,21 @@ describe('delivery tokens', () => {
     expect(settleDelivery(RED, { payload: 1 }, { ok: true })).toBe(false);
     expect(settleDelivery(RED, { _delivery: { source: 'gone', id: 'd' } }, { ok: true })).toBe(false);
     expect(settleDelivery(RED, { _delivery: { source: 'other', id: 'd' } }, { ok: true })).toBe(false);
+  });
+
+  it('settles a source’s own delivery wired back into it: done from a Complete node, again or for good from a Catch node', () => {
+    const settled: Array<[string, Outcome]> = [];
+    const source = { id: 's1', settleDelivery: (id: string, outcome: Outcome) => settled.push([id, outcome]) };
+    expect(settleIfReturned(source, { _delivery: { source: 's1', id: 'd1' } })).toBe(true);
+    expect(settleIfReturned(source, { _delivery: { source: 's1', id: 'd2' }, error: { message: 'Error: boom', source: { type: 'function', name: 'decode' } } })).toBe(true);
+    expect(settleIfReturned(source, { _delivery: { source: 's1', id: 'd3' }, error: { message: 'bad' }, retry: false })).toBe(true);
+    expect(settleIfReturned(source, { _delivery: { source: 'other', id: 'd4' } })).toBe(false);
+    expect(settleIfReturned(source, { payload: 1 })).toBe(false);
+    expect(settled).toEqual([
+      ['d1', { ok: true }],
+      ['d2', { ok: false, reason: 'function "decode": boom', retry: true, retryAfterMs: undefined }],
+      ['d3', { ok: false, reason: 'bad', retry: false, retryAfterMs: undefined }],
+    ]);
   });
 
   it('passes a sink’s capacity to a source that follows it, and only to one', () => {

@@ -184,6 +184,22 @@ describe('derived keys', () => {
     expect(codeOf(await verdict(registry, { method: 'jwt', token: await deviceJwt(own('jwt'), 'HS256', { sub: 'pump-5' }) }))).toBe('ok');
   });
 
+  it('signs a downlink to an integration with its webhook key, which never leaves the registry', async () => {
+    const registry = new DeviceRegistry({ failures: 0, windowMs: 1, lockMs: 1 });
+    registry.use(new DerivedStore(master, { methods: ['apikey', 'webhook'], derivation: 'v2', idPattern: /^(?:vendor-cloud|sfx-\d+)$/ }));
+    const body = Buffer.from('1700000000.{"id":"c-1"}');
+    const signature = registry.sign('vendor-cloud', body, 'sha256');
+    expect(signature).toBe(signWebhook(derivedKey(master, 'vendor-cloud', 'webhook', 'v2'), body));
+    // The vendor checks it as the registry checks the vendor's own webhooks.
+    expect(codeOf(await verdict(registry, { method: 'webhook', id: 'vendor-cloud', signature: signature as string, content: body }))).toBe('ok');
+    expect(registry.sign('someone-else', body, 'sha256')).toBeUndefined();
+    registry.setRevoked(['vendor-cloud']);
+    expect(registry.sign('vendor-cloud', body, 'sha256')).toBeUndefined();
+    const noWebhook = new DeviceRegistry({ failures: 0, windowMs: 1, lockMs: 1 });
+    noWebhook.use(new DerivedStore(master, { methods: ['apikey'], derivation: 'v2' }));
+    expect(noWebhook.sign('vendor-cloud', body, 'sha256')).toBeUndefined();
+  });
+
   it('an old registry (no settings version) keeps v1 and says so; a new one is v2', () => {
     expect(migrateSettings({ source: 'derived' }, REGISTRY_MIGRATIONS)).toEqual({ props: { source: 'derived', keyDerivation: 'v1', settingsVersion: 2 }, from: 1, notes: ['key-derivation-kept-v1'] });
     expect(migrateSettings({ source: 'list' }, REGISTRY_MIGRATIONS).notes).toEqual([]);

@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Batcher, type Batch } from '../../nodes/salesforce-out/batcher';
-import { backoffMs, classifyCallError, classifyRecordError, duplicateOf } from '../../nodes/salesforce-out/error-policy';
+import { backoffMs } from '../../nodes/shared/backoff';
+import { classifyCallError, classifyRecordError, duplicateOf } from '../../nodes/salesforce-out/error-policy';
 import { readOutConfig } from '../../nodes/salesforce-out/out-config';
 import { apiStatus, webToStatus, type SinkView, type WebToView } from '../../nodes/salesforce-out/status';
 import { caseFromAlert, describeAlert, externalIdForPath, externalIdValue, leadFromAlert, readAlert, recordProblem, subjectOf, webToCaseFromAlert, webToLeadFromAlert, type Alert } from '../../nodes/salesforce-out/record-mapping';
