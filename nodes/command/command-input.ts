@@ -11,7 +11,6 @@ import { REPLY_STATUSES } from './command-life';
 
 /** The Salesforce object an agent creates commands as, and its fields. */
 export const COMMAND_OBJECT = 'IoT_Command__c';
-export const COMMAND_EVENT = 'IoT_Command__e';
 
 /** A command as given, before the registry says who carries it. */
 export interface CommandRequest {
