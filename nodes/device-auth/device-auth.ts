@@ -17,6 +17,7 @@ import { DeadlineTimer } from '../shared/deadline-timer';
 import { deliveryOf, outcomeOfReturned, settleToken, DELIVERY_PROPERTY, type DeliverySource, type DeliveryToken, type Outcome } from '../shared/delivery';
 import { registryService, type DeviceRegistryService } from '../shared/device-registry-api';
 import { peerCertificateChain } from '../shared/peer-certificate';
+import { connectionProblem, redisService, type SharedRedis } from '../shared/redis-api';
 import { HeldReceipts } from '../shared/held-receipts';
 import { LogSummary } from '../shared/log-summary';
 import { throttled } from '../shared/throttle';
@@ -24,6 +25,7 @@ import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { DeviceAuthCore, refusalStatus, statusText, type AuthCode, type AuthInput, type AuthMode, type AuthOutcome, type CredentialFields } from './auth-core';
 import { answerFromProperties, CREDENTIAL_DEFAULTS, settingsFromProperties, type AnswerSettings, type DeviceAuthProperties } from './node-config';
 import { credentialPath, removeCredentials, type CredentialPath } from './scrub';
+import { RedisSharedChecks } from './shared-checks';
 
 type DeviceAuthNode = Node & DeliverySource;
 type Send = (msg: Array<NodeMessage | NodeMessage[] | null>) => void;
@@ -111,6 +113,7 @@ export = function register(RED: NodeAPI): void {
     let readers: Array<{ name: keyof CredentialFields; reader: PropertyReader; secretPath?: string }>;
     let sourceReader: PropertyReader | undefined;
     let registry: DeviceRegistryService | undefined;
+    let shared: SharedRedis | undefined;
     try {
       const settings = settingsFromProperties(def);
       answers = answerFromProperties(def);
@@ -128,7 +131,12 @@ export = function register(RED: NodeAPI): void {
       if (def.anonymousSource === 'property' && def.sourceProperty) {
         sourceReader = propertyReader(RED, node, def.sourceProperty, def.sourcePropertyType || 'msg');
       }
-      core = new DeviceAuthCore(settings, registry, (mark) => identifyByBroker(RED, mark as never));
+      // Shared with the other instances when an iot-redis is chosen (an older flow has none: local state).
+      if (def.redis) {
+        shared = redisService(RED, def.redis);
+        if (!shared) throw new Error(RED._('iot-device-auth.errors.no-redis'));
+      }
+      core = new DeviceAuthCore(settings, registry, (mark) => identifyByBroker(RED, mark as never), shared ? new RedisSharedChecks(shared, node.id, settings.rate) : undefined);
     } catch (err) {
       const message = (err as Error).message;
       node.error(RED._('iot-device-auth.errors.invalid-config', { message }));
@@ -385,6 +393,7 @@ export = function register(RED: NodeAPI): void {
     // --- status ------------------------------------------------------------------------------
     const status = throttled(updateStatus, STATUS_EVERY_MS);
     const unsubscribe = registry?.onChange(() => status.schedule());
+    const unsubscribeShared = shared?.onChange(() => status.schedule());
 
     function updateStatus(): void {
       timeouts.tick();
@@ -392,6 +401,11 @@ export = function register(RED: NodeAPI): void {
       const counts = `✓ ${core.accepted.toLocaleString('en-US')} · ✗ ${core.rejected.toLocaleString('en-US')}${waiting}`;
       if (registry && registry.state !== 'ready') {
         node.status({ fill: registry.state === 'failed' ? 'red' : 'yellow', shape: 'ring', text: `${RED._(`iot-device-auth.status.registry-${registry.state}`)} · ${counts}` });
+        return;
+      }
+      const redisProblem = shared && connectionProblem(shared);
+      if (redisProblem) {
+        node.status({ fill: redisProblem.fill, shape: 'ring', text: `${redisProblem.text} · ${counts}` });
         return;
       }
       node.status({ fill: core.rejected > 0 ? 'yellow' : 'green', shape: core.accepted > 0 ? 'dot' : 'ring', text: counts });
@@ -404,6 +418,7 @@ export = function register(RED: NodeAPI): void {
       status.cancel();
       expiry.cancel();
       unsubscribe?.();
+      unsubscribeShared?.();
       // Nothing held is answered later by a node that is gone: the senders send again.
       receipts.releaseAll({ ok: false, retry: true, code: 'closed', reason: RED._('iot-device-auth.errors.stopped') });
       timeouts.flush();

@@ -78,6 +78,8 @@ const cases: Record<string, Record<string, FieldCases>> = {
     crashLimit: whole('crashLimit', ['-1', '1.5', 'x'], ['0', '3', '']),
   },
   'iot-device-auth': {
+    // Empty (and missing in older flows): the node's own state.
+    redis: { invalid: [{ redis: BAD_REDIS }, { redis: 'v.nowhere' }], valid: [{ redis: '' }, { redis: REDIS }] },
     registry: {
       invalid: [{ method: 'apikey', registry: '' }, { method: 'auto', registry: '' }, { method: 'broker', gateway: true, registry: '' }, { method: 'hmac', registry: BAD_REGISTRY }, { method: 'jwt', registry: 'v.nowhere' }],
       valid: [{ method: 'anonymous', registry: '' }, { method: 'broker', registry: '' }, { method: 'apikey', registry: REGISTRY }],
