@@ -23,7 +23,21 @@ import { TokenBuckets } from './token-bucket';
 export type AuthMode = 'anonymous' | AuthMethod | 'broker' | 'auto';
 
 /** Why a message (or one reading of a batch) is refused: the registry's codes and this node's own. */
-export type AuthCode = RejectCode | LimitCode | 'bad_timestamp' | 'internal' | 'replay_cache_full';
+export type AuthCode = RejectCode | LimitCode | 'bad_timestamp' | 'internal' | 'replay_cache_full' | 'shared_state_unavailable';
+
+/**
+ * The replay cache and the rate limits kept where several Node-RED instances share them (Redis,
+ * nodes/device-auth/shared-checks.ts), in place of this process's own: one call per message.
+ */
+export interface SharedChecks {
+  /**
+   * For a device (or an anonymous source): remembers `replay` (when given) until its time, unless
+   * it was seen before (then `replayed`, and no token is taken); then, with `takeToken`, takes a
+   * token from the device's bucket. `waitMs`: 0 when a token was taken (or none was asked for),
+   * else how long until there is one.
+   */
+  check(device: string, replay: { key: string; until: number } | undefined, takeToken: boolean, now: number): Promise<{ replayed: boolean; waitMs: number }>;
+}
 
 export interface AuthSettings {
   mode: AuthMode;
@@ -136,6 +150,7 @@ export function httpStatusOf(code: AuthCode): number {
     // The node's own capacity, not the sender's fault: send it again later.
     case 'replay_cache_full':
     case 'registry_unavailable':
+    case 'shared_state_unavailable':
       return 503;
     default:
       return 401;
@@ -171,6 +186,9 @@ function rejection(code: AuthCode, message: string, id?: string, retryAfterMs?: 
   if (out.status === 429) out.retryAfterSeconds = Math.max(1, Math.ceil((retryAfterMs ?? 1000) / 1000));
   return out;
 }
+
+/** What a sender is asked to wait while the shared state does not answer: a Redis restart or failover. */
+const SHARED_STATE_RETRY_S = 5;
 
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 const BODYLESS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -218,6 +236,8 @@ export class DeviceAuthCore {
     private readonly registry: DeviceRegistryService | undefined,
     /** Asks the broker node a mark names whether it stands for a live, authenticated connection. */
     private readonly brokerIdentity: (mark: unknown) => DeviceIdentity | undefined,
+    /** Replays and rates shared with other instances; undefined: this process's own. */
+    private readonly shared?: SharedChecks,
   ) {
     this.replays = new ReplayCache(settings.replayCapacity);
     this.rates = settings.rate ? new TokenBuckets(settings.rate.perSecond, settings.rate.burst) : undefined;
@@ -253,9 +273,11 @@ export class DeviceAuthCore {
     }
     if (mode === 'anonymous') {
       const source = input.source || 'unknown';
-      const limited = this.limit(`anonymous:${source}`, now);
+      const device: DeviceIdentity = { id: `anonymous:${source}`, method: 'anonymous' };
+      if (this.shared) return this.checkShared(device, undefined, input, bytes, 'anonymous', now);
+      const limited = this.limit(device.id, now);
       if (limited) return limited;
-      return this.accept({ id: `anonymous:${source}`, method: 'anonymous' }, input, bytes, 'anonymous', now);
+      return this.accept(device, input, bytes, 'anonymous', now);
     }
     if (mode === 'broker') {
       const device = input.brokerMark === undefined ? undefined : this.brokerIdentity(input.brokerMark);
@@ -321,13 +343,14 @@ export class DeviceAuthCore {
     }
   }
 
-  private afterVerdict(verdict: Verdict, input: AuthInput, bytes: Buffer | undefined, now: number): AuthOutcome {
+  private afterVerdict(verdict: Verdict, input: AuthInput, bytes: Buffer | undefined, now: number): AuthOutcome | Promise<AuthOutcome> {
     if (!verdict.ok) return rejection(verdict.code, verdict.message, verdict.id, verdict.retryAfterMs);
     const device = verdict.device;
     if (device.method === 'jwt' && input.brokerMark === undefined) {
       const unbound = this.bodyBinding(device, verdict.replay !== undefined, bytes);
       if (unbound) return unbound;
     }
+    if (this.shared) return this.checkShared(device, verdict.replay, input, bytes, device.method ?? 'unknown', now);
     if (verdict.replay) {
       const answer = this.replays.check(verdict.replay.key, verdict.replay.until, now);
       if (answer === 'replayed') return rejection('replayed', 'this nonce, token id or signature was used before', device.id);
@@ -356,9 +379,25 @@ export class DeviceAuthCore {
 
   private limit(key: string, now: number): Rejection | undefined {
     if (!this.rates) return undefined;
-    const waitMs = this.rates.take(key, now);
+    return this.limited(key, this.rates.take(key, now));
+  }
+
+  private limited(key: string, waitMs: number): Rejection | undefined {
     if (waitMs === 0) return undefined;
     return rejection('rate_limited', `more than ${this.settings.rate?.perSecond}/s`, key, waitMs);
+  }
+
+  /** The replay and rate checks in the shared state (one round trip), then on as alone. */
+  private checkShared(device: DeviceIdentity, replay: { key: string; until: number } | undefined, input: AuthInput, bytes: Buffer | undefined, method: string, now: number): AuthOutcome | Promise<AuthOutcome> {
+    const takeToken = this.settings.rate !== undefined;
+    if (!replay && !takeToken) return this.accept(device, input, bytes, method, now);
+    return (this.shared as SharedChecks).check(device.id, replay, takeToken, now).then(
+      (answer) => {
+        if (answer.replayed) return rejection('replayed', 'this nonce, token id or signature was used before', device.id);
+        return this.limited(device.id, answer.waitMs) ?? this.accept(device, input, bytes, method, now);
+      },
+      (err: Error) => ({ ...rejection('shared_state_unavailable', `the shared state (Redis) did not answer: ${err.message}`, device.id), retryAfterSeconds: SHARED_STATE_RETRY_S }),
+    );
   }
 
   private accept(device: DeviceIdentity, input: AuthInput, bytes: Buffer | undefined, method: string, now: number): AuthOutcome {

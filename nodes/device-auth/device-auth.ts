@@ -17,6 +17,7 @@ import { DeadlineTimer } from '../shared/deadline-timer';
 import { deliveryOf, settleIfReturned, settleToken, DELIVERY_PROPERTY, type DeliverySource, type DeliveryToken, type Outcome } from '../shared/delivery';
 import { registryService, type DeviceRegistryService } from '../shared/device-registry-api';
 import { peerCertificateChain } from '../shared/peer-certificate';
+import { connectionProblem, redisService, type SharedRedis } from '../shared/redis-api';
 import { HeldReceipts } from '../shared/held-receipts';
 import { LogSummary } from '../shared/log-summary';
 import { degraded, failing, idle, StatusLine, working, type NodeStatus } from '../shared/node-status';
@@ -24,6 +25,7 @@ import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { DeviceAuthCore, refusalStatus, statusText, type AuthCode, type AuthInput, type AuthMode, type AuthOutcome, type CredentialFields } from './auth-core';
 import { answerFromProperties, CREDENTIAL_DEFAULTS, settingsFromProperties, type AnswerSettings, type DeviceAuthProperties } from './node-config';
 import { credentialPath, removeCredentials, type CredentialPath } from './scrub';
+import { RedisSharedChecks } from './shared-checks';
 
 type DeviceAuthNode = Node & DeliverySource;
 type Send = (msg: Array<NodeMessage | NodeMessage[] | null>) => void;
@@ -113,6 +115,7 @@ export = function register(RED: NodeAPI): void {
     let readers: Array<{ name: keyof CredentialFields; reader: PropertyReader; secretPath?: string }>;
     let sourceReader: PropertyReader | undefined;
     let registry: DeviceRegistryService | undefined;
+    let shared: SharedRedis | undefined;
     try {
       const settings = settingsFromProperties(def);
       answers = answerFromProperties(def);
@@ -130,7 +133,12 @@ export = function register(RED: NodeAPI): void {
       if (def.anonymousSource === 'property' && def.sourceProperty) {
         sourceReader = propertyReader(RED, node, def.sourceProperty, def.sourcePropertyType || 'msg');
       }
-      core = new DeviceAuthCore(settings, registry, (mark) => identifyByBroker(RED, mark as never));
+      // Shared with the other instances when an iot-redis is chosen (an older flow has none: local state).
+      if (def.redis) {
+        shared = redisService(RED, def.redis);
+        if (!shared) throw new Error(RED._('iot-device-auth.errors.no-redis'));
+      }
+      core = new DeviceAuthCore(settings, registry, (mark) => identifyByBroker(RED, mark as never), shared ? new RedisSharedChecks(shared, node.id, settings.rate) : undefined);
     } catch (err) {
       const message = (err as Error).message;
       node.error(RED._('iot-device-auth.errors.invalid-config', { message }));
@@ -388,6 +396,7 @@ export = function register(RED: NodeAPI): void {
     // Rejected requests are counted in the text: news about devices, not about the node.
     const status = new StatusLine(node, currentStatus, STATUS_EVERY_MS);
     const unsubscribe = registry?.onChange(() => status.changed());
+    const unsubscribeShared = shared?.onChange(() => status.changed());
 
     function currentStatus(): NodeStatus {
       timeouts.tick();
@@ -401,6 +410,11 @@ export = function register(RED: NodeAPI): void {
         const text = `${RED._(`iot-device-auth.status.registry-${registry.state}`)} · ${counts}`;
         return registry.state === 'failed' ? failing(text) : degraded(text);
       }
+      const redisProblem = shared && connectionProblem(shared);
+      if (redisProblem) {
+        const text = `${redisProblem.text} · ${counts}`;
+        return redisProblem.fill === 'red' ? failing(text) : degraded(text);
+      }
       if (timingOut) return degraded(`${counts} · ${RED._('iot-device-auth.status.not-settled')}`);
       if (core.accepted === 0 && core.rejected === 0) return idle(counts);
       return working(counts);
@@ -412,6 +426,7 @@ export = function register(RED: NodeAPI): void {
       status.stop();
       expiry.cancel();
       unsubscribe?.();
+      unsubscribeShared?.();
       // Nothing held is answered later by a node that is gone: the senders send again.
       receipts.releaseAll({ ok: false, retry: true, code: 'closed', reason: RED._('iot-device-auth.errors.stopped') });
       timeouts.flush();

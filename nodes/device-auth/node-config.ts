@@ -8,6 +8,8 @@ import type { AuthMode, AuthSettings } from './auth-core';
 
 export interface DeviceAuthProperties {
   registry?: string;
+  /** An iot-redis config node: replays and rate limits shared with the other instances. */
+  redis?: string;
   method?: string;
   accepted?: string[];
   deviceIdProperty?: string;

@@ -36,6 +36,10 @@ const variants: Record<string, Props[]> = {
   ],
   'iot-influxdb': [{ version: 'v1', database: 'iot' }, { version: 'v3', url: 'https://store.example.com', insecure: true }],
   'iot-mqtt-broker': [{ usetls: true, requestCert: true, methods: ['apikey', 'x509'], wsPort: '8080', acknowledge: 'stored', payloadFormat: 'json' }],
+  'iot-redis': [
+    { topology: 'cluster', nodes: '10.0.0.1:7000, 10.0.0.2:7001' },
+    { topology: 'sentinel', sentinels: '10.0.0.1:26379', masterName: 'mymaster' },
+  ],
   'iot-salesforce-connection': ['jwt', 'clientCredentials', 'refreshToken', 'password', 'accessToken', 'none'].map((authMethod) => ({ authMethod })),
   'iot-salesforce-out': [
     { operation: 'upsert', recordFrom: 'alert', object: 'Case', fields: [{ field: 'Priority', value: 'alert.severity', valueType: 'msg' }, { field: 'Origin', value: 'IoT', valueType: 'str' }] },

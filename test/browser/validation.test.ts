@@ -25,6 +25,8 @@ const TLS = 'v.tls';
 const BAD_REGISTRY = 'v.registry.bad';
 const BAD_STORE = 'v.store.bad';
 const BAD_SALESFORCE = 'v.salesforce.bad';
+const REDIS = 'v.redis';
+const BAD_REDIS = 'v.redis.bad';
 const configs = [
   { id: REGISTRY, type: 'iot-device-registry', name: 'registry', source: 'list', devices: [{ id: 'pump-1', enabled: true }] },
   { id: BAD_REGISTRY, type: 'iot-device-registry', name: 'bad registry', source: 'file', file: '' },
@@ -33,6 +35,8 @@ const configs = [
   { id: SALESFORCE, type: 'iot-salesforce-connection', name: 'salesforce', authMethod: 'jwt', consumerKey: 'key', username: 'user@example.com' },
   { id: BAD_SALESFORCE, type: 'iot-salesforce-connection', name: 'bad salesforce', authMethod: 'jwt', consumerKey: '', username: 'user@example.com' },
   { id: TLS, type: 'tls-config', name: 'tls' },
+  { id: REDIS, type: 'iot-redis', name: 'redis', url: 'redis://127.0.0.1:6379' },
+  { id: BAD_REDIS, type: 'iot-redis', name: 'bad redis', url: 'http://127.0.0.1:6379' },
 ];
 
 /** What each type needs to be valid apart from the field under test. */
@@ -76,6 +80,8 @@ const cases: Record<string, Record<string, FieldCases>> = {
     crashLimit: whole('crashLimit', ['-1', '1.5', 'x'], ['0', '3', '']),
   },
   'iot-device-auth': {
+    // Empty (and missing in older flows): the node's own state.
+    redis: { invalid: [{ redis: BAD_REDIS }, { redis: 'v.nowhere' }], valid: [{ redis: '' }, { redis: REDIS }] },
     registry: {
       invalid: [{ method: 'apikey', registry: '' }, { method: 'auto', registry: '' }, { method: 'broker', gateway: true, registry: '' }, { method: 'hmac', registry: BAD_REGISTRY }, { method: 'jwt', registry: 'v.nowhere' }],
       valid: [{ method: 'anonymous', registry: '' }, { method: 'broker', registry: '' }, { method: 'apikey', registry: REGISTRY }],
@@ -188,6 +194,17 @@ const cases: Record<string, Record<string, FieldCases>> = {
     answerWithin: whole('answerWithin', ['0', 'soon'], ['30']),
     publishTopics: whole('publishTopics', ['devices/#/x', '', 'a/b+/c'], ['devices/{id}/#', 'devices/{id}/up, alerts/+']),
     subscribeTopics: whole('subscribeTopics', ['devices/#/x', ''], ['devices/{id}/#', '#']),
+  },
+  'iot-redis': {
+    url: {
+      invalid: [{ url: 'http://127.0.0.1:6379' }, { url: '' }, { url: 'redis://app:secret@cache:6379' }],
+      valid: [{ url: 'redis://127.0.0.1:6379' }, { url: 'rediss://cache.example.com:6380/2' }, { url: '${REDIS_URL}' }, { topology: 'cluster', nodes: '10.0.0.1:7000', url: '' }],
+    },
+    nodes: { invalid: [{ topology: 'cluster', nodes: '' }, { topology: 'cluster', nodes: 'a:b:c' }], valid: [{ topology: 'cluster', nodes: '10.0.0.1:7000, 10.0.0.2:7001' }, { topology: 'single', nodes: '' }] },
+    sentinels: { invalid: [{ topology: 'sentinel', masterName: 'mymaster', sentinels: '' }], valid: [{ topology: 'sentinel', masterName: 'mymaster', sentinels: 's1:26379 s2' }, { topology: 'single', sentinels: '' }] },
+    masterName: { invalid: [{ topology: 'sentinel', sentinels: 's1', masterName: '' }], valid: [{ topology: 'sentinel', sentinels: 's1', masterName: 'mymaster' }, { topology: 'single', masterName: '' }] },
+    prefix: whole('prefix', ['{iot}', 'a b'], ['', 'plant-7:']),
+    timeout: whole('timeout', ['0', 'soon', '601'], ['', '5', '0.5']),
   },
   'iot-salesforce-connection': {
     loginUrl: {

@@ -140,17 +140,85 @@ export function startInfluxDB(): Promise<ManagedServer> {
   });
 }
 
-export function startRedis(): Promise<ManagedServer> {
+/** A redis-server; with `password`, clients must AUTH (requirepass). */
+export function startRedis(options: { password?: string } = {}): Promise<ManagedServer> {
   return ManagedServer.launch({
     name: 'redis',
     pkg: SYSTEM_PACKAGES.redis,
     command: (dataDir, port) => ({
       program: SYSTEM_PACKAGES.redis.binary,
-      args: ['--port', String(port), '--bind', HOST, '--dir', dataDir, '--save', '', '--appendonly', 'yes', '--daemonize', 'no', '--loglevel', 'warning'],
+      args: ['--port', String(port), '--bind', HOST, '--dir', dataDir, '--save', '', '--appendonly', 'yes', '--daemonize', 'no', '--loglevel', 'warning', ...(options.password ? ['--requirepass', options.password] : [])],
       ready: () => portOpen(port),
     }),
     url: (port) => `redis://${HOST}:${port}`,
   });
+}
+
+/** A Redis Cluster of three masters on loopback (no replicas), for state keyed by device. */
+export interface RedisCluster {
+  nodes: Array<{ host: string; port: number }>;
+  dispose(): Promise<void>;
+}
+
+/**
+ * Three redis-server processes in cluster mode, their 16,384 slots split in three and introduced
+ * to each other (CLUSTER ADDSLOTSRANGE, CLUSTER MEET), ready once every node says cluster_state:ok.
+ * A node also listens on its port + 10,000 (the cluster bus): ports are chosen with both free.
+ */
+export async function startRedisCluster(): Promise<RedisCluster> {
+  ensureInstalled(SYSTEM_PACKAGES.redis);
+  const servers: ManagedServer[] = [];
+  const dispose = async () => {
+    await Promise.all(servers.map((s) => s.dispose()));
+  };
+  try {
+    while (servers.length < 3) {
+      const server = await ManagedServer.launch({
+        name: 'redis-cluster',
+        pkg: SYSTEM_PACKAGES.redis,
+        command: (dataDir, port) => ({
+          program: SYSTEM_PACKAGES.redis.binary,
+          args: ['--port', String(port), '--bind', HOST, '--dir', dataDir, '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning', '--cluster-enabled', 'yes', '--cluster-config-file', join(dataDir, 'nodes.conf'), '--cluster-node-timeout', '2000'],
+          ready: () => portOpen(port),
+        }),
+        url: (port) => `redis://${HOST}:${port}`,
+      });
+      servers.push(server);
+      // The bus port must be free too; a server whose bus could not bind has exited.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      if (!server.running || !(await portOpen(server.port + 10_000))) {
+        servers.pop();
+        await server.dispose();
+      }
+    }
+    const { Redis } = await import('ioredis');
+    const clients = servers.map((s) => new Redis(s.port, HOST, { lazyConnect: false, maxRetriesPerRequest: 1 }));
+    try {
+      const third = Math.floor(16_384 / 3);
+      const ranges = [
+        [0, third - 1],
+        [third, 2 * third - 1],
+        [2 * third, 16_383],
+      ];
+      await Promise.all(clients.map((c, i) => c.call('CLUSTER', 'ADDSLOTSRANGE', String(ranges[i][0]), String(ranges[i][1]))));
+      for (const server of servers.slice(1)) await clients[0].call('CLUSTER', 'MEET', HOST, String(server.port));
+      await eventually(
+        'the Redis Cluster to be ok',
+        async () => {
+          const states = await Promise.all(clients.map((c) => c.call('CLUSTER', 'INFO') as Promise<string>));
+          return states.every((info) => info.includes('cluster_state:ok')) || undefined;
+        },
+        30_000,
+        200,
+      );
+    } finally {
+      clients.forEach((c) => c.disconnect());
+    }
+    return { nodes: servers.map((s) => ({ host: HOST, port: s.port })), dispose };
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
 }
 
 export interface ExportedSeries {
