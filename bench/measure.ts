@@ -5,15 +5,16 @@ export interface Figure {
   name: string;
   value: number;
   unit: string;
-  /** The goal, when the issue sets one: at least (>=) or at most (<=) this. */
-  goal?: { op: '>=' | '<='; value: number };
+  /** The goal, when the issue sets one: at least (>=), at most (<=) or below (<) this. */
+  goal?: { op: '>=' | '<=' | '<'; value: number };
   /** Further words: a comparison, a ratio. */
   note?: string;
 }
 
 export function met(figure: Figure): boolean | undefined {
   if (!figure.goal) return undefined;
-  return figure.goal.op === '>=' ? figure.value >= figure.goal.value : figure.value <= figure.goal.value;
+  const { op, value } = figure.goal;
+  return op === '>=' ? figure.value >= value : op === '<=' ? figure.value <= value : figure.value < value;
 }
 
 export function gc(): void {

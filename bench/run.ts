@@ -2,11 +2,10 @@
  * `npm run bench [name ...]`: runs the benchmarks, prints every figure beside its goal, and
  * writes them into README.md between <!-- bench:NAME --> and <!-- /bench:NAME --> markers.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join, resolve } from 'node:path';
-import { format, met, type Figure } from './measure';
+import { met, type Figure } from './measure';
 import { benchBuffer } from './buffer';
+import { row, table, writeSection } from './report';
 import { benchDeviceAuth } from './device-auth';
 import { benchFrontDoors } from './front-doors';
 import { benchSalesforce } from './salesforce';
@@ -23,29 +22,8 @@ const BENCHES: Record<string, () => Promise<Figure[]>> = {
   buffer: benchBuffer,
 };
 
-const readme = join(resolve(__dirname, '..', '..'), 'README.md');
-
-function row(f: Figure): string {
-  const verdict = met(f);
-  const goal = f.goal ? `${f.goal.op} ${format(f.goal.value)}` : '';
-  const mark = verdict === undefined ? '' : verdict ? 'met' : 'MISSED';
-  return `| ${f.name} | ${format(f.value)} ${f.unit} | ${goal} | ${mark} | ${f.note ?? ''} |`;
-}
-
-function table(figures: Figure[]): string {
-  return ['| measured | value | goal | | notes |', '|---|---|---|---|---|', ...figures.map(row)].join('\n');
-}
-
 function record(name: string, figures: Figure[], machine: string): boolean {
-  const text = readFileSync(readme, 'utf8');
-  const start = `<!-- bench:${name} -->`;
-  const end = `<!-- /bench:${name} -->`;
-  const from = text.indexOf(start);
-  const to = text.indexOf(end);
-  if (from < 0 || to < from) return false;
-  const body = `${start}\n${table(figures)}\n\n<sub>${machine}</sub>\n${end}`;
-  writeFileSync(readme, text.slice(0, from) + body + text.slice(to + end.length));
-  return true;
+  return writeSection(`bench:${name}`, `${table(figures)}\n\n<sub>${machine}</sub>`);
 }
 
 async function main(): Promise<number> {

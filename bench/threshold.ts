@@ -1,7 +1,7 @@
 /**
- * iot-threshold: the pure engine over 100,000 keys (readings per second, bytes of state per key),
- * and the node inside Node-RED fed from a loop, beside Node-RED's core rbe node in deadband mode
- * on the same messages.
+ * iot-threshold: the pure engine over 100,000 keys (readings per second, bytes of state per key)
+ * with the plain rule, the forecast rule and the anomaly rule in the same run, and the node inside
+ * Node-RED fed from a loop, beside Node-RED's core rbe node in deadband mode on the same messages.
  */
 import { ThresholdEngine } from '../nodes/threshold/engine';
 import type { RuleConfig } from '../nodes/threshold/rules';
@@ -27,6 +27,33 @@ const RULE: RuleConfig = {
   clear: { mode: 'immediate' },
 };
 
+const HOUR = 3_600_000;
+
+/** A battery forecast with the node's defaults: below 3.3 V, warning within 48 h, critical within 6 h. */
+const FORECAST: RuleConfig = {
+  ...RULE,
+  rule: 'forecast',
+  hysteresis: 'none',
+  levels: [
+    { severity: 'warning', value: 48 * HOUR },
+    { severity: 'critical', value: 6 * HOUR },
+  ],
+  raise: { mode: 'immediate' },
+  forecast: { direction: 'below', target: 3.3, windowMs: 48 * HOUR, minReadings: 10, minConfidence: 0.9, clearMargin: 1 },
+};
+
+/** Unusual for the device: warning beyond 5 usual spreads, critical beyond 8, history and warm-up as the node's defaults. */
+const ANOMALY: RuleConfig = {
+  ...RULE,
+  rule: 'anomaly',
+  levels: [
+    { severity: 'warning', value: 5, clear: 4 },
+    { severity: 'critical', value: 8, clear: 6 },
+  ],
+  raise: { mode: 'immediate' },
+  anomaly: { history: 100, warmup: 30, side: 'both', minDeviation: 0 },
+};
+
 /**
  * Readings that wander: each key drifts around its own level between 40 and 100, so some keys
  * cross thresholds now and then and most do not, as real fleets do.
@@ -45,40 +72,88 @@ function readings(count: number, keys: number): Float64Array {
   return values;
 }
 
-function benchEngine(): Figure[] {
-  const values = readings(ENGINE_READINGS, KEYS);
+/** Batteries report every 15 minutes, as in `npm run evaluate:forecast`. */
+const BATTERY_INTERVAL_MS = 15 * 60_000;
+
+/**
+ * Batteries: each key its own voltage, losing between 0 and 4 mV an hour with 20 mV of noise,
+ * a reading every 15 minutes per key, some of them crossing within the levels' lead times.
+ */
+function batteries(count: number, keys: number): Float64Array {
+  const values = new Float64Array(count);
+  const start = new Float64Array(keys);
+  const drain = new Float64Array(keys);
+  let seed = 11;
+  const random = () => (seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648;
+  for (let k = 0; k < keys; k++) {
+    start[k] = 3.35 + random() * 0.3;
+    drain[k] = (random() * 0.004 * BATTERY_INTERVAL_MS) / HOUR;
+  }
+  for (let i = 0; i < count; i++) {
+    const k = i % keys;
+    values[i] = start[k] - drain[k] * Math.floor(i / keys) + (random() - 0.5) * 0.07;
+  }
+  return values;
+}
+
+/**
+ * One engine over KEYS keys: readings per second (timers ticked as time goes) and bytes of state
+ * per key. Each key reads every `intervalMs` (forecasts go by the readings' own times).
+ */
+function benchRule(label: string, rule: RuleConfig, warmup: Float64Array, values: Float64Array, intervalMs: number): Figure[] {
   let events = 0;
   const empty = memoryInUse();
   const keys = Array.from({ length: KEYS }, (_, i) => `device-${i}`);
   const withKeys = memoryInUse();
-  const engine = new ThresholdEngine(RULE, 'bench', { alert: () => events++ });
-  for (let k = 0; k < KEYS; k++) engine.read(keys[k], 50, 0);
+  const engine = new ThresholdEngine(rule, 'bench', { alert: () => events++ });
+  for (let k = 0; k < KEYS; k++) engine.read(keys[k], warmup[k], 0);
   const full = memoryInUse();
   const bytesPerKey = (full - withKeys) / KEYS;
   const withKeyStrings = (full - empty) / KEYS;
 
-  const run = (from: number) => {
-    for (let i = 0; i < ENGINE_READINGS; i++) engine.read(keys[i % KEYS], values[i], from + i);
+  const step = intervalMs / KEYS;
+  const run = (readings: Float64Array, from: number) => {
+    for (let i = 0; i < ENGINE_READINGS; i++) {
+      const at = from + i * step;
+      if ((i & 1023) === 0) engine.tick(at);
+      engine.read(keys[i % KEYS], readings[i], at, at);
+    }
   };
-  run(1); // warm-up: the same work once, so the measured run is optimised code
+  run(warmup, 1); // warm-up: the same work once before, so the measured run is optimised code
   events = 0;
-  const perSecond = rate(ENGINE_READINGS, () => run(ENGINE_READINGS + 1));
+  const perSecond = rate(ENGINE_READINGS, () => run(values, 1 + ENGINE_READINGS * step));
   return [
     {
-      name: `threshold engine: readings evaluated per second (${format(KEYS)} keys, 2 severities, hysteresis, 3-in-a-row)`,
+      name: `${label}: readings evaluated per second (${format(KEYS)} keys)`,
       value: perSecond,
       unit: 'readings/s',
       goal: { op: '>=', value: 2_000_000 },
       note: `${format(events)} alert events in ${format(ENGINE_READINGS)} readings`,
     },
     {
-      name: 'threshold engine: state held per key (heap and typed arrays)',
+      name: `${label}: state held per key (heap and typed arrays)`,
       value: bytesPerKey,
       unit: 'bytes/key',
       goal: { op: '<=', value: 300 },
       note: `${format(withKeyStrings)} bytes/key counting the key strings ("device-12345") too`,
     },
   ];
+}
+
+function benchEngine(): Figure[] {
+  const wandering = readings(ENGINE_READINGS, KEYS);
+  const plain = benchRule('threshold engine, plain rule (2 severities, hysteresis, 3-in-a-row)', RULE, wandering, wandering, KEYS);
+  const anomaly = benchRule('threshold engine, anomaly rule (2 severities, hysteresis, history 100, warm-up 30)', ANOMALY, wandering, wandering, KEYS);
+  // Fifty hours of a fleet's batteries: the first 25 for the warm-up, the next 25 measured.
+  const days = batteries(2 * ENGINE_READINGS, KEYS);
+  const forecast = benchRule(
+    'threshold engine, forecast rule (battery below 3.3 V within 48 h / 6 h, trend over 48 h, a reading every 15 min per key)',
+    FORECAST,
+    days.subarray(0, ENGINE_READINGS),
+    days.subarray(ENGINE_READINGS),
+    BATTERY_INTERVAL_MS,
+  );
+  return [...plain, ...forecast, ...anomaly];
 }
 
 function messages(count: number): Array<{ topic: string; payload: number }> {

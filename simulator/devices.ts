@@ -1,6 +1,7 @@
 /**
  * What simulated devices measure, step by step: temperatures that drift and now and then run
- * hot, batteries that decline, devices that go silent for a while, gateways that collect many
+ * hot, batteries of four kinds (declining steadily, declining fast, swapped for a new one when
+ * nearly flat, or flat but noisy), devices that go silent for a while, gateways that collect many
  * low-power sensors, and the packed binary payload a vendor cloud forwards (Sigfox style).
  * Everything is driven by a seeded random generator, so a run can be repeated exactly.
  */
@@ -25,6 +26,11 @@ export class Random {
     return low + (high - low) * this.next();
   }
 
+  /** A generator of its own, seeded from this one: its draws leave this one's sequence alone. */
+  fork(): Random {
+    return new Random(Math.floor(this.next() * 4_294_967_296));
+  }
+
   chance(probability: number): boolean {
     return this.next() < probability;
   }
@@ -34,6 +40,20 @@ export interface Reading {
   temperature: number;
   battery: number;
 }
+
+/**
+ * steady: declines at the model's drain. fast: declines five times as fast. swapped: declines
+ * fast until nearly flat, is swapped for a new battery, then declines steadily. flat: holds its
+ * voltage, read with noise. The battery forecast of the Buffered pattern meets all four.
+ */
+export type BatteryKind = 'steady' | 'fast' | 'swapped' | 'flat';
+
+/** How much faster a fast (or not yet swapped) battery declines. */
+const FAST_DRAIN = 5;
+/** A swapped battery is replaced when it reaches this voltage, just above the usual 3.3 V alert. */
+export const SWAP_AT = 3.32;
+/** A flat battery's readings scatter this far (V) around its voltage. */
+const FLAT_NOISE = 0.02;
 
 export interface DeviceModelOptions {
   /** Where the temperature settles when nothing happens (°C). */
@@ -51,6 +71,8 @@ export interface DeviceModelOptions {
   /** Battery volts at the start and lost per step. */
   battery: number;
   batteryDrain: number;
+  /** The share of devices whose battery is fast, swapped or flat; the rest are steady. */
+  batteryKinds: Record<Exclude<BatteryKind, 'steady'>, number>;
 }
 
 export const DEFAULT_MODEL: DeviceModelOptions = {
@@ -62,14 +84,19 @@ export const DEFAULT_MODEL: DeviceModelOptions = {
   silenceSteps: 20,
   battery: 3.6,
   batteryDrain: 0.0005,
+  batteryKinds: { fast: 0.25, swapped: 0.2, flat: 0.15 },
 };
 
 /** One device's physics. step() gives its next reading, or undefined while it is silent. */
 export class DeviceModel {
+  readonly batteryKind: BatteryKind;
   private temperature: number;
   private battery: number;
+  private swaps = 0;
   private excursionLeft = 0;
   private silenceLeft = 0;
+  /** The battery's own draws, so that its kind changes nothing else a seed gives. */
+  private readonly batteryRandom: Random;
 
   constructor(
     readonly id: string,
@@ -77,7 +104,14 @@ export class DeviceModel {
     private readonly options: DeviceModelOptions = DEFAULT_MODEL,
   ) {
     this.temperature = options.normal + random.between(-3, 3);
-    this.battery = options.battery - random.between(0, 0.1);
+    this.batteryRandom = random.fork();
+    this.batteryKind = pickKind(this.batteryRandom.next(), options.batteryKinds);
+    this.battery = options.battery - this.batteryRandom.between(0, 0.1);
+  }
+
+  /** How many times the battery was swapped so far. */
+  get batterySwaps(): number {
+    return this.swaps;
   }
 
   get silent(): boolean {
@@ -98,8 +132,20 @@ export class DeviceModel {
     else if (this.random.chance(o.excursionChance)) this.excursionLeft = o.excursionSteps;
     const target = this.excursionLeft > 0 ? o.hot : o.normal;
     this.temperature += (target - this.temperature) * 0.3 + this.random.between(-0.8, 0.8);
-    this.battery = Math.max(2.5, this.battery - o.batteryDrain * this.random.between(0.5, 1.5));
-    return { temperature: round(this.temperature, 1), battery: round(this.battery, 3) };
+    return { temperature: round(this.temperature, 1), battery: round(this.nextBattery(), 3) };
+  }
+
+  private nextBattery(): number {
+    const o = this.options;
+    const random = this.batteryRandom;
+    if (this.batteryKind === 'flat') return this.battery + random.between(-FLAT_NOISE, FLAT_NOISE);
+    const fast = this.batteryKind === 'fast' || (this.batteryKind === 'swapped' && this.swaps === 0);
+    this.battery = Math.max(2.5, this.battery - o.batteryDrain * (fast ? FAST_DRAIN : 1) * random.between(0.5, 1.5));
+    if (this.batteryKind === 'swapped' && this.swaps === 0 && this.battery <= SWAP_AT) {
+      this.battery = o.battery - random.between(0, 0.05);
+      this.swaps++;
+    }
+    return this.battery;
   }
 
   /** Forces an excursion now (tests and demos want one early). */
@@ -169,6 +215,15 @@ export function unpackReading(hex: string): Reading & { sequence: number } {
   const bytes = Buffer.from(hex, 'hex');
   if (bytes.length !== 6 || bytes.readUInt8(0) !== PACKED_FORMAT_VERSION) throw new Error(`not a version ${PACKED_FORMAT_VERSION} payload: ${hex}`);
   return { temperature: bytes.readInt16BE(1) / 10, battery: bytes.readUInt8(3) / 50, sequence: bytes.readUInt16BE(4) };
+}
+
+function pickKind(draw: number, shares: DeviceModelOptions['batteryKinds']): BatteryKind {
+  let below = 0;
+  for (const kind of ['fast', 'swapped', 'flat'] as const) {
+    below += shares[kind];
+    if (draw < below) return kind;
+  }
+  return 'steady';
 }
 
 function round(n: number, decimals: number): number {

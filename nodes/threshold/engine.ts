@@ -6,23 +6,63 @@
  * level cleared and keeps one id throughout, so a downstream upsert on it never opens a second
  * record.
  *
+ * Two rules learn from the readings before they compare: a forecast compares the lead time
+ * until the key's trend (trend.ts) crosses a target, an anomaly compares how far a reading lies
+ * from the key's usual (baseline.ts). Both then run the same level machines.
+ *
  * State lives in typed-array columns indexed by a slot per key (a few dozen bytes a key), and
  * every key's timers share one deadline heap. Nothing here knows Node-RED or the clock: callers
  * pass the time, and call tick() when nextDeadline() comes.
  */
 import { createHash } from 'node:crypto';
+import { BaselineColumns, type Side } from './baseline';
+import { resized } from './columns';
 import { DeadlineQueue } from './deadline-queue';
 import {
-  isNumericRule,
+  readsNumbers,
   Thresholds,
+  type AnomalyConfig,
   type Confirmation,
   type EqualityValue,
+  type ForecastConfig,
   type RuleConfig,
   type Severity,
   type ThresholdValue,
 } from './rules';
+import { TrendColumns, type Direction } from './trend';
 
-export type AlertChange = 'raised' | 'escalated' | 'deescalated' | 'cleared';
+/** updated: a raised forecast whose predicted crossing moved (same severity, same id). */
+export type AlertChange = 'raised' | 'escalated' | 'deescalated' | 'cleared' | 'updated';
+
+/** What a forecast alert says about the trend, at the time of the event. */
+export interface ForecastDetail {
+  target: number;
+  direction: Direction;
+  /** When the trend line reaches the target (ms); null when it heads away from it. */
+  crossingAt: number | null;
+  /** From the event to the crossing (ms), 0 once past it; null without a crossing. */
+  leadTime: number | null;
+  /** The lead time of the level concerned: within it a level raises, beyond it (with the margin) it clears. */
+  within: number;
+  /** 1 - (standard error of the slope / slope): 0.9, the rate of change is known to ±10 %. */
+  confidence: number;
+  /** The effective number of readings behind the fit. */
+  readings: number;
+  /** The fitted value at the newest reading, and its change per hour. */
+  level: number;
+  perHour: number;
+  /** The readings' spread around the line (null with too few readings). */
+  residual: number | null;
+}
+
+/** What an anomaly alert says about the key's usual readings. */
+export interface AnomalyDetail {
+  usual: number;
+  spread: number;
+  /** Usual spreads between the reading and the usual value (on the watched side). */
+  score: number;
+  side: Side;
+}
 
 export interface AlertEvent {
   /** Stable for one episode, from the first raise to the final clear. */
@@ -43,6 +83,8 @@ export interface AlertEvent {
   threshold: ThresholdValue | undefined;
   /** Set when the change came from a reset or a changed rule rather than from readings. */
   reason?: 'reset' | 'rule-changed';
+  forecast?: ForecastDetail;
+  anomaly?: AnomalyDetail;
 }
 
 export interface EngineListener {
@@ -64,6 +106,8 @@ export interface KeyStatus {
   severity?: Severity;
   id?: string;
   since?: number;
+  forecast?: ForecastDetail;
+  anomaly?: AnomalyDetail;
 }
 
 /** Persisted form of the engine; NaN is written as null. */
@@ -75,7 +119,11 @@ export interface EngineSnapshot {
   keys: SnapshotKey[];
 }
 
-/** [key, active severities, since, last measured, last value, last sample at, last seen at, runs [count, start] per level, last raw value] */
+/**
+ * [key, active severities, since, last measured, last value, last sample at, last seen at, runs
+ * [count, start] per level, last raw value, what a forecast or anomaly rule learnt (absent in
+ * files written before those rules)]
+ */
 export type SnapshotKey = [
   string,
   Severity[],
@@ -86,6 +134,7 @@ export type SnapshotKey = [
   number | null,
   Array<[number, number | null]>,
   EqualityValue | null,
+  (number[] | null)?,
 ];
 
 interface Need {
@@ -107,6 +156,17 @@ function need(confirmation: Confirmation): Need {
 }
 
 const INITIAL_CAPACITY = 1024;
+/**
+ * A raised forecast is announced again once its crossing moved by this share of the lead time
+ * (or of the shortest level's lead time, near the end): a moved prediction, not every wobble.
+ */
+const UPDATE_SHARE = 0.2;
+/**
+ * A forecast raises only once its readings cover at least this share of its window: the first
+ * hours' slope can look sure and still be far off.
+ */
+const SPAN_SHARE = 0.5;
+const HOUR_MS = 3_600_000;
 
 export class ThresholdEngine {
   readonly base: Thresholds;
@@ -144,6 +204,14 @@ export class ThresholdEngine {
   private readonly deadlines = new DeadlineQueue();
   /** Keys whose alert is at each level, for the status line. */
   private readonly activeByLevel: Int32Array;
+  /** forecast rules: each key's trend, and the crossing time its alert last announced. */
+  private readonly forecast: ForecastConfig | undefined;
+  private readonly trend: TrendColumns | undefined;
+  private announced = new Float64Array(0);
+  /** forecast rules: the shortest lead time of any level, below which updates need not be finer. */
+  private readonly shortestLead: number;
+  /** anomaly rules: each key's usual value and spread. */
+  private readonly baseline: BaselineColumns | undefined;
 
   constructor(
     readonly config: RuleConfig,
@@ -153,12 +221,18 @@ export class ThresholdEngine {
     this.base = Thresholds.compile(config);
     this.levelCount = this.base.levelCount;
     this.silence = config.rule === 'silence';
-    this.numeric = isNumericRule(config.rule);
+    this.numeric = readsNumbers(config.rule);
     this.rate = config.measure === 'rate';
     this.rateUnitMs = config.rateUnitMs;
     this.raiseNeed = need(config.raise);
     this.clearNeed = need(config.clear);
-    this.fingerprint = `${config.rule}/${config.measure}${this.rate ? `/${config.rateUnitMs}` : ''}`;
+    this.forecast = config.rule === 'forecast' ? config.forecast : undefined;
+    this.trend = this.forecast && new TrendColumns(this.forecast.windowMs / 2);
+    this.shortestLead = this.forecast ? Math.min(...config.levels.map((level) => level.value as number)) : NaN;
+    const anomaly = config.rule === 'anomaly' ? config.anomaly : undefined;
+    this.baseline = anomaly && new BaselineColumns(anomaly.history, anomaly.warmup, anomaly.side, anomaly.minDeviation);
+    const variant = this.rate ? `/${config.rateUnitMs}` : this.forecast ? `/${this.forecast.direction}` : '';
+    this.fingerprint = `${config.rule}/${config.measure}${variant}`;
     this.activeByLevel = new Int32Array(this.levelCount);
     this.grow(INITIAL_CAPACITY);
   }
@@ -209,10 +283,121 @@ export class ThresholdEngine {
       if (Number.isNaN(previousAt)) return undefined;
       measured = (((measured as number) - previous) / (sampleAt - previousAt)) * this.rateUnitMs;
     }
+    const th = thresholds ?? this.base;
+    if (this.trend) {
+      this.readForecast(slot, measured as number, now, sampleAt, th);
+      return undefined;
+    }
+    if (this.baseline) {
+      // Compared with the usual before it joins it, so that it does not soften its own score.
+      const score = this.baseline.score(slot, measured as number);
+      this.lastValue[slot] = measured as number;
+      this.lastMeasured[slot] = score;
+      this.evaluate(slot, score, now, th, true, measured);
+      this.baseline.learn(slot, measured as number);
+      return undefined;
+    }
     if (this.numeric) this.lastMeasured[slot] = measured as number;
     else this.lastRaw[slot] = measured;
-    this.evaluate(slot, measured, now, thresholds ?? this.base);
+    this.evaluate(slot, measured, now, th);
     return undefined;
+  }
+
+  /**
+   * forecast rules: the reading joins the trend; the lead time to the crossing is compared.
+   * Before the trend has its minimum readings it decides nothing (a restored alert is kept);
+   * after, a trend heading away from the target clears whatever its confidence.
+   */
+  private readForecast(slot: number, value: number, now: number, sampleAt: number, th: Thresholds): void {
+    const trend = this.trend as TrendColumns;
+    trend.add(slot, sampleAt, value);
+    this.lastValue[slot] = value;
+    const crossing = this.crossingOf(slot, th);
+    const known = trend.readings(slot) >= (this.forecast as ForecastConfig).minReadings;
+    const lead = !known ? NaN : Number.isNaN(crossing) ? Infinity : Math.max(0, crossing - now);
+    const confident = this.confident(slot);
+    const announced = this.evaluate(slot, lead, now, th, confident, value);
+    // Once the crossing is past, where exactly the line crossed is no news for anyone.
+    if (!announced && this.mask[slot] !== 0 && crossing > now) {
+      const last = this.announced[slot];
+      // A restored alert has announced nothing in this run: what it said before stands.
+      if (Number.isNaN(last)) this.announced[slot] = crossing;
+      else if (Math.abs(crossing - last) >= UPDATE_SHARE * Math.max(lead, this.shortestLead)) this.announce(slot, now, value, th);
+    }
+    if (confident && !Number.isNaN(crossing)) this.schedule(slot, this.leadDeadline(slot, th, now, crossing));
+  }
+
+  private crossingOf(slot: number, th: Thresholds): number {
+    return (this.trend as TrendColumns).crossingAt(slot, th.target, (this.forecast as ForecastConfig).direction);
+  }
+
+  /** forecast rules: enough readings behind the trend, and a good enough fit, to raise. */
+  private confident(slot: number): boolean {
+    const trend = this.trend as TrendColumns;
+    const forecast = this.forecast as ForecastConfig;
+    return trend.sure(slot, forecast.minReadings, forecast.windowMs * SPAN_SHARE, forecast.minConfidence);
+  }
+
+  /** forecast rules: a raised alert's crossing moved; the same episode says so. */
+  private announce(slot: number, at: number, value: number, th: Thresholds): void {
+    const key = this.keys[slot] as string;
+    const top = topLevel(this.mask[slot]);
+    const since = this.since[slot];
+    const event: AlertEvent = {
+      id: this.episodeId(key, since),
+      key,
+      change: 'updated',
+      state: 'raised',
+      severity: this.severities[top],
+      since,
+      at,
+      value,
+      threshold: th.raiseThreshold(top),
+    };
+    this.addDetail(event, slot, th);
+    this.listener.alert(event);
+  }
+
+  /**
+   * What a forecast or anomaly rule knows, for an event about to go out. A forecast's levels are
+   * lead times; the threshold its alert names is the target they lead to.
+   */
+  private addDetail(event: AlertEvent, slot: number, th: Thresholds): void {
+    if (this.trend) {
+      const within = event.threshold as number;
+      event.threshold = th.target;
+      event.forecast = this.forecastDetail(slot, event.at, th, within);
+      this.announced[slot] = event.state === 'raised' ? (event.forecast?.crossingAt ?? NaN) : NaN;
+    } else if (this.baseline) {
+      event.anomaly = this.anomalyDetail(slot);
+    }
+  }
+
+  private forecastDetail(slot: number, at: number, th: Thresholds, within: number): ForecastDetail | undefined {
+    const trend = this.trend as TrendColumns;
+    if (Number.isNaN(trend.newestAt(slot))) return undefined;
+    const crossing = this.crossingOf(slot, th);
+    const slope = trend.slope(slot);
+    return {
+      target: th.target,
+      direction: (this.forecast as ForecastConfig).direction,
+      crossingAt: orNull(crossing),
+      leadTime: Number.isNaN(crossing) ? null : Math.max(0, crossing - at),
+      within,
+      confidence: trend.confidence(slot),
+      readings: trend.readings(slot),
+      level: trend.level(slot),
+      perHour: Number.isNaN(slope) ? 0 : slope * HOUR_MS,
+      residual: orNull(trend.residual(slot)),
+    };
+  }
+
+  private anomalyDetail(slot: number): AnomalyDetail | undefined {
+    const baseline = this.baseline as BaselineColumns;
+    const usual = baseline.usual(slot);
+    if (Number.isNaN(usual)) return undefined;
+    const score = this.lastMeasured[slot];
+    return { usual, spread: baseline.spread(slot), score: Number.isNaN(score) ? 0 : score, side: (this.config.anomaly as AnomalyConfig).side };
   }
 
   /** Processes every deadline due by now (duration confirmations, silences). */
@@ -225,7 +410,7 @@ export class ThresholdEngine {
       if (this.timerAt[slot] !== at || this.keys[slot] === undefined) continue;
       this.timerAt[slot] = NaN;
       this.fire(slot, at);
-      this.schedule(slot, this.deadlineOf(slot));
+      this.schedule(slot, this.deadlineOf(slot, at));
     }
   }
 
@@ -257,7 +442,7 @@ export class ThresholdEngine {
       if (this.slots.has(key)) continue;
       const slot = this.slotFor(key);
       this.lastSeenAt[slot] = now;
-      this.schedule(slot, this.deadlineOf(slot));
+      this.schedule(slot, this.deadlineOf(slot, now));
     }
   }
 
@@ -266,15 +451,22 @@ export class ThresholdEngine {
     const slot = this.slots.get(key);
     if (slot === undefined) return { key, state: 'normal' };
     const mask = this.mask[slot];
+    let status: KeyStatus = { key, state: 'normal' };
     if (mask !== 0) {
       const since = this.since[slot];
-      return { key, state: 'raised', severity: this.severities[topLevel(mask)], id: this.episodeId(key, since), since };
+      status = { key, state: 'raised', severity: this.severities[topLevel(mask)], id: this.episodeId(key, since), since };
+    } else {
+      const base = slot * this.levelCount;
+      for (let i = 0; i < this.levelCount && status.state === 'normal'; i++) {
+        if (this.runCount[base + i] > 0) status = { key, state: 'pending' };
+      }
     }
-    const base = slot * this.levelCount;
-    for (let i = 0; i < this.levelCount; i++) {
-      if (this.runCount[base + i] > 0) return { key, state: 'pending' };
+    if (this.trend) {
+      const th = this.thresholdsOf(slot);
+      status.forecast = this.forecastDetail(slot, this.lastSeenAt[slot], th, th.leadWithin(mask === 0 ? 0 : topLevel(mask)));
     }
-    return { key, state: 'normal' };
+    if (this.baseline) status.anomaly = this.anomalyDetail(slot);
+    return status;
   }
 
   snapshot(now: number): EngineSnapshot {
@@ -295,6 +487,7 @@ export class ThresholdEngine {
         orNull(this.lastSeenAt[slot]),
         runs,
         this.lastRaw[slot] ?? null,
+        this.trend ? this.trend.save(slot) : this.baseline ? this.baseline.save(slot) : null,
       ]);
     }
     return { version: 1, rule: this.fingerprint, severities: [...this.severities], savedAt: now, keys };
@@ -309,7 +502,7 @@ export class ThresholdEngine {
   restore(snapshot: EngineSnapshot, now: number): void {
     const sameRule = snapshot.rule === this.fingerprint;
     const levelOf = new Map(this.severities.map((s, i) => [s, i]));
-    for (const [key, active, since, measured, value, sampleAt, seenAt, runs, raw] of snapshot.keys) {
+    for (const [key, active, since, measured, value, sampleAt, seenAt, runs, raw, learnt] of snapshot.keys) {
       let mask = 0;
       if (sameRule) for (const severity of active) mask |= levelOf.has(severity) ? 1 << (levelOf.get(severity) as number) : 0;
       if (active.length > 0 && mask === 0) {
@@ -334,6 +527,8 @@ export class ThresholdEngine {
       this.lastSampleAt[slot] = sampleAt ?? NaN;
       this.lastSeenAt[slot] = this.silence ? now : (seenAt ?? NaN);
       if (raw !== null) this.lastRaw[slot] = raw;
+      this.trend?.restore(slot, learnt);
+      this.baseline?.restore(slot, learnt);
       snapshot.severities.forEach((severity, savedLevel) => {
         const level = levelOf.get(severity);
         const run = runs[savedLevel];
@@ -346,11 +541,16 @@ export class ThresholdEngine {
         this.since[slot] = since ?? now;
         this.activeByLevel[topLevel(mask)]++;
       }
-      this.schedule(slot, this.deadlineOf(slot));
+      this.schedule(slot, this.deadlineOf(slot, now));
     }
   }
 
-  private evaluate(slot: number, value: number | EqualityValue, now: number, th: Thresholds): void {
+  /**
+   * Runs each level's machine on the compared value. `mayRaise` false (a forecast not yet sure
+   * enough) lets levels clear but not raise; `reported` is the value an alert tells (the
+   * reading, where the compared value is derived from it). True when an alert event went out.
+   */
+  private evaluate(slot: number, value: number | EqualityValue, now: number, th: Thresholds, mayRaise = true, reported = value): boolean {
     const levels = this.levelCount;
     const base = slot * levels;
     const before = this.mask[slot];
@@ -360,7 +560,7 @@ export class ThresholdEngine {
       const bit = 1 << i;
       const active = (after & bit) !== 0;
       const r = base + i;
-      if (!(active ? th.clears(i, value) : th.raises(i, value))) {
+      if (!(active ? th.clears(i, value) : mayRaise && th.raises(i, value))) {
         this.runCount[r] = 0;
         this.runStart[r] = NaN;
         continue;
@@ -376,8 +576,9 @@ export class ThresholdEngine {
         timed = true;
       }
     }
-    this.commit(slot, before, after, now, value, th);
-    if (timed) this.schedule(slot, this.deadlineOf(slot));
+    const announced = this.commit(slot, before, after, now, reported, th);
+    if (timed) this.schedule(slot, this.deadlineOf(slot, now));
+    return announced;
   }
 
   /** silence rules: a message arrived. Clears a silence alert (after N in a row if so set). */
@@ -393,7 +594,7 @@ export class ThresholdEngine {
       }
     }
     // Usually later than the key's heap entry, so nothing is pushed: tick() reschedules then.
-    this.schedule(slot, this.deadlineOf(slot));
+    this.schedule(slot, this.deadlineOf(slot, now));
   }
 
   /** A deadline of this key came due at `at`. */
@@ -412,6 +613,7 @@ export class ThresholdEngine {
       return;
     }
     const base = slot * this.levelCount;
+    if (this.trend) after |= this.leadsReached(slot, at, th);
     for (let i = 0; i < this.levelCount; i++) {
       const r = base + i;
       if (this.runCount[r] === 0) continue;
@@ -425,8 +627,36 @@ export class ThresholdEngine {
     this.commit(slot, before, after, at, this.lastValueOf(slot), th);
   }
 
-  /** The earliest time this key needs tick(), or Infinity. */
-  private deadlineOf(slot: number): number {
+  /**
+   * forecast rules: between readings the lead time counts down. Levels whose lead time has come
+   * by `at` raise now (immediate), or start their duration from the moment it came; a count
+   * confirmation waits for readings. Returns the levels to raise.
+   */
+  private leadsReached(slot: number, at: number, th: Thresholds): number {
+    if (this.raiseNeed.count > 1 && this.raiseNeed.ms === Infinity) return 0;
+    const crossing = this.crossingOf(slot, th);
+    if (Number.isNaN(crossing) || !this.confident(slot)) return 0;
+    const mask = this.mask[slot];
+    const base = slot * this.levelCount;
+    let reached = 0;
+    for (let i = 0; i < this.levelCount; i++) {
+      const r = base + i;
+      const from = crossing - th.leadWithin(i);
+      if ((mask & (1 << i)) !== 0 || from > at) continue;
+      if (this.raiseNeed.ms === Infinity) {
+        reached |= 1 << i;
+        this.runCount[r] = 0;
+        this.runStart[r] = NaN;
+      } else if (this.runCount[r] === 0) {
+        this.runCount[r] = 1;
+        this.runStart[r] = from;
+      }
+    }
+    return reached;
+  }
+
+  /** The earliest time after `after` this key needs tick(), or Infinity. */
+  private deadlineOf(slot: number, after: number): number {
     const th = this.thresholdsOf(slot);
     const mask = this.mask[slot];
     let deadline = Infinity;
@@ -444,6 +674,28 @@ export class ThresholdEngine {
       if (this.runCount[r] === 0) continue;
       const needed = (mask & (1 << i)) !== 0 ? this.clearNeed : this.raiseNeed;
       deadline = Math.min(deadline, this.runStart[r] + needed.ms);
+    }
+    if (this.trend) {
+      const crossing = this.crossingOf(slot, th);
+      if (!Number.isNaN(crossing) && this.confident(slot)) deadline = Math.min(deadline, this.leadDeadline(slot, th, after, crossing));
+    }
+    return deadline;
+  }
+
+  /**
+   * forecast rules, with a confident trend crossing at `crossing`: the first time after `after`
+   * that a level not yet raised (nor running) comes within its lead time. A count confirmation
+   * waits for readings, so it has none.
+   */
+  private leadDeadline(slot: number, th: Thresholds, after: number, crossing: number): number {
+    if (this.raiseNeed.count > 1 && this.raiseNeed.ms === Infinity) return Infinity;
+    const mask = this.mask[slot];
+    const base = slot * this.levelCount;
+    let deadline = Infinity;
+    for (let i = 0; i < this.levelCount; i++) {
+      if ((mask & (1 << i)) !== 0 || this.runCount[base + i] !== 0) continue;
+      const from = crossing - th.leadWithin(i);
+      if (from > after && from < deadline) deadline = from;
     }
     return deadline;
   }
@@ -465,8 +717,8 @@ export class ThresholdEngine {
     value: number | EqualityValue | undefined,
     th: Thresholds,
     reason?: 'reset',
-  ): void {
-    if (before === after) return;
+  ): boolean {
+    if (before === after) return false;
     const key = this.keys[slot] as string;
     this.mask[slot] = after;
     const previousTop = topLevel(before);
@@ -477,7 +729,7 @@ export class ThresholdEngine {
     const since = this.since[slot];
     if (after === 0) this.since[slot] = NaN;
     this.listener.stateChanged?.(key, this.severitiesOf(after), since);
-    if (top === previousTop) return;
+    if (top === previousTop) return false;
 
     const severities = this.severities;
     const event: AlertEvent = {
@@ -504,7 +756,9 @@ export class ThresholdEngine {
       event.threshold = top > previousTop ? th.raiseThreshold(top) : th.clearThreshold(previousTop);
     }
     if (reason) event.reason = reason;
+    this.addDetail(event, slot, th);
     this.listener.alert(event);
+    return true;
   }
 
   private episodeId(key: string, since: number): string {
@@ -512,6 +766,10 @@ export class ThresholdEngine {
   }
 
   private lastValueOf(slot: number): number | EqualityValue | undefined {
+    if (this.trend || this.baseline) {
+      const v = this.lastValue[slot];
+      return Number.isNaN(v) ? undefined : v;
+    }
     if (this.numeric) {
       const v = this.lastMeasured[slot];
       return Number.isNaN(v) ? undefined : v;
@@ -551,6 +809,9 @@ export class ThresholdEngine {
     this.lastSampleAt[slot] = NaN;
     this.lastSeenAt[slot] = NaN;
     this.timerAt[slot] = NaN;
+    this.trend?.clear(slot);
+    this.announced[slot] = NaN;
+    this.baseline?.clear(slot);
     const base = slot * this.levelCount;
     this.runStart.fill(NaN, base, base + this.levelCount);
     this.runCount.fill(0, base, base + this.levelCount);
@@ -579,14 +840,11 @@ export class ThresholdEngine {
     this.timerAt = resized(this.timerAt, capacity);
     this.runStart = resized(this.runStart, capacity * levels);
     this.runCount = resized(this.runCount, capacity * levels);
+    this.trend?.grow(capacity);
+    if (this.trend) this.announced = resized(this.announced, capacity);
+    this.baseline?.grow(capacity);
     this.capacity = capacity;
   }
-}
-
-function resized<T extends Float64Array | Uint8Array | Uint32Array>(array: T, length: number): T {
-  const next = new (array.constructor as new (n: number) => T)(length);
-  next.set(array);
-  return next;
 }
 
 function topLevel(mask: number): number {

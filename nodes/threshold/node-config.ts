@@ -7,7 +7,9 @@ import {
   SEVERITIES,
   toDuration,
   validateRule,
+  type AnomalyConfig,
   type Confirmation,
+  type ForecastConfig,
   type EqualityValue,
   type LevelConfig,
   type RuleConfig,
@@ -52,7 +54,25 @@ export interface ThresholdProperties {
   startup?: string;
   expectedKeys?: string;
   catchErrors?: boolean;
+  /** The reading's unit, for alert texts ("V"). */
+  unit?: string;
+  forecastDirection?: string;
+  forecastTarget?: string | number;
+  /** A duration as text: "48h". */
+  forecastWindow?: string | number;
+  forecastMinReadings?: string | number;
+  forecastMinConfidence?: string | number;
+  /** Percent: 100 clears a 48 h level beyond 96 h. */
+  forecastClearMargin?: string | number;
+  anomalyHistory?: string | number;
+  anomalyWarmup?: string | number;
+  anomalySide?: string;
+  anomalyMinDeviation?: string | number;
 }
+
+/** What a forecast or anomaly rule does when a setting is left empty. */
+export const FORECAST_DEFAULTS = { window: '48h', minReadings: 10, minConfidence: 0.9, clearMarginPercent: 100 } as const;
+export const ANOMALY_DEFAULTS = { history: 100, warmup: 30, minDeviation: 0 } as const;
 
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -68,6 +88,8 @@ export function ruleFromProperties(p: ThresholdProperties): RuleConfig {
     raise: confirmation(p.raiseMode, p.raiseValue, p.raiseUnit, 'raise'),
     clear: confirmation(p.clearMode, p.clearValue, p.clearUnit, 'clear'),
   };
+  if (rule === 'forecast') config.forecast = forecastFrom(p);
+  if (rule === 'anomaly') config.anomaly = anomalyFrom(p);
   const problems = validateRule(config);
   if (problems.length > 0) throw new RuleError(problems.join('; '));
   return config;
@@ -90,13 +112,41 @@ export function expectedKeyList(text: string | undefined): string[] {
     .filter((k) => k !== '');
 }
 
+function forecastFrom(p: ThresholdProperties): ForecastConfig {
+  const target = optionalNumber(p.forecastTarget, 'forecast target');
+  if (target === undefined) throw new RuleError('a forecast needs a target: the value whose crossing it predicts');
+  const window = p.forecastWindow === undefined || p.forecastWindow === '' ? FORECAST_DEFAULTS.window : p.forecastWindow;
+  return {
+    direction: p.forecastDirection === 'above' ? 'above' : 'below',
+    target,
+    windowMs: toDuration(durationText(window), 'forecast window'),
+    minReadings: optionalNumber(p.forecastMinReadings, 'forecast minimum readings') ?? FORECAST_DEFAULTS.minReadings,
+    minConfidence: optionalNumber(p.forecastMinConfidence, 'forecast minimum confidence') ?? FORECAST_DEFAULTS.minConfidence,
+    clearMargin: (optionalNumber(p.forecastClearMargin, 'forecast clear margin') ?? FORECAST_DEFAULTS.clearMarginPercent) / 100,
+  };
+}
+
+function anomalyFrom(p: ThresholdProperties): AnomalyConfig {
+  return {
+    history: optionalNumber(p.anomalyHistory, 'anomaly history') ?? ANOMALY_DEFAULTS.history,
+    warmup: optionalNumber(p.anomalyWarmup, 'anomaly warm-up') ?? ANOMALY_DEFAULTS.warmup,
+    side: p.anomalySide === 'above' || p.anomalySide === 'below' ? p.anomalySide : 'both',
+    minDeviation: optionalNumber(p.anomalyMinDeviation, 'anomaly minimum deviation') ?? ANOMALY_DEFAULTS.minDeviation,
+  };
+}
+
+/** A bare number typed into a duration field is in ms, as everywhere in the node. */
+function durationText(value: string | number | boolean | undefined): unknown {
+  return typeof value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value;
+}
+
 function levelFromEditor(rule: RuleKind, level: EditorLevel): LevelConfig {
   const severity = level.severity as Severity;
   if (!SEVERITIES.includes(severity)) throw new RuleError(`unknown severity "${level.severity}"`);
   const at = `level ${severity}`;
   const out: LevelConfig = { severity };
-  if (rule === 'silence') {
-    out.value = toDuration(typeof level.value === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(level.value) ? Number(level.value) : level.value, `${at} silence`);
+  if (rule === 'silence' || rule === 'forecast') {
+    out.value = toDuration(durationText(level.value), rule === 'silence' ? `${at} silence` : `${at} lead time`);
   } else if (rule === 'equals' || rule === 'notEquals') {
     out.value = equalityValue(level.value);
   } else {

@@ -2,20 +2,27 @@
  * What a threshold rule is: the user's configuration, its validation, and the compiled
  * form the engine evaluates on every reading. No Node-RED in here.
  */
+import type { Side } from './baseline';
+import type { Direction } from './trend';
 
 /** Severities in ascending order of urgency; a rule's levels are kept in this order. */
 export const SEVERITIES = ['info', 'warning', 'minor', 'major', 'critical'] as const;
 export type Severity = (typeof SEVERITIES)[number];
 
 export type Comparison = 'above' | 'below' | 'outside' | 'inside' | 'equals' | 'notEquals';
-export type RuleKind = Comparison | 'silence';
+/** forecast: the trend's time to reach a value; anomaly: how far a reading is from the key's usual. */
+export type RuleKind = Comparison | 'silence' | 'forecast' | 'anomaly';
 export type Measure = 'value' | 'rate';
 export type Hysteresis = 'none' | 'deadband' | 'explicit';
 export type EqualityValue = number | string | boolean;
 
 export interface LevelConfig {
   severity: Severity;
-  /** above, below, equals, notEquals: the threshold. silence: milliseconds without data. */
+  /**
+   * above, below, equals, notEquals: the threshold. silence: milliseconds without data.
+   * forecast: the lead time (ms) within which a predicted crossing raises. anomaly: the score
+   * (usual spreads away from the usual value) above which a reading raises.
+   */
   value?: EqualityValue;
   /** outside, inside: the band. */
   low?: number;
@@ -32,6 +39,32 @@ export type Confirmation =
   | { mode: 'duration'; ms: number }
   | { mode: 'count'; count: number };
 
+/** Time to threshold: when the trend will cross `target`, and how sure the fit is. */
+export interface ForecastConfig {
+  /** Falling below, or rising above, the target. */
+  direction: Direction;
+  target: number;
+  /** Readings weigh e^(-age / (window / 2)): on average a sliding window of this length. */
+  windowMs: number;
+  /** The effective number of readings behind the fit before it may raise. */
+  minReadings: number;
+  /** The trend's confidence (0 to 1: 1 - standard error of the slope / slope) before it may raise. */
+  minConfidence: number;
+  /** A level clears once the lead time exceeds its own by this fraction (1: 48 h clears beyond 96 h). */
+  clearMargin: number;
+}
+
+/** Anomaly against the key's own history. */
+export interface AnomalyConfig {
+  /** Readings the usual value and spread mostly remember. */
+  history: number;
+  /** Readings learnt before any may count as unusual. */
+  warmup: number;
+  side: Side;
+  /** Deviations smaller than this, in the reading's unit, are never unusual (0: any). */
+  minDeviation: number;
+}
+
 export interface RuleConfig {
   rule: RuleKind;
   /** 'rate' compares the change per rateUnitMs instead of the value itself. */
@@ -45,6 +78,8 @@ export interface RuleConfig {
   raise: Confirmation;
   /** The same for its clear condition. */
   clear: Confirmation;
+  forecast?: ForecastConfig;
+  anomaly?: AnomalyConfig;
 }
 
 export type ThresholdValue = number | EqualityValue | { low: number; high: number };
@@ -55,10 +90,17 @@ export class RuleError extends Error {
 }
 
 const NUMERIC_RULES: ReadonlySet<RuleKind> = new Set(['above', 'below', 'outside', 'inside']);
+/** Rules whose readings must be numbers: the comparisons, and the two that learn from the readings. */
+const NUMBER_READING_RULES: ReadonlySet<RuleKind> = new Set(['above', 'below', 'outside', 'inside', 'forecast', 'anomaly']);
+const RULES: readonly RuleKind[] = ['above', 'below', 'outside', 'inside', 'equals', 'notEquals', 'silence', 'forecast', 'anomaly'];
 const BAND_RULES: ReadonlySet<RuleKind> = new Set(['outside', 'inside']);
 
 export function isNumericRule(rule: RuleKind): boolean {
   return NUMERIC_RULES.has(rule);
+}
+
+export function readsNumbers(rule: RuleKind): boolean {
+  return NUMBER_READING_RULES.has(rule);
 }
 
 export function isBandRule(rule: RuleKind): boolean {
@@ -77,7 +119,7 @@ export class Thresholds {
   private constructor(
     readonly rule: RuleKind,
     readonly severities: readonly Severity[],
-    /** above/below: the threshold; bands: the low edge; silence: ms without data. */
+    /** above/below: the threshold; bands: the low edge; silence: ms without data; forecast: lead time; anomaly: score. */
     private readonly lo: Float64Array,
     /** bands: the high edge. */
     private readonly hi: Float64Array,
@@ -86,6 +128,8 @@ export class Thresholds {
     private readonly clearHi: Float64Array,
     /** equals/notEquals: the value compared with. */
     private readonly matches: readonly EqualityValue[],
+    /** forecast: the value whose crossing is predicted (NaN for other rules). */
+    readonly target: number,
   ) {}
 
   static compile(config: RuleConfig): Thresholds {
@@ -113,7 +157,8 @@ export class Thresholds {
       clearLo[i] = clear.low;
       clearHi[i] = clear.high;
     });
-    return new Thresholds(config.rule, levels.map((l) => l.severity), lo, hi, clearLo, clearHi, matches);
+    const target = config.rule === 'forecast' ? (config.forecast as ForecastConfig).target : NaN;
+    return new Thresholds(config.rule, levels.map((l) => l.severity), lo, hi, clearLo, clearHi, matches, target);
   }
 
   get levelCount(): number {
@@ -124,7 +169,10 @@ export class Thresholds {
   raises(i: number, value: number | EqualityValue): boolean {
     switch (this.rule) {
       case 'above':
+      case 'anomaly':
         return (value as number) > this.lo[i];
+      case 'forecast':
+        return (value as number) <= this.lo[i];
       case 'below':
         return (value as number) < this.lo[i];
       case 'outside':
@@ -147,8 +195,10 @@ export class Thresholds {
     const v = value as number;
     switch (this.rule) {
       case 'above':
+      case 'anomaly':
         return v < clearLo;
       case 'below':
+      case 'forecast':
         return v > clearLo;
       case 'outside':
         return v > clearLo && v < this.clearHi[i];
@@ -161,6 +211,11 @@ export class Thresholds {
 
   /** silence: how long without data raises level i. */
   silenceAfter(i: number): number {
+    return this.lo[i];
+  }
+
+  /** forecast: the lead time within which a predicted crossing raises level i. */
+  leadWithin(i: number): number {
     return this.lo[i];
   }
 
@@ -181,13 +236,22 @@ export class Thresholds {
   /**
    * A copy with some levels' thresholds replaced, by a device's own thresholds and then by a
    * per-message `msg.threshold` (later overrides win). Clear levels keep the configured distance
-   * from the raise level.
+   * from the raise level. For a forecast a bare number (or `target`) is the value whose crossing
+   * is predicted, and severities name lead times.
    */
   static withOverrides(config: RuleConfig, overrides: readonly unknown[]): Thresholds {
     const severities = config.levels.map((level) => level.severity);
     const patches = new Map<Severity, Partial<LevelConfig>>();
+    let forecast = config.forecast;
     for (const override of overrides) {
-      for (const [severity, patch] of parseOverride(config.rule, severities, override)) {
+      let byLevel: unknown = override;
+      if (config.rule === 'forecast' && forecast) {
+        const split = splitForecastOverride(override);
+        if (split.target !== undefined) forecast = { ...forecast, target: split.target };
+        if (split.levels === undefined) continue;
+        byLevel = split.levels;
+      }
+      for (const [severity, patch] of parseOverride(config.rule, severities, byLevel)) {
         patches.set(severity, { ...patches.get(severity), ...patch });
       }
     }
@@ -198,7 +262,7 @@ export class Thresholds {
       if (config.hysteresis === 'explicit') shiftExplicitClear(config.rule, level, merged, patch);
       return merged;
     });
-    return Thresholds.compile({ ...config, levels });
+    return Thresholds.compile({ ...config, levels, forecast });
   }
 }
 
@@ -213,13 +277,15 @@ function sameValue(value: unknown, match: EqualityValue): boolean {
 
 function clearLevels(config: RuleConfig, level: LevelConfig): { low: number; high: number } {
   const none = { low: NaN, high: NaN };
+  // A lead time is only as steady as the slope behind it: its hysteresis is always a margin.
+  if (config.rule === 'forecast') return { low: (level.value as number) * (1 + (config.forecast as ForecastConfig).clearMargin), high: NaN };
   switch (config.hysteresis) {
     case 'none':
       return none;
     case 'deadband': {
       const d = config.deadband;
       if (!(d > 0)) return none;
-      if (config.rule === 'above') return { low: (level.value as number) - d, high: NaN };
+      if (config.rule === 'above' || config.rule === 'anomaly') return { low: (level.value as number) - d, high: NaN };
       if (config.rule === 'below') return { low: (level.value as number) + d, high: NaN };
       if (config.rule === 'outside') return { low: (level.low as number) + d, high: (level.high as number) - d };
       return { low: (level.low as number) - d, high: (level.high as number) + d };
@@ -241,6 +307,19 @@ function shiftExplicitClear(rule: RuleKind, original: LevelConfig, merged: Level
   } else if (patch.clear === undefined && typeof patch.value === 'number') {
     merged.clear = patch.value + ((original.clear as number) - (original.value as number));
   }
+}
+
+/** A forecast override: a bare number is the target; an object may name `target` and lead times by severity. */
+function splitForecastOverride(override: unknown): { target?: number; levels?: Record<string, unknown> } {
+  if (typeof override === 'number' || typeof override === 'string') return { target: toNumber(override, 'forecast target override') };
+  if (override === null || typeof override !== 'object' || Array.isArray(override)) {
+    throw new RuleError('a forecast override must be the target value, or { target, <severity>: lead time }');
+  }
+  const { target, ...levels } = override as Record<string, unknown>;
+  return {
+    target: target === undefined ? undefined : toNumber(target, 'forecast target override'),
+    levels: Object.keys(levels).length > 0 ? levels : undefined,
+  };
 }
 
 function parseOverride(rule: RuleKind, severities: readonly Severity[], override: unknown): Map<Severity, Partial<LevelConfig>> {
@@ -273,7 +352,7 @@ function overrideLevel(rule: RuleKind, spec: unknown, severity: string): Partial
     }
     throw new RuleError(`${where} must be [low, high] or { low, high }`);
   }
-  if (rule === 'silence') return { value: toDuration(spec, where) };
+  if (rule === 'silence' || rule === 'forecast') return { value: toDuration(spec, where) };
   if (spec !== null && typeof spec === 'object' && !Array.isArray(spec)) {
     const s = spec as Record<string, unknown>;
     if (rule === 'equals' || rule === 'notEquals') return { value: toEquality(s.value, where) };
@@ -323,7 +402,7 @@ export function toDuration(value: unknown, where: string): number {
 export function validateRule(config: RuleConfig): string[] {
   const problems: string[] = [];
   const { rule, levels } = config;
-  if (!['above', 'below', 'outside', 'inside', 'equals', 'notEquals', 'silence'].includes(rule)) {
+  if (!RULES.includes(rule)) {
     return [`unknown rule "${String(rule)}"`];
   }
   if (!Array.isArray(levels) || levels.length === 0) return ['at least one severity level is needed'];
@@ -352,7 +431,33 @@ export function validateRule(config: RuleConfig): string[] {
   }
   if (rule === 'silence' && config.clear.mode === 'duration') problems.push('a silence alert clears on readings: use immediate or a count');
   if (rule === 'silence' && config.raise.mode !== 'immediate') problems.push('a silence rule is its own duration: raise confirmation must be immediate');
+  if (rule === 'forecast') problems.push(...validateForecast(config.forecast));
+  if (rule === 'anomaly') problems.push(...validateAnomaly(config.anomaly));
   if (problems.length === 0) problems.push(...validateLevelOrder(config));
+  return problems;
+}
+
+const isWhole = (v: unknown, least: number): boolean => typeof v === 'number' && Number.isInteger(v) && v >= least;
+
+function validateForecast(forecast: ForecastConfig | undefined): string[] {
+  if (!forecast) return ['a forecast needs its settings: target, window, minimum readings and confidence'];
+  const problems: string[] = [];
+  if (forecast.direction !== 'below' && forecast.direction !== 'above') problems.push(`forecast direction must be below or above, not "${String(forecast.direction)}"`);
+  if (!Number.isFinite(forecast.target)) problems.push('forecast target must be a number');
+  if (!(forecast.windowMs > 0 && Number.isFinite(forecast.windowMs))) problems.push('forecast window must be a duration above zero');
+  if (!isWhole(forecast.minReadings, 3)) problems.push('forecast minimum readings must be a whole number, 3 or more');
+  if (!(forecast.minConfidence >= 0 && forecast.minConfidence <= 1)) problems.push('forecast minimum confidence must lie between 0 and 1');
+  if (!(forecast.clearMargin >= 0 && Number.isFinite(forecast.clearMargin))) problems.push('forecast clear margin must be zero or more');
+  return problems;
+}
+
+function validateAnomaly(anomaly: AnomalyConfig | undefined): string[] {
+  if (!anomaly) return ['an anomaly rule needs its settings: history and warm-up'];
+  const problems: string[] = [];
+  if (!isWhole(anomaly.history, 2)) problems.push('anomaly history must be a whole number of readings, 2 or more');
+  if (!isWhole(anomaly.warmup, 2)) problems.push('anomaly warm-up must be a whole number of readings, 2 or more');
+  if (!['both', 'above', 'below'].includes(anomaly.side)) problems.push(`anomaly side must be both, above or below, not "${String(anomaly.side)}"`);
+  if (!(anomaly.minDeviation >= 0 && Number.isFinite(anomaly.minDeviation))) problems.push('anomaly minimum deviation must be zero or more');
   return problems;
 }
 
@@ -363,6 +468,10 @@ function validateLevel(config: RuleConfig, level: LevelConfig): string[] {
   const problems: string[] = [];
   if (rule === 'silence') {
     if (!(isNum(level.value) && level.value > 0)) problems.push(`${at}: silence needs a duration above zero`);
+    return problems;
+  }
+  if (rule === 'forecast') {
+    if (!(isNum(level.value) && level.value > 0)) problems.push(`${at}: a forecast level needs a lead time above zero`);
     return problems;
   }
   if (rule === 'equals' || rule === 'notEquals') {
@@ -383,9 +492,10 @@ function validateLevel(config: RuleConfig, level: LevelConfig): string[] {
     return problems;
   }
   if (!isNum(level.value)) return [`${at}: needs a numeric threshold`];
+  if (rule === 'anomaly' && !(level.value > 0)) problems.push(`${at}: an anomaly level is a number of usual spreads above zero`);
   if (config.hysteresis === 'explicit') {
     if (!isNum(level.clear)) problems.push(`${at}: explicit hysteresis needs a clear level`);
-    else if (rule === 'above' && !(level.clear <= level.value)) problems.push(`${at}: clear level (${level.clear}) must be at or below the alert level (${level.value})`);
+    else if ((rule === 'above' || rule === 'anomaly') && !(level.clear <= level.value)) problems.push(`${at}: clear level (${level.clear}) must be at or below the alert level (${level.value})`);
     else if (rule === 'below' && !(level.clear >= level.value)) problems.push(`${at}: clear level (${level.clear}) must be at or above the alert level (${level.value})`);
   }
   return problems;
@@ -401,7 +511,11 @@ function validateLevelOrder(config: RuleConfig): string[] {
     const pair = `${higher.severity} must be beyond ${lower.severity}`;
     switch (config.rule) {
       case 'above':
+      case 'anomaly':
         if (!((higher.value as number) >= (lower.value as number))) problems.push(`${pair}: its threshold must not be lower`);
+        break;
+      case 'forecast':
+        if (!((higher.value as number) <= (lower.value as number))) problems.push(`${pair}: its lead time must not be longer`);
         break;
       case 'below':
         if (!((higher.value as number) <= (lower.value as number))) problems.push(`${pair}: its threshold must not be higher`);

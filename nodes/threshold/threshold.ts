@@ -55,7 +55,9 @@ export = function register(RED: NodeAPI): void {
 
     const reading = readingName(def);
     const field = def.field?.trim() || undefined;
-    const wording: AlertWording = { reading, rule: rule.rule, measure: rule.measure, rateUnit: rule.rateUnitMs === 1000 ? '/s' : '/min' };
+    const wording: AlertWording = { reading, rule: rule.rule, measure: rule.measure, rateUnit: rule.rateUnitMs === 1000 ? '/s' : '/min', unit: def.unit?.trim() };
+    // Rates and trends go by when each reading was measured, so that late batches still fit.
+    const measuredAt = rule.measure === 'rate' || rule.rule === 'forecast';
     const pending: AlertEvent[] = [];
     const lastDevice = new Map<string, unknown>();
     const overrideCache = new Map<string, Thresholds>();
@@ -134,7 +136,7 @@ export = function register(RED: NodeAPI): void {
         reject(node, msg, err instanceof RuleError ? 'bad_threshold' : 'internal', (err as Error).message, send, done, rejection);
         return;
       }
-      if (rule.measure === 'rate') {
+      if (measuredAt) {
         sampleAt = messageTime(msg, now);
         if (Number.isNaN(sampleAt)) {
           reject(node, msg, 'bad_timestamp', badTimestampMessage(msg), send, done, rejection);
@@ -238,6 +240,9 @@ export = function register(RED: NodeAPI): void {
       if (rule.measure === 'rate') alert.measure = rule.rateUnitMs === 1000 ? 'rate per second' : 'rate per minute';
       if (event.previousSeverity) alert.previousSeverity = event.previousSeverity;
       if (event.reason) alert.reason = event.reason;
+      if (event.forecast) alert.forecast = event.forecast;
+      if (event.anomaly) alert.anomaly = event.anomaly;
+      if (wording.unit) alert.unit = wording.unit;
       return alert;
     }
 

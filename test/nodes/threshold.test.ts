@@ -1,6 +1,7 @@
 /**
  * iot-threshold inside a Node-RED runtime (node-red-node-test-helper): outputs, typed inputs,
- * overrides, errors, timers, status, and state that survives a redeploy and a restart.
+ * overrides, errors, timers, status, and state that survives a redeploy and a restart; the
+ * forecast and anomaly rules as a CRM would meet their alerts.
  */
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,7 @@ import type { Node, NodeMessage } from 'node-red';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import thresholdNode from '../../nodes/threshold/threshold';
 import { helper } from '../support/node-red';
+import { eventually } from '../support/wait';
 
 type Flow = Array<{ id: string; type: string; [property: string]: unknown }>;
 type Alert = Record<string, unknown>;
@@ -279,5 +281,160 @@ describe('iot-threshold node', () => {
     await send({ payload: 95, topic: 'pump-17' });
     await (helper as unknown as { setFlows(f: Flow, type: string): Promise<void> }).setFlows([{ id: 'other', type: 'helper' }], 'full');
     expect(readdirSync(join(userDir, 'iot-state'))).toEqual([]);
+  });
+});
+
+const HOUR = 3_600_000;
+const predicted = (msg: NodeMessage) => msg.alert as Alert & { forecast?: Record<string, number | string | null>; anomaly?: Record<string, number | string> };
+
+/** A battery forecast as the Buffered flow will set it: below 3.3 V, warning 48 h, critical 6 h, trend over 24 h. */
+const batteryForecast = {
+  property: 'payload',
+  propertyType: 'msg',
+  field: 'battery',
+  rule: 'forecast',
+  unit: 'V',
+  forecastDirection: 'below',
+  forecastTarget: '3.3',
+  forecastWindow: '24h',
+  levels: [
+    { severity: 'warning', value: '48h' },
+    { severity: 'critical', value: '6h' },
+  ],
+};
+
+/** Readings of a battery losing 5 mV an hour from 3.6 V, one an hour from `start`, stamped by the device. */
+function batteryReadings(device: Record<string, unknown>, start: number, fromHour: number, toHour: number, volts = (h: number) => 3.6 - 0.005 * h): NodeMessage[] {
+  const msgs: NodeMessage[] = [];
+  for (let h = fromHour; h <= toHour; h++) msgs.push({ payload: { battery: volts(h), temperature: 20 }, device, timestamp: start + h * HOUR });
+  return msgs;
+}
+
+describe('iot-threshold forecast', () => {
+  it('opens one alert with the predicted crossing, lead time and confidence, updates it as it moves, and closes it on a battery swap', async () => {
+    await helper.load(thresholdNode, flow(batteryForecast));
+    const out = collect('raised', 'cleared', 'errors');
+    const device = { id: 'dev-7', method: 'hmac', meta: { assetId: '02i000000000007' } };
+    // Readings of the last 14 hours; the trend may raise once they cover 12 h (half its window),
+    // and the crossing at 60 h is then 46 h from now.
+    const start = Date.now() - 14 * HOUR;
+    await send(...batteryReadings(device, start, 0, 14));
+    expect(out.errors).toEqual([]);
+    expect(out.raised).toHaveLength(1);
+    const raised = out.raised[0];
+    expect(raised.device).toEqual(device);
+    const alert = predicted(raised);
+    expect(alert).toMatchObject({ key: 'dev-7', reading: 'battery', rule: 'forecast', severity: 'warning', state: 'raised', change: 'raised', threshold: 3.3, unit: 'V' });
+    expect(alert.forecast).toMatchObject({ target: 3.3, direction: 'below', within: 48 * HOUR, confidence: 1 });
+    expect(alert.forecast?.crossingAt as number).toBeCloseTo(start + 60 * HOUR, -2);
+    expect(alert.text).toMatch(/^battery of dev-7 predicted below 3\.3 V around \d{4}-\d\d-\d\d \d\d:\d\d UTC \(in 46 h\)$/);
+
+    // Faster now: the same alert is updated, never a second one opened.
+    await send(...batteryReadings(device, start, 15, 20, (h) => 3.53 - 0.012 * (h - 14)));
+    const updates = out.raised.filter((m) => predicted(m).change === 'updated');
+    expect(updates.length).toBeGreaterThanOrEqual(1);
+    expect(new Set(out.raised.map((m) => predicted(m).id))).toEqual(new Set([alert.id]));
+    expect((predicted(updates.at(-1) as NodeMessage).forecast?.crossingAt as number) < (alert.forecast?.crossingAt as number)).toBe(true);
+
+    // A new battery: the trend turns round and the alert clears, with the same id.
+    await send(...batteryReadings(device, start, 21, 23, () => 3.62));
+    expect(out.cleared.map((m) => predicted(m))).toMatchObject([{ id: alert.id, state: 'cleared', change: 'cleared' }]);
+    expect(predicted(out.cleared[0]).text).toBe('battery of dev-7 no longer predicted below 3.3 V within 4 d');
+  });
+
+  it('fits readings a gateway delivers late and out of order by their own timestamps', async () => {
+    await helper.load(thresholdNode, flow(batteryForecast));
+    const out = collect('raised', 'errors');
+    const start = Date.now() - 20 * HOUR;
+    const readings = batteryReadings({ id: 'gw-1:s-01' }, start, 0, 14).reverse();
+    await send(...readings);
+    expect(out.errors).toEqual([]);
+    expect(out.raised).toHaveLength(1);
+    expect(predicted(out.raised[0]).forecast?.crossingAt as number).toBeCloseTo(start + 60 * HOUR, -2);
+  });
+
+  it('predicts against a device own target from the registry meta', async () => {
+    await helper.load(thresholdNode, flow(batteryForecast));
+    const out = collect('raised');
+    const start = Date.now() - 14 * HOUR;
+    await send(...batteryReadings({ id: 'lithium-1', meta: { thresholds: { battery: 3.45 } } }, start, 0, 14));
+    expect(predicted(out.raised[0])).toMatchObject({ key: 'lithium-1', threshold: 3.45, severity: 'warning' });
+    expect(predicted(out.raised[0]).forecast?.crossingAt as number).toBeCloseTo(start + 30 * HOUR, -2);
+  });
+
+  it('escalates a device that stopped reporting when its lead time runs out, by the timer', async () => {
+    // Seconds instead of hours: warning within 20 s, critical within 2 s of a crossing 3 s away.
+    await helper.load(thresholdNode, flow({ ...batteryForecast, forecastWindow: '20s', levels: [{ severity: 'warning', value: '20s' }, { severity: 'critical', value: '2s' }] }));
+    const out = collect('raised');
+    const now = Date.now();
+    const msgs: NodeMessage[] = [];
+    for (let s = 12; s >= 0; s--) msgs.push({ payload: { battery: 3.3 + 0.01 * (s + 3) }, topic: 'quiet-1', timestamp: now - s * 1000 });
+    await send(...msgs);
+    expect(out.raised.map((m) => predicted(m).severity)).toEqual(['warning']);
+    const escalated = await eventually('the timer to escalate the forecast', () => out.raised.find((m) => predicted(m).change === 'escalated'), 5_000, 50);
+    expect(predicted(escalated)).toMatchObject({ severity: 'critical', key: 'quiet-1' });
+    expect(predicted(escalated).value as number).toBeCloseTo(3.33, 9);
+    expect(escalated.topic).toBe('quiet-1');
+    expect(Date.now() - now).toBeGreaterThanOrEqual(900);
+  });
+
+  it('keeps its trend and its alert across a redeploy', async () => {
+    await helper.load(thresholdNode, flow(batteryForecast));
+    let out = collect('raised', 'cleared');
+    const start = Date.now() - 14 * HOUR;
+    await send(...batteryReadings({ id: 'dev-1' }, start, 0, 14));
+    const id = predicted(out.raised[0]).id;
+    await helper.unload();
+    await helper.load(thresholdNode, flow(batteryForecast));
+    out = collect('raised', 'cleared');
+    await send(...batteryReadings({ id: 'dev-1' }, start, 15, 16));
+    expect(out.raised).toEqual([]);
+    await send(...batteryReadings({ id: 'dev-1' }, start, 17, 19, () => 3.62));
+    expect(out.cleared.map((m) => predicted(m).id)).toEqual([id]);
+  });
+
+  it('shows the forecast of every reading on the state output', async () => {
+    await helper.load(thresholdNode, flow({ ...batteryForecast, stateOutput: true }));
+    const out = collect('state');
+    const start = Date.now() - 14 * HOUR;
+    await send(...batteryReadings({ id: 'dev-2' }, start, 0, 3));
+    const last = out.state.at(-1)?.alertState as { state: string; forecast: { crossingAt: number; readings: number } };
+    expect(last.state).toBe('normal');
+    expect(last.forecast.crossingAt).toBeCloseTo(start + 60 * HOUR, -2);
+    expect(last.forecast.readings).toBeGreaterThan(3.9);
+  });
+
+  it('rejects a timestamp it cannot read, and a forecast without a target', async () => {
+    await helper.load(thresholdNode, flow(batteryForecast));
+    const out = collect('errors');
+    await send({ payload: { battery: 3.5 }, topic: 'k', timestamp: 'yesterday' });
+    expect(out.errors.map((m) => (m.error as { code: string }).code)).toEqual(['bad_timestamp']);
+    await helper.unload();
+    await helper.load(thresholdNode, flow({ ...batteryForecast, forecastTarget: '' }));
+    const invalid = collect('errors');
+    await send({ payload: { battery: 3.5 }, topic: 'k' });
+    expect(invalid.errors.map((m) => m.error)).toMatchObject([{ code: 'invalid_config', message: expect.stringMatching(/needs a target/) }]);
+  });
+});
+
+describe('iot-threshold anomaly', () => {
+  it('raises for the pump whose reading is unusual for it, with its usual value and spread, and clears when it is back', async () => {
+    await helper.load(thresholdNode, flow({ field: 'temperature', rule: 'anomaly', unit: '°C', anomalyWarmup: '20', levels: [{ severity: 'warning', value: '4' }] }));
+    const out = collect('raised', 'cleared', 'errors');
+    const readings: NodeMessage[] = [];
+    for (let i = 0; i < 40; i++) {
+      readings.push({ payload: { temperature: 60 + (i % 2) }, device: { id: 'pump-60' } });
+      readings.push({ payload: { temperature: 80 + (i % 2) }, device: { id: 'pump-80' } });
+    }
+    await send(...readings);
+    await send({ payload: { temperature: 80 }, device: { id: 'pump-80' } }, { payload: { temperature: 80 }, device: { id: 'pump-60' } });
+    expect(out.errors).toEqual([]);
+    expect(out.raised.map((m) => predicted(m).key)).toEqual(['pump-60']);
+    const alert = predicted(out.raised[0]);
+    expect(alert).toMatchObject({ rule: 'anomaly', value: 80, threshold: 4, severity: 'warning' });
+    expect(alert.anomaly?.usual as number).toBeCloseTo(60.5, 0);
+    expect(alert.text).toMatch(/^temperature unusually high on pump-60 \(80 °C, usually 60\.\d+ ± 0\.\d+\)$/);
+    await send({ payload: { temperature: 60 }, device: { id: 'pump-60' } });
+    expect(out.cleared.map((m) => predicted(m).id)).toEqual([alert.id]);
   });
 });
