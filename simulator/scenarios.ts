@@ -515,7 +515,7 @@ class PartnersScenario extends BaseScenario {
         this.raised.add(model.id);
         alerts.push({ id: `${model.id}-overheat`, reading: 'temperature', severity: 'major', state: 'raised', value: reading.temperature, threshold: 85, text: 'temperature above 85' });
       } else if (!hot && reading.temperature < 80 && this.raised.delete(model.id)) {
-        alerts.push({ id: `${model.id}-overheat`, reading: 'temperature', severity: 'major', state: 'cleared', value: reading.temperature, threshold: 85, text: 'temperature back below 85' });
+        alerts.push({ id: `${model.id}-overheat`, reading: 'temperature', severity: 'major', state: 'cleared', value: reading.temperature, threshold: 80, text: 'temperature back below 80' });
       }
       return { id: model.id, status: hot ? 'alarm' : 'ok', temperature: { min: reading.temperature, max: reading.temperature, mean: reading.temperature, last: reading.temperature }, battery: reading.battery, alerts };
     });

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Report } from '../../simulator/run';
-import { afterMinuteBoundary, countBy, expectedEpisodes, PatternRun, readingsPerDevice, sorted, SUMMARY_WAIT_MS, temperatureRule } from '../support/patterns';
+import { afterMinuteBoundary, countBy, expectedClears, expectedEpisodes, PatternRun, readingsPerDevice, sorted, SUMMARY_WAIT_MS, temperatureRule } from '../support/patterns';
 
 let run: PatternRun;
 let report: Report;
@@ -57,7 +57,7 @@ describe('Pattern 3 · Buffered, end to end', () => {
     }
   });
 
-  it('opens exactly the Cases the readings call for: running hot, and silent once they stop', async () => {
+  it('opens exactly the Cases the readings call for: running hot, and silent once they stop; closes those that cleared', async () => {
     const readings = readingsPerDevice(report);
     const expected = expectedEpisodes(readings, ['temperature', temperatureRule(3)]);
     expect([...expected.values()].reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
@@ -69,5 +69,7 @@ describe('Pattern 3 · Buffered, end to end', () => {
     const silent = cases.filter((c) => /silent for 30 s/.test(String(c.Subject)));
     expect(silent.map((c) => c.IoT_Device_Id__c).sort()).toEqual([...readings.keys()].sort());
     for (const c of cases.filter((x) => !silent.includes(x))) expect(String(c.Subject)).toMatch(new RegExp(`^temperature above (80|90) on ${String(c.IoT_Device_Id__c)}`));
+    const cleared = expectedClears(readings, ['temperature', temperatureRule(3)]);
+    expect(sorted(countBy(cases.filter((c) => c.Status === 'Closed'), 'IoT_Device_Id__c'))).toEqual(sorted(cleared));
   });
 });
