@@ -22,6 +22,8 @@
  *   NODE_RED_HTTPS_KEY_FILE     with NODE_RED_HTTPS_CERT_FILE: serve the editor and the HTTP
  *   NODE_RED_HTTPS_CERT_FILE    endpoints over https, asking clients for a certificate (devices
  *                               with X.509 identities; browsers without one are served as usual)
+ *   IOT_BENCH_PEERS             1 loads the benchmark peers' nodes (node-red-contrib-influxdb), which
+ *                               the palette otherwise leaves out (npm run bench patterns sets it)
  */
 import { randomBytes } from 'node:crypto';
 import { isIPv4 } from 'node:net';
@@ -157,8 +159,9 @@ const settings = {
   externalModules: {
     autoInstall: false,
     palette: {
-      // Development dependencies with nodes of their own (benchmark peers) stay out of the palette.
-      denyList: ['node-red-contrib-influxdb'],
+      // Development dependencies with nodes of their own (benchmark peers) stay out of the palette,
+      // except for the pattern benchmark's peer chain (IOT_BENCH_PEERS=1), which runs on them.
+      denyList: process.env.IOT_BENCH_PEERS === '1' ? [] : ['node-red-contrib-influxdb'],
     },
     modules: { allowInstall: false },
   },

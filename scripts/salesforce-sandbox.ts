@@ -37,19 +37,30 @@ function sandboxApp(dir: string): { app: SandboxApp; privateKeyFile: string } {
 }
 
 export async function startLocalSalesforce(host: string, port: number, dataDir: string): Promise<SalesforceSandbox> {
+  const { sandbox, env } = await startSandboxOrg(host, port, dataDir);
+  Object.assign(process.env, env);
+  return sandbox;
+}
+
+/**
+ * The sandbox with its connected app and demo customer, the environment the flows read for it, and
+ * its records file (JSON lines, one for every change: the benchmarks count writes in it).
+ */
+export async function startSandboxOrg(host: string, port: number, dataDir: string): Promise<{ sandbox: SalesforceSandbox; env: Record<string, string>; recordsFile: string }> {
   const dir = join(dataDir, 'salesforce');
   mkdirSync(dir, { recursive: true });
   const { app, privateKeyFile } = sandboxApp(dir);
+  const recordsFile = join(dir, 'records.jsonl');
   const sandbox = await startSalesforceSandbox({
     host,
     port,
-    dataFile: join(dir, 'records.jsonl'),
+    dataFile: recordsFile,
     apps: [{ consumerKey: app.consumerKey, consumerSecret: app.consumerSecret, certificate: app.publicKey, runAs: USERNAME }],
     users: [{ username: USERNAME }],
   });
   // The customer the example devices belong to: their Assets need an Account.
   const accountId = sandbox.ensureRecord('Account', { Name: 'Acme Water (demo customer)', Industry: 'Utilities' }, 'Name');
-  Object.assign(process.env, {
+  const env = {
     SF_LOGIN_URL: sandbox.url,
     SF_CONSUMER_KEY: app.consumerKey,
     SF_USERNAME: USERNAME,
@@ -57,6 +68,6 @@ export async function startLocalSalesforce(host: string, port: number, dataDir: 
     SF_CLIENT_SECRET: app.consumerSecret,
     SF_ORG_ID: sandbox.orgId,
     SF_ACCOUNT_ID: accountId,
-  });
-  return sandbox;
+  };
+  return { sandbox, env, recordsFile };
 }

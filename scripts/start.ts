@@ -28,6 +28,16 @@ import { startLocalSalesforce } from './salesforce-sandbox';
 import { startTimeSeriesStore, type TimeSeriesStore } from './timeseries-store';
 import { seedFlows } from './seed-flows';
 
+/** The fleet dashboard example runs on FlowFuse Dashboard 2.0, a development dependency. */
+function dashboardInstalled(): boolean {
+  try {
+    createRequire(__filename).resolve('@flowfuse/node-red-dashboard/package.json');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 interface NodeRedRuntime {
   events: RuntimeEvents & { once(event: string, listener: () => void): void };
   init(server: Server, settings: object): void;
@@ -110,12 +120,13 @@ async function startAll(running: Running): Promise<void> {
   const port = (server.address() as AddressInfo).port;
   const editor = `${settings.https ? 'https' : 'http'}://${reachable(host)}:${port}`;
 
-  const urls = { editor: `${editor}/`, CRM: running.salesforce ? `${running.salesforce.url}/` : undefined, store: running.timeSeries?.url };
+  const urls = { editor: `${editor}/`, CRM: running.salesforce ? `${running.salesforce.url}/` : undefined, store: running.timeSeries?.url, dashboard: dashboardInstalled() ? `${editor}/dashboard` : undefined };
   console.log('');
   console.log(`Node-RED editor: ${urls.editor}`);
   console.log(`MQTT broker:     ${process.env.MQTT_URL}${running.broker ? ' (embedded)' : ''}`);
   console.log(running.salesforce ? `Salesforce:      ${urls.CRM} (local sandbox: its Cases, Leads and events)` : `Salesforce:      ${process.env.SF_LOGIN_URL}`);
   console.log(`Time series:     ${running.timeSeries?.url} (${running.timeSeries?.description})`);
+  if (urls.dashboard) console.log(`Fleet dashboard: ${urls.dashboard}`);
   console.log(`User directory:  ${settings.userDir}`);
   if (process.argv.includes('--simulate')) running.simulation = simulate(editor, dataDir, urls);
   console.log('Press Ctrl-C to stop.');

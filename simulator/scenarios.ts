@@ -100,9 +100,20 @@ function pad(n: number): string {
 }
 
 /** A partner platform's signature: HMAC of `{timestamp}.{body}`, the time in its own header. */
-function partnerHeaders(keys: DeviceKeys, partner: string, body: string, at = Date.now()): Record<string, string> {
+export function partnerHeaders(keys: DeviceKeys, partner: string, body: string, at = Date.now()): Record<string, string> {
   const timestamp = String(Math.floor(at / 1000));
   return { 'x-partner-timestamp': timestamp, 'x-partner-signature': keys.webhook(partner, `${timestamp}.${body}`) };
+}
+
+/** The vendor cloud's signature (Cloudy): HMAC of `{timestamp}.{body}` with a `sha256=` prefix. */
+export function vendorHeaders(keys: DeviceKeys, body: string, at = Date.now()): Record<string, string> {
+  const timestamp = String(Math.floor(at / 1000));
+  return { 'x-vendor-timestamp': timestamp, 'x-vendor-signature': `sha256=${keys.webhook('vendor-cloud', `${timestamp}.${body}`)}` };
+}
+
+/** The vendor cloud's callback for one device message (Sigfox style): its time in seconds, the reading packed. */
+export function vendorCallback(device: string, reading: Reading, at: number, sequence: number): string {
+  return JSON.stringify({ device, time: Math.floor(at / 1000), data: packReading(reading, sequence), seqNumber: sequence });
 }
 
 /** What a scenario has in common: the options, devices made from the seed, recording. */
@@ -412,12 +423,11 @@ class CloudyScenario extends BaseScenario {
   }
 
   private signed(body: string, at = Date.now()): Record<string, string> {
-    const timestamp = String(Math.floor(at / 1000));
-    return { 'x-vendor-timestamp': timestamp, 'x-vendor-signature': `sha256=${this.o.keys.webhook('vendor-cloud', `${timestamp}.${body}`)}` };
+    return vendorHeaders(this.o.keys, body, at);
   }
 
   private callback(device: string, reading: Reading, at: number): string {
-    return JSON.stringify({ device, time: Math.floor(at / 1000), data: packReading(reading, ++this.sequence), seqNumber: this.sequence });
+    return vendorCallback(device, reading, at, ++this.sequence);
   }
 
   async step(index: number): Promise<void> {

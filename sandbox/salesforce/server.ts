@@ -20,7 +20,7 @@ import { capBody, createCappedServer } from '../../scripts/body-cap';
 import { Faults, type FaultPlan } from './faults';
 import { IdFactory, toId18 } from './ids';
 import { OAuthServer, type ConnectedApp, type SandboxUser } from './oauth';
-import { PAGE, pageView } from './page';
+import { FAVICON, PAGE, pageView } from './page';
 import { RestApi, type RestAnswer } from './rest';
 import { RollingCount } from './rolling-count';
 import { defaultObjects, Schema, type ObjectSpec, type ValidationRule } from './schema';
@@ -204,7 +204,14 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
     const json = (): Record<string, unknown> => (body ? (JSON.parse(body) as Record<string, unknown>) : {});
     switch (`${req.method} ${path}`) {
       case 'GET /_sandbox/view':
-        return reply(res, 200, pageView({ orgId, cases: store.all('Case'), leads: store.all('Lead'), assets: store.all('Asset'), summaries: store.all('IoT_Device_Summary__c'), events: store.events, api: { used: apiUsage.value, max: apiMax }, webTo: { submitted: webTo.submitted, created: webTo.created, waiting: webTo.waiting, dropped: webTo.dropped } }));
+        return reply(
+          res,
+          200,
+          pageView(
+            { orgId, cases: store.all('Case'), leads: store.all('Lead'), assets: store.all('Asset'), summaries: store.all('IoT_Device_Summary__c'), events: store.events, record: (id) => store.get(id), api: { used: apiUsage.value, max: apiMax }, webTo: { submitted: webTo.submitted, created: webTo.created, waiting: webTo.waiting, dropped: webTo.dropped } },
+            { case: url.searchParams.get('case') ?? undefined, device: url.searchParams.get('device') ?? undefined, status: url.searchParams.get('status') ?? undefined, page: Number(url.searchParams.get('page') ?? 1) || 1 },
+          ),
+        );
       case 'GET /_sandbox/stats':
         return reply(res, 200, sandbox.stats());
       case 'GET /_sandbox/records':
@@ -258,6 +265,17 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
     if (path === '/' && req.method === 'GET') {
       res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
       res.end(PAGE);
+      return;
+    }
+    // A record's own address, as in Salesforce (`https://<My Domain>/<record id>`): the page, showing it.
+    if (/^\/[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?$/.test(path) && req.method === 'GET') {
+      res.writeHead(302, { Location: `/?case=${path.slice(1)}` });
+      res.end();
+      return;
+    }
+    if (path === '/favicon.svg' && req.method === 'GET') {
+      res.writeHead(200, { 'Content-Type': 'image/svg+xml', 'Cache-Control': 'max-age=86400' });
+      res.end(FAVICON);
       return;
     }
     reply(res, 404, [{ errorCode: 'NOT_FOUND', message: 'The requested resource does not exist' }]);

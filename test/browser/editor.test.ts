@@ -8,10 +8,9 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openEditor } from '../support/browser';
+import { openEditor, PACKAGE, packTypes as loadedPackTypes } from '../support/browser';
 import { NodeRedProcess, repoRoot } from '../support/node-red-process';
 
-const PACKAGE = '@iot-patterns/node-red-enterprise-iot';
 const CATEGORY_ID = 'enterprise_IoT';
 const screenshots = join(repoRoot, 'test-results', process.env.NODE_RED_PATH ? 'node-red-5' : 'node-red-4');
 
@@ -32,8 +31,7 @@ afterAll(async () => {
 });
 
 async function packTypes(): Promise<{ nodes: string[]; configs: string[] }> {
-  const modules = (await fetch(`${node.editorUrl}/nodes`, { headers: { Accept: 'application/json' } }).then((r) => r.json())) as Array<{ module: string; types: string[] }>;
-  const types = modules.filter((m) => m.module === PACKAGE).flatMap((m) => m.types);
+  const types = await loadedPackTypes(node.editorUrl);
   const categories = await page.evaluate(
     (all) => all.map((t) => (window as unknown as { RED: { nodes: { getType(t: string): { category: string } } } }).RED.nodes.getType(t).category),
     types,

@@ -8,10 +8,9 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { estimatedSize, isPatternFlow, layoutProblems, type FlowNode } from '../../scripts/flow-layout';
-import { openEditor } from '../support/browser';
+import { openEditor, PACKAGE } from '../support/browser';
 import { NodeRedProcess, repoRoot } from '../support/node-red-process';
 
-const PACKAGE = '@iot-patterns/node-red-enterprise-iot';
 const pictures = join(repoRoot, 'test-results', process.env.NODE_RED_PATH ? 'node-red-5' : 'node-red-4', 'examples');
 const files = readdirSync(join(repoRoot, 'flows'))
   .filter((f) => f.endsWith('.json'))
@@ -27,6 +26,8 @@ interface EditorNode {
   type: string;
   name?: string;
   status?: { fill?: string; text?: string };
+  valid?: boolean;
+  validationErrors?: string[];
   x?: number;
   y?: number;
   w?: number;
@@ -144,16 +145,21 @@ describe('the example flows, imported in the editor', () => {
     await page.waitForTimeout(3_000);
     await expect(page.locator('.red-ui-notification-error').count()).resolves.toBe(0);
     expect(pageErrors.slice(errorsBefore)).toEqual([]);
-    const { troubled, unknown } = await page.evaluate(() => {
+    const { troubled, unknown, invalid } = await page.evaluate(() => {
       const { RED } = window as unknown as Editor;
       const onTab = RED.nodes.filterNodes({ z: RED.workspaces.active() });
+      const configs: EditorNode[] = [];
+      RED.nodes.eachConfig((n) => configs.push(n));
       return {
         troubled: onTab.filter((n) => n.status?.fill === 'red').map((n) => `${n.type} ${n.name ?? n.id}: ${n.status?.text ?? ''}`),
         unknown: onTab.filter((n) => RED.nodes.getType(n.type) === undefined).map((n) => n.type),
+        // What the editor marks with a red triangle: on the canvas, or in the Configuration nodes sidebar.
+        invalid: [...onTab, ...configs].filter((n) => n.valid === false).map((n) => `${n.type} ${n.name ?? n.id}: ${(n.validationErrors ?? []).join('; ')}`),
       };
     });
     expect(troubled, `nodes with a red status in ${file}`).toEqual([]);
     expect(unknown, `unknown node types in ${file}`).toEqual([]);
+    expect(invalid, `nodes the editor marks invalid in ${file}`).toEqual([]);
     // Laid out to be read: checked with the sizes the editor gives its nodes (labels in this browser's font).
     const sizes = new Map(
       await page.evaluate(() => {

@@ -11,7 +11,8 @@ import { connect } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { disposedAfterAll, NodeRedProcess } from '../support/node-red-process';
+import { disposedAfterAll } from '../support/node-red-after-all';
+import { NodeRedProcess } from '../support/node-red-process';
 import { freePort } from '../support/services';
 import { sleep } from '../support/wait';
 

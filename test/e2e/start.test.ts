@@ -9,7 +9,8 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, describe, expect, it } from 'vitest';
-import { disposedAfterAll, NodeRedProcess } from '../support/node-red-process';
+import { disposedAfterAll } from '../support/node-red-after-all';
+import { NodeRedProcess } from '../support/node-red-process';
 import { exportSeries, freePort, pointsNow, startMosquitto, writeAndReadBack, type ManagedServer } from '../support/services';
 import { eventually, sleep } from '../support/wait';
 

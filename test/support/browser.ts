@@ -31,3 +31,35 @@ export async function openEditor(editorUrl: string, viewport: { width: number; h
   );
   return { browser, page, pageErrors };
 }
+
+export const PACKAGE = '@iot-patterns/node-red-enterprise-iot';
+
+/** The node types of this pack that the running Node-RED has loaded (config nodes included). */
+export async function packTypes(editorUrl: string): Promise<string[]> {
+  const modules = (await fetch(`${editorUrl}/nodes`, { headers: { Accept: 'application/json' } }).then((r) => r.json())) as Array<{ module: string; types: string[] }>;
+  return modules.filter((m) => m.module === PACKAGE).flatMap((m) => m.types);
+}
+
+/** What the editor knows of a node type (RED.nodes.getType). */
+export interface EditorNodeDef {
+  category: string;
+  outputs?: number;
+  defaults: Record<string, { value: unknown; validate?: (...args: unknown[]) => unknown; type?: string }>;
+  credentials?: Record<string, { validate?: unknown }>;
+}
+
+/**
+ * Makes `window.newNodeProps(type, props)` in the page: a node's properties as the editor gives a
+ * new node of the type, with props over them, ready for RED.nodes.import.
+ */
+export async function addNodeMaker(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    const w = window as unknown as { RED: { nodes: { getType(t: string): EditorNodeDef } }; newNodeProps?: unknown };
+    w.newNodeProps = (type: string, props: Record<string, unknown>) => {
+      const made: Record<string, unknown> = {};
+      for (const [k, d] of Object.entries(w.RED.nodes.getType(type).defaults)) made[k] = JSON.parse(JSON.stringify(d.value ?? ''));
+      return { ...made, ...props, type };
+    };
+  });
+}
+export type NodeMaker = { newNodeProps(type: string, props: Record<string, unknown>): Record<string, unknown> };

@@ -1,16 +1,18 @@
 /**
  * A whole Node-RED, started the way `npm start` starts it (dist/scripts/start.js), as a child
- * process on free ports with its own data folder. For end-to-end and browser tests.
+ * process on free ports with its own data folder. For end-to-end and browser tests, and for the
+ * pattern benchmark, which runs compiled in plain node: nothing here may import vitest (its
+ * test-file helpers are in node-red-after-all.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll } from 'vitest';
 import { freePort } from '../../scripts/server-process';
 import { stopLeftoverStore } from '../../scripts/timeseries-store';
 
-export const repoRoot = resolve(__dirname, '..', '..');
+/** The repository, from this file in test/support or compiled in dist/test/support (the benchmarks). */
+export const repoRoot = [resolve(__dirname, '..', '..'), resolve(__dirname, '..', '..', '..')].find((dir) => existsSync(join(dir, 'package.json'))) as string;
 
 export interface NodeRedOptions {
   /** Reuse a data folder (a restart); a new temporary one otherwise. */
@@ -19,6 +21,8 @@ export interface NodeRedOptions {
   flows?: unknown[];
   env?: Record<string, string>;
   args?: string[];
+  /** Options for node itself (`--cpu-prof`, which NODE_OPTIONS does not take). */
+  nodeArgs?: string[];
 }
 
 export class NodeRedProcess {
@@ -26,6 +30,7 @@ export class NodeRedProcess {
   mqttUrl = '';
   timeSeriesUrl = '';
   salesforceUrl = '';
+  dashboardUrl = '';
   /** The example flows' device brokers, on free ports so that test processes do not collide. */
   brokerPorts = { devices: 0, buffered: 0, gateway: 0 };
   output = '';
@@ -42,7 +47,7 @@ export class NodeRedProcess {
       writeFileSync(join(dataDir, 'node-red', 'flows.json'), JSON.stringify(options.flows));
     }
     const brokerPorts = { devices: await freePort(), buffered: await freePort(), gateway: await freePort() };
-    const child = spawn(process.execPath, [join(repoRoot, 'dist/scripts/start.js'), ...(options.args ?? [])], {
+    const child = spawn(process.execPath, [...(options.nodeArgs ?? []), join(repoRoot, 'dist/scripts/start.js'), ...(options.args ?? [])], {
       cwd: repoRoot,
       env: {
         ...process.env,
@@ -66,7 +71,8 @@ export class NodeRedProcess {
     node.brokerPorts = brokerPorts;
     child.stdout?.on('data', (chunk: Buffer) => (node.output += chunk.toString()));
     child.stderr?.on('data', (chunk: Buffer) => (node.output += chunk.toString()));
-    await new Promise<void>((ready, fail) => {
+    // A start that fails or hangs leaves nothing running (the child has its own process group).
+    const started = new Promise<void>((ready, fail) => {
       const timer = setTimeout(() => fail(new Error(`Node-RED did not start within 60 s:\n${node.output}`)), 60_000);
       const check = () => {
         if (!node.output.includes('Press Ctrl-C to stop.')) return;
@@ -75,6 +81,7 @@ export class NodeRedProcess {
         node.mqttUrl = /^MQTT broker:\s+(\S+)/m.exec(node.output)?.[1] ?? '';
         node.timeSeriesUrl = /^Time series:\s+(\S+)/m.exec(node.output)?.[1] ?? '';
         node.salesforceUrl = (/^Salesforce:\s+(\S+)/m.exec(node.output)?.[1] ?? '').replace(/\/$/, '');
+        node.dashboardUrl = /^Fleet dashboard:\s+(\S+)/m.exec(node.output)?.[1] ?? '';
         ready();
       };
       child.stdout?.on('data', check);
@@ -83,6 +90,13 @@ export class NodeRedProcess {
         fail(new Error(`Node-RED exited with code ${code} at start:\n${node.output}`));
       });
     });
+    try {
+      await started;
+    } catch (err) {
+      if (child.exitCode === null && child.signalCode === null) process.kill(-(child.pid as number), 'SIGKILL');
+      await node.dispose();
+      throw err;
+    }
     return node;
   }
 
@@ -130,20 +144,4 @@ export class NodeRedProcess {
     await stopLeftoverStore(this.dataDir);
     if (this.ownsDataDir) rmSync(this.dataDir, { recursive: true, force: true });
   }
-}
-
-/**
- * For a test file: starts Node-RED processes that are all disposed after the file's tests, also
- * when a test fails half way.
- */
-export function disposedAfterAll(): (options?: NodeRedOptions) => Promise<NodeRedProcess> {
-  const nodes: NodeRedProcess[] = [];
-  afterAll(async () => {
-    for (const node of nodes.reverse()) await node.dispose();
-  });
-  return async (options) => {
-    const node = await NodeRedProcess.start(options);
-    nodes.push(node);
-    return node;
-  };
 }

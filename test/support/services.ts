@@ -82,6 +82,11 @@ export class ManagedServer {
     return this.process.running;
   }
 
+  /** The server's process id while it runs (for its CPU time and memory in /proc). */
+  get pid(): number | undefined {
+    return this.process.pid;
+  }
+
   /** Starts (again) on the same port with the same data. */
   start(timeoutMs = 30_000): Promise<void> {
     return this.process.start(timeoutMs);
@@ -103,13 +108,14 @@ export class ManagedServer {
   }
 }
 
-export function startMosquitto(): Promise<ManagedServer> {
+/** `settings`: further lines of mosquitto.conf (`max_queued_messages 0`, say). */
+export function startMosquitto(settings: string[] = []): Promise<ManagedServer> {
   return ManagedServer.launch({
     name: 'mosquitto',
     pkg: SYSTEM_PACKAGES.mosquitto,
     command(dataDir, port) {
       const config = join(dataDir, 'mosquitto.conf');
-      writeFileSync(config, [`listener ${port} ${HOST}`, 'allow_anonymous true', 'persistence false', 'log_dest stderr', 'log_type error', 'log_type warning', ''].join('\n'));
+      writeFileSync(config, [`listener ${port} ${HOST}`, 'allow_anonymous true', 'persistence false', 'log_dest stderr', 'log_type error', 'log_type warning', ...settings, ''].join('\n'));
       return { program: SYSTEM_PACKAGES.mosquitto.binary, args: ['-c', config], ready: () => portOpen(port) };
     },
     url: (port) => `mqtt://${HOST}:${port}`,
