@@ -49,7 +49,7 @@ type Editor = {
 beforeAll(async () => {
   mkdirSync(pictures, { recursive: true });
   node = await NodeRedProcess.start({ flows: [] });
-  ({ browser, page, pageErrors } = await openEditor(node.editorUrl, { width: 2400, height: 1200 }, 'iot-threshold'));
+  ({ browser, page, pageErrors } = await openEditor(node.editorUrl, { width: 3400, height: 1200 }, 'iot-threshold'));
 });
 
 afterAll(async () => {
