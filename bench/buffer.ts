@@ -100,7 +100,7 @@ async function cycle(store: QueueStore, count: number, work: Work): Promise<numb
   const feed = () => {
     const until = Math.min(count, next + 2_000, accepted + UNACCEPTED_MAX);
     for (; next < until; next++) {
-      queue.accept(`device-${next % 1000}`, bodyFor(work, next), (err) => {
+      queue.accept(`device-${next % 1000}`, bodyFor(work, next), Date.now(), (err) => {
         if (err) throw err;
         accepted++;
       });
@@ -161,7 +161,7 @@ async function benchLocalMillion(): Promise<Figure[]> {
       const until = next + 5_000;
       const stored = new Promise<void>((resolve) => {
         let waiting = until - next;
-        for (; next < until; next++) queue.accept(`device-${next % 1000}`, encodeMessage(reading(next)), () => --waiting === 0 && resolve());
+        for (; next < until; next++) queue.accept(`device-${next % 1000}`, encodeMessage(reading(next)), Date.now(), () => --waiting === 0 && resolve());
       });
       await stored;
       if (next % 250_000 === 0) samples.push([next, residentBytes(), memoryInUse()]);

@@ -43,6 +43,8 @@ const REOPEN_AFTER_MS = 10_000;
 const PROBLEM_SHOWN_MS = 30_000;
 /** A kind of problem is logged at once, then at most once this often with a count of repeats. */
 const PROBLEM_LOG_EVERY_MS = 10_000;
+/** Store problems that refuse messages: they end when a message is stored again. */
+const REFUSING = new Set(['disk_full', 'no_permission', 'io_error', 'backend_unavailable', 'overloaded', 'queue_full']);
 const CONTROLS = ['pause', 'resume', 'purge', 'status'] as const;
 type Control = (typeof CONTROLS)[number];
 
@@ -196,25 +198,37 @@ export = function register(RED: NodeAPI): void {
     }
 
     function accept(msg: NodeMessage, key: string, send: Send, done: Done): void {
+      // A message without a time of its own is stamped with the time it was accepted, stored with
+      // it and kept through every redelivery: a sink never stamps it with the time it writes it.
+      const acceptedAt = Date.now();
+      const stamped = msg.timestamp === undefined || msg.timestamp === null;
+      if (stamped) msg.timestamp = acceptedAt;
+      // A refused message goes back as it came.
+      const refuseAsItCame = (err: StoreError, code?: string) => {
+        if (stamped) delete msg.timestamp;
+        refuse(msg, err, send, done, code);
+      };
       let body: EncodedMessage;
       try {
         body = encodeMessage(msg);
       } catch (err) {
-        refuse(msg, new StoreError('io_error', (err as Error).message), send, done, err instanceof EncodingError ? 'not_serializable' : 'internal');
+        refuseAsItCame(new StoreError('io_error', (err as Error).message), err instanceof EncodingError ? 'not_serializable' : 'internal');
         return;
       }
       if (!queue) {
-        refuse(msg, new StoreError('closed', 'the buffer is closed'), send, done);
+        refuseAsItCame(new StoreError('closed', 'the buffer is closed'));
         return;
       }
+      const problemsBefore = problemCount;
       // Called back from inside the store's write loop: nothing thrown downstream (a Complete or
       // Catch node cloning the message) may get into it.
-      queue.accept(key, body, (err) =>
+      queue.accept(key, body, acceptedAt, (err) =>
         safely(() => {
           if (err) {
-            refuse(msg, err, send, done);
+            refuseAsItCame(err);
             return;
           }
+          storedAgain(problemsBefore);
           // Stored durably: a buffer upstream (Double Buffered) or a front door may let go of it.
           settleDelivery(RED, msg, { ok: true });
           if (outputs.accepted >= 0) {
@@ -242,7 +256,7 @@ export = function register(RED: NodeAPI): void {
     }
 
     function refuse(msg: NodeMessage, err: StoreError, send: Send, done: Done, code: string = err.code): void {
-      if (['disk_full', 'no_permission', 'io_error', 'backend_unavailable', 'overloaded', 'queue_full'].includes(err.code)) problem(err);
+      if (REFUSING.has(err.code)) problem(err);
       // reject() settles the sender's token: again later for what may pass then (full, disk, Redis), for good otherwise.
       reject(node, msg, code, err.message, send, done, rejection);
     }
@@ -302,7 +316,7 @@ export = function register(RED: NodeAPI): void {
         for (const stored of delivery.messages) {
           const read = readStored(stored.body, config.limits);
           stored.dropBody?.();
-          if (read.msg) messages.push(withoutToken(read.msg));
+          if (read.msg) messages.push(withoutToken(timed(read.msg, stored)));
           else from.setAside(delivery.id, [stored], `${read.problem.code}: ${read.problem.message}`);
         }
         if (messages.length === 0) return;
@@ -315,7 +329,7 @@ export = function register(RED: NodeAPI): void {
           from.setAside(delivery.id, delivery.messages, `${read.problem.code}: ${read.problem.message}`);
           return;
         }
-        msg = read.msg;
+        msg = timed(read.msg, stored);
       }
       msg._delivery = delivery.last ? { source: node.id, id: delivery.id, last: true } : { source: node.id, id: delivery.id };
       if (delivery.attempt > 1) msg.redelivered = delivery.attempt - 1;
@@ -328,6 +342,12 @@ export = function register(RED: NodeAPI): void {
         // Node-RED clones a message for the second node wired to an output, synchronously, here.
         from.setAside(delivery.id, delivery.messages, RED._('iot-buffer.errors.not-routed', { message: (err as Error).message }));
       }
+    }
+
+    /** A message stored without a time (by a version that did not stamp it) gets the time it was accepted. */
+    function timed(msg: NodeMessage, stored: StoredMessage): NodeMessage {
+      if (msg.timestamp === undefined || msg.timestamp === null) msg.timestamp = stored.acceptedAt;
+      return msg;
     }
 
     function deadLetter(messages: StoredMessage[], reason: string, attempts: number): void {
@@ -355,11 +375,24 @@ export = function register(RED: NodeAPI): void {
     // --- problems and status --------------------------------------------------------------
     const log = new LogSummary(PROBLEM_LOG_EVERY_MS);
     let lastProblem: { code: string; at: number } | undefined;
+    /** Problems so far: tells whether one came while a message was being stored. */
+    let problemCount = 0;
     let lastDrop = { count: 0, at: 0 };
 
     function problem(err: StoreError): void {
+      problemCount++;
       log.report(err.code, `${err.code}: ${err.message}`, (text) => node.warn(text));
       lastProblem = { code: err.code, at: Date.now() };
+      status.schedule();
+    }
+
+    /**
+     * A message stored: whatever refused messages before it was handed to the store (full disk,
+     * full queue, Redis gone) is over. A refusal decided while it was being written still counts.
+     */
+    function storedAgain(problemsBefore: number): void {
+      if (!lastProblem || !REFUSING.has(lastProblem.code) || problemCount > problemsBefore) return;
+      lastProblem = undefined;
       status.schedule();
     }
 

@@ -53,7 +53,10 @@ export interface LocalStoreOptions {
 }
 
 const RETRY_CONTROL_MS = 1_000;
-/** An empty queue's only segment is cut back to its header once it has grown this large. */
+/**
+ * An empty queue's only segment is cut back to its header once it has grown this large, or at
+ * any size once a write found the disk full (a small disk may never let it grow this large).
+ */
 const RECLAIM_BYTES = 1024 * 1024;
 /** Folders open in this process: two stores on one folder would corrupt it. */
 const openFolders = new Set<string>();
@@ -176,6 +179,8 @@ export class LocalStore implements QueueStore<LocalMessage> {
   private retryPurge = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private relocating = false;
+  /** A write found the disk full since the empty head was last cut back. */
+  private diskWasFull = false;
 
   // reading
   private cursorIndex = 0;
@@ -490,10 +495,11 @@ export class LocalStore implements QueueStore<LocalMessage> {
       await this.writeGroup(group);
       const last = group[group.length - 1];
       if (last.records.capacity <= 2 * this.flushBytes) this.spareRecords = last.records.reset();
+      // Between two writes: the next group goes to a cut-back head if the queue just drained.
+      this.reclaimEmptyHead();
     }
     this.flushing = false;
     if (this.openBatch.writes.length === 0) this.flushWanted = false;
-    this.reclaimEmptyHead();
     this.idle.splice(0).forEach((resolve) => resolve());
     this.scheduleFlush();
   }
@@ -533,6 +539,7 @@ export class LocalStore implements QueueStore<LocalMessage> {
     const length = group.reduce((n, batch) => n + batch.records.length, 0);
     for (const batch of group) this.pendingBytes -= batch.messageBytes;
     const fail = (error: StoreError) => {
+      if (error.code === 'disk_full') this.diskWasFull = true;
       for (const batch of group) for (const w of batch.writes) w.failed(error);
       this.onProblem(error);
     };
@@ -756,20 +763,23 @@ export class LocalStore implements QueueStore<LocalMessage> {
   }
 
   /**
-   * Nothing is stored and nothing is being written: the records of the one segment left are all
-   * dead, so it is cut back to its header. A drained queue gives its disk space back (and a
-   * full disk recovers once the queue has drained), without creating a file.
+   * Nothing stored waits and nothing is being written: the records of the one segment left are
+   * all dead, so it is cut back to its header. A drained queue gives its disk space back (and a
+   * full disk recovers once the queue has drained), without creating a file: on a full disk no
+   * new segment can be created, so this is the only way back. Called by the write loop between
+   * two writes; records appended meanwhile are placed when they are written, after the header.
    */
   private reclaimEmptyHead(): void {
     const head = this.head;
-    if (this.closed || this.segments.length !== 1 || head.size <= RECLAIM_BYTES) return;
-    if (this.count !== 0 || head.live !== 0 || head.settling !== 0 || this.handedOut.size > 0 || this.copies.length > 0 || this.relocating) return;
-    if (this.flushing || this.openBatch.writes.length > 0 || this.sealedBatches.length > 0) return;
+    if (this.closed || this.segments.length !== 1 || head.size <= SEGMENT_HEADER_BYTES) return;
+    if (head.size <= RECLAIM_BYTES && !this.diskWasFull) return;
+    if (head.live !== 0 || head.settling !== 0 || this.handedOut.size > 0 || this.copies.length > 0 || this.relocating) return;
     try {
       ftruncateSync(head.fd, SEGMENT_HEADER_BYTES);
     } catch {
       return;
     }
+    this.diskWasFull = false;
     Object.assign(head, newSegment(head.id, head.path, head.fd, SEGMENT_HEADER_BYTES), { maxSeq: head.maxSeq });
     this.resetCursor();
   }

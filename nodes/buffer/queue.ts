@@ -195,8 +195,8 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     this.schedulePump();
   }
 
-  /** Stores a message; `done(null)` once it is durable, or a coded error (full, disk, closed). */
-  accept(key: string, body: EncodedMessage, done: (err: StoreError | null) => void): void {
+  /** Stores a message accepted at `acceptedAt` (ms); `done(null)` once it is durable, or a coded error (full, disk, closed). */
+  accept(key: string, body: EncodedMessage, acceptedAt: number, done: (err: StoreError | null) => void): void {
     if (this.closed) {
       done(new StoreError('closed', 'the buffer is closing'));
       return;
@@ -212,7 +212,7 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
       while (this.full(size) && this.dropOldest());
       // The oldest messages are still being written: drop once they are, in arrival order.
       if (this.full(size) && (this.appending > 0 || this.waitingForRoom.length > 0)) {
-        this.waitingForRoom.push(() => this.accept(key, body, done));
+        this.waitingForRoom.push(() => this.accept(key, body, acceptedAt, done));
         return;
       }
     }
@@ -223,7 +223,7 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
       return;
     }
     this.appending++;
-    this.store.append(key, body, Date.now(), (err) => {
+    this.store.append(key, body, acceptedAt, (err) => {
       this.appending--;
       if (err) this.counts.refused++;
       else this.counts.accepted++;

@@ -12,6 +12,8 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import bufferNode from '../../nodes/buffer/buffer';
 import { LocalStore } from '../../nodes/buffer/local-store';
+import { encodeMessage } from '../../nodes/buffer/message-codec';
+import { reject } from '../../nodes/shared/coded-error';
 import { settleDelivery } from '../../nodes/shared/delivery';
 import { withMessages } from '../support/messages';
 import { helper } from '../support/node-red';
@@ -298,6 +300,29 @@ describe('iot-buffer node', () => {
     expect(await stats()).toMatchObject({ acknowledged: 1, deadLettered: 1 });
   });
 
+  it('fans a delivery out to the nodes wired to its output: the first settlement counts, and a pack node refusing it for good dead-letters it', async () => {
+    /** A node of the pack's kind beside the sink: refuses for good a reading it cannot use, as iot-threshold does. */
+    function testChecker(RED: NodeAPI): void {
+      RED.nodes.registerType('test-checker', function (this: Node, def: NodeDef) {
+        RED.nodes.createNode(this, def);
+        this.on('input', (msg: NodeMessage, send: (m: Array<NodeMessage | null>) => void, done: (err?: Error) => void) => {
+          if (msg.payload === 'no value') reject(this, msg, 'missing_value', 'no temperature in the reading', send, done, { outputs: 2, catchErrors: false, RED });
+          else done();
+        });
+      });
+    }
+    await helper.load([iotBuffer, testSink, testSource, testChecker], flow({}, [{ id: 'checker', type: 'test-checker', wires: [[], []] }]).map((n) => (n.id === 'buf' ? { ...n, wires: [['sink', 'checker'], ['dead'], ['control'], ['refused']] } : n)));
+    await eventually('the store open', async () => ((await stats()).depth !== undefined ? true : undefined));
+    const out = collect('dead');
+    buffer().receive({ payload: 'no value' });
+    buffer().receive({ payload: 'a value' });
+    await eventually('a dead letter and an empty queue', async () => (out.dead.length === 1 && (await stats()).depth === 0 ? true : undefined));
+    // The sink got and wrote both; the checker's refusal came first for the one it could not use.
+    expect(payloads(received).sort()).toEqual(['a value', 'no value']);
+    expect(out.dead[0]).toMatchObject({ payload: 'no value', deadLetter: { reason: expect.stringContaining('missing_value') } });
+    expect(await stats()).toMatchObject({ acknowledged: 1, deadLettered: 1 });
+  });
+
   it('keeps Buffers, nested objects and the device identity; leaves out HTTP objects', async () => {
     await load();
     const device = { id: 'gw-7', method: 'jwt', gateway: 'gw', meta: { site: 'Lyon' } };
@@ -388,6 +413,44 @@ describe('iot-buffer node', () => {
     await eventually('a refusal', () => (again.refused.length === 1 ? true : undefined));
     expect(again.refused[0].error).toMatchObject({ code: 'invalid_config', message: expect.stringContaining('password field') });
     expect(JSON.stringify(again.refused[0].error)).not.toContain('s3cret');
+  });
+
+  it("stamps msg.timestamp with the time it accepted a message that has none, on both outputs and every redelivery; keeps a message's own time", async () => {
+    await helper.load([iotBuffer, testSink], flow({ acceptedOutput: true, maxAttempts: '2', retryDelay: '0.02', retryDelayMax: '0.05' }, [{ id: 'accepted', type: 'helper' }]).map((n) =>
+      n.id === 'buf' ? { ...n, wires: [['sink'], ['accepted'], ['dead'], ['control'], ['refused']] } : n,
+    ));
+    await eventually('the store open', async () => ((await stats()).depth !== undefined ? true : undefined));
+    const out = collect('accepted');
+    sinkBehaviour = (msg) => (msg.payload === 'no time' && msg.redelivered === undefined ? new Error('once more') : undefined);
+    const before = Date.now();
+    buffer().receive({ payload: 'no time' });
+    buffer().receive({ payload: 'null time', timestamp: null });
+    buffer().receive({ payload: 'own ms', timestamp: 1_700_000_000_000 });
+    buffer().receive({ payload: 'own text', timestamp: '2026-12-01T10:00:00Z' });
+    await eventually('four delivered, one of them twice', () => (received.length === 5 ? true : undefined));
+    const after = Date.now();
+    await eventually('four passed on', () => (out.accepted.length === 4 ? true : undefined));
+    const times = (messages: NodeMessage[]) => Object.fromEntries(messages.map((m) => [`${String(m.payload)}${m.redelivered ? ' again' : ''}`, m.timestamp]));
+    const stamped = times(received)['no time'] as number;
+    expect(stamped).toBeGreaterThanOrEqual(before);
+    expect(stamped).toBeLessThanOrEqual(after);
+    const nullStamped = times(received)['null time'] as number;
+    expect(nullStamped).toBeGreaterThanOrEqual(before);
+    expect(times(received)).toEqual({ 'no time': stamped, 'no time again': stamped, 'null time': nullStamped, 'own ms': 1_700_000_000_000, 'own text': '2026-12-01T10:00:00Z' });
+    expect(times(out.accepted)).toEqual({ 'no time': stamped, 'null time': nullStamped, 'own ms': 1_700_000_000_000, 'own text': '2026-12-01T10:00:00Z' });
+  });
+
+  it('stamps a message stored without msg.timestamp (by an older version) with the time it was accepted, when it delivers it', async () => {
+    const dir = join(userDir, 'iot-buffer', 'buf');
+    mkdirSync(dir, { recursive: true });
+    const store = new LocalStore({ dir, fsyncWindowMs: 1, segmentBytes: 1024 * 1024 });
+    await store.open();
+    const acceptedAt = Date.now() - 3_600_000;
+    await new Promise<void>((resolve, reject) => store.append('k', encodeMessage({ _msgid: 'old', payload: 'stored before' }), acceptedAt, (err) => (err ? reject(err) : resolve())));
+    await store.close();
+    await load();
+    await eventually('the old message delivered', () => (received.length === 1 ? true : undefined));
+    expect(received[0]).toMatchObject({ payload: 'stored before', timestamp: acceptedAt });
   });
 
   describe('status', () => {

@@ -123,7 +123,7 @@ function setup(options: Partial<QueueOptions> = {}, crashes?: CrashRecord) {
   );
   const accept = (text: string, key = 'k') =>
     new Promise<StoreError | null>((resolve) => {
-      queue.accept(key, Buffer.from(text), resolve);
+      queue.accept(key, Buffer.from(text), Date.now(), resolve);
     });
   const texts = (from = 0) => deliveries.slice(from).map((d) => d.messages.map((m) => m.body.toString()).join('+'));
   return { store, queue, deliveries, dead, accept, texts };
