@@ -1,10 +1,12 @@
 /**
  * The second half of `npm run build`: tsc compiles the code, this puts beside each compiled node
  * what Node-RED loads from there (its .html, locales/ and icons/), and copies the flows to
- * examples/, the only folder Node-RED offers under Import > Examples.
+ * examples/, the only folder Node-RED offers under Import > Examples: the pattern flows into
+ * examples/patterns/, the editor's first entry (it lists folders before files), the others beside.
  */
-import { cpSync, existsSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { isPatternFlow } from './flow-layout';
 
 const root = resolve(__dirname, '..', '..');
 const ASSET_DIRS = ['locales', 'icons'];
@@ -32,8 +34,10 @@ function copyExamples(): number {
   const examples = join(root, 'examples');
   rmSync(examples, { recursive: true, force: true });
   if (!existsSync(flows)) return 0;
-  cpSync(flows, examples, { recursive: true, filter: (path) => statSync(path).isDirectory() || path.endsWith('.json') });
-  return readdirSync(examples).length;
+  const files = readdirSync(flows).filter((file) => file.endsWith('.json'));
+  mkdirSync(join(examples, 'patterns'), { recursive: true });
+  for (const file of files) cpSync(join(flows, file), join(examples, isPatternFlow(file) ? 'patterns' : '', file));
+  return files.length;
 }
 
 const assets = copyNodeAssets();

@@ -4,6 +4,7 @@
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isPatternFlow } from './flow-layout';
 
 export interface SeedResult {
   /** false: a flows file was there already and was kept. */
@@ -12,7 +13,9 @@ export interface SeedResult {
 }
 
 /**
- * Every flow file in flowsDir, in name order, as one array of nodes. Each file can be imported
+ * Every flow file in flowsDir as one array of nodes: the pattern flows first, in their order
+ * (pattern-1-…, pattern-2-…), then the other examples by name, so that the tabs open on the
+ * patterns. Each file can be imported
  * alone, so files share config nodes (the pattern flows' one registry, Salesforce connection and
  * store) by giving them the same id and the same content: those are taken once. Any other id
  * found twice is an error.
@@ -21,7 +24,9 @@ export function readExampleFlows(flowsDir: string): Array<Record<string, unknown
   if (!existsSync(flowsDir)) return [];
   const byId = new Map<string, { node: Record<string, unknown>; file: string }>();
   const nodes: Array<Record<string, unknown>> = [];
-  for (const file of readdirSync(flowsDir).filter((f) => f.endsWith('.json')).sort()) {
+  const files = readdirSync(flowsDir).filter((f) => f.endsWith('.json'));
+  const ordered = [...files.filter(isPatternFlow).sort(), ...files.filter((f) => !isPatternFlow(f)).sort()];
+  for (const file of ordered) {
     const flow = JSON.parse(readFileSync(join(flowsDir, file), 'utf8')) as unknown;
     if (!Array.isArray(flow)) throw new Error(`${file}: a flow file holds an array of nodes`);
     for (const node of flow as Array<Record<string, unknown>>) {

@@ -27,9 +27,12 @@ export function masterSecret(dataDir: string): Buffer {
   return decodeSecret(readFileSync(file, 'utf8').trim());
 }
 
-/** How the pattern flows' registry derives keys: IOT_KEY_DERIVATION, v1 (what flows without the setting do) by default. */
+/**
+ * How the pattern flows' registry derives keys: IOT_KEY_DERIVATION, v2 by default (the shipped flows' registry). Flows
+ * seeded by an `npm start` from before v2 keep v1 in their registry: run the simulator with IOT_KEY_DERIVATION=v1 for them.
+ */
 export function keyDerivation(): KeyDerivation {
-  const value = process.env.IOT_KEY_DERIVATION || 'v1';
+  const value = process.env.IOT_KEY_DERIVATION || 'v2';
   if (!(KEY_DERIVATIONS as readonly string[]).includes(value)) throw new Error(`IOT_KEY_DERIVATION must be v1 or v2, not ${value}`);
   return value as KeyDerivation;
 }

@@ -33,6 +33,11 @@ export interface SimulationOptions {
   settleMs?: number;
   /** Changes to the devices' physics (DEFAULT_MODEL). */
   model?: Partial<DeviceModelOptions>;
+  /**
+   * How often a button is pressed and a camera inspects (default 60 s: one press a minute across
+   * the buttons, one inspection a minute per camera); 0: every round, as the tests want.
+   */
+  occasionalMs?: number;
 }
 
 export interface Totals {
@@ -57,6 +62,9 @@ export interface Report {
   sent: Sent[];
   totals: Record<string, Totals>;
 }
+
+/** People press an easy button now and then; a camera inspects a few times an hour. */
+const OCCASIONAL_MS = 60_000;
 
 /** What an answer that never came is called in Sent.status. */
 const NOT_ANSWERED = new Set(['waiting', 'no puback', 'no answer']);
@@ -97,6 +105,7 @@ export class Simulation {
           silentAt: o.silentAt,
           signal: this.giveUp.signal,
           model: o.model,
+          occasionalEvery: Math.max(1, Math.round((o.occasionalMs ?? OCCASIONAL_MS) / intervalMs)),
         },
         intervalMs,
       ),

@@ -70,6 +70,11 @@ export interface ScenarioOptions {
   signal: AbortSignal;
   /** Changes to the devices' physics (a test about something else may turn their silences off). */
   model?: Partial<DeviceModelOptions>;
+  /**
+   * Buttons and cameras act once in this many rounds (1: every round): people press an easy button
+   * now and then, and a camera inspects a few times an hour, while sensors report every round.
+   */
+  occasionalEvery: number;
 }
 
 export interface Scenario {
@@ -193,9 +198,10 @@ class AnonymousScenario extends BaseScenario {
     super(o, 'button');
   }
 
-  /** One press a round, the buttons taking turns: people press buttons now and then. */
+  /** One press every few rounds (`occasionalEvery`), the buttons taking turns: people press buttons now and then. */
   async step(index: number): Promise<void> {
-    const i = index % this.models.length;
+    if (index % this.o.occasionalEvery !== 0) return;
+    const i = (index / this.o.occasionalEvery) % this.models.length;
     const button = this.models[i].id;
     const lead = this.o.random.chance(0.2);
     const press = {
@@ -431,7 +437,8 @@ class CloudyScenario extends BaseScenario {
         const body = this.callback(model.id, reading, at);
         // The packed payload carries the battery in 20 mV steps: the flow sees that value.
         const stored = { temperature: reading.temperature, battery: Math.round(reading.battery * 50) / 50 };
-        await this.sendHttp('/cloudy/callback', { sender: 'vendor-cloud', kind: 'callback', bad: false, at, readings: [{ device: model.id, at: Math.floor(at / 1000) * 1000, ...stored }] }, async () => ({ body, headers: this.signed(body) }));
+        // The vendor names its device by its own name; the flow makes it the vendor's (vendor-cloud:sfx-01).
+        await this.sendHttp('/cloudy/callback', { sender: 'vendor-cloud', kind: 'callback', bad: false, at, readings: [{ device: `vendor-cloud:${model.id}`, at: Math.floor(at / 1000) * 1000, ...stored }] }, async () => ({ body, headers: this.signed(body) }));
       }),
     );
   }
@@ -444,7 +451,7 @@ class CloudyScenario extends BaseScenario {
     const at = Date.now();
     const headers = this.signed(body, at);
     const measuredAt = (JSON.parse(body) as { time: number }).time * 1000;
-    this.recordHttp({ sender: 'vendor-cloud', kind: 'callback (before its replay)', bad: false, at, readings: [{ device: 'sfx-99', at: measuredAt, temperature: 99.9, battery: 3.3 }] }, await post(path, body, headers));
+    this.recordHttp({ sender: 'vendor-cloud', kind: 'callback (before its replay)', bad: false, at, readings: [{ device: 'vendor-cloud:sfx-99', at: measuredAt, temperature: 99.9, battery: 3.3 }] }, await post(path, body, headers));
     this.recordHttp({ sender: 'vendor-cloud', kind: 'replayed callback', bad: true, at: Date.now() }, await post(path, body, headers));
     this.recordHttp({ sender: 'vendor-cloud', kind: 'stale timestamp', bad: true, at: Date.now() }, await post(path, body, this.signed(body, Date.now() - 3_600_000)));
     const garbage = JSON.stringify({ device: 'sfx-98', time: Math.floor(Date.now() / 1000), data: 'zz' });
@@ -473,7 +480,9 @@ class AugmentedScenario extends BaseScenario {
     return pixels.toString('base64');
   }
 
+  /** Every camera inspects once every few rounds (`occasionalEvery`). */
   async step(index: number): Promise<void> {
+    if (index % this.o.occasionalEvery !== 0) return;
     await Promise.all(
       this.models.map(async (model, i) => {
         const rust = this.o.overheatAt?.[i] === index || this.o.random.chance(0.3) ? 0.25 + this.o.random.next() * 0.3 : this.o.random.next() * 0.1;
@@ -516,7 +525,7 @@ class PartnersScenario extends BaseScenario {
         this.raised.add(model.id);
         alerts.push({ id: `${model.id}-overheat`, reading: 'temperature', severity: 'major', state: 'raised', value: reading.temperature, threshold: 85, text: 'temperature above 85' });
       } else if (!hot && reading.temperature < 80 && this.raised.delete(model.id)) {
-        alerts.push({ id: `${model.id}-overheat`, reading: 'temperature', severity: 'major', state: 'cleared', value: reading.temperature, threshold: 85, text: 'temperature back below 85' });
+        alerts.push({ id: `${model.id}-overheat`, reading: 'temperature', severity: 'major', state: 'cleared', value: reading.temperature, threshold: 80, text: 'temperature back below 80' });
       }
       return { id: model.id, status: hot ? 'alarm' : 'ok', temperature: { min: reading.temperature, max: reading.temperature, mean: reading.temperature, last: reading.temperature }, battery: reading.battery, alerts };
     });
@@ -546,7 +555,8 @@ class DoubleScenario extends BaseScenario {
     const readings = this.readingsAt(index).map(({ model, reading }) => ({ device: model.id, time: at, ...reading }));
     if (readings.length === 0) return;
     const body = JSON.stringify({ partner: 'relayco', readings });
-    await this.sendHttp('/double/readings', { sender: 'partner-relayco', kind: 'batch', bad: false, at, readings: readings.map((r) => ({ device: r.device, at, temperature: r.temperature, battery: r.battery })) }, async () => ({
+    // The partner names its devices by its own names; the flow makes them the partner's (partner-relayco:rc-01).
+    await this.sendHttp('/double/readings', { sender: 'partner-relayco', kind: 'batch', bad: false, at, readings: readings.map((r) => ({ device: `partner-relayco:${r.device}`, at, temperature: r.temperature, battery: r.battery })) }, async () => ({
       body,
       headers: partnerHeaders(this.o.keys, 'partner-relayco', body),
     }));
@@ -559,7 +569,7 @@ class DoubleScenario extends BaseScenario {
     this.recordHttp({ sender: 'partner-relayco', kind: 'wrong signature', bad: true, at: Date.now() }, await post(path, body, { ...partnerHeaders(this.o.keys, 'partner-relayco', body), 'x-partner-signature': '22'.repeat(32) }));
     const headers = partnerHeaders(this.o.keys, 'partner-relayco', body);
     const first = await post(path, body, headers);
-    this.recordHttp({ sender: 'partner-relayco', kind: 'batch (before its replay)', bad: false, at: time, readings: [{ device: 'rc-99', at: time, temperature: 99.9, battery: 3 }] }, first);
+    this.recordHttp({ sender: 'partner-relayco', kind: 'batch (before its replay)', bad: false, at: time, readings: [{ device: 'partner-relayco:rc-99', at: time, temperature: 99.9, battery: 3 }] }, first);
     this.recordHttp({ sender: 'partner-relayco', kind: 'replayed batch', bad: true, at: Date.now() }, await post(path, body, headers));
   }
 }

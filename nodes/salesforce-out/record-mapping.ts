@@ -99,8 +99,9 @@ const WEB_CONTACT = [
 
 export function caseFromAlert(alert: Alert, device: DeviceIdentity | undefined, options: MappingOptions): Record<string, unknown> {
   const record: Record<string, unknown> = { Description: describeAlert(alert, device), Origin: options.origin, ...fromMeta(device, LINKS) };
-  if (alert.state === 'raised') {
-    // A cleared alert's threshold is its clear level: the subject and priority of the raise stay.
+  if (alert.state === 'raised' && alert.change !== 'deescalated') {
+    // A cleared or de-escalated alert's threshold is a clear level ("back below 85"): the subject
+    // and priority of the raise (or of the escalation) stay, and the description tells the rest.
     record.Subject = subjectOf(alert);
     const priority = PRIORITY_BY_SEVERITY[alert.severity ?? ''];
     if (priority) record.Priority = priority;

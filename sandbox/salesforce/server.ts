@@ -260,7 +260,7 @@ export async function startSalesforceSandbox(options: SandboxOptions = {}): Prom
         return reply(res, 200, sandbox.events(url.searchParams.get('type') ?? undefined));
       case 'POST /_sandbox/faults':
         faults.inject(json() as FaultPlan);
-        return reply(res, 200, { pending: faults.pending, latencyMs: faults.latencyMs });
+        return reply(res, 200, { pending: faults.pending, latencyMs: faults.latencyMs, unavailableUntil: faults.unavailableUntil });
       case 'POST /_sandbox/expire-tokens':
         sandbox.expireTokens();
         return reply(res, 204);

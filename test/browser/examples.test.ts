@@ -7,6 +7,7 @@ import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { estimatedSize, isPatternFlow, layoutProblems, type FlowNode } from '../../scripts/flow-layout';
 import { openEditor, PACKAGE } from '../support/browser';
 import { NodeRedProcess, repoRoot } from '../support/node-red-process';
 
@@ -48,7 +49,7 @@ type Editor = {
 beforeAll(async () => {
   mkdirSync(pictures, { recursive: true });
   node = await NodeRedProcess.start({ flows: [] });
-  ({ browser, page, pageErrors } = await openEditor(node.editorUrl, { width: 2400, height: 1200 }, 'iot-threshold'));
+  ({ browser, page, pageErrors } = await openEditor(node.editorUrl, { width: 3400, height: 1200 }, 'iot-threshold'));
 });
 
 afterAll(async () => {
@@ -64,7 +65,11 @@ async function importExample(file: string, label: string): Promise<string> {
   await page.locator('#red-ui-clipboard-dialog-import-tabs').getByText('Examples').click();
   const examples = page.locator('div#red-ui-clipboard-dialog-import-tab-examples');
   const folder = examples.getByText(PACKAGE, { exact: true });
-  if (!(await examples.getByText(name, { exact: true }).isVisible())) await folder.click();
+  if (!(await examples.getByText(name, { exact: true }).isVisible())) {
+    if (!(await examples.getByText('patterns', { exact: true }).isVisible())) await folder.click();
+    // The pattern flows are the package's first entry: a folder of their own.
+    if (isPatternFlow(file)) await examples.getByText('patterns', { exact: true }).click();
+  }
   await examples.getByText(name, { exact: true }).click();
   await page.click('#red-ui-clipboard-dialog-ok');
   // The config nodes the pattern flows share (one registry, one connection, one store) are there
@@ -155,6 +160,15 @@ describe('the example flows, imported in the editor', () => {
     expect(troubled, `nodes with a red status in ${file}`).toEqual([]);
     expect(unknown, `unknown node types in ${file}`).toEqual([]);
     expect(invalid, `nodes the editor marks invalid in ${file}`).toEqual([]);
+    // Laid out to be read: checked with the sizes the editor gives its nodes (labels in this browser's font).
+    const sizes = new Map(
+      await page.evaluate(() => {
+        const { RED } = window as unknown as Editor;
+        return RED.nodes.filterNodes({ z: RED.workspaces.active() }).map((n) => [n.id, { w: n.w ?? 0, h: n.h ?? 0 }] as const);
+      }),
+    );
+    const flow = JSON.parse(readFileSync(join(repoRoot, 'flows', file), 'utf8')) as FlowNode[];
+    expect(layoutProblems(flow, { stages: isPatternFlow(file), sizeOf: (n) => sizes.get(n.id) ?? estimatedSize(n) }), `the layout of ${file}`).toEqual([]);
     // The picture shows the workspace alone.
     await togglePaletteAndSidebar();
     await page.waitForTimeout(300);

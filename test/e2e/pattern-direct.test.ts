@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Report } from '../../simulator/run';
-import { accepted, BATTERY_RULE, countBy, expectedEpisodes, PatternRun, readingsPerDevice, sorted, temperatureRule } from '../support/patterns';
+import { accepted, BATTERY_RULE, countBy, expectedClears, expectedEpisodes, PatternRun, readingsPerDevice, sorted, temperatureRule } from '../support/patterns';
 
 let run: PatternRun;
 let report: Report;
@@ -54,14 +54,16 @@ describe('Pattern 2 · Direct, end to end', () => {
     }
   });
 
-  it('opens exactly one Case per alert episode, naming the device, the reading and the rule', async () => {
+  it('opens exactly one Case per alert episode, naming the device, the reading and the rule, and closes those that cleared', async () => {
     const expected = expectedEpisodes(readingsPerDevice(report), ['temperature', temperatureRule(1)], ['battery', BATTERY_RULE]);
+    const cleared = expectedClears(readingsPerDevice(report), ['temperature', temperatureRule(1)], ['battery', BATTERY_RULE]);
     expect([...expected.values()].reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
     const total = [...expected.values()].reduce((a, b) => a + b, 0);
     const cases = await run.recordsWhen('Case', `${total} Cases`, (records) => records.length >= total);
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     const settled = await run.records('Case');
     expect(sorted(countBy(settled, 'IoT_Device_Id__c'))).toEqual(sorted(expected));
+    expect(sorted(countBy(settled.filter((c) => c.Status === 'Closed'), 'IoT_Device_Id__c'))).toEqual(sorted(cleared));
     for (const c of cases) {
       expect(String(c.Subject)).toMatch(new RegExp(`^(temperature above (80|90)|battery below 3.3) on ${String(c.IoT_Device_Id__c)}`));
       expect(String(c.Description)).toContain(String(c.IoT_Device_Id__c));

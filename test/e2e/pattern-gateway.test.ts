@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Report } from '../../simulator/run';
-import { countBy, expectedEpisodes, PatternRun, readingsPerDevice, sorted, temperatureRule } from '../support/patterns';
+import { countBy, expectedClears, expectedEpisodes, PatternRun, readingsPerDevice, sorted, temperatureRule } from '../support/patterns';
 
 let run: PatternRun;
 let report: Report;
@@ -32,13 +32,16 @@ describe('Pattern 4 · Gateway, end to end', () => {
     expect(report.sent.find((s) => s.kind === 'wrong password')).toMatchObject({ accepted: false });
   });
 
-  it('opens exactly the Cases the sensors call for, each naming its sensor', async () => {
+  it('opens exactly the Cases the sensors call for, each naming its sensor, and closes those whose alert cleared', async () => {
     const expected = expectedEpisodes(readingsPerDevice(report), ['temperature', temperatureRule(3)]);
+    const cleared = expectedClears(readingsPerDevice(report), ['temperature', temperatureRule(3)]);
     const total = [...expected.values()].reduce((a, b) => a + b, 0);
     expect(total).toBeGreaterThan(0);
     const cases = await run.recordsWhen('Case', `${total} Cases`, (r) => r.length >= total);
     await new Promise((resolve) => setTimeout(resolve, 1_000));
-    expect(sorted(countBy(await run.records('Case'), 'IoT_Device_Id__c'))).toEqual(sorted(expected));
+    const settled = await run.records('Case');
+    expect(sorted(countBy(settled, 'IoT_Device_Id__c'))).toEqual(sorted(expected));
+    expect(sorted(countBy(settled.filter((c) => c.Status === 'Closed'), 'IoT_Device_Id__c'))).toEqual(sorted(cleared));
     for (const c of cases) expect(String(c.Subject)).toMatch(new RegExp(`^temperature above (80|90) on ${String(c.IoT_Device_Id__c)}`));
   });
 });

@@ -340,6 +340,19 @@ describe('faults', () => {
     expect(sf.sandbox.stats().faults.unavailable).toBe(2);
   });
 
+  it('is unavailable for a given time (an outage), then works', async () => {
+    await fetch(`${sf.sandbox.url}/_sandbox/faults`, { method: 'POST', body: JSON.stringify({ unavailableForMs: 1_500 }) });
+    const started = Date.now();
+    let refused = 0;
+    while (Date.now() - started < 500) {
+      expect((await errorOf(conn.sobject('Case').create({ Subject: 'x' }))).errorCode).toBe('SERVER_UNAVAILABLE');
+      refused++;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1_500 - (Date.now() - started)));
+    expect((await conn.sobject('Case').create({ Subject: 'after the outage' })).success).toBe(true);
+    expect(refused).toBeGreaterThan(0);
+  });
+
   it('fails record writes with UNABLE_TO_LOCK_ROW: per record in a collection', async () => {
     sf.sandbox.faults.inject({ rowLocks: 1 });
     const results = await conn.create('Case', [{ Subject: 'a' }, { Subject: 'b' }]);

@@ -10,6 +10,7 @@ import type { RuleConfig } from '../../nodes/threshold/rules';
 import { DeviceKeys, masterSecret } from '../../simulator/credentials';
 import { Simulation, type Report, type SimulationOptions } from '../../simulator/run';
 import type { PatternName, Sent } from '../../simulator/scenarios';
+import type { FlowNode } from './buffer-flow';
 import { NodeRedProcess, repoRoot } from './node-red-process';
 import { exportSeries, startVictoriaMetrics, type ManagedServer } from './services';
 import { eventually } from './wait';
@@ -22,28 +23,44 @@ export class PatternRun {
     readonly store: ManagedServer,
   ) {}
 
-  /** Node-RED with only the pattern's flow file, its store and the sandbox, ready for traffic. */
-  static async start(flowFile: string): Promise<PatternRun> {
+  /**
+   * Node-RED with only the pattern's flow file, its store and the sandbox, ready for traffic.
+   * `change` alters a node of the flow first, for a test about a setting.
+   */
+  static async start(flowFile: string, change?: (node: FlowNode) => void): Promise<PatternRun> {
     const store = await startVictoriaMetrics();
-    const flows = JSON.parse(readFileSync(join(repoRoot, 'flows', flowFile), 'utf8')) as unknown[];
+    const flows = JSON.parse(readFileSync(join(repoRoot, 'flows', flowFile), 'utf8')) as FlowNode[];
+    if (change) flows.forEach(change);
     const node = await NodeRedProcess.start({ flows, env: { INFLUX_URL: store.url } });
     return new PatternRun(node, store);
   }
 
   /** Drives the flow with the simulator (seeded, so a run repeats), bad actors at the end. */
-  async simulate(pattern: PatternName, options: Partial<SimulationOptions> = {}): Promise<Report> {
-    const simulation = new Simulation({
+  simulate(pattern: PatternName, options: Partial<SimulationOptions> = {}): Promise<Report> {
+    return this.simulation(pattern, options).run();
+  }
+
+  /** The simulation simulate() runs, to watch while it runs (`sent` fills as it goes). */
+  simulation(pattern: PatternName, options: Partial<SimulationOptions> = {}): Simulation {
+    return new Simulation({
       patterns: [pattern],
       devices: 3,
       rate: 2,
       duration: 6,
       bad: true,
       seed: 7,
+      // A button press and a camera's inspection every round: the tests count them.
+      occasionalMs: 0,
       keys: new DeviceKeys(masterSecret(this.node.dataDir)),
       target: { http: this.node.editorUrl, brokerHost: '127.0.0.1', brokerPorts: { buffered: this.node.brokerPorts.buffered, gateway: this.node.brokerPorts.gateway } },
       ...options,
     });
-    return simulation.run();
+  }
+
+  /** Salesforce (the sandbox) answers every API call 503 for this long. */
+  async salesforceOutage(ms: number): Promise<void> {
+    const response = await fetch(`${this.node.salesforceUrl}/_sandbox/faults`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ unavailableForMs: ms }) });
+    if (!response.ok) throw new Error(`sandbox faults: ${response.status}`);
   }
 
   /** The sandbox's records of an object. */
@@ -132,11 +149,20 @@ type Readings = Map<string, Array<{ at: number; temperature?: number; battery?: 
  * order to the threshold engine with the flow's rules: the flow must have exactly these.
  */
 export function expectedEpisodes(readings: Readings, ...rules: Array<[field: 'temperature' | 'battery', rule: RuleConfig]>): Map<string, number> {
+  return episodesEnding(readings, 'raised', rules);
+}
+
+/** Of those episodes, the ones that cleared, per device: their Cases must be closed. */
+export function expectedClears(readings: Readings, ...rules: Array<[field: 'temperature' | 'battery', rule: RuleConfig]>): Map<string, number> {
+  return episodesEnding(readings, 'cleared', rules);
+}
+
+function episodesEnding(readings: Readings, change: 'raised' | 'cleared', rules: Array<[field: 'temperature' | 'battery', rule: RuleConfig]>): Map<string, number> {
   const episodes = new Map<string, number>();
   for (const [field, rule] of rules) {
     const engine = new ThresholdEngine(rule, 'expectation', {
       alert: (event) => {
-        if (event.change === 'raised') episodes.set(event.key, (episodes.get(event.key) ?? 0) + 1);
+        if (event.change === change) episodes.set(event.key, (episodes.get(event.key) ?? 0) + 1);
       },
     });
     for (const [device, list] of readings) for (const r of list) if (r[field] !== undefined) engine.read(device, r[field], r.at);

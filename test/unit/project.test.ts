@@ -27,6 +27,10 @@ describe('first-start flows', () => {
     const first = seedFlows(join(root, 'flows'), userDir);
     expect(first.seeded).toBe(true);
     expect(first.tabs).toContain('Threshold alerts');
+    // The tabs open on the patterns, in their order; the single-node examples come after.
+    const patterns = readdirSync(join(root, 'flows')).filter((f) => f.startsWith('pattern-')).length;
+    expect(first.tabs.slice(0, patterns)).toEqual(Array.from({ length: patterns }, (_, i) => expect.stringMatching(new RegExp(`^Pattern ${i + 1} · `))));
+    expect(first.tabs.slice(patterns).filter((t) => t.startsWith('Pattern'))).toEqual([]);
     writeFileSync(join(userDir, 'flows.json'), '[]');
     expect(seedFlows(join(root, 'flows'), userDir)).toEqual({ seeded: false, tabs: [] });
     expect(readFileSync(join(userDir, 'flows.json'), 'utf8')).toBe('[]');

@@ -242,6 +242,15 @@ describe('record mapping', () => {
     expect(caseFromAlert(cleared, device, { ...options, closeOnClear: true }).Status).toBe('Closed');
   });
 
+  it('on de-escalation keeps the subject and priority of the raise: a Case says what happened, not that it eased', () => {
+    const eased: Alert = { ...alert, severity: 'warning', previousSeverity: 'critical', change: 'deescalated', value: 84, threshold: 85, text: 'temperature back below 85 on pump-17 (84), now warning' };
+    const record = caseFromAlert(eased, device, options);
+    expect(record.Subject).toBeUndefined();
+    expect(record.Priority).toBeUndefined();
+    expect(record.Description).toContain('temperature back below 85 on pump-17 (84), now warning');
+    expect(record.Description).toContain('Deescalated: 2026-11-21T10:01:00.000Z');
+  });
+
   it('makes subjects from the alert text, or from its fields when there is none', () => {
     expect(subjectOf({ ...alert, text: 'temperature above 90 on pump-17 (93.5), now major' })).toBe('temperature above 90 on pump-17');
     expect(subjectOf({ ...alert, text: 'pump-3 silent for 30 s' })).toBe('pump-3 silent for 30 s');

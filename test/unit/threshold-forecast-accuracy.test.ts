@@ -4,10 +4,12 @@
  * set for the README): the goals of issue 18 hold on a smaller fleet, so a change that breaks
  * them fails here.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_SETTINGS, errorsAt24h, falseAlarmRate, makeFleet, median, runFleet, swapOutcomes, warnedAhead, type SeriesOptions } from '../../bench/forecast-accuracy';
 import { ThresholdEngine, type AlertEvent } from '../../nodes/threshold/engine';
-import { ruleFromProperties } from '../../nodes/threshold/node-config';
+import { ruleFromProperties, type ThresholdProperties } from '../../nodes/threshold/node-config';
 import { DEFAULT_MODEL, DeviceModel, Random } from '../../simulator/devices';
 
 const HOUR = 3_600_000;
@@ -45,19 +47,22 @@ describe('forecast accuracy at the defaults', () => {
   });
 });
 
-/** The settings the Buffered pattern's battery forecast is to use, at the simulator's speed (a reading a second or two). */
-const simulatorForecast = {
-  rule: 'forecast',
-  field: 'battery',
-  unit: 'V',
-  forecastDirection: 'below',
-  forecastTarget: '3.3',
-  forecastWindow: '40s',
-  levels: [
-    { severity: 'warning', value: '2min' },
-    { severity: 'critical', value: '20s' },
-  ],
-};
+/** A node of a shipped pattern flow, as saved. */
+function flowNode(file: string, id: string): ThresholdProperties {
+  const flow = JSON.parse(readFileSync(join(__dirname, '..', '..', 'flows', file), 'utf8')) as Array<ThresholdProperties & { id: string }>;
+  const node = flow.find((n) => n.id === id);
+  if (!node) throw new Error(`${file} has no node ${id}`);
+  return node;
+}
+
+/** The Buffered pattern's battery forecast as shipped, at the simulator's speed (a reading a second or two). */
+const simulatorForecast = flowNode('pattern-3-buffered.json', 'buffered.battery');
+
+describe('the battery forecast of the pattern flows', () => {
+  it('is the same in Buffered and Double Buffered', () => {
+    expect(ruleFromProperties(flowNode('pattern-8-double-buffered.json', 'double.battery'))).toEqual(ruleFromProperties(simulatorForecast));
+  });
+});
 
 describe('the simulator batteries through the battery forecast the Buffered pattern is to use', () => {
   it.each([1, 2])('at %d readings a second: fast ones alert before they cross, swapped ones clear at the swap, flat ones never alert', (rate) => {
