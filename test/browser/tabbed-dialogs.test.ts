@@ -92,8 +92,15 @@ function tabOf(ids: string[], content: string): Promise<Record<string, string>> 
 }
 
 async function clickTab(list: string, label: string): Promise<void> {
-  await page.locator(`${list} li.red-ui-tab`, { hasText: label }).first().click();
-  await page.waitForTimeout(100);
+  const tab = page.locator(`${list} li.red-ui-tab`, { hasText: label }).first();
+  // A click while the tab bar still settles from the previous one can be lost: click the tab's
+  // link until the tab is the one shown (as a person clicks again), for at most two seconds.
+  for (let attempt = 0; attempt < 10; attempt++) {
+    await tab.locator('a').first().click();
+    await page.waitForTimeout(200);
+    if ((await tabsOf(list)).active === label) return;
+  }
+  throw new Error(`the tab ${label} of ${list} did not open`);
 }
 
 const CREDENTIAL_FIELDS = ['deviceIdProperty', 'apiKeyProperty', 'timestampProperty', 'nonceProperty', 'signatureProperty', 'tokenProperty', 'skew', 'tokenSkew', 'maxLifetime', 'audience', 'sasResource', 'webhookHash', 'webhookContent', 'anonymousSource', 'replayCapacity'];
