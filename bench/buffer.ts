@@ -33,11 +33,11 @@ const MB = 1024 * 1024;
 const UNACCEPTED_MAX = 20_000;
 
 /** A reading as the pack's flows carry it, about 1 KB once stored. */
-function reading(i: number): Record<string, unknown> {
+function reading(i: number, devices = 1000): Record<string, unknown> {
   return {
     _msgid: `bench-${i.toString(36)}`,
-    topic: `device-${i % 1000}`,
-    device: { id: `device-${i % 1000}`, method: 'hmac', gateway: 'gw-1' },
+    topic: `device-${i % devices}`,
+    device: { id: `device-${i % devices}`, method: 'hmac', gateway: 'gw-1' },
     timestamp: 1_795_000_000_000 + i,
     payload: { seq: i, temperature: 21.5 + (i % 10) / 10, humidity: 40 + (i % 7), battery: 3.61, site: 'Lyon plant 2, line 4', note: 'n'.repeat(820) },
   };
@@ -100,7 +100,7 @@ async function cycle(store: QueueStore, count: number, work: Work): Promise<numb
   const feed = () => {
     const until = Math.min(count, next + 2_000, accepted + UNACCEPTED_MAX);
     for (; next < until; next++) {
-      queue.accept(`device-${next % 1000}`, bodyFor(work, next), (err) => {
+      queue.accept(`device-${next % 1000}`, bodyFor(work, next), Date.now(), (err) => {
         if (err) throw err;
         accepted++;
       });
@@ -137,7 +137,7 @@ async function localCycles(): Promise<[number, number]> {
 
 function localFigure([store, codec]: [number, number]): Figure {
   return {
-    name: `local store: messages per second enqueued, delivered and acknowledged (${format(MESSAGE_BYTES)}-byte messages, fsync within ${FSYNC_WINDOW_MS} ms, ${format(cycleOptions.maxInFlight)} in flight)`,
+    name: `local store: messages per second enqueued, delivered and acknowledged (${format(MESSAGE_BYTES)}-byte messages, fsync within ${FSYNC_WINDOW_MS} ms, ${format(cycleOptions.maxInFlight as number)} in flight)`,
     value: store,
     unit: 'msg/s',
     goal: { op: '>=', value: 50_000 },
@@ -161,7 +161,7 @@ async function benchLocalMillion(): Promise<Figure[]> {
       const until = next + 5_000;
       const stored = new Promise<void>((resolve) => {
         let waiting = until - next;
-        for (; next < until; next++) queue.accept(`device-${next % 1000}`, encodeMessage(reading(next)), () => --waiting === 0 && resolve());
+        for (; next < until; next++) queue.accept(`device-${next % 1000}`, encodeMessage(reading(next)), Date.now(), () => --waiting === 0 && resolve());
       });
       await stored;
       if (next % 250_000 === 0) samples.push([next, residentBytes(), memoryInUse()]);
@@ -253,8 +253,9 @@ async function benchRedisCycle(): Promise<Figure> {
   if (!server) return { name, value: 0, unit: 'msg/s', goal: { op: '>=', value: 20_000 }, note: 'not measured: install redis-server or set REDIS_URL' };
   try {
     const store = new RedisStore({ url: server.url, stream: 'iot-bench', group: 'bench', consumer: 'bench', maxLength: 0, whenFull: 'refuse', claimIdleMs: 60_000, prefetch: 2_000 });
-    const ready = Date.now();
+    // Each store waits for its own connection (on a loaded machine the first cycle outlasts any shared deadline).
     const connected = async (s: RedisStore) => {
+      const ready = Date.now();
       const opened = s.open();
       while (!s.isConnected && Date.now() - ready < 10_000) await sleep(20);
       await opened;
@@ -291,6 +292,30 @@ async function feedNode(node: BenchNode, count: number, make: (i: number) => obj
   }
 }
 
+/**
+ * A closed-loop producer: feeds `count` messages to a buffer, at most UNACCEPTED_MAX between it and
+ * their acknowledgement (as a flow waits on done), and returns acknowledged messages per second.
+ */
+async function closedLoop(buffer: BenchNode, acked: () => number, count: number, make: (i: number) => object, check: () => void = () => undefined): Promise<number> {
+  const base = acked();
+  const started = process.hrtime.bigint();
+  for (let i = 0; i < count; ) {
+    check();
+    if (i - (acked() - base) >= UNACCEPTED_MAX) {
+      await sleep(1);
+      continue;
+    }
+    const until = Math.min(count, i + 2_000);
+    for (; i < until; i++) buffer.receive(make(i));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  while (acked() - base < count) {
+    check();
+    await sleep(1);
+  }
+  return count / (Number(process.hrtime.bigint() - started) / 1e9);
+}
+
 async function benchNodes(): Promise<Figure[]> {
   const flow = [
     { id: 'bench.tab', type: 'tab', label: 'bench' },
@@ -324,26 +349,7 @@ async function benchNodes(): Promise<Figure[]> {
     const check = () => {
       if (refused !== undefined) throw new Error(`the buffer refused a message: ${JSON.stringify(refused)}`);
     };
-    // A closed-loop producer: at most UNACCEPTED_MAX messages between it and their acknowledgement.
-    const run = async (count: number, from: number): Promise<number> => {
-      const base = acks;
-      const started = process.hrtime.bigint();
-      for (let i = 0; i < count; ) {
-        check();
-        if (i - (acks - base) >= UNACCEPTED_MAX) {
-          await sleep(1);
-          continue;
-        }
-        const until = Math.min(count, i + 2_000);
-        for (; i < until; i++) buffer.receive(reading(from + i));
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-      while (acks - base < count) {
-        check();
-        await sleep(1);
-      }
-      return count / (Number(process.hrtime.bigint() - started) / 1e9);
-    };
+    const run = (count: number, from: number) => closedLoop(buffer, () => acks, count, (i) => reading(from + i), check);
     await run(20_000, 0);
     await sleep(200);
     const bufferRate = await run(NODE_MESSAGES, 20_000);
@@ -393,6 +399,168 @@ async function benchNodes(): Promise<Figure[]> {
   } finally {
     await runtime.stop();
   }
+}
+
+// --- the window ----------------------------------------------------------------------------------
+
+/**
+ * A batching sink for the window bench, loaded into the bench runtime as a user's own node: it
+ * behaves as the pack's time-series writer does with its sink-side changes (issue 13): it
+ * announces its capacity (batch size times requests in flight) to the buffer, gathers messages
+ * into batches, writes a batch when it is full, when a delivery says it is the last for now, or
+ * after a short linger, with at most `requests` writes at a time, each taking `writeMs`, and
+ * settles every message of a batch once it is written.
+ */
+function batchSinkSource(): string {
+  const delivery = JSON.stringify(resolve(__dirname, '..', 'nodes', 'shared', 'delivery.js'));
+  return `module.exports = function (RED) {
+  const { announceCapacity, deliveryOf, settleDelivery } = require(${delivery});
+  RED.nodes.registerType('bench-batch-sink', function (def) {
+    RED.nodes.createNode(this, def);
+    const node = this;
+    const batchSize = Number(def.batchSize), requests = Number(def.requests), writeMs = Number(def.writeMs), lingerMs = Number(def.lingerMs);
+    let batch = [];
+    const ready = [];
+    let writing = 0;
+    let linger;
+    node.batches = 0;
+    function write() {
+      while (writing < requests && ready.length > 0) {
+        const written = ready.shift();
+        writing++;
+        setTimeout(() => {
+          writing--;
+          node.batches++;
+          for (const [msg, done] of written) { settleDelivery(RED, msg, { ok: true }); done(); }
+          write();
+        }, writeMs);
+      }
+    }
+    function cut() {
+      if (linger) clearTimeout(linger);
+      linger = undefined;
+      if (batch.length === 0) return;
+      ready.push(batch);
+      batch = [];
+      write();
+    }
+    node.on('input', (msg, send, done) => {
+      announceCapacity(RED, msg, node.id, batchSize * requests);
+      batch.push([msg, done]);
+      const token = deliveryOf(msg);
+      if (batch.length >= batchSize || (token && token.last)) cut();
+      else if (!linger) linger = setTimeout(cut, lingerMs);
+    });
+  });
+};
+`;
+}
+
+const BATCH_SINK_HTML = `<script type="text/javascript">RED.nodes.registerType('bench-batch-sink', { category: 'function', defaults: {}, inputs: 1, outputs: 0 });</script>\n`;
+
+interface WindowCase {
+  sink: 'complete' | 'batching';
+  window: string;
+  order: 'fifo' | 'key';
+  devices: number;
+}
+
+/** Messages per second through one buffer setting, in a runtime of its own; and batches written. */
+async function windowRun(c: WindowCase, count: number): Promise<{ rate: number; perBatch: number }> {
+  const sink =
+    c.sink === 'complete'
+      ? [
+          { id: 'w.sink', type: 'change', z: 'w.tab', rules: [{ t: 'set', p: 'written', pt: 'msg', to: 'true', tot: 'bool' }], wires: [['w.acks']] },
+          { id: 'w.written', type: 'complete', z: 'w.tab', scope: ['w.sink'], uncaught: false, wires: [['w.buffer']] },
+        ]
+      : [
+          { id: 'w.sink', type: 'bench-batch-sink', z: 'w.tab', batchSize: '5000', requests: '4', writeMs: '2', lingerMs: '5', wires: [] },
+          { id: 'w.written', type: 'complete', z: 'w.tab', scope: ['w.sink'], uncaught: false, wires: [['w.acks']] },
+        ];
+  const flow = [
+    { id: 'w.tab', type: 'tab', label: 'window' },
+    {
+      id: 'w.buffer',
+      type: 'iot-buffer',
+      z: 'w.tab',
+      fsyncWindow: String(FSYNC_WINDOW_MS),
+      order: c.order,
+      maxInFlight: c.window,
+      maxMessages: '0',
+      maxSize: '0',
+      wires: [['w.sink'], [], [], ['w.refused']],
+    },
+    { id: 'w.refused', type: 'junction', z: 'w.tab', wires: [] },
+    { id: 'w.acks', type: 'junction', z: 'w.tab', wires: [] },
+    ...sink,
+  ];
+  const runtime = await startRuntime(flow, { 'bench-batch-sink.js': batchSinkSource(), 'bench-batch-sink.html': BATCH_SINK_HTML });
+  try {
+    const buffer = runtime.node('w.buffer');
+    let acks = 0;
+    runtime.node('w.acks').on('input', () => acks++);
+    runtime.node('w.refused').on('input', (msg) => {
+      throw new Error(`the buffer refused a message: ${JSON.stringify((msg as { error?: unknown }).error)}`);
+    });
+    const run = (n: number, from: number) => closedLoop(buffer, () => acks, n, (i) => reading(from + i, c.devices));
+    await run(10_000, 0);
+    const sinkNode = runtime.node('w.sink') as BenchNode & { batches?: number };
+    const batchesBefore = sinkNode.batches ?? 0;
+    const rate = await run(count, 10_000);
+    return { rate, perBatch: c.sink === 'batching' ? count / Math.max(1, (sinkNode.batches ?? 0) - batchesBefore) : 0 };
+  } finally {
+    await runtime.stop();
+  }
+}
+
+/**
+ * The automatic window against the best fixed one, on the same flow: acknowledged by a Complete
+ * node (no sink announces: the window adapts), and in front of a batching sink that announces
+ * (5,000 points a batch, 4 writes at a time), FIFO and in order per device (200 devices). Every
+ * setting runs twice, interleaved, and counts its better run: the machine is shared.
+ */
+async function benchWindow(): Promise<Figure[]> {
+  const count = 60_000;
+  const groups: Array<{ name: string; auto: WindowCase; fixed: WindowCase[] }> = [
+    {
+      name: 'acknowledged by a Complete node (no sink announces: the window adapts)',
+      auto: { sink: 'complete', window: 'auto', order: 'fifo', devices: 1000 },
+      fixed: ['100', '1000', '10000'].map((window) => ({ sink: 'complete', window, order: 'fifo', devices: 1000 })),
+    },
+    {
+      name: 'in front of a batching sink that announces 20,000 (5,000 a batch, 4 writes of 2 ms at a time) and writes on last',
+      auto: { sink: 'batching', window: 'auto', order: 'fifo', devices: 1000 },
+      fixed: ['1000', '5000', '20000'].map((window) => ({ sink: 'batching', window, order: 'fifo', devices: 1000 })),
+    },
+    {
+      name: 'the same sink, in order per device, 200 devices',
+      auto: { sink: 'batching', window: 'auto', order: 'key', devices: 200 },
+      fixed: ['200', '1000', '20000'].map((window) => ({ sink: 'batching', window, order: 'key', devices: 200 })),
+    },
+  ];
+  const figures: Figure[] = [];
+  for (const group of groups) {
+    const cases = [group.auto, ...group.fixed];
+    const best = new Map<WindowCase, { rate: number; perBatch: number }>();
+    for (let round = 0; round < 2; round++) {
+      for (const c of cases) {
+        const result = await windowRun(c, count);
+        if (!best.has(c) || result.rate > (best.get(c) as { rate: number }).rate) best.set(c, result);
+      }
+    }
+    const auto = best.get(group.auto) as { rate: number; perBatch: number };
+    const tuned = group.fixed.reduce((a, b) => ((best.get(a) as { rate: number }).rate >= (best.get(b) as { rate: number }).rate ? a : b));
+    const tunedRate = (best.get(tuned) as { rate: number }).rate;
+    const batches = auto.perBatch > 0 ? `, ${format(auto.perBatch)} messages per written batch` : '';
+    figures.push({
+      name: `iot-buffer in Node-RED, In flight auto against the best fixed window, ${group.name}: ratio`,
+      value: auto.rate / tunedRate,
+      unit: '',
+      goal: { op: '>=', value: 0.8 },
+      note: `auto: ${format(auto.rate)} msg/s${batches}; fixed ${group.fixed.map((c) => `${c.window}: ${format((best.get(c) as { rate: number }).rate)}`).join(', ')} msg/s; best ${tuned.window}; ${format(count)} messages a run, best of 2`,
+    });
+  }
+  return figures;
 }
 
 // --- lmdb -------------------------------------------------------------------------------------
@@ -504,7 +672,7 @@ async function benchLmdb([localStore, localCodec]: [number, number]): Promise<Fi
 
 export async function benchBuffer(): Promise<Figure[]> {
   const local = await localCycles();
-  const figures = [localFigure(local), ...(await benchLocalMillion()), await benchRedisCycle(), ...(await benchNodes())];
+  const figures = [localFigure(local), ...(await benchLocalMillion()), await benchRedisCycle(), ...(await benchNodes()), ...(await benchWindow())];
   figures.push(...(await benchLmdb(local)));
   return figures;
 }

@@ -3,7 +3,7 @@
  * HTTP listener. Nodes are fetched by id and fed with receive() from a loop.
  */
 import { createServer } from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
@@ -25,9 +25,15 @@ export interface EmbeddedRuntime {
   stop(): Promise<void>;
 }
 
-export async function startRuntime(flow: object[]): Promise<EmbeddedRuntime> {
+/**
+ * `extraNodes`: node files (name to JavaScript source) for this runtime only, loaded from the user
+ * directory's nodes/ folder as Node-RED loads a user's own nodes.
+ */
+export async function startRuntime(flow: object[], extraNodes: Record<string, string> = {}): Promise<EmbeddedRuntime> {
   const userDir = mkdtempSync(join(tmpdir(), 'iot-bench-'));
   writeFileSync(join(userDir, 'flows.json'), JSON.stringify(flow));
+  if (Object.keys(extraNodes).length > 0) mkdirSync(join(userDir, 'nodes'));
+  for (const [name, source] of Object.entries(extraNodes)) writeFileSync(join(userDir, 'nodes', name), source);
   const RED = require(process.env.NODE_RED_PATH ?? 'node-red') as Runtime;
   RED.init(createServer(), {
     userDir,

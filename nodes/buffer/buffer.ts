@@ -4,21 +4,27 @@
  * acknowledgements and control messages on its input, delivers with the delivery token, sends
  * dead letters and refusals, keeps the status line, and settles deliveries for the pack's sinks.
  *
- * Outputs: 1 delivered messages (or batches), 2 dead letters, 3 replies to control messages,
- * 4 rejected messages (msg.error).
+ * Outputs: 1 delivered messages (or batches), [accepted messages, when on,] dead letters, replies
+ * to control messages, refused messages (msg.error).
  */
 import { hostname } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { reject } from '../shared/coded-error';
 import { deliveryOf, outcomeOfReturned, settleDelivery, type DeliverySource, type Outcome } from '../shared/delivery';
 import { defaultKey } from '../shared/device';
+import { LogSummary } from '../shared/log-summary';
+import { throttled } from '../shared/throttle';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
+import { CrashRecord } from './crash-record';
 import { LocalStore } from './local-store';
-import { decodeMessage, encodeMessage, EncodingError } from './message-codec';
+import { encodeMessage, EncodingError, readStored, shapeProblem, storedContent, type ShapeProblem } from './message-codec';
 import { bufferConfig, type BufferConfig, type BufferCredentials, type BufferProperties } from './node-config';
 import { BufferQueue, type Delivery, type QueueStats } from './queue';
 import { RedisStore } from './redis-store';
+import { statusLine } from './status';
 import { StoreError, type EncodedMessage, type QueueStore, type StoredMessage } from './store';
 
 type BufferDef = NodeDef & BufferProperties;
@@ -26,14 +32,19 @@ type BufferNode = Node<BufferCredentials> & DeliverySource;
 type Send = (msg: Array<NodeMessage | NodeMessage[] | null>) => void;
 type Done = (err?: Error) => void;
 
-const OUTPUTS = 4;
-const OUTPUT = { deliver: 0, deadLetter: 1, control: 2 } as const;
+/** Where each output is: the accepted output, when on, comes second and moves the others on. */
+function outputsOf(accepted: boolean) {
+  const shift = accepted ? 1 : 0;
+  return { count: 4 + shift, deliver: 0, accepted: accepted ? 1 : -1, deadLetter: 1 + shift, control: 2 + shift };
+}
 const STATUS_EVERY_MS = 500;
 const REOPEN_AFTER_MS = 10_000;
 /** A problem stays in the status this long after it last happened. */
 const PROBLEM_SHOWN_MS = 30_000;
-/** The same problem is logged at most this often (with a count of repeats). */
+/** A kind of problem is logged at once, then at most once this often with a count of repeats. */
 const PROBLEM_LOG_EVERY_MS = 10_000;
+/** Store problems that refuse messages: they end when a message is stored again. */
+const REFUSING = new Set(['disk_full', 'no_permission', 'io_error', 'backend_unavailable', 'overloaded', 'queue_full']);
 const CONTROLS = ['pause', 'resume', 'purge', 'status'] as const;
 type Control = (typeof CONTROLS)[number];
 
@@ -41,7 +52,8 @@ export = function register(RED: NodeAPI): void {
   function IotBufferNode(this: BufferNode, def: BufferDef): void {
     RED.nodes.createNode(this, def);
     const node = this;
-    const rejection = { outputs: OUTPUTS, catchErrors: def.catchErrors === true, RED };
+    const outputs = outputsOf(def.acceptedOutput === true);
+    const rejection = { outputs: outputs.count, catchErrors: def.catchErrors === true, RED };
 
     let config: BufferConfig;
     let keyReader: PropertyReader | undefined;
@@ -67,10 +79,15 @@ export = function register(RED: NodeAPI): void {
     let closing = false;
     /** Messages that came before the store was open, handled once it is. */
     let early: Array<() => void> = [];
+    // Crash-loop protection (crash-record.ts): what is out is written in the moment the process
+    // dies of an exception.
+    const crashes = config.crashLimit > 0 && config.crashFile ? new CrashRecord(config.crashFile, config.crashLimit) : undefined;
+    crashes?.watch(() => queue?.outRefs() ?? []);
 
     function openStore(): void {
       const created: QueueStore = config.backend === 'redis' && config.redis ? new RedisStore(config.redis) : new LocalStore(config.local as NonNullable<BufferConfig['local']>);
-      const createdQueue = new BufferQueue(created, config.queue, { deliver, deadLetter, changed: scheduleStatus });
+      const events = { deliver: (delivery: Delivery<StoredMessage>) => deliver(createdQueue, delivery), deadLetter, changed: status.schedule };
+      const createdQueue: BufferQueue = new BufferQueue(created, config.queue, events, crashes);
       created.onProblem = (err) => problem(err);
       created.open().then(
         (report) => {
@@ -83,6 +100,7 @@ export = function register(RED: NodeAPI): void {
           openError = undefined;
           for (const text of report.problems) problem(new StoreError(config.backend === 'redis' ? 'backend_unavailable' : 'store_corrupt', text));
           if (report.messages > 0) node.log(RED._('iot-buffer.log.recovered', { count: report.messages.toLocaleString('en-US') }));
+          if (crashes) recoverCrashes(crashes);
           createdQueue.start();
           runEarly();
           updateStatus();
@@ -97,14 +115,36 @@ export = function register(RED: NodeAPI): void {
       );
     }
 
+    function recoverCrashes(record: CrashRecord): void {
+      if (config.backend === 'redis') mkdirSync(dirname(record.path), { recursive: true });
+      const { suspects, problem: trouble } = record.load();
+      if (trouble) node.warn(trouble);
+      if (suspects > 0) node.warn(RED._('iot-buffer.log.suspects', { count: suspects, limit: record.limit }));
+    }
+
     function runEarly(): void {
       const waiting = early;
       early = [];
-      for (const handle of waiting) handle();
+      for (const handle of waiting) safely(handle);
+    }
+
+    /**
+     * Runs what answers a message from a callback of the store or a promise: a throw from the nodes
+     * downstream must not end up in the store's machinery or as an unhandled rejection.
+     */
+    function safely(answer: () => void): void {
+      try {
+        answer();
+      } catch (err) {
+        node.error(RED._('iot-buffer.errors.downstream', { message: (err as Error).message }));
+      }
     }
 
     node.settleDelivery = (id: string, outcome: Outcome) => {
       queue?.settle(id, outcome);
+    };
+    node.announceCapacity = (sink: string, messages: number) => {
+      queue?.announceCapacity(sink, messages);
     };
 
     // --- messages in ----------------------------------------------------------------------
@@ -118,6 +158,11 @@ export = function register(RED: NodeAPI): void {
         }
         if (msg.control !== undefined) {
           control(msg, send, done);
+          return;
+        }
+        const shape = shapeProblem(msg, config.limits);
+        if (shape) {
+          refuseUnroutable(msg, shape, send, done);
           return;
         }
         if (!queue && !openError) {
@@ -138,8 +183,8 @@ export = function register(RED: NodeAPI): void {
       const key = keyOf(msg);
       if (key instanceof Promise) {
         key.then(
-          (k) => accept(msg, k, send, done),
-          (err: Error) => refuse(msg, new StoreError('io_error', err.message), send, done, 'bad_key'),
+          (k) => safely(() => accept(msg, k, send, done)),
+          (err: Error) => safely(() => refuse(msg, new StoreError('io_error', err.message), send, done, 'bad_key')),
         );
       } else {
         accept(msg, key, send, done);
@@ -153,31 +198,66 @@ export = function register(RED: NodeAPI): void {
     }
 
     function accept(msg: NodeMessage, key: string, send: Send, done: Done): void {
+      // A message without a time of its own is stamped with the time it was accepted, stored with
+      // it and kept through every redelivery: a sink never stamps it with the time it writes it.
+      const acceptedAt = Date.now();
+      const stamped = msg.timestamp === undefined || msg.timestamp === null;
+      if (stamped) msg.timestamp = acceptedAt;
+      // A refused message goes back as it came.
+      const refuseAsItCame = (err: StoreError, code?: string) => {
+        if (stamped) delete msg.timestamp;
+        refuse(msg, err, send, done, code);
+      };
       let body: EncodedMessage;
       try {
         body = encodeMessage(msg);
       } catch (err) {
-        refuse(msg, new StoreError('io_error', (err as Error).message), send, done, err instanceof EncodingError ? 'not_serializable' : 'internal');
+        refuseAsItCame(new StoreError('io_error', (err as Error).message), err instanceof EncodingError ? 'not_serializable' : 'internal');
         return;
       }
       if (!queue) {
-        refuse(msg, new StoreError('closed', 'the buffer is closed'), send, done);
+        refuseAsItCame(new StoreError('closed', 'the buffer is closed'));
         return;
       }
-      queue.accept(key, body, (err) => {
-        if (err) {
-          refuse(msg, err, send, done);
-          return;
-        }
-        // Stored durably: a buffer upstream (Double Buffered) may let go of it.
-        settleDelivery(RED, msg, { ok: true });
-        done();
-      });
+      const problemsBefore = problemCount;
+      // Called back from inside the store's write loop: nothing thrown downstream (a Complete or
+      // Catch node cloning the message) may get into it.
+      queue.accept(key, body, acceptedAt, (err) =>
+        safely(() => {
+          if (err) {
+            refuseAsItCame(err);
+            return;
+          }
+          storedAgain(problemsBefore);
+          // Stored durably: a buffer upstream (Double Buffered) or a front door may let go of it.
+          settleDelivery(RED, msg, { ok: true });
+          if (outputs.accepted >= 0) {
+            // Passed on untracked, as it came in (req and res kept): its token is settled.
+            delete msg._delivery;
+            const out: Array<NodeMessage | null> = new Array(outputs.count).fill(null);
+            out[outputs.accepted] = msg;
+            send(out);
+          }
+          done();
+        }),
+      );
+    }
+
+    /**
+     * A message that could not be routed (too deep, too many keys) is refused for good: nothing
+     * of it is stored, the sender is told not to send it again, and the offending properties are
+     * taken off the message so that the nodes that see the refusal (the error output, Catch and
+     * Complete nodes, which clone it) can route it.
+     */
+    function refuseUnroutable(msg: NodeMessage, shape: ShapeProblem, send: Send, done: Done): void {
+      for (const property of shape.properties) delete (msg as Record<string, unknown>)[property];
+      // reject() settles the sender's token: for good, as too_deep and too_many_keys are final.
+      reject(node, msg, shape.code, RED._('iot-buffer.errors.unroutable', { problem: shape.message }), send, done, rejection);
     }
 
     function refuse(msg: NodeMessage, err: StoreError, send: Send, done: Done, code: string = err.code): void {
-      if (['disk_full', 'no_permission', 'io_error', 'backend_unavailable', 'overloaded'].includes(err.code)) problem(err);
-      settleDelivery(RED, msg, { ok: false, reason: `${code}: ${err.message}`, retry: true });
+      if (REFUSING.has(err.code)) problem(err);
+      // reject() settles the sender's token: again later for what may pass then (full, disk, Redis), for good otherwise.
       reject(node, msg, code, err.message, send, done, rejection);
     }
 
@@ -189,8 +269,8 @@ export = function register(RED: NodeAPI): void {
       }
       const reply = (extra: Record<string, unknown> = {}) => {
         msg.payload = { ...statsNow(), ...extra };
-        const out: Array<NodeMessage | null> = new Array(OUTPUTS).fill(null);
-        out[OUTPUT.control] = msg;
+        const out: Array<NodeMessage | null> = new Array(outputs.count).fill(null);
+        out[outputs.control] = msg;
         send(out);
         updateStatus();
         done();
@@ -204,14 +284,16 @@ export = function register(RED: NodeAPI): void {
       if (command === 'pause') queue.pause();
       if (command === 'resume') queue.resume();
       if (command === 'purge') {
-        queue.purge((err, removed) => {
-          if (err) {
-            problem(err);
-            reject(node, msg, err.code, err.message, send, done, rejection);
-            return;
-          }
-          reply({ removed });
-        });
+        queue.purge((err, removed) =>
+          safely(() => {
+            if (err) {
+              problem(err);
+              reject(node, msg, err.code, err.message, send, done, rejection);
+              return;
+            }
+            reply({ removed });
+          }),
+        );
         return;
       }
       reply();
@@ -227,70 +309,99 @@ export = function register(RED: NodeAPI): void {
     }
 
     // --- messages out ---------------------------------------------------------------------
-    function deliver(delivery: Delivery<StoredMessage>): void {
+    function deliver(from: BufferQueue, delivery: Delivery<StoredMessage>): void {
       let msg: NodeMessage;
-      try {
-        if (config.queue.batchSize > 1) {
-          const messages = delivery.messages.map((m) => withoutToken(decodeMessage(m.body)));
-          msg = { _msgid: RED.util.generateId(), payload: messages.map((m) => m.payload), messages };
-        } else {
-          msg = decodeMessage(delivery.messages[0].body);
+      if (config.queue.batchSize > 1) {
+        const messages: NodeMessage[] = [];
+        for (const stored of delivery.messages) {
+          const read = readStored(stored.body, config.limits);
+          stored.dropBody?.();
+          if (read.msg) messages.push(withoutToken(timed(read.msg, stored)));
+          else from.setAside(delivery.id, [stored], `${read.problem.code}: ${read.problem.message}`);
         }
-      } catch (err) {
-        queue?.settle(delivery.id, { ok: false, reason: `the stored message cannot be read: ${(err as Error).message}`, retry: false });
-        return;
+        if (messages.length === 0) return;
+        msg = { _msgid: RED.util.generateId(), payload: messages.map((m) => m.payload), messages };
+      } else {
+        const stored = delivery.messages[0];
+        const read = readStored(stored.body, config.limits);
+        stored.dropBody?.();
+        if (!read.msg) {
+          from.setAside(delivery.id, delivery.messages, `${read.problem.code}: ${read.problem.message}`);
+          return;
+        }
+        msg = timed(read.msg, stored);
       }
-      msg._delivery = { source: node.id, id: delivery.id };
+      msg._delivery = delivery.last ? { source: node.id, id: delivery.id, last: true } : { source: node.id, id: delivery.id };
       if (delivery.attempt > 1) msg.redelivered = delivery.attempt - 1;
       else delete msg.redelivered;
-      const out: Array<NodeMessage | null> = new Array(OUTPUTS).fill(null);
-      out[OUTPUT.deliver] = msg;
-      node.send(out);
+      const out: Array<NodeMessage | null> = new Array(outputs.count).fill(null);
+      out[outputs.deliver] = msg;
+      try {
+        node.send(out);
+      } catch (err) {
+        // Node-RED clones a message for the second node wired to an output, synchronously, here.
+        from.setAside(delivery.id, delivery.messages, RED._('iot-buffer.errors.not-routed', { message: (err as Error).message }));
+      }
+    }
+
+    /** A message stored without a time (by a version that did not stamp it) gets the time it was accepted. */
+    function timed(msg: NodeMessage, stored: StoredMessage): NodeMessage {
+      if (msg.timestamp === undefined || msg.timestamp === null) msg.timestamp = stored.acceptedAt;
+      return msg;
     }
 
     function deadLetter(messages: StoredMessage[], reason: string, attempts: number): void {
-      const letters: NodeMessage[] = messages.map((m) => {
-        let msg: NodeMessage;
-        try {
-          msg = withoutToken(decodeMessage(m.body));
-        } catch {
-          msg = { _msgid: RED.util.generateId(), payload: m.body };
-        }
+      const letter = (m: StoredMessage, msg: NodeMessage): NodeMessage => {
         delete msg.redelivered;
         msg.deadLetter = { reason, attempts, acceptedAt: m.acceptedAt, buffer: node.id };
         return msg;
+      };
+      // As stored, when it cannot be decoded or routed as a message.
+      const asStored = (m: StoredMessage) => letter(m, { _msgid: RED.util.generateId(), payload: storedContent(m.body) });
+      const letters = messages.map((m) => {
+        const read = readStored(m.body, config.limits);
+        return read.msg ? letter(m, withoutToken(read.msg)) : asStored(m);
       });
-      const out: Array<NodeMessage | NodeMessage[] | null> = new Array(OUTPUTS).fill(null);
-      out[OUTPUT.deadLetter] = letters;
-      node.send(out);
+      const out: Array<NodeMessage | NodeMessage[] | null> = new Array(outputs.count).fill(null);
+      out[outputs.deadLetter] = letters;
+      try {
+        node.send(out);
+      } catch {
+        out[outputs.deadLetter] = messages.map(asStored);
+        safely(() => node.send(out));
+      }
     }
 
     // --- problems and status --------------------------------------------------------------
-    let lastProblem: { code: string; text: string; at: number; logged: number; repeats: number } | undefined;
+    const log = new LogSummary(PROBLEM_LOG_EVERY_MS);
+    let lastProblem: { code: string; at: number } | undefined;
+    /** Problems so far: tells whether one came while a message was being stored. */
+    let problemCount = 0;
+    let lastDrop = { count: 0, at: 0 };
 
     function problem(err: StoreError): void {
-      const now = Date.now();
-      if (lastProblem && lastProblem.text === err.message && now - lastProblem.logged < PROBLEM_LOG_EVERY_MS) {
-        lastProblem.repeats++;
-        lastProblem.at = now;
-      } else {
-        const repeats = lastProblem && lastProblem.text === err.message ? lastProblem.repeats : 0;
-        node.warn(repeats > 0 ? `${err.code}: ${err.message} (${RED._('iot-buffer.log.repeated', { count: repeats })})` : `${err.code}: ${err.message}`);
-        lastProblem = { code: err.code, text: err.message, at: now, logged: now, repeats: 0 };
-      }
-      scheduleStatus();
+      problemCount++;
+      log.report(err.code, `${err.code}: ${err.message}`, (text) => node.warn(text));
+      lastProblem = { code: err.code, at: Date.now() };
+      status.schedule();
     }
 
-    let statusTimer: NodeJS.Timeout | undefined;
-    function scheduleStatus(): void {
-      statusTimer ??= setTimeout(() => {
-        statusTimer = undefined;
-        updateStatus();
-      }, STATUS_EVERY_MS);
+    /**
+     * A message stored: whatever refused messages before it was handed to the store (full disk,
+     * full queue, Redis gone) is over. A refusal decided while it was being written still counts.
+     */
+    function storedAgain(problemsBefore: number): void {
+      if (!lastProblem || !REFUSING.has(lastProblem.code) || problemCount > problemsBefore) return;
+      lastProblem = undefined;
+      status.schedule();
     }
+
+    const status = throttled(updateStatus, STATUS_EVERY_MS);
 
     function updateStatus(): void {
       if (closing) return;
+      const now = Date.now();
+      log.tick(now);
       if (openError) {
         node.status({ fill: 'red', shape: 'ring', text: `${openError.code} · ${RED._('iot-buffer.status.not-open')}` });
         return;
@@ -299,25 +410,25 @@ export = function register(RED: NodeAPI): void {
         node.status({ fill: 'grey', shape: 'ring', text: RED._('iot-buffer.status.opening') });
         return;
       }
-      const s = queue.stats();
-      const parts = [RED._('iot-buffer.status.queued', { count: s.depth.toLocaleString('en-US') }), RED._('iot-buffer.status.in-flight', { count: s.inFlight.toLocaleString('en-US') })];
-      if (s.oldestAgeMs > 0 && s.depth > 0) parts.push(RED._('iot-buffer.status.oldest', { age: formatAge(s.oldestAgeMs) }));
-      if (s.dropped > 0) parts.push(RED._('iot-buffer.status.dropped', { count: s.dropped.toLocaleString('en-US') }));
-      if (s.paused) parts.push(RED._('iot-buffer.status.paused'));
-      const disconnected = store instanceof RedisStore && !store.isConnected;
-      if (disconnected) parts.push(RED._('iot-buffer.status.disconnected'));
-      const recent = lastProblem && Date.now() - lastProblem.at < PROBLEM_SHOWN_MS ? lastProblem.code : undefined;
-      if (recent && !disconnected) parts.push(recent);
-      const fill = disconnected || recent ? 'red' : s.paused ? 'yellow' : 'green';
-      node.status({ fill, shape: s.depth > 0 ? 'dot' : 'ring', text: parts.join(' · ') });
-      if (recent || s.depth > 0) scheduleStatus();
+      const stats = queue.stats();
+      if (stats.dropped > lastDrop.count) lastDrop = { count: stats.dropped, at: now };
+      const recent = lastProblem && now - lastProblem.at < PROBLEM_SHOWN_MS ? lastProblem.code : undefined;
+      const line = statusLine(
+        { stats, problem: recent, droppedRecently: now - lastDrop.at < PROBLEM_SHOWN_MS, disconnected: store instanceof RedisStore && !store.isConnected },
+        (key, values) => RED._(`iot-buffer.${key}`, values),
+      );
+      node.status(line);
+      // Ages, retry times and recent problems change with time alone: look again.
+      if (recent || stats.depth > 0 || line.fill !== 'green') status.schedule();
     }
 
     // --- closing --------------------------------------------------------------------------
     node.on('close', (removed: boolean, done: () => void) => {
       closing = true;
+      crashes?.unwatch();
       if (reopenTimer) clearTimeout(reopenTimer);
-      if (statusTimer) clearTimeout(statusTimer);
+      status.cancel();
+      log.flush();
       const closingQueue = queue;
       const empty = (queue?.stats().depth ?? 1) === 0;
       queue = undefined;
@@ -354,11 +465,4 @@ function keyText(value: unknown): string {
 function withoutToken(msg: NodeMessage): NodeMessage {
   delete msg._delivery;
   return msg;
-}
-
-function formatAge(ms: number): string {
-  if (ms < 60_000) return `${Math.round(ms / 1000)} s`;
-  if (ms < 3_600_000) return `${Math.round(ms / 60_000)} min`;
-  if (ms < 86_400_000) return `${(ms / 3_600_000).toFixed(1)} h`;
-  return `${(ms / 86_400_000).toFixed(1)} d`;
 }

@@ -18,30 +18,17 @@
  * a few old messages (a busy key, a message retried for long) has them copied to the head and is
  * deleted, so the disk holds little more than the live messages.
  *
- * Recovery. Sealed segments are trusted through their summaries (and every record's checksum is
- * still checked when it is read for delivery); the newest segment and any segment without a
- * valid summary are scanned record by record. A torn or corrupt region is skipped, what follows
- * it is kept, and every loss is reported.
+ * Recovery (recovery.ts). Sealed segments are trusted through their summaries (and every
+ * record's checksum is still checked when it is read for delivery); the newest segment and any
+ * segment without a valid summary are scanned record by record. A torn or corrupt region is
+ * skipped, what follows it is kept, and every loss is reported.
  */
-import { closeSync, existsSync, fstatSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { close as closeCb, fdatasync as fdatasyncCb, fsync as fsyncCb, open as openCb, rename as renameCb, unlink as unlinkCb, write as writeCb, writeFile as writeFileCb } from 'node:fs';
+import { existsSync, ftruncateSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { close as closeCb, fdatasync as fdatasyncCb, fsync as fsyncCb, open as openCb, unlink as unlinkCb, write as writeCb } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import {
-  ackRanges,
-  attemptCount,
-  crc32,
-  messageFields,
-  messageRecordSize,
-  RecordBatch,
-  RecordReader,
-  RecordType,
-  readSegmentHeader,
-  SEGMENT_HEADER_BYTES,
-  segmentHeader,
-  type ParsedRecord,
-  type SkippedRegion,
-} from './records';
+import { messageFields, messageRecordSize, RecordBatch, RecordReader, RecordType, SEGMENT_HEADER_BYTES, segmentHeader, type ParsedRecord, type SkippedRegion } from './records';
+import { closeQuietly, newSegment, rebuildLiveness, recoverSegments, segmentPath, summaryPath, writeSummary, type CopyEntry, type Segment } from './recovery';
 import { SeqRanges } from './seq-ranges';
 import { encodedLength, StoreError, storeErrorFrom, type EncodedMessage, type QueueStore, type RecoveryReport, type StoreCallback, type StoredMessage } from './store';
 
@@ -51,8 +38,6 @@ const fsync = promisify(fsyncCb);
 const open = promisify(openCb);
 const close = promisify(closeCb);
 const unlink = promisify(unlinkCb);
-const rename = promisify(renameCb);
-const writeFile = promisify(writeFileCb);
 
 export interface LocalStoreOptions {
   /** The data folder (created when missing). */
@@ -67,76 +52,60 @@ export interface LocalStoreOptions {
   pendingLimitBytes?: number;
 }
 
-const SEGMENT_FILE = /^(\d{16})\.seg$/;
 const RETRY_CONTROL_MS = 1_000;
-/** An empty queue's only segment is cut back to its header once it has grown this large. */
+/**
+ * An empty queue's only segment is cut back to its header once it has grown this large, or at
+ * any size once a write found the disk full (a small disk may never let it grow this large).
+ */
 const RECLAIM_BYTES = 1024 * 1024;
 /** Folders open in this process: two stores on one folder would corrupt it. */
 const openFolders = new Set<string>();
 
-interface Segment {
-  id: number;
-  path: string;
-  fd: number;
-  /** Bytes written and durable. */
-  size: number;
-  sealed: boolean;
-  /** Original message records in it, their bytes, and their sequence range. */
-  messages: number;
-  messageBytes: number;
-  firstSeq: number;
-  lastSeq: number;
-  maxSeq: number;
-  /** Control records it holds (what a summary saves). */
-  acks: SeqRanges;
-  attempts: Map<number, number>;
-  copies: Array<[seq: number, position: number, length: number]>;
-  purge: number;
-  /** Messages in it still waiting (originals and copies), and their bytes. */
-  live: number;
-  liveBytes: number;
-  /** Messages of it settled whose acknowledgement is not yet written. */
-  settling: number;
-  settlingBytes: number;
-  /** Damaged regions already reported, by start position. */
-  reported: Set<number>;
-}
-
-/** What a segment holds, as saved beside it when sealed or found by scanning it. */
-interface Summary {
-  id: number;
-  size: number;
-  messages: number;
-  messageBytes: number;
-  firstSeq: number;
-  lastSeq: number;
-  maxSeq: number;
-  acks: Array<[number, number]>;
-  attempts: Array<[number, number]>;
-  copies: Array<[number, number, number]>;
-  purge: number;
-}
-
-/** A message copied to a newer segment, known from recovery and not yet handed out. */
-interface CopyEntry {
-  seq: number;
-  segment: Segment;
-  position: number;
-  length: number;
-}
-
 export class LocalMessage implements StoredMessage {
   settled = false;
+  /** The body while it is wanted in memory; after its first delivery it is read back when needed. */
+  private kept: Buffer | undefined;
+
   constructor(
     readonly seq: number,
     readonly key: string,
     readonly acceptedAt: number,
-    readonly body: Buffer,
+    body: Buffer,
     readonly size: number,
     public attempts: number,
     public segment: Segment,
     public position: number,
-  ) {}
+  ) {
+    this.kept = body;
+  }
+
+  get ref(): string {
+    return String(this.seq);
+  }
+
+  get body(): Buffer {
+    return this.kept ?? readBodyBack(this);
+  }
+
+  /**
+   * Lets go of the body once it was decoded for delivery: a message in flight then costs a few
+   * dozen bytes instead of its size, and the rare redelivery or dead letter reads it again from
+   * its segment (which a message in flight keeps alive).
+   */
+  dropBody(): void {
+    this.kept = undefined;
+  }
+}
+
+/** A message's body read again from its record; empty when the record cannot be read (then it is reported as unreadable). */
+function readBodyBack(m: LocalMessage): Buffer {
+  try {
+    const record = new RecordReader(m.segment.fd, m.position, m.position + m.size, () => undefined, m.size).next();
+    if (record && record.seq === m.seq && (record.type === RecordType.message || record.type === RecordType.copy)) return messageFields(record).message;
+  } catch {
+    // Below: nothing could be read.
+  }
+  return Buffer.alloc(0);
 }
 
 interface PendingWrite {
@@ -210,6 +179,8 @@ export class LocalStore implements QueueStore<LocalMessage> {
   private retryPurge = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private relocating = false;
+  /** A write found the disk full since the empty head was last cut back. */
+  private diskWasFull = false;
 
   // reading
   private cursorIndex = 0;
@@ -257,7 +228,16 @@ export class LocalStore implements QueueStore<LocalMessage> {
     }
     this.lock();
     try {
-      const problems = this.recover();
+      const { segments, problems } = recoverSegments(dir);
+      this.segments = segments;
+      const live = rebuildLiveness(segments);
+      this.copies = live.copies;
+      this.recoveredDead = live.dead;
+      this.recoveredAttempts = live.attempts;
+      this.purgedUpTo = live.purgedUpTo;
+      this.nextSeq = live.nextSeq;
+      this.count = live.messages;
+      this.byteCount = live.bytes;
       if (this.segments.length === 0) {
         this.segments.push(await this.createSegment(1));
       }
@@ -297,157 +277,8 @@ export class LocalStore implements QueueStore<LocalMessage> {
     rmSync(join(this.options.dir, 'lock'), { force: true });
   }
 
-  /** Reads what the folder holds; returns the problems found. */
-  private recover(): string[] {
-    const { dir } = this.options;
-    const problems: string[] = [];
-    const names = readdirSync(dir);
-    // Summaries half-written when a process died are written again when needed.
-    for (const name of names) if (name.endsWith('.sum.tmp')) rmSync(join(dir, name), { force: true });
-    const files = names.filter((f) => SEGMENT_FILE.test(f)).sort();
-    const summaries: Summary[] = [];
-    files.forEach((file, i) => {
-      const id = Number(SEGMENT_FILE.exec(file)?.[1]);
-      const path = join(dir, file);
-      const fd = openSync(path, 'r+');
-      const size = fstatSync(fd).size;
-      const header = Buffer.alloc(SEGMENT_HEADER_BYTES);
-      const headerBytes = size >= SEGMENT_HEADER_BYTES ? readFully(fd, header, 0) : 0;
-      const isNewest = i === files.length - 1;
-      if (headerBytes < SEGMENT_HEADER_BYTES || readSegmentHeader(header) !== id) {
-        closeSync(fd);
-        if (isNewest && size <= SEGMENT_HEADER_BYTES) {
-          // Created by a process that died before its header was written: records only follow
-          // a durable header, so it never held anything.
-          rmSync(path);
-          return;
-        }
-        renameSync(path, `${path}.corrupt`);
-        problems.push(`${file} is not a segment of this store (bad header): moved aside to ${file}.corrupt; the messages it held are lost`);
-        return;
-      }
-      const segment = newSegment(id, path, fd, size);
-      let summary = isNewest ? undefined : this.readSummary(id, size);
-      if (!summary) {
-        const damaged: SkippedRegion[] = [];
-        summary = scanSegment(segment, (region) => damaged.push(region));
-        for (const region of damaged) {
-          segment.reported.add(region.from);
-          if (region.to === size && isNewest) {
-            ftruncateSync(fd, region.from);
-            summary.size = region.from;
-            problems.push(`${region.to - region.from} byte(s) of an unfinished write at the end of ${file} were discarded (never acknowledged to the flow)`);
-          } else {
-            problems.push(`${region.to - region.from} damaged byte(s) at ${region.from} in ${file} skipped: any message stored there is lost`);
-          }
-        }
-        if (!isNewest) this.writeSummarySync(summary);
-      }
-      segment.size = summary.size;
-      segment.sealed = !isNewest;
-      Object.assign(segment, {
-        messages: summary.messages,
-        messageBytes: summary.messageBytes,
-        firstSeq: summary.firstSeq,
-        lastSeq: summary.lastSeq,
-        maxSeq: summary.maxSeq,
-        acks: SeqRanges.of(summary.acks),
-        attempts: new Map(summary.attempts),
-        copies: summary.copies,
-        purge: summary.purge,
-      });
-      this.segments.push(segment);
-      summaries.push(summary);
-    });
-    this.rebuildLiveness();
-    return problems;
-  }
-
-  /** From what every segment holds: which messages still wait, where, and the counters. */
-  private rebuildLiveness(): void {
-    const acked = new SeqRanges();
-    const copied = new SeqRanges();
-    const latestCopy = new Map<number, CopyEntry>();
-    let purge = 0;
-    let maxSeq = 0;
-    for (const segment of this.segments) {
-      acked.addAll(segment.acks);
-      purge = Math.max(purge, segment.purge);
-      maxSeq = Math.max(maxSeq, segment.maxSeq, segment.purge);
-      for (const [seq, attempts] of segment.attempts) this.recoveredAttempts.set(seq, Math.max(attempts, this.recoveredAttempts.get(seq) ?? 0));
-      for (const [seq, position, length] of segment.copies) {
-        copied.add(seq);
-        latestCopy.set(seq, { seq, segment, position, length });
-      }
-    }
-    const superseded = new SeqRanges();
-    superseded.addAll(acked);
-    superseded.addAll(copied);
-    if (purge > 0) superseded.add(0, purge);
-    for (const segment of this.segments) {
-      const dead = segment.messages === 0 ? 0 : segment.lastSeq <= purge ? segment.messages : Math.min(segment.messages, superseded.countIn(segment.firstSeq, segment.lastSeq));
-      segment.live = segment.messages - dead;
-      segment.liveBytes = segment.messages === 0 ? 0 : Math.round((segment.messageBytes * segment.live) / segment.messages);
-    }
-    for (const copy of latestCopy.values()) {
-      if (acked.has(copy.seq) || copy.seq <= purge) continue;
-      copy.segment.live++;
-      copy.segment.liveBytes += copy.length;
-      this.copies.push(copy);
-    }
-    this.copies.sort((a, b) => a.seq - b.seq);
-    this.recoveredDead = superseded;
-    this.purgedUpTo = purge;
-    this.nextSeq = maxSeq + 1;
-    this.count = this.segments.reduce((n, s) => n + s.live, 0);
-    this.byteCount = this.segments.reduce((n, s) => n + s.liveBytes, 0);
-  }
-
-  private summaryPath(id: number): string {
-    return join(this.options.dir, `${segmentName(id)}.sum`);
-  }
-
-  private readSummary(id: number, size: number): Summary | undefined {
-    try {
-      const [crcText, json] = splitOnce(readFileSync(this.summaryPath(id), 'utf8'), '\n');
-      const summary = JSON.parse(json) as Summary;
-      if (Number(crcText) !== crc32(Buffer.from(json)) || summary.id !== id || summary.size !== size) return undefined;
-      return summary;
-    } catch {
-      return undefined;
-    }
-  }
-
-  private summaryText(segment: Summary): string {
-    const json = JSON.stringify(segment);
-    return `${crc32(Buffer.from(json))}\n${json}`;
-  }
-
-  private writeSummarySync(summary: Summary): void {
-    try {
-      const path = this.summaryPath(summary.id);
-      writeFileSync(`${path}.tmp`, this.summaryText(summary));
-      renameSync(`${path}.tmp`, path);
-    } catch {
-      // Without a summary the segment is scanned at the next start: slower, not wrong.
-    }
-  }
-
-  /** Writes a sealed segment's summary (durably, then renamed into place). */
-  private async writeSummary(segment: Segment): Promise<void> {
-    const path = this.summaryPath(segment.id);
-    try {
-      await writeFile(`${path}.tmp`, this.summaryText(summaryOf(segment)));
-      const fd = await open(`${path}.tmp`, 'r');
-      await fsync(fd).finally(() => close(fd));
-      await rename(`${path}.tmp`, path);
-    } catch {
-      // As above: the segment will be scanned instead.
-    }
-  }
-
   private async createSegment(id: number): Promise<Segment> {
-    const path = join(this.options.dir, `${segmentName(id)}.seg`);
+    const path = segmentPath(this.options.dir, id);
     const fd = await open(path, 'w+');
     try {
       await write(fd, segmentHeader(id), 0, SEGMENT_HEADER_BYTES, 0);
@@ -707,6 +538,7 @@ export class LocalStore implements QueueStore<LocalMessage> {
     const length = group.reduce((n, batch) => n + batch.records.length, 0);
     for (const batch of group) this.pendingBytes -= batch.messageBytes;
     const fail = (error: StoreError) => {
+      if (error.code === 'disk_full') this.diskWasFull = true;
       for (const batch of group) for (const w of batch.writes) w.failed(error);
       this.onProblem(error);
     };
@@ -755,11 +587,10 @@ export class LocalStore implements QueueStore<LocalMessage> {
   private async roll(): Promise<void> {
     const sealed = this.head;
     const segment = await this.createSegment(sealed.id + 1);
-    sealed.sealed = true;
     this.segments.push(segment);
     this.head = segment;
     this.rollPending = false;
-    void this.writeSummary(sealed);
+    void writeSummary(this.options.dir, sealed);
     this.relocatePinned();
   }
 
@@ -826,9 +657,11 @@ export class LocalStore implements QueueStore<LocalMessage> {
       const record = this.reader.next();
       if (!record) {
         if (segment === this.head || this.cursorIndex >= this.segments.length - 1) return undefined;
-        this.leaveSegment(segment);
+        // Move on before leaving: leaving may delete the segment (nothing in it waits, as after a
+        // purge), which shifts the index of every later one back by one.
         this.cursorIndex++;
         this.reader = undefined;
+        this.leaveSegment(segment);
         continue;
       }
       if (record.type !== RecordType.message || record.seq <= this.purgedUpTo) continue;
@@ -924,25 +757,28 @@ export class LocalStore implements QueueStore<LocalMessage> {
       }
       closeQuietly(segment.fd);
       void unlink(segment.path).catch(() => undefined);
-      void unlink(this.summaryPath(segment.id)).catch(() => undefined);
+      void unlink(summaryPath(this.options.dir, segment.id)).catch(() => undefined);
     }
   }
 
   /**
-   * Nothing is stored and nothing is being written: the records of the one segment left are all
-   * dead, so it is cut back to its header. A drained queue gives its disk space back (and a
-   * full disk recovers once the queue has drained), without creating a file.
+   * Nothing stored waits and nothing is being written: the records of the one segment left are
+   * all dead, so it is cut back to its header. A drained queue gives its disk space back (and a
+   * full disk recovers once the queue has drained), without creating a file: on a full disk no
+   * new segment can be created, so this is the only way back. Records appended meanwhile and not
+   * yet written are placed when they are written, after the header.
    */
   private reclaimEmptyHead(): void {
     const head = this.head;
-    if (this.closed || this.segments.length !== 1 || head.size <= RECLAIM_BYTES) return;
-    if (this.count !== 0 || head.live !== 0 || head.settling !== 0 || this.handedOut.size > 0 || this.copies.length > 0 || this.relocating) return;
-    if (this.flushing || this.openBatch.writes.length > 0 || this.sealedBatches.length > 0) return;
+    if (this.closed || this.flushing || this.segments.length !== 1 || head.size <= SEGMENT_HEADER_BYTES) return;
+    if (head.size <= RECLAIM_BYTES && !this.diskWasFull) return;
+    if (head.live !== 0 || head.settling !== 0 || this.handedOut.size > 0 || this.copies.length > 0 || this.relocating) return;
     try {
       ftruncateSync(head.fd, SEGMENT_HEADER_BYTES);
     } catch {
       return;
     }
+    this.diskWasFull = false;
     Object.assign(head, newSegment(head.id, head.path, head.fd, SEGMENT_HEADER_BYTES), { maxSeq: head.maxSeq });
     this.resetCursor();
   }
@@ -991,108 +827,11 @@ export class LocalStore implements QueueStore<LocalMessage> {
   }
 }
 
-function newSegment(id: number, path: string, fd: number, size: number): Segment {
-  return {
-    id,
-    path,
-    fd,
-    size,
-    sealed: false,
-    messages: 0,
-    messageBytes: 0,
-    firstSeq: NaN,
-    lastSeq: NaN,
-    maxSeq: 0,
-    acks: new SeqRanges(),
-    attempts: new Map(),
-    copies: [],
-    purge: 0,
-    live: 0,
-    liveBytes: 0,
-    settling: 0,
-    settlingBytes: 0,
-    reported: new Set(),
-  };
-}
-
-function summaryOf(segment: Segment): Summary {
-  return {
-    id: segment.id,
-    size: segment.size,
-    messages: segment.messages,
-    messageBytes: segment.messageBytes,
-    firstSeq: segment.firstSeq,
-    lastSeq: segment.lastSeq,
-    maxSeq: segment.maxSeq,
-    acks: segment.acks.toPairs(),
-    attempts: [...segment.attempts],
-    copies: segment.copies,
-    purge: segment.purge,
-  };
-}
-
-/** Reads every record of a segment to learn what it holds. */
-function scanSegment(segment: Segment, onSkipped: (region: SkippedRegion) => void): Summary {
-  const summary = summaryOf(segment);
-  const reader = new RecordReader(segment.fd, SEGMENT_HEADER_BYTES, segment.size, onSkipped, 1024 * 1024);
-  let end = SEGMENT_HEADER_BYTES;
-  const acks = new SeqRanges();
-  const attempts = new Map<number, number>();
-  for (let record = reader.next(); record; record = reader.next()) {
-    end = record.position + record.length;
-    switch (record.type) {
-      case RecordType.message:
-        summary.messages++;
-        summary.messageBytes += record.length;
-        if (summary.messages === 1) summary.firstSeq = record.seq;
-        summary.lastSeq = record.seq;
-        summary.maxSeq = Math.max(summary.maxSeq, record.seq);
-        break;
-      case RecordType.copy:
-        summary.copies.push([record.seq, record.position, record.length]);
-        break;
-      case RecordType.ack:
-        for (const [first, last] of ackRanges(record)) acks.add(first, last);
-        break;
-      case RecordType.attempt:
-        attempts.set(record.seq, attemptCount(record));
-        break;
-      case RecordType.purge:
-        summary.purge = Math.max(summary.purge, record.seq);
-        break;
-    }
-  }
-  summary.acks = acks.toPairs();
-  summary.attempts = [...attempts];
-  // Damage in the middle is skipped and kept; only bytes after the last whole record are cut.
-  summary.size = reader.position === segment.size ? segment.size : end;
-  return summary;
-}
-
 /** Sorted sequence numbers as ranges. */
 function rangesOf(seqs: number[]): SeqRanges {
   const ranges = new SeqRanges();
   for (const seq of seqs.sort((a, b) => a - b)) ranges.add(seq);
   return ranges;
-}
-
-function segmentName(id: number): string {
-  return String(id).padStart(16, '0');
-}
-
-function splitOnce(text: string, separator: string): [string, string] {
-  const at = text.indexOf(separator);
-  return at < 0 ? [text, ''] : [text.slice(0, at), text.slice(at + separator.length)];
-}
-
-function readFully(fd: number, target: Buffer, position: number): number {
-  let read = 0;
-  while (read < target.length) {
-    const n = readSync(fd, target, read, target.length - read, position + read);
-    if (n === 0) break;
-    read += n;
-  }
-  return read;
 }
 
 async function syncFolder(dir: string): Promise<void> {
@@ -1101,14 +840,6 @@ async function syncFolder(dir: string): Promise<void> {
     await fsync(fd);
   } finally {
     await close(fd);
-  }
-}
-
-function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd);
-  } catch {
-    // already closed
   }
 }
 

@@ -3,6 +3,7 @@
  * Kept apart from the adapter so that a unit test can check every conversion without Node-RED.
  */
 import { isAbsolute, join } from 'node:path';
+import { DEFAULT_PARSE_LIMITS, type ShapeLimits } from '../shared/json-limits';
 import type { LocalStoreOptions } from './local-store';
 import type { QueueOptions } from './queue';
 import type { RedisStoreOptions } from './redis-store';
@@ -33,6 +34,11 @@ export interface BufferProperties {
   maxMessages?: string | number;
   maxSize?: string | number;
   whenFull?: string;
+  maxDepth?: string | number;
+  maxKeys?: string | number;
+  crashLimit?: string | number;
+  /** "Pass each message on once stored": an output of its own, after the delivered one. */
+  acceptedOutput?: boolean;
   catchErrors?: boolean;
 }
 
@@ -51,6 +57,11 @@ export interface BufferContext {
 export interface BufferConfig {
   backend: 'local' | 'redis';
   queue: QueueOptions;
+  /** What a message may hold, per property: deeper or larger is refused, never stored. */
+  limits: ShapeLimits;
+  /** Deaths in a row after which a message is set aside (0: never), and where they are counted. */
+  crashLimit: number;
+  crashFile?: string;
   local?: LocalStoreOptions;
   redis?: RedisStoreOptions;
 }
@@ -58,11 +69,14 @@ export interface BufferConfig {
 export class ConfigError extends Error {}
 
 const MB = 1024 * 1024;
+/** Redis entries read ahead with an automatic window: one read fetches this many at most. */
+const AUTO_PREFETCH = 2_000;
 const SEGMENT_MIN = MB;
 const SEGMENT_MAX = 64 * MB;
 
 export const DEFAULTS = {
   fsyncWindowMs: 5,
+  /** Flows saved before the automatic window have a number; a flow without one had 10. */
   maxInFlight: 10,
   batchWaitMs: 1000,
   ackTimeoutS: 30,
@@ -72,6 +86,7 @@ export const DEFAULTS = {
   maxMessages: 1_000_000,
   maxSizeMb: 1024,
   claimIdleS: 60,
+  crashLimit: 3,
 } as const;
 
 export function bufferConfig(p: BufferProperties, credentials: BufferCredentials, context: BufferContext): BufferConfig {
@@ -99,7 +114,7 @@ export function bufferConfig(p: BufferProperties, credentials: BufferCredentials
   const batchSize = number(p.batchSize, 1, 'batch size', 1, 100_000);
   const queue: QueueOptions = {
     order: choice(p.order, ['fifo', 'key'] as const, 'order'),
-    maxInFlight: number(p.maxInFlight, DEFAULTS.maxInFlight, 'maximum in flight', 1, 1_000_000),
+    maxInFlight: isAuto(p.maxInFlight) ? 'auto' : number(p.maxInFlight, DEFAULTS.maxInFlight, 'maximum in flight', 1, 1_000_000),
     ratePerSecond: number(p.rate, 0, 'drain rate (messages per second)', 0, Infinity, false),
     batchSize,
     batchWaitMs: number(p.batchWait, DEFAULTS.batchWaitMs, 'batch wait (ms)', 0, 3_600_000),
@@ -115,7 +130,12 @@ export function bufferConfig(p: BufferProperties, credentials: BufferCredentials
   };
   if (queue.retryDelayMaxMs < queue.retryDelayMs) queue.retryDelayMaxMs = queue.retryDelayMs;
 
-  const config: BufferConfig = { backend, queue };
+  const limits: ShapeLimits = {
+    maxDepth: number(p.maxDepth, DEFAULT_PARSE_LIMITS.maxDepth, 'deepest nesting', 1, 1_000),
+    maxKeys: number(p.maxKeys, DEFAULT_PARSE_LIMITS.maxKeys, 'most keys and items', 1, 10_000_000),
+  };
+  const crashLimit = number(p.crashLimit, DEFAULTS.crashLimit, 'deaths before a message is set aside', 0, 1_000);
+  const config: BufferConfig = { backend, queue, limits, crashLimit };
   if (backend === 'local') {
     const dir = dataFolder(p.dataDir, context, problems);
     config.local = {
@@ -123,6 +143,7 @@ export function bufferConfig(p: BufferProperties, credentials: BufferCredentials
       fsyncWindowMs: number(p.fsyncWindow, DEFAULTS.fsyncWindowMs, 'fsync window (ms)', 0, 1000),
       segmentBytes: maxBytes > 0 ? Math.min(SEGMENT_MAX, Math.max(SEGMENT_MIN, Math.floor(maxBytes / 16))) : SEGMENT_MAX,
     };
+    config.crashFile = join(dir, 'crashes.json');
   } else {
     const url = (p.redisUrl ?? '').trim();
     if (!/^rediss?:\/\//.test(url)) problems.push(`the Redis URL must start with redis:// or rediss:// (got ${JSON.stringify(url)})`);
@@ -137,11 +158,17 @@ export function bufferConfig(p: BufferProperties, credentials: BufferCredentials
       maxLength: maxMessages,
       whenFull,
       claimIdleMs: Math.round(number(p.claimIdle, DEFAULTS.claimIdleS, 'take-over time (s)', 0.1, 86_400, false) * 1000),
-      prefetch: Math.max(queue.maxInFlight, batchSize) + batchSize,
+      prefetch: Math.max(queue.maxInFlight === 'auto' ? AUTO_PREFETCH : queue.maxInFlight, batchSize) + batchSize,
     };
+    // A Redis consumer counts its own deaths, on the machine it runs on.
+    if (context.userDir) config.crashFile = join(context.userDir, 'iot-buffer', `${safeName(context.nodeId)}.crashes.json`);
   }
   if (problems.length > 0) throw new ConfigError(problems.join('; '));
   return config;
+}
+
+function isAuto(value: string | number | undefined): boolean {
+  return typeof value === 'string' && value.trim().toLowerCase() === 'auto';
 }
 
 /** The data folder: as configured (relative to the user directory), or <userDir>/iot-buffer/<id>. */

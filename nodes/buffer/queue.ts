@@ -1,24 +1,34 @@
 /**
  * The queue: what to deliver when, over any store. It accepts messages (or refuses them when
  * full, or drops the oldest), hands them out in order (FIFO, or in order per key so that one slow
- * device does not hold up the others), keeps at most `maxInFlight` messages delivered and not
- * settled, paces deliveries to a rate, gathers batches, delivers again what was not acknowledged
- * in time or failed (with backoff), and moves what keeps failing to the dead letters.
+ * device does not hold up the others), keeps at most its window of messages delivered and not
+ * settled (window.ts: fixed, or following the sinks), paces deliveries to a rate, gathers
+ * batches, delivers again what was not acknowledged in time or failed (with backoff), moves what
+ * keeps failing to the dead letters, and sets aside what killed the process too often
+ * (crash-record.ts).
  *
  * A delivery is one message or one batch, with an id; the first settlement of it counts. A message
  * counts as in flight from its delivery until its settlement is durable, so after a crash no more
- * than `maxInFlight` messages are delivered twice. In FIFO order a failed delivery keeps its place:
- * nothing newer is delivered while it waits to go again, and failed deliveries go again oldest
- * first. In key order only its key waits.
+ * than the window of messages are delivered twice. In FIFO order a failed delivery keeps its
+ * place: nothing newer is delivered while it waits to go again, and failed deliveries go again
+ * oldest first. In key order only its key waits.
+ *
+ * Deliveries are handed out in turns (one turn of the event loop); the last delivery of a turn
+ * after which nothing more can go right now (nothing ready, the window full, the rate used up) is
+ * marked `last`, so that a sink gathering batches writes at once instead of waiting for more.
  */
 import { randomBytes } from 'node:crypto';
 import { StoreError, type EncodedMessage, type QueueStore, type StoredMessage } from './store';
 import type { Outcome } from '../shared/delivery';
+import { formatDuration } from '../shared/duration';
+import type { CrashRecord } from './crash-record';
+import { DeliveryWindow } from './window';
 
 export interface QueueOptions {
   /** 'fifo': one order for all; 'key': order per key, one delivery per key at a time. */
   order: 'fifo' | 'key';
-  maxInFlight: number;
+  /** Messages delivered and not yet settled, at most: a number, or 'auto' (window.ts). */
+  maxInFlight: number | 'auto';
   /** Messages per second; 0 for no limit. */
   ratePerSecond: number;
   /** Messages per delivery; 1 delivers them one by one. */
@@ -43,6 +53,8 @@ export interface Delivery<M extends StoredMessage = StoredMessage> {
   messages: M[];
   /** 1 for the first delivery, 2 for the first redelivery, ... */
   attempt: number;
+  /** Nothing more can be delivered right after this one: a sink gathering a batch may write it. */
+  last: boolean;
 }
 
 export interface QueueEvents<M extends StoredMessage = StoredMessage> {
@@ -58,11 +70,19 @@ export interface QueueStats {
   depth: number;
   bytes: number;
   inFlight: number;
+  /** The window now: how many may be in flight (fixed, or as it follows the sinks). */
+  window: number;
   /** Messages held back because an earlier message of their key is in flight. */
   heldBack: number;
   paused: boolean;
   /** Age of the oldest message stored, in ms (0 when empty). */
   oldestAgeMs: number;
+  /** Messages whose delivery failed and that wait to go again. */
+  retrying: number;
+  /** When the next of them goes again (ms since epoch), if any waits. */
+  nextRetryAt?: number;
+  /** Whether that next one waits because its sink said when to try again (a Retry-After). */
+  heldBySink: boolean;
   accepted: number;
   refused: number;
   delivered: number;
@@ -86,6 +106,10 @@ interface Group<M> {
   state: GroupState;
   deadline: number;
   dueAt: number;
+  /** Waiting because the sink said when to try again (retryAfterMs), not for the backoff. */
+  heldBySink?: boolean;
+  /** When it was last handed on (for the round trip). */
+  sentAt: number;
 }
 
 /** Per-key ordering sets messages of busy keys aside; past these it stops reading ahead. */
@@ -116,6 +140,14 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
   private forming: M[] = [];
   private formingSince = 0;
 
+  private readonly window: DeliveryWindow;
+  /** Messages taken from the store and not yet delivered: one with deaths counted waits here. */
+  private deferred: M[] = [];
+  /** The delivery of a message with deaths counted, out alone. */
+  private probe: Group<M> | undefined;
+  /** Whether the last turn stopped because the window was full (not for want of messages). */
+  private windowLimited = false;
+
   private tokens: number;
   private tokensAt = Date.now();
 
@@ -135,9 +167,25 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     private readonly store: QueueStore<M>,
     private readonly options: QueueOptions,
     private readonly events: QueueEvents<M>,
+    private readonly crashes?: CrashRecord,
   ) {
     this.tokens = this.tokenCapacity;
+    this.window = new DeliveryWindow({ fixed: options.maxInFlight === 'auto' ? undefined : options.maxInFlight });
     store.onReadable = () => this.schedulePump();
+  }
+
+  /** A sink says how many unsettled messages it can usefully hold (an automatic window follows). */
+  announceCapacity(sink: string, messages: number): void {
+    const before = this.window.size(Date.now());
+    this.window.announce(sink, messages, Date.now());
+    if (this.window.size(Date.now()) > before) this.schedulePump();
+  }
+
+  /** The messages out now (handed on, not settled): what the crash record writes at a death. */
+  outRefs(): string[] {
+    const refs: string[] = [];
+    for (const group of this.outstanding.values()) for (const m of group.messages) refs.push(m.ref);
+    return refs;
   }
 
   // --- in -------------------------------------------------------------------------------------
@@ -147,8 +195,8 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     this.schedulePump();
   }
 
-  /** Stores a message; `done(null)` once it is durable, or a coded error (full, disk, closed). */
-  accept(key: string, body: EncodedMessage, done: (err: StoreError | null) => void): void {
+  /** Stores a message accepted at `acceptedAt` (ms); `done(null)` once it is durable, or a coded error (full, disk, closed). */
+  accept(key: string, body: EncodedMessage, acceptedAt: number, done: (err: StoreError | null) => void): void {
     if (this.closed) {
       done(new StoreError('closed', 'the buffer is closing'));
       return;
@@ -164,7 +212,7 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
       while (this.full(size) && this.dropOldest());
       // The oldest messages are still being written: drop once they are, in arrival order.
       if (this.full(size) && (this.appending > 0 || this.waitingForRoom.length > 0)) {
-        this.waitingForRoom.push(() => this.accept(key, body, done));
+        this.waitingForRoom.push(() => this.accept(key, body, acceptedAt, done));
         return;
       }
     }
@@ -175,7 +223,7 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
       return;
     }
     this.appending++;
-    this.store.append(key, body, Date.now(), (err) => {
+    this.store.append(key, body, acceptedAt, (err) => {
       this.appending--;
       if (err) this.counts.refused++;
       else this.counts.accepted++;
@@ -196,7 +244,11 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
 
   /** Drops the oldest message not yet delivered; false when there is none. */
   private dropOldest(): boolean {
-    let victim: M | undefined;
+    let victim: M | undefined = this.deferred.shift();
+    if (victim) {
+      this.dropped(victim);
+      return true;
+    }
     const readyHead = this.ready[0];
     let heldHead: M | undefined;
     for (const list of this.heldBack.values()) if (!heldHead || list[0].seq < heldHead.seq) heldHead = list[0];
@@ -204,9 +256,21 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     else if (heldHead) victim = this.unhold(heldHead.key);
     else victim = this.store.take(1)[0];
     if (!victim) return false;
-    this.counts.dropped++;
-    this.store.settle([victim], () => this.events.changed());
+    this.dropped(victim);
     return true;
+  }
+
+  private dropped(victim: M): void {
+    this.counts.dropped++;
+    if (this.options.order === 'key' && this.busyKeys.has(victim.key) && !this.isOut(victim)) this.freeKey(victim.key);
+    this.survived([victim]);
+    this.store.settle([victim], () => this.events.changed());
+  }
+
+  /** Whether a message is part of a delivery (out, waiting to go again, or being settled). */
+  private isOut(m: M): boolean {
+    for (const group of this.active) if (group.messages.includes(m)) return true;
+    return false;
   }
 
   // --- settlement -----------------------------------------------------------------------------
@@ -225,8 +289,32 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     return true;
   }
 
+  /**
+   * Moves messages of a delivery to the dead letters with the reason, at once: they cannot be
+   * delivered (unreadable, unroutable). The rest of the delivery stays out; a delivery left empty
+   * is over.
+   */
+  setAside(id: string, messages: readonly M[], reason: string): void {
+    const group = this.groups.get(id);
+    if (!group || group.state === 'settling') return;
+    const aside = group.messages.filter((m) => messages.includes(m));
+    if (aside.length === 0) return;
+    if (aside.length === group.messages.length) {
+      this.deadLetter(group, reason);
+    } else {
+      group.messages = group.messages.filter((m) => !messages.includes(m));
+      // Its messages are already counted in flight, with the delivery they leave.
+      const apart: Group<M> = { messages: aside, attempt: group.attempt, ids: [], state: 'out', deadline: 0, dueAt: 0, sentAt: group.sentAt };
+      this.active.add(apart);
+      this.deadLetter(apart, reason);
+    }
+    this.events.changed();
+  }
+
   private fail(group: Group<M>, reason: string, retry: boolean, retryAfterMs: number | undefined): void {
     this.outstanding.delete(group.ids[group.ids.length - 1]);
+    this.window.failed();
+    this.deliveryOver(group);
     for (const m of group.messages) this.store.noteAttempt(m);
     const { maxAttempts } = this.options;
     if (!retry) {
@@ -236,6 +324,7 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     } else {
       group.state = 'waiting';
       const backoff = Math.min(this.options.retryDelayMaxMs, this.options.retryDelayMs * 2 ** (group.attempt - 1));
+      group.heldBySink = retryAfterMs !== undefined && retryAfterMs > 0;
       group.dueAt = Date.now() + (retryAfterMs !== undefined && retryAfterMs >= 0 ? retryAfterMs : backoff);
       // FIFO: failed deliveries go again oldest first (by position, not by due time); per key:
       // each when it is due, other keys are not held up.
@@ -258,8 +347,13 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
   private finish(group: Group<M>, acknowledged: boolean): void {
     if (group.state === 'waiting') this.retries = this.retries.filter((g) => g !== group);
     else this.outstanding.delete(group.ids[group.ids.length - 1]);
+    if (group.state === 'out') this.deliveryOver(group);
     group.state = 'settling';
-    if (acknowledged) this.counts.acknowledged += group.messages.length;
+    if (acknowledged) {
+      this.counts.acknowledged += group.messages.length;
+      const now = Date.now();
+      this.window.settled(group.messages.length, now - group.sentAt, this.windowLimited, now);
+    }
     // Settlements of one turn of the event loop are written as one record.
     if (this.toSettle.push(group) === 1) setImmediate(() => this.writeSettlements());
   }
@@ -278,8 +372,24 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
       this.events.changed();
       this.schedulePump();
     });
-    // The window is full until these are written: do not wait for the fsync window.
-    if (this.inFlight >= this.options.maxInFlight) this.store.flush();
+    // Slots are wanted (the window is full, or messages wait for the keys these settlements
+    // free): make them durable now rather than at the end of the fsync window.
+    if (this.inFlight >= this.window.size(Date.now()) || this.heldCount > 0) this.store.flush();
+  }
+
+  /** A delivery is over without a death (settled, failed, timed out): its messages are cleared. */
+  private deliveryOver(group: Group<M>): void {
+    if (group === this.probe) {
+      this.probe = undefined;
+      this.schedulePump();
+    }
+    this.survived(group.messages);
+  }
+
+  private survived(messages: readonly M[]): void {
+    const crashes = this.crashes;
+    if (!crashes?.any) return;
+    for (const m of messages) crashes.survived(m.ref);
   }
 
   // --- control --------------------------------------------------------------------------------
@@ -295,10 +405,6 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     this.schedulePump();
   }
 
-  get isPaused(): boolean {
-    return this.paused;
-  }
-
   /** Removes every message, in flight or not; late settlements of them are ignored. */
   purge(done: (err: StoreError | null, removed: number) => void): void {
     for (const group of [...this.active]) {
@@ -308,6 +414,10 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     }
     this.outstanding.clear();
     this.retries = [];
+    this.survived(this.deferred);
+    if (this.probe) this.survived(this.probe.messages);
+    this.deferred = [];
+    this.probe = undefined;
     this.forming = [];
     this.ready = [];
     this.heldBack.clear();
@@ -327,15 +437,26 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     for (const group of this.active) for (const m of group.messages) oldest = Math.min(oldest, m.acceptedAt);
     for (const m of this.forming) oldest = Math.min(oldest, m.acceptedAt);
     if (this.ready.length > 0) oldest = Math.min(oldest, this.ready[0].acceptedAt);
+    if (this.deferred.length > 0) oldest = Math.min(oldest, this.deferred[0].acceptedAt);
     for (const list of this.heldBack.values()) oldest = Math.min(oldest, list[0].acceptedAt);
+    let retrying = 0;
+    let next: Group<M> | undefined;
+    for (const group of this.retries) {
+      retrying += group.messages.length;
+      if (!next || group.dueAt < next.dueAt) next = group;
+    }
     return {
       backend: this.store.kind,
       depth: this.store.messages,
       bytes: this.store.bytes,
       inFlight: this.inFlight,
+      window: this.window.size(Date.now()),
       heldBack: this.heldCount,
       paused: this.paused,
       oldestAgeMs: Number.isFinite(oldest) ? Math.max(0, Date.now() - oldest) : 0,
+      retrying,
+      nextRetryAt: next?.dueAt,
+      heldBySink: next?.heldBySink === true,
       ...this.counts,
       dropped: this.counts.dropped + (this.store.dropped ?? 0),
     };
@@ -368,58 +489,122 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     if (this.closed) return;
     const now = Date.now();
     this.expire(now);
-    if (!this.paused) {
+    if (!this.paused && !this.probe) {
       this.refill(now);
+      const turn: Array<Group<M>> = [];
       while (this.retries.length > 0 && this.retries[0].dueAt <= now && this.tokens >= this.retries[0].messages.length) {
-        this.send(this.retries.shift() as Group<M>, now);
+        const group = this.retries.shift() as Group<M>;
+        this.spend(group.messages.length);
+        turn.push(group);
       }
+      let more = false;
       // FIFO: while a failed delivery waits to go again, nothing newer goes before it.
       if (this.options.order === 'key' || this.retries.length === 0) {
-        if (this.options.batchSize > 1) this.deliverBatches(now);
-        else this.deliverSingles(now);
+        if (!this.suspectFirst()) {
+          if (this.options.batchSize > 1) this.deliverBatches(turn, now);
+          else more = this.deliverSingles(turn, now);
+        }
+        if (this.suspectFirst()) this.probeNext(turn, now);
       }
+      turn.forEach((group, i) => this.send(group, now, !more && i === turn.length - 1));
+      if (more) this.schedulePump();
     }
     this.armTimer();
   }
 
-  private deliverSingles(now: number): void {
-    let turn = 0;
-    while (turn < DELIVERIES_PER_TURN) {
-      const want = Math.min(this.options.maxInFlight - this.inFlight, Math.floor(this.tokens), DELIVERIES_PER_TURN - turn);
-      if (want <= 0) return;
-      const messages = this.takeReady(want);
-      if (messages.length === 0) return;
-      for (const m of messages) this.deliverNew([m], now);
-      turn += messages.length;
-    }
-    this.schedulePump();
+  /** Whether the next message to deliver has deaths counted (it goes alone). */
+  private suspectFirst(): boolean {
+    const next = this.deferred[0];
+    return next !== undefined && this.crashes !== undefined && this.crashes.any && this.crashes.deathsOf(next.ref) > 0;
   }
 
-  private deliverBatches(now: number): void {
-    const { batchSize, batchWaitMs, maxInFlight } = this.options;
+  /** Hands on the message with deaths counted, alone, once nothing else is out. */
+  private probeNext(turn: Array<Group<M>>, now: number): void {
+    if (turn.length > 0 || this.outstanding.size > 0 || this.forming.length > 0) return;
+    const group = this.newGroup([this.deferred.shift() as M], now);
+    this.spend(1);
+    this.probe = group;
+    turn.push(group);
+  }
+
+  /** Single deliveries; true when the turn stopped at its cap with more to deliver. */
+  private deliverSingles(turn: Array<Group<M>>, now: number): boolean {
+    let count = 0;
+    while (count < DELIVERIES_PER_TURN) {
+      const room = this.window.size(now) - this.inFlight;
+      if (room <= 0) this.windowLimited = true;
+      const want = Math.min(room, Math.floor(this.tokens), DELIVERIES_PER_TURN - count);
+      if (want <= 0) return false;
+      const messages = this.takeReady(want, now);
+      if (messages.length === 0) {
+        this.windowLimited = false;
+        return false;
+      }
+      for (const m of messages) turn.push(this.newGroup([m], now));
+      this.spend(messages.length);
+      count += messages.length;
+      if (this.suspectFirst()) return false;
+    }
+    return true;
+  }
+
+  private deliverBatches(turn: Array<Group<M>>, now: number): void {
+    const { batchSize, batchWaitMs } = this.options;
     for (;;) {
-      const room = maxInFlight - this.inFlight;
-      if (room > 0 && this.forming.length < batchSize) {
-        const taken = this.takeReady(Math.min(room, batchSize - this.forming.length));
+      const room = this.window.size(now) - this.inFlight;
+      if (room <= 0) this.windowLimited = true;
+      if (room > 0 && this.forming.length < batchSize && !this.suspectFirst()) {
+        const taken = this.takeReady(Math.min(room, batchSize - this.forming.length), now);
+        if (taken.length === 0) this.windowLimited = false;
         if (this.forming.length === 0 && taken.length > 0) this.formingSince = now;
         this.forming.push(...taken);
         this.inFlight += taken.length;
       }
       if (this.forming.length === 0) return;
-      const complete = this.forming.length >= batchSize || maxInFlight - this.inFlight <= 0;
+      const complete = this.forming.length >= batchSize || this.window.size(now) - this.inFlight <= 0 || this.suspectFirst();
       if (!complete && now < this.formingSince + batchWaitMs) return;
       if (this.tokens < this.forming.length) return;
       const batch = this.forming;
       this.forming = [];
       this.inFlight -= batch.length;
-      this.deliverNew(batch, now);
+      turn.push(this.newGroup(batch, now));
+      this.spend(batch.length);
+      if (this.suspectFirst()) return;
     }
   }
 
-  /** Up to max messages that may be delivered now, oldest first. */
-  private takeReady(max: number): M[] {
-    if (this.options.order === 'fifo') return this.store.take(max);
+  /**
+   * Up to max messages that may be delivered now, oldest first. A message with as many deaths
+   * counted as the limit is set aside; from one with fewer on, messages wait (deferred) so that it
+   * can go alone.
+   */
+  private takeReady(max: number, now: number): M[] {
+    const taken = this.takeInOrder(max);
+    const crashes = this.crashes;
+    if (!crashes?.any) return taken;
     const out: M[] = [];
+    for (let i = 0; i < taken.length; i++) {
+      const m = taken[i];
+      const deaths = crashes.deathsOf(m.ref);
+      if (deaths === 0) {
+        out.push(m);
+      } else if (crashes.limit > 0 && deaths >= crashes.limit) {
+        this.deadLetter(this.newGroup([m], now), crashes.reasonFor(m.ref));
+      } else {
+        this.deferred.unshift(...taken.slice(i));
+        break;
+      }
+    }
+    return out;
+  }
+
+  private takeInOrder(max: number): M[] {
+    const out = this.deferred.length > 0 ? this.deferred.splice(0, max) : [];
+    if (this.options.order === 'fifo') {
+      if (out.length < max) out.push(...this.store.take(max - out.length));
+      return out;
+    }
+    // Deferred messages of key order hold their key already.
     while (out.length < max && this.ready.length > 0) {
       const m = this.ready.shift() as M;
       this.busyKeys.add(m.key);
@@ -468,16 +653,21 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     this.ready.splice(at, 0, next);
   }
 
-  /** A new delivery of these messages. */
-  private deliverNew(messages: M[], now: number): void {
-    const group: Group<M> = { messages, attempt: 0, ids: [], state: 'out', deadline: 0, dueAt: 0 };
+  /** A new delivery of these messages, counted in flight; handed on by send(). */
+  private newGroup(messages: M[], now: number): Group<M> {
+    const group: Group<M> = { messages, attempt: 0, ids: [], state: 'out', deadline: 0, dueAt: 0, sentAt: now };
     this.active.add(group);
     this.inFlight += messages.length;
-    this.send(group, now);
+    return group;
+  }
+
+  private spend(messages: number): void {
+    if (this.options.ratePerSecond > 0) this.tokens -= messages;
   }
 
   /** Sends a group (again) under a new delivery id. */
-  private send(group: Group<M>, now: number): void {
+  private send(group: Group<M>, now: number, last: boolean): void {
+    if (group.state === 'settling') return;
     const id = `${this.nonce}-${(++this.counter).toString(36)}`;
     group.ids.push(id);
     this.groups.set(id, group);
@@ -485,17 +675,17 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     for (const m of group.messages) attempt = Math.max(attempt, ++m.attempts);
     group.attempt = attempt;
     group.state = 'out';
+    group.sentAt = now;
     group.deadline = now + this.options.ackTimeoutMs;
     if (attempt > 1) this.counts.redelivered += group.messages.length;
     else this.counts.delivered += group.messages.length;
-    if (this.options.ratePerSecond > 0) this.tokens -= group.messages.length;
     if (this.options.ackMode === 'send') {
-      this.events.deliver({ id, messages: group.messages, attempt });
+      this.events.deliver({ id, messages: group.messages, attempt, last });
       if (group.state === 'out' && group.ids[group.ids.length - 1] === id) this.finish(group, true);
       return;
     }
     this.outstanding.set(id, group);
-    this.events.deliver({ id, messages: group.messages, attempt });
+    this.events.deliver({ id, messages: group.messages, attempt, last });
   }
 
   /** Deliveries not settled in time are failures (delivered again at once, or dead-lettered). */
@@ -503,7 +693,7 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     if (this.options.ackMode === 'send') return;
     for (const group of this.outstanding.values()) {
       if (group.deadline > now) break;
-      this.fail(group, `not acknowledged within ${formatMs(this.options.ackTimeoutMs)}`, true, 0);
+      this.fail(group, `not acknowledged within ${formatDuration(this.options.ackTimeoutMs)}`, true, 0);
     }
   }
 
@@ -526,7 +716,7 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
     if (!this.paused) {
       if (this.forming.length > 0) at = Math.min(at, this.formingSince + this.options.batchWaitMs);
       const { ratePerSecond } = this.options;
-      if (ratePerSecond > 0 && this.tokens < 1 && this.inFlight < this.options.maxInFlight) at = Math.min(at, Date.now() + Math.ceil(((1 - this.tokens) * 1000) / ratePerSecond));
+      if (ratePerSecond > 0 && this.tokens < 1 && this.inFlight < this.window.size(Date.now())) at = Math.min(at, Date.now() + Math.ceil(((1 - this.tokens) * 1000) / ratePerSecond));
       if (ratePerSecond > 0 && this.forming.length > 0 && this.tokens < this.forming.length) {
         at = Math.min(at, Date.now() + Math.ceil(((this.forming.length - this.tokens) * 1000) / ratePerSecond));
       }
@@ -542,8 +732,4 @@ export class BufferQueue<M extends StoredMessage = StoredMessage> {
       this.pump();
     }, Math.max(0, at - Date.now()));
   }
-}
-
-function formatMs(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
 }

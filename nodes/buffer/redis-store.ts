@@ -48,6 +48,10 @@ export class RedisMessage implements StoredMessage {
   get size(): number {
     return this.body.length + this.key.length;
   }
+
+  get ref(): string {
+    return this.id;
+  }
 }
 
 interface StreamEntry {

@@ -59,6 +59,8 @@ export function encodedLength(body: EncodedMessage): number {
 export interface StoredMessage {
   /** Increasing in the order messages were accepted (within this store's life for Redis). */
   readonly seq: number;
+  /** Names the message across restarts (the crash record keeps it). */
+  readonly ref: string;
   /** The ordering key (device id, topic, or the configured property). */
   readonly key: string;
   /** When the message was accepted (ms since epoch). */
@@ -69,6 +71,8 @@ export interface StoredMessage {
   readonly size: number;
   /** Deliveries so far, as far as the store knows (survives restarts). */
   attempts: number;
+  /** Lets go of the body in memory after it was decoded (when the store can read it back). */
+  dropBody?(): void;
 }
 
 export interface RecoveryReport {

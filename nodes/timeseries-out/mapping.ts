@@ -8,6 +8,7 @@
  * followed by 21.5 then never conflicts in the database.
  */
 import { Point } from '@influxdata/influxdb-client';
+import { readingTime } from '../shared/timestamp';
 import { fromMilliseconds, toPrecision, type Precision } from './timestamps';
 
 /** What to do with text values of a reading. */
@@ -146,6 +147,15 @@ export class PointMapper {
     return text;
   }
 
+  /**
+   * A reading's own time as the edge reads it: in milliseconds (the default unit) a number below
+   * 10^11 is seconds, as iot-device-auth tells them apart, rather than a time in 1970.
+   */
+  private ownTime(value: unknown): unknown {
+    if (typeof value !== 'number' || this.options.timeUnit !== 'ms' || !Number.isFinite(value) || value < 0) return value;
+    return readingTime(value);
+  }
+
   private line(options: MappingOptions, measurement: string, tags: readonly unknown[], values: Values, messageTime: string | undefined, arrivalMs: number | undefined): string {
     const { integerFields, tagKeys, timeField, text } = options;
     const point = new Point(measurement);
@@ -159,7 +169,7 @@ export class PointMapper {
       const value = values[key];
       if (key === timeField) {
         // The reading's time is never a value of it.
-        if (!options.arrivalTime) time = this.messageTime(value, timeField) ?? time;
+        if (!options.arrivalTime) time = this.messageTime(this.ownTime(value), timeField) ?? time;
         continue;
       }
       if (tagKeys.has(key)) {

@@ -114,7 +114,14 @@ afterAll(async () => {
 async function edit(id: string, input: string, value: string): Promise<void> {
   await page.locator(`[id="${id}"]`).dblclick();
   await page.waitForSelector('#node-dialog-ok', { state: 'visible' });
-  await page.locator(input).first().fill(value);
+  const box = page.locator(input).first();
+  await box.waitFor({ state: 'visible' });
+  // The dialog fills its inputs while it slides open; a value typed before that is overwritten.
+  await page.waitForTimeout(200);
+  await box.fill(value);
+  await page.waitForTimeout(100);
+  if ((await box.inputValue()) !== value) await box.fill(value);
+  expect(await box.inputValue()).toBe(value);
   await page.click('#node-dialog-ok');
   await page.waitForSelector('#node-dialog-ok', { state: 'detached' });
 }

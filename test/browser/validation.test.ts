@@ -58,7 +58,7 @@ const cases: Record<string, Record<string, FieldCases>> = {
       valid: [{ backend: 'redis', redisUrl: 'redis://127.0.0.1:6379' }, { backend: 'redis', redisUrl: 'rediss://cache.example.com:6380/2' }, { backend: 'redis', redisUrl: '${REDIS_URL}' }, { backend: 'local', redisUrl: '' }],
     },
     claimIdle: { invalid: [{ backend: 'redis', claimIdle: '0' }, { backend: 'redis', claimIdle: 'soon' }], valid: [{ backend: 'redis', claimIdle: '60' }, { backend: 'local', claimIdle: 'soon' }] },
-    maxInFlight: whole('maxInFlight', ['0', '1.5', 'abc', ''], ['1', '10']),
+    maxInFlight: whole('maxInFlight', ['0', '1.5', 'abc', '', 'automatic'], ['1', '10', 'auto']),
     rate: whole('rate', ['-1', 'fast', ''], ['0', '2.5']),
     batchSize: whole('batchSize', ['0', '100001', 'x'], ['1', '500']),
     batchWait: whole('batchWait', ['-1', '0.5'], ['0', '1000']),
@@ -68,6 +68,10 @@ const cases: Record<string, Record<string, FieldCases>> = {
     retryDelayMax: whole('retryDelayMax', ['x', '-2'], ['60']),
     maxMessages: whole('maxMessages', ['-5', 'many'], ['0', '1000000']),
     maxSize: { invalid: [{ maxSize: '-1' }, { maxSize: 'big' }], valid: [{ maxSize: '1024' }, { backend: 'redis', maxSize: 'big' }] },
+    // Missing in a flow saved before they existed: the default.
+    maxDepth: whole('maxDepth', ['0', '1001', 'deep'], ['1', '32', '']),
+    maxKeys: whole('maxKeys', ['0', 'many', '1.5'], ['10000', '']),
+    crashLimit: whole('crashLimit', ['-1', '1.5', 'x'], ['0', '3', '']),
   },
   'iot-device-auth': {
     registry: {

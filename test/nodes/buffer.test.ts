@@ -11,9 +11,16 @@ import { join } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import bufferNode from '../../nodes/buffer/buffer';
+import { LocalStore } from '../../nodes/buffer/local-store';
+import { encodeMessage } from '../../nodes/buffer/message-codec';
+import { reject } from '../../nodes/shared/coded-error';
 import { settleDelivery } from '../../nodes/shared/delivery';
+import { withMessages } from '../support/messages';
 import { helper } from '../support/node-red';
 import { eventually } from '../support/wait';
+
+/** The buffer node answering RED._ from its own catalog, as Node-RED does. */
+const iotBuffer = withMessages(bufferNode, 'buffer');
 
 type FlowNode = { id: string; type: string; [property: string]: unknown };
 type Behaviour = (msg: NodeMessage) => Error | undefined | 'silent';
@@ -36,6 +43,17 @@ function testSink(RED: NodeAPI): void {
   });
 }
 
+/** Settlements made to the upstream test source (a front door or another buffer). */
+const settledUpstream: Array<[string, unknown]> = [];
+
+/** A source upstream of the buffer (what a front door is): records how its deliveries are settled. */
+function testSource(RED: NodeAPI): void {
+  RED.nodes.registerType('test-source', function (this: Node & { settleDelivery(id: string, outcome: unknown): void }, def: NodeDef) {
+    RED.nodes.createNode(this, def);
+    this.settleDelivery = (id, outcome) => settledUpstream.push([id, outcome]);
+  });
+}
+
 beforeAll(async () => {
   await new Promise<void>((resolve) => helper.startServer(resolve));
 });
@@ -46,6 +64,7 @@ beforeEach(() => {
   userDir = mkdtempSync(join(tmpdir(), 'iot-buffer-node-'));
   helper.settings({ userDir });
   received.length = 0;
+  settledUpstream.length = 0;
   sinkBehaviour = () => undefined;
 });
 afterEach(async () => {
@@ -90,6 +109,19 @@ function collect(...ids: string[]): Record<string, NodeMessage[]> {
 }
 
 const buffer = () => helper.getNode('buf') as Node & { receive(msg: NodeMessage): void };
+type StatusSpy = { getCalls(): Array<{ thisValue: unknown; args: [{ fill?: string; shape?: string; text?: string }] }> };
+/** The buffer's latest status (node.status is a spy shared by every node of the runtime). */
+const lastStatus = () => {
+  const node = buffer();
+  const calls = (node.status as unknown as StatusSpy).getCalls().filter((c) => c.thisValue === node);
+  return calls[calls.length - 1]?.args[0];
+};
+/** Waits until the status shows this colour, and returns it. */
+const statusIn = (fill: string, text: RegExp) =>
+  eventually(`a ${fill} status matching ${text}`, () => {
+    const status = lastStatus();
+    return status?.fill === fill && text.test(status.text ?? '') ? status : undefined;
+  });
 const payloads = (msgs: NodeMessage[]) => msgs.map((m) => m.payload);
 
 async function stats(): Promise<Record<string, number | boolean | string>> {
@@ -100,7 +132,7 @@ async function stats(): Promise<Record<string, number | boolean | string>> {
 }
 
 async function load(props: Record<string, unknown> = {}, extra: FlowNode[] = []): Promise<void> {
-  await helper.load([bufferNode, testSink], flow(props, extra));
+  await helper.load([iotBuffer, testSink, testSource], flow(props, extra));
   await eventually('the store open', async () => ((await stats()).depth !== undefined ? true : undefined));
 }
 
@@ -230,6 +262,11 @@ describe('iot-buffer node', () => {
     buffer().receive({ control: 'purge' });
     await eventually('the purge reply', () => (out.control.length > replies + 1 ? true : undefined));
     expect(out.control[out.control.length - 1].payload).toMatchObject({ removed: 2, depth: 0, purged: 2 });
+    // What comes after a purge is delivered.
+    buffer().receive({ control: 'resume' });
+    for (const payload of [6, 7]) buffer().receive({ payload });
+    await eventually('the messages after the purge delivered', () => (received.length === 5 ? true : undefined));
+    expect(payloads(received)).toEqual([1, 2, 3, 6, 7]);
     buffer().receive({ control: 'explode' });
     await eventually('a refusal', () => (out.refused.length === 1 ? true : undefined));
     expect(out.refused[0].error).toMatchObject({ code: 'bad_control' });
@@ -263,6 +300,29 @@ describe('iot-buffer node', () => {
     expect(await stats()).toMatchObject({ acknowledged: 1, deadLettered: 1 });
   });
 
+  it('fans a delivery out to the nodes wired to its output: the first settlement counts, and a pack node refusing it for good dead-letters it', async () => {
+    /** A node of the pack's kind beside the sink: refuses for good a reading it cannot use, as iot-threshold does. */
+    function testChecker(RED: NodeAPI): void {
+      RED.nodes.registerType('test-checker', function (this: Node, def: NodeDef) {
+        RED.nodes.createNode(this, def);
+        this.on('input', (msg: NodeMessage, send: (m: Array<NodeMessage | null>) => void, done: (err?: Error) => void) => {
+          if (msg.payload === 'no value') reject(this, msg, 'missing_value', 'no temperature in the reading', send, done, { outputs: 2, catchErrors: false, RED });
+          else done();
+        });
+      });
+    }
+    await helper.load([iotBuffer, testSink, testSource, testChecker], flow({}, [{ id: 'checker', type: 'test-checker', wires: [[], []] }]).map((n) => (n.id === 'buf' ? { ...n, wires: [['sink', 'checker'], ['dead'], ['control'], ['refused']] } : n)));
+    await eventually('the store open', async () => ((await stats()).depth !== undefined ? true : undefined));
+    const out = collect('dead');
+    buffer().receive({ payload: 'no value' });
+    buffer().receive({ payload: 'a value' });
+    await eventually('a dead letter and an empty queue', async () => (out.dead.length === 1 && (await stats()).depth === 0 ? true : undefined));
+    // The sink got and wrote both; the checker's refusal came first for the one it could not use.
+    expect(payloads(received).sort()).toEqual(['a value', 'no value']);
+    expect(out.dead[0]).toMatchObject({ payload: 'no value', deadLetter: { reason: expect.stringContaining('missing_value') } });
+    expect(await stats()).toMatchObject({ acknowledged: 1, deadLettered: 1 });
+  });
+
   it('keeps Buffers, nested objects and the device identity; leaves out HTTP objects', async () => {
     await load();
     const device = { id: 'gw-7', method: 'jwt', gateway: 'gw', meta: { site: 'Lyon' } };
@@ -279,7 +339,7 @@ describe('iot-buffer node', () => {
   });
 
   it('acknowledges to an upstream buffer once it stored the message (Double Buffered)', async () => {
-    await helper.load([bufferNode, testSink], [
+    await helper.load([iotBuffer, testSink, testSource], [
       ...flow(),
       { id: 'first', type: 'iot-buffer', z: 'tab', fsyncWindow: '2', wires: [['buf'], [], ['firstControl'], []] },
       { id: 'firstControl', type: 'helper', z: 'tab' },
@@ -327,7 +387,7 @@ describe('iot-buffer node', () => {
   });
 
   it('rejects every message with invalid_config when the configuration is wrong', async () => {
-    await helper.load([bufferNode, testSink], flow({ maxInFlight: '0', batchSize: 'lots' }));
+    await helper.load([iotBuffer, testSink, testSource], flow({ maxInFlight: '0', batchSize: 'lots' }));
     const out = collect('refused');
     buffer().receive({ payload: 1 });
     await eventually('a refusal', () => (out.refused.length === 1 ? true : undefined));
@@ -338,7 +398,7 @@ describe('iot-buffer node', () => {
   });
 
   it('keeps the Redis password in the credentials: not in the URL, not in any log line or message', async () => {
-    await helper.load([bufferNode, testSink], flow({ backend: 'redis', redisUrl: 'redis://127.0.0.1:1' }), { buf: { redisPassword: 's3cret-pass' } });
+    await helper.load([iotBuffer, testSink, testSource], flow({ backend: 'redis', redisUrl: 'redis://127.0.0.1:1' }), { buf: { redisPassword: 's3cret-pass' } });
     const out = collect('refused');
     buffer().receive({ payload: 1 });
     await eventually('a refusal', () => (out.refused.length === 1 ? true : undefined));
@@ -347,11 +407,272 @@ describe('iot-buffer node', () => {
     const logged = JSON.stringify([node.warn.args, node.error.args, node.log.args, out.refused]);
     expect(logged).not.toContain('s3cret-pass');
     await helper.unload();
-    await helper.load([bufferNode, testSink], flow({ backend: 'redis', redisUrl: 'redis://:s3cret@127.0.0.1:6379' }));
+    await helper.load([iotBuffer, testSink, testSource], flow({ backend: 'redis', redisUrl: 'redis://:s3cret@127.0.0.1:6379' }));
     const again = collect('refused');
     buffer().receive({ payload: 1 });
     await eventually('a refusal', () => (again.refused.length === 1 ? true : undefined));
     expect(again.refused[0].error).toMatchObject({ code: 'invalid_config', message: expect.stringContaining('password field') });
     expect(JSON.stringify(again.refused[0].error)).not.toContain('s3cret');
+  });
+
+  it("stamps msg.timestamp with the time it accepted a message that has none, on both outputs and every redelivery; keeps a message's own time", async () => {
+    await helper.load([iotBuffer, testSink], flow({ acceptedOutput: true, maxAttempts: '2', retryDelay: '0.02', retryDelayMax: '0.05' }, [{ id: 'accepted', type: 'helper' }]).map((n) =>
+      n.id === 'buf' ? { ...n, wires: [['sink'], ['accepted'], ['dead'], ['control'], ['refused']] } : n,
+    ));
+    await eventually('the store open', async () => ((await stats()).depth !== undefined ? true : undefined));
+    const out = collect('accepted');
+    sinkBehaviour = (msg) => (msg.payload === 'no time' && msg.redelivered === undefined ? new Error('once more') : undefined);
+    const before = Date.now();
+    buffer().receive({ payload: 'no time' });
+    buffer().receive({ payload: 'null time', timestamp: null });
+    buffer().receive({ payload: 'own ms', timestamp: 1_700_000_000_000 });
+    buffer().receive({ payload: 'own text', timestamp: '2026-12-01T10:00:00Z' });
+    await eventually('four delivered, one of them twice', () => (received.length === 5 ? true : undefined));
+    const after = Date.now();
+    await eventually('four passed on', () => (out.accepted.length === 4 ? true : undefined));
+    const times = (messages: NodeMessage[]) => Object.fromEntries(messages.map((m) => [`${String(m.payload)}${m.redelivered ? ' again' : ''}`, m.timestamp]));
+    const stamped = times(received)['no time'] as number;
+    expect(stamped).toBeGreaterThanOrEqual(before);
+    expect(stamped).toBeLessThanOrEqual(after);
+    const nullStamped = times(received)['null time'] as number;
+    expect(nullStamped).toBeGreaterThanOrEqual(before);
+    expect(times(received)).toEqual({ 'no time': stamped, 'no time again': stamped, 'null time': nullStamped, 'own ms': 1_700_000_000_000, 'own text': '2026-12-01T10:00:00Z' });
+    expect(times(out.accepted)).toEqual({ 'no time': stamped, 'null time': nullStamped, 'own ms': 1_700_000_000_000, 'own text': '2026-12-01T10:00:00Z' });
+  });
+
+  it('stamps a message stored without msg.timestamp (by an older version) with the time it was accepted, when it delivers it', async () => {
+    const dir = join(userDir, 'iot-buffer', 'buf');
+    mkdirSync(dir, { recursive: true });
+    const store = new LocalStore({ dir, fsyncWindowMs: 1, segmentBytes: 1024 * 1024 });
+    await store.open();
+    const acceptedAt = Date.now() - 3_600_000;
+    await new Promise<void>((resolve, reject) => store.append('k', encodeMessage({ _msgid: 'old', payload: 'stored before' }), acceptedAt, (err) => (err ? reject(err) : resolve())));
+    await store.close();
+    await load();
+    await eventually('the old message delivered', () => (received.length === 1 ? true : undefined));
+    expect(received[0]).toMatchObject({ payload: 'stored before', timestamp: acceptedAt });
+  });
+
+  describe('status', () => {
+    it('is green while it works, yellow while paused, red while the queue is full and refusing', async () => {
+      await load({ maxMessages: '2' });
+      buffer().receive({ payload: 1 });
+      await eventually('a delivery', () => (received.length === 1 ? true : undefined));
+      await statusIn('green', /^0 queued · 0 in flight$/);
+      buffer().receive({ control: 'pause' });
+      await statusIn('yellow', /paused/);
+      for (const payload of [2, 3, 4]) buffer().receive({ payload });
+      await statusIn('red', /queue_full/);
+      buffer().receive({ control: 'resume' });
+      await eventually('two more deliveries', () => (received.length === 3 ? true : undefined));
+    });
+
+    it('is yellow while deliveries fail and go again, saying when the next goes', async () => {
+      await load({ retryDelay: '60' });
+      sinkBehaviour = () => new Error('database said no');
+      buffer().receive({ payload: 'x' });
+      const status = await statusIn('yellow', /1 retrying \(next at \d\d:\d\d:\d\d\)/);
+      expect(status.text).toMatch(/^1 queued · 1 in flight · /);
+    });
+
+    it('is yellow while a sink holds its deliveries with a Retry-After, saying until when', async () => {
+      await load();
+      sinkBehaviour = (msg) => {
+        msg.retryAfter = 120_000;
+        return new Error('429 Too Many Requests');
+      };
+      const before = Date.now();
+      buffer().receive({ payload: 'x' });
+      const status = await statusIn('yellow', /1 held by the sink until \d\d:\d\d:\d\d/);
+      const until = /until (\d\d:\d\d:\d\d)/.exec(status.text ?? '')?.[1];
+      expect(until).toBe(new Date(before + 120_000).toTimeString().slice(0, 8));
+    });
+
+    it('is yellow while the oldest message has waited more than a minute', async () => {
+      const dir = join(userDir, 'iot-buffer', 'buf');
+      const store = new LocalStore({ dir, fsyncWindowMs: 0, segmentBytes: 1024 * 1024 });
+      await store.open();
+      await new Promise<void>((resolve, reject) => store.append('k', JSON.stringify({ payload: 'old' }), Date.now() - 5 * 60_000, (err) => (err ? reject(err) : resolve())));
+      await store.close();
+      sinkBehaviour = () => 'silent';
+      await load();
+      await statusIn('yellow', /^1 queued · 1 in flight · oldest 5 min( \d+ s)?$/);
+    });
+
+    it('is red while the store cannot open, saying why', async () => {
+      writeFileSync(join(userDir, 'not-a-folder'), 'x');
+      await helper.load([iotBuffer, testSink, testSource], flow({ dataDir: 'not-a-folder/queue' }));
+      await statusIn('red', /^io_error · /);
+    });
+  });
+
+  describe('messages that cannot be routed', () => {
+    /** Unhandled rejections and uncaught exceptions while the test runs. */
+    let escaped: string[] = [];
+    const onRejection = (reason: unknown) => escaped.push(`unhandled rejection: ${String(reason)}`);
+    const onException = (err: unknown) => escaped.push(`uncaught exception: ${String(err)}`);
+    beforeEach(() => {
+      escaped = [];
+      process.on('unhandledRejection', onRejection);
+      process.on('uncaughtException', onException);
+    });
+    afterEach(() => {
+      process.off('unhandledRejection', onRejection);
+      process.off('uncaughtException', onException);
+    });
+
+    const nested = (levels: number) => {
+      let value: unknown = 1;
+      for (let i = 0; i < levels; i++) value = { a: value };
+      return value;
+    };
+
+    /** Stores messages in the buffer's folder as an older version did, before the node starts. */
+    async function storedBefore(bodies: Array<string | Buffer>): Promise<void> {
+      const store = new LocalStore({ dir: join(userDir, 'iot-buffer', 'buf'), fsyncWindowMs: 0, segmentBytes: 1024 * 1024 });
+      await store.open();
+      for (const body of bodies) await new Promise<void>((resolve, reject) => store.append('k', body, Date.now(), (err) => (err ? reject(err) : resolve())));
+      await store.close();
+    }
+
+    it('refuses a message nested too deep or holding too many keys, for good, storing nothing; Complete and Catch nodes see it without that part, and nothing escapes', async () => {
+      await load({ catchErrors: true }, [
+        { id: 'stored', type: 'complete', scope: ['buf'], uncaught: false, wires: [['storedOut']] },
+        { id: 'caught', type: 'catch', scope: ['buf'], uncaught: false, wires: [['caughtOut']] },
+        { id: 'upstream', type: 'test-source', wires: [] },
+        { id: 'storedOut', type: 'helper' },
+        { id: 'caughtOut', type: 'helper' },
+      ]);
+      const out = collect('refused', 'storedOut', 'caughtOut');
+      buffer().receive({ payload: nested(3_000), topic: 'deep', _delivery: { source: 'upstream', id: 'u1' } });
+      buffer().receive({ payload: Array.from({ length: 20_000 }, (_, i) => i), topic: 'huge', _delivery: { source: 'upstream', id: 'u2' } });
+      buffer().receive({ payload: { temperature: 21 }, topic: 'fine' });
+      await eventually('two refusals and one acceptance', () => (out.refused.length === 2 && out.caughtOut.length === 2 && out.storedOut.some((m) => m.topic === 'fine') ? true : undefined));
+      expect(out.refused.map((m) => [m.topic, (m.error as { code: string }).code, m.payload])).toEqual([
+        ['deep', 'too_deep', undefined],
+        ['huge', 'too_many_keys', undefined],
+      ]);
+      expect((out.refused[0].error as { message: string }).message).toBe(
+        'msg.payload: the value nests more than 32 levels deep: nothing of it is stored, and the part too deep or too large is left out of this message',
+      );
+      expect(out.caughtOut.map((m) => m.topic)).toEqual(['deep', 'huge']);
+      expect(out.storedOut.filter((m) => m.topic !== undefined).map((m) => m.topic)).toEqual(['fine']);
+      expect(settledUpstream).toEqual([
+        ['u1', { ok: false, retry: false, code: 'too_deep', reason: expect.stringMatching(/^too_deep: msg.payload/) }],
+        ['u2', { ok: false, retry: false, code: 'too_many_keys', reason: expect.stringMatching(/^too_many_keys: msg.payload/) }],
+      ]);
+      await eventually('one delivery', () => (received.length === 1 ? true : undefined));
+      expect(payloads(received)).toEqual([{ temperature: 21 }]);
+      expect(await stats()).toMatchObject({ accepted: 1 });
+      expect(escaped).toEqual([]);
+    });
+
+    it('takes the limits from its settings', async () => {
+      await load({ maxDepth: '3', maxKeys: '5' });
+      const out = collect('refused');
+      buffer().receive({ payload: { a: { b: { c: 1 } } } });
+      buffer().receive({ payload: { a: { b: { c: { d: 1 } } } } });
+      buffer().receive({ payload: [1, 2, 3, 4, 5, 6] });
+      await eventually('two refusals', () => (out.refused.length === 2 ? true : undefined));
+      expect(out.refused.map((m) => (m.error as { code: string }).code)).toEqual(['too_deep', 'too_many_keys']);
+      await eventually('one delivery', () => (received.length === 1 ? true : undefined));
+    });
+
+    it('sends a stored message it cannot route or read to the dead letters, with its content as stored, and delivers the others', async () => {
+      const deep = JSON.stringify({ payload: nested(3_000), topic: 'deep' });
+      await storedBefore([JSON.stringify({ payload: 1 }), deep, '{"payload": torn', Buffer.from([0x00, 0x01]), JSON.stringify({ payload: 2 })]);
+      await helper.load([iotBuffer, testSink, testSource], flow({}, [{ id: 'second', type: 'helper' }]).map((n) => (n.id === 'buf' ? { ...n, wires: [['sink', 'second'], ['dead'], ['control'], ['refused']] } : n)));
+      const out = collect('dead');
+      await eventually('three dead letters and two deliveries', () => (out.dead.length === 3 && received.length === 2 ? true : undefined));
+      expect(payloads(received)).toEqual([1, 2]);
+      expect(out.dead.map((m) => (m.deadLetter as { reason: string }).reason)).toEqual([
+        'too_deep: msg.payload: the value nests more than 32 levels deep: it cannot be routed',
+        expect.stringMatching(/^unreadable: the stored message cannot be read: .*JSON/),
+        'unreadable: the stored message cannot be read: unknown message format 0x0',
+      ]);
+      expect(out.dead.map((m) => m.payload)).toEqual([deep, '{"payload": torn', Buffer.from([0x00, 0x01])]);
+      expect(out.dead[0].deadLetter).toMatchObject({ attempts: 1, buffer: 'buf' });
+      await eventually('an empty queue', async () => ((await stats()).depth === 0 ? true : undefined));
+      expect(await stats()).toMatchObject({ deadLettered: 3, acknowledged: 2 });
+      expect(escaped).toEqual([]);
+    });
+
+    it('sends a message whose routing throws to the dead letters, and the others flow on', async () => {
+      await load();
+      const out = collect('dead');
+      const node = buffer() as Node & { send(msg: unknown): void };
+      const send = node.send.bind(node);
+      // What Node-RED's router does when cloning a message overflows the stack.
+      node.send = (msgs: unknown) => {
+        const delivered = (msgs as Array<NodeMessage | null>)[0];
+        if (delivered?.payload === 'poison') throw new RangeError('Maximum call stack size exceeded');
+        send(msgs);
+      };
+      for (const payload of ['before', 'poison', 'after']) buffer().receive({ payload });
+      await eventually('a dead letter and two deliveries', () => (out.dead.length === 1 && received.length === 2 ? true : undefined));
+      expect(payloads(received)).toEqual(['before', 'after']);
+      expect(out.dead[0]).toMatchObject({ payload: 'poison', deadLetter: { reason: 'Node-RED could not pass it on (Maximum call stack size exceeded)' } });
+      expect(escaped).toEqual([]);
+    });
+  });
+
+  describe('the accepted output', () => {
+    /** The flow with the accepted output on: outputs [delivered, accepted, dead, control, refused]. */
+    const withAccepted = (props: Record<string, unknown> = {}) =>
+      flow({ acceptedOutput: true, ...props }, [{ id: 'accepted', type: 'helper' }]).map((n) =>
+        n.id === 'buf' ? { ...n, wires: [['sink'], ['accepted'], ['dead'], ['control'], ['refused']] } : n,
+      );
+
+    it('passes each message on once it is stored, as it came in but for the settled token, untracked, in order; the other outputs move down one', async () => {
+      await helper.load([iotBuffer, testSink, testSource], [...withAccepted({ maxMessages: '4', fsyncWindow: '50' }), { id: 'upstream', type: 'test-source', z: 'tab' }]);
+      await eventually('the store open', async () => ((await stats()).depth !== undefined ? true : undefined));
+      const out = collect('accepted', 'dead', 'control', 'refused');
+      const dir = join(userDir, 'iot-buffer', 'buf');
+      const onDisk: boolean[] = [];
+      helper.getNode('accepted').on('input', (msg: NodeMessage) => {
+        const text = readdirSync(dir)
+          .filter((f) => f.endsWith('.seg'))
+          .map((f) => readFileSync(join(dir, f)).toString('latin1'))
+          .join('');
+        onDisk.push(text.includes(`"reading-${String(msg.payload)}"`));
+      });
+      const req = { socket: 'live' };
+      const res = { answer: 'later' };
+      buffer().receive({ control: 'pause' });
+      buffer().receive({ payload: 1, topic: 'reading-1', req, res, _delivery: { source: 'upstream', id: 'u1' } });
+      for (const payload of [2, 3, 4, 5]) buffer().receive({ payload, topic: `reading-${payload}` });
+      await eventually('four passed on and one refused', () => (out.accepted.length === 4 && out.refused.length === 1 ? true : undefined));
+      expect(out.accepted.map((m) => m.payload)).toEqual([1, 2, 3, 4]);
+      expect(onDisk).toEqual([true, true, true, true]);
+      expect(out.accepted[0].req).toBe(req);
+      expect(out.accepted[0].res).toBe(res);
+      expect(out.accepted.map((m) => m._delivery)).toEqual([undefined, undefined, undefined, undefined]);
+      expect(settledUpstream).toEqual([['u1', { ok: true }]]);
+      // Refusals on the fifth output, control replies on the fourth.
+      expect(out.refused[0]).toMatchObject({ payload: 5, error: { code: 'queue_full' } });
+      expect(out.control.length).toBeGreaterThan(0);
+      // Delivered as before, with this buffer's own token; dead letters on the third output.
+      sinkBehaviour = (msg) => {
+        if (msg.payload !== 2) return undefined;
+        msg.retry = false;
+        return new Error('never');
+      };
+      buffer().receive({ control: 'resume' });
+      await eventually('four delivered and one dead letter', () => (received.length === 4 && out.dead.length === 1 ? true : undefined));
+      expect((received[0]._delivery as { source: string }).source).toBe('buf');
+      expect(out.dead[0].payload).toBe(2);
+    });
+
+    it('is off in a flow saved before it existed: four outputs, as before', async () => {
+      await load();
+      const out = collect('dead', 'control', 'refused');
+      sinkBehaviour = (msg) => {
+        msg.retry = false;
+        return new Error('never');
+      };
+      buffer().receive({ payload: 'x' });
+      await eventually('a dead letter on the second output', () => (out.dead.length === 1 ? true : undefined));
+      expect(out.dead[0].deadLetter).toMatchObject({ reason: 'failed for good: test-sink: never' });
+    });
   });
 });

@@ -5,6 +5,10 @@
  * (refuse, drop oldest), pause, resume, purge and acknowledge-on-send.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CrashRecord } from '../../nodes/buffer/crash-record';
 import { BufferQueue, type Delivery, type QueueOptions } from '../../nodes/buffer/queue';
 import { StoreError, type QueueStore, type StoreCallback, type StoredMessage } from '../../nodes/buffer/store';
 
@@ -18,6 +22,9 @@ class TestMessage implements StoredMessage {
   ) {}
   get size(): number {
     return this.body.length + 10;
+  }
+  get ref(): string {
+    return String(this.seq);
   }
 }
 
@@ -100,18 +107,23 @@ interface DeadLetter {
   attempts: number;
 }
 
-function setup(options: Partial<QueueOptions> = {}) {
+function setup(options: Partial<QueueOptions> = {}, crashes?: CrashRecord) {
   const store = new MemoryStore();
   const deliveries: Array<Delivery<TestMessage>> = [];
   const dead: DeadLetter[] = [];
-  const queue = new BufferQueue(store, { ...defaults, ...options }, {
-    deliver: (d) => deliveries.push({ ...d, messages: [...d.messages] }),
-    deadLetter: (messages, reason, attempts) => dead.push({ texts: messages.map((m) => m.body.toString()), reason, attempts }),
-    changed: () => undefined,
-  });
+  const queue = new BufferQueue(
+    store,
+    { ...defaults, ...options },
+    {
+      deliver: (d) => deliveries.push({ ...d, messages: [...d.messages] }),
+      deadLetter: (messages, reason, attempts) => dead.push({ texts: messages.map((m) => m.body.toString()), reason, attempts }),
+      changed: () => undefined,
+    },
+    crashes,
+  );
   const accept = (text: string, key = 'k') =>
     new Promise<StoreError | null>((resolve) => {
-      queue.accept(key, Buffer.from(text), resolve);
+      queue.accept(key, Buffer.from(text), Date.now(), resolve);
     });
   const texts = (from = 0) => deliveries.slice(from).map((d) => d.messages.map((m) => m.body.toString()).join('+'));
   return { store, queue, deliveries, dead, accept, texts };
@@ -375,5 +387,180 @@ describe('the buffer queue', () => {
     await accept('a');
     await run(3_000);
     expect(queue.stats().oldestAgeMs).toBeGreaterThanOrEqual(3_000);
+  });
+});
+
+describe('the window', () => {
+  const textsOf = (deliveries: Array<Delivery<TestMessage>>) => deliveries.map((d) => d.messages.map((m) => m.body.toString()).join('+'));
+
+  it('marks the last delivery of a turn after which nothing more can go now', async () => {
+    const { queue, deliveries, accept } = setup({ maxInFlight: 2 });
+    for (const t of ['a', 'b', 'c']) void accept(t);
+    await run();
+    // The window (2) is full after b: a sink gathering a batch should write now.
+    expect(deliveries.map((d) => d.last)).toEqual([false, true]);
+    queue.settle(deliveries[0].id, { ok: true });
+    await run();
+    // c is all there is.
+    expect(deliveries.map((d) => d.last)).toEqual([false, true, true]);
+  });
+
+  it('does not mark a turn that stopped at its size with more to come', async () => {
+    const { deliveries, accept } = setup({ maxInFlight: 1_000 });
+    for (let i = 0; i < 600; i++) void accept(`m${i}`);
+    await run();
+    expect(deliveries).toHaveLength(600);
+    // The first turn stopped at its size (512): more came right after, so only the very last is marked.
+    expect(deliveries.flatMap((d, i) => (d.last ? [i] : []))).toEqual([599]);
+  });
+
+  it('marks the last batch of a turn too', async () => {
+    const { deliveries, accept } = setup({ maxInFlight: 100, batchSize: 3, batchWaitMs: 0 });
+    for (const t of ['a', 'b', 'c', 'd']) void accept(t);
+    await run();
+    expect(textsOf(deliveries)).toEqual(['a+b+c', 'd']);
+    expect(deliveries.map((d) => d.last)).toEqual([false, true]);
+  });
+
+  it('automatic: follows the sum of what the sinks announce, and forgets a sink that stops announcing', async () => {
+    const { queue, deliveries, accept } = setup({ maxInFlight: 'auto' });
+    queue.announceCapacity('writer', 30);
+    queue.announceCapacity('crm', 20);
+    for (let i = 0; i < 200; i++) void accept(`m${i}`);
+    await run();
+    expect(deliveries).toHaveLength(50);
+    expect(queue.stats().window).toBe(50);
+    // The writer says it holds more now: more goes at once.
+    queue.announceCapacity('writer', 60);
+    await run();
+    expect(deliveries).toHaveLength(80);
+    await run(29_000);
+    queue.announceCapacity('writer', 60);
+    await run(2_000);
+    // The CRM sink said nothing for 31 s: its 20 no longer count.
+    expect(queue.stats().window).toBe(60);
+  });
+
+  it('automatic without announcements: starts at 100, grows while settlements come back as fast, halves on a failure', async () => {
+    const { queue, deliveries, accept } = setup({ maxInFlight: 'auto', maxAttempts: 0 });
+    for (let i = 0; i < 2_000; i++) void accept(`m${i}`);
+    await run();
+    expect(deliveries).toHaveLength(100);
+    // A sink that settles everything after 5 ms, every time.
+    const settleAll = async () => {
+      const open = deliveries.filter((d) => !settledIds.has(d.id));
+      await run(5);
+      for (const d of open) {
+        settledIds.add(d.id);
+        queue.settle(d.id, { ok: true });
+      }
+      await run();
+    };
+    const settledIds = new Set<string>();
+    await settleAll();
+    expect(queue.stats().window).toBe(200);
+    await settleAll();
+    expect(queue.stats().window).toBe(400);
+    const open = deliveries.filter((d) => !settledIds.has(d.id));
+    queue.settle(open[0].id, { ok: false, reason: 'busy', retry: true });
+    expect(queue.stats().window).toBe(200);
+  });
+
+  it('automatic without announcements: stops growing when the round trip grows (messages only queue up downstream)', async () => {
+    const { queue, deliveries, accept } = setup({ maxInFlight: 'auto' });
+    for (let i = 0; i < 5_000; i++) void accept(`m${i}`);
+    await run();
+    const settled = new Set<string>();
+    let delay = 5;
+    for (let round = 0; round < 4; round++) {
+      const open = deliveries.filter((d) => !settled.has(d.id));
+      await run(delay);
+      for (const d of open) {
+        settled.add(d.id);
+        queue.settle(d.id, { ok: true });
+      }
+      await run();
+      // The sink takes twice as long for twice as many: the window is past what helps.
+      delay *= 2;
+    }
+    expect(queue.stats().window).toBeLessThan(1_600);
+  });
+});
+
+describe('crash-loop protection', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'iot-buffer-crashes-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** A crash record as a death left it: these refs (sequence numbers) out, this often before. */
+  function recordAfterDeath(suspects: Record<string, number>, out: string[] = []): CrashRecord {
+    const file = join(dir, 'crashes.json');
+    const entries = Object.entries(suspects).map(([ref, deaths]) => [ref, { deaths, error: 'RangeError: Maximum call stack size exceeded' }]);
+    writeFileSync(file, JSON.stringify({ suspects: Object.fromEntries(entries), died: { at: 1, error: 'RangeError: Maximum call stack size exceeded', out } }));
+    const record = new CrashRecord(file, 3);
+    record.load();
+    return record;
+  }
+
+  it('delivers a message that was out at a death alone, once nothing else is out, and clears it when its delivery is over', async () => {
+    const record = recordAfterDeath({}, ['2']);
+    expect(record.deathsOf('2')).toBe(1);
+    const { queue, deliveries, accept, texts } = setup({ maxInFlight: 10 }, record);
+    for (const t of ['a', 'b', 'c', 'd']) void accept(t);
+    await run();
+    expect(texts()).toEqual(['a']);
+    queue.settle(deliveries[0].id, { ok: true });
+    await run();
+    expect(texts()).toEqual(['a', 'b']);
+    expect(deliveries[1].last).toBe(true);
+    expect(queue.outRefs()).toEqual(['2']);
+    queue.settle(deliveries[1].id, { ok: true });
+    await run();
+    expect(texts()).toEqual(['a', 'b', 'c', 'd']);
+    expect(record.deathsOf('2')).toBe(0);
+    expect(new CrashRecord(join(dir, 'crashes.json'), 3).load().suspects).toBe(0);
+  });
+
+  it('clears a message whose lone delivery failed or timed out: it did not kill the process', async () => {
+    const record = recordAfterDeath({ '1': 1 });
+    const { queue, deliveries, accept, texts } = setup({ retryDelayMs: 10 }, record);
+    for (const t of ['a', 'b']) void accept(t);
+    await run();
+    expect(texts()).toEqual(['a']);
+    queue.settle(deliveries[0].id, { ok: false, reason: 'sink down', retry: true });
+    expect(record.deathsOf('1')).toBe(0);
+    await run(10);
+    expect(texts()).toEqual(['a', 'a', 'b']);
+  });
+
+  it('sets aside, as a dead letter, a message out at as many deaths in a row as the limit', async () => {
+    const record = recordAfterDeath({ '2': 2 }, ['2']);
+    const { dead, accept, texts, queue } = setup({}, record);
+    for (const t of ['a', 'poison', 'c']) void accept(t);
+    await run();
+    expect(texts()).toEqual(['a', 'c']);
+    expect(dead).toEqual([{ texts: ['poison'], reason: 'the process died 3 times in a row while this message was being delivered (last: RangeError: Maximum call stack size exceeded)', attempts: 0 }]);
+    await run();
+    expect(queue.stats()).toMatchObject({ deadLettered: 1, depth: 2 });
+  });
+
+  it('writes the messages out at a death, which count at the next start; a death the process lived through is taken back', async () => {
+    const file = join(dir, 'crashes.json');
+    const record = new CrashRecord(file, 3);
+    record.load();
+    const { queue, accept } = setup({ maxInFlight: 2 }, record);
+    for (const t of ['a', 'b', 'c']) void accept(t);
+    await run();
+    record.recordDeath(queue.outRefs(), new RangeError('Maximum call stack size exceeded'));
+    const next = new CrashRecord(file, 3);
+    expect(next.load().suspects).toBe(2);
+    expect([next.deathsOf('1'), next.deathsOf('2'), next.deathsOf('3')]).toEqual([1, 1, 0]);
+    next.recordDeath(['3'], new Error('handled elsewhere'));
+    next.retractDeath();
+    const after = new CrashRecord(file, 3);
+    after.load();
+    expect([after.deathsOf('1'), after.deathsOf('3')]).toEqual([1, 0]);
   });
 });

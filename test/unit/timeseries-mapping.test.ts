@@ -126,6 +126,11 @@ describe('one reading', () => {
     expect(map({ readings: { t: 1 }, time: '2026-11-22T08:26:40.5Z' }).lines[0]).toBe('pumps t=1 1795336000500');
     expect(map({ readings: { t: 1, timestamp: 1_795_300_000 }, time: 5 }, { timeUnit: 's', precision: 'ns' }).lines[0]).toBe('pumps t=1 1795300000000000000');
     expect(map({ readings: { t: 1, timestamp: null }, time: 7 }).lines[0]).toBe('pumps t=1 7');
+    // A device's own time in seconds, at the default unit (ms): told apart by size, as the edge does.
+    expect(map({ readings: { t: 1, timestamp: 1_795_300_000 } }).lines[0]).toBe('pumps t=1 1795300000000');
+    expect(map({ readings: { t: 1, timestamp: 1_795_300_000.5 } }).lines[0]).toBe('pumps t=1 1795300000500');
+    // A unit chosen in the node is taken as it is.
+    expect(map({ readings: { t: 1, timestamp: 1_795_300_000 } }, { timeUnit: 's' }).lines[0]).toBe('pumps t=1 1795300000000');
     expect(map({ readings: { t: 1, timestamp: 9 } }, { timeField: '' }).lines[0]).toBe('pumps t=1,timestamp=9 1795300000123');
   });
 
