@@ -23,7 +23,7 @@ const queue: Omit<FuzzOptions, 'count' | 'seed' | 'message'> = {
   under: 'buf',
   outputs: ['delivered', 'dead', 'control'],
   errorOutputs: ['refused'],
-  codes: ['queue_full', 'too_large', 'overloaded', 'disk_full', 'no_permission', 'io_error', 'store_locked', 'backend_unavailable', 'not_serializable', 'bad_control', 'invalid_config'],
+  codes: ['queue_full', 'too_large', 'overloaded', 'disk_full', 'no_permission', 'io_error', 'store_locked', 'backend_unavailable', 'not_serializable', 'too_deep', 'too_many_keys', 'bad_control', 'invalid_config'],
 };
 const each = (messages: Array<Record<string, unknown>>) => fuzzNode({ ...queue, count: messages.length, seed: 0, message: (_h, n) => messages[n] });
 
