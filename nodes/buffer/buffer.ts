@@ -264,7 +264,7 @@ export = function register(RED: NodeAPI): void {
     function control(msg: NodeMessage, send: Send, done: Done): void {
       const command = typeof msg.control === 'string' ? (msg.control.trim().toLowerCase() as Control) : undefined;
       if (!command || !CONTROLS.includes(command)) {
-        reject(node, msg, 'bad_control', `msg.control must be one of ${CONTROLS.join(', ')} (got ${JSON.stringify(msg.control)})`, send, done, rejection);
+        reject(node, msg, 'bad_control', `msg.control must be one of ${CONTROLS.join(', ')} (got ${shownControl(msg.control)})`, send, done, rejection);
         return;
       }
       const reply = (extra: Record<string, unknown> = {}) => {
@@ -449,6 +449,15 @@ export = function register(RED: NodeAPI): void {
     },
   });
 };
+
+/** The bad msg.control as JSON where it has some; a cycle or a BigInt makes JSON.stringify throw. */
+function shownControl(value: unknown): string {
+  try {
+    return String(JSON.stringify(value));
+  } catch {
+    return `a ${typeof value} that is not JSON`;
+  }
+}
 
 function keyText(value: unknown): string {
   if (typeof value === 'string') return value;

@@ -27,7 +27,7 @@ import { existsSync, ftruncateSync, mkdirSync, readFileSync, rmSync, writeFileSy
 import { close as closeCb, fdatasync as fdatasyncCb, fsync as fsyncCb, open as openCb, unlink as unlinkCb, write as writeCb } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { messageFields, messageRecordSize, RecordBatch, RecordReader, RecordType, SEGMENT_HEADER_BYTES, segmentHeader, type ParsedRecord, type SkippedRegion } from './records';
+import { MAX_KEY_BYTES, messageFields, messageRecordSize, RecordBatch, RecordReader, RecordType, SEGMENT_HEADER_BYTES, segmentHeader, type ParsedRecord, type SkippedRegion } from './records';
 import { closeQuietly, newSegment, rebuildLiveness, recoverSegments, segmentPath, summaryPath, writeSummary, type CopyEntry, type Segment } from './recovery';
 import { SeqRanges } from './seq-ranges';
 import { encodedLength, StoreError, storeErrorFrom, type EncodedMessage, type QueueStore, type RecoveryReport, type StoreCallback, type StoredMessage } from './store';
@@ -306,6 +306,12 @@ export class LocalStore implements QueueStore<LocalMessage> {
     if (this.pendingBytes > this.pendingLimit) {
       const waiting = Math.round(this.pendingBytes / (1024 * 1024));
       queueMicrotask(() => done(new StoreError('overloaded', `messages arrive faster than the disk stores them (${waiting} MB wait to be written)`)));
+      return;
+    }
+    // Refused before a record is begun: one that does not fit its header would break the whole batch.
+    const keyBytes = Buffer.byteLength(key);
+    if (keyBytes > MAX_KEY_BYTES) {
+      queueMicrotask(() => done(new StoreError('too_large', `the message's key takes ${keyBytes} bytes, more than the local store keeps (${MAX_KEY_BYTES})`)));
       return;
     }
     const seq = this.nextSeq++;

@@ -27,6 +27,9 @@ export type RecordTypeCode = (typeof RecordType)[keyof typeof RecordType];
 /** Bodies larger than this are taken for a torn length field, not a record. */
 export const MAX_RECORD_BODY = 0x7fff_ffff;
 
+/** A message's key length is a 16-bit field of the record header. */
+export const MAX_KEY_BYTES = 0xffff;
+
 /** zlib's CRC-32 where Node has it (20.15+), a table-driven one before. */
 export const crc32: (data: Uint8Array) => number = typeof zlib.crc32 === 'function' ? (data) => zlib.crc32(data) : tableCrc32();
 

@@ -126,6 +126,15 @@ function payloadFor(format: NonNullable<BrokerDef['payloadFormat']>, payload: Bu
   return isUtf8Text(payload) ? payload.toString('utf8') : payload;
 }
 
+/**
+ * msg.qos as a number (NaN when it is none): only primitives are converted, as Number() throws
+ * on a Symbol or an object without a primitive value, and would run an object's own valueOf.
+ */
+function qosOf(value: unknown): number {
+  if (value === undefined || value === null) return 0;
+  return typeof value === 'number' || typeof value === 'string' || typeof value === 'boolean' || typeof value === 'bigint' ? Number(value) : Number.NaN;
+}
+
 export = function register(RED: NodeAPI): void {
   function IotMqttBrokerNode(this: BrokerNode, def: BrokerDef): void {
     RED.nodes.createNode(this, def);
@@ -339,7 +348,7 @@ export = function register(RED: NodeAPI): void {
         reject(node, msg, 'bad_topic', RED._('iot-mqtt-broker.errors.bad-topic'), send, done, rejection);
         return;
       }
-      const qos = msg.qos === undefined ? 0 : Number(msg.qos);
+      const qos = qosOf(msg.qos);
       if (qos !== 0 && qos !== 1 && qos !== 2) {
         reject(node, msg, 'bad_qos', RED._('iot-mqtt-broker.errors.bad-qos'), send, done, rejection);
         return;
