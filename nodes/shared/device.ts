@@ -20,6 +20,19 @@ export function deviceOf(msg: NodeMessage): DeviceIdentity | undefined {
   return device !== null && typeof device === 'object' && typeof device.id === 'string' ? (device as DeviceIdentity) : undefined;
 }
 
+/**
+ * The part of msg.device a node may keep in its saved state: a JSON copy, undefined when it has
+ * none (a cycle or a BigInt anywhere in it), so that a later save cannot fail on it.
+ */
+export function savableDevice(device: unknown): unknown {
+  try {
+    const text = JSON.stringify(device);
+    return text === undefined ? undefined : JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 /** The default state key of a message: its device id, else its topic, else ''. */
 export function defaultKey(msg: NodeMessage): string {
   const device = deviceOf(msg);
@@ -48,7 +61,10 @@ export class StateKeyReader {
   read(msg: NodeMessage, next: (key: string) => void, rejected: (problem: KeyProblem) => void): void {
     const settle = (key: string | KeyProblem) => (typeof key === 'string' ? next(key) : rejected(key));
     if (!this.reader) {
-      next(defaultKey(msg));
+      const key = defaultKey(msg);
+      // A reading kept under '' would join every other one without a key.
+      if (key === '') rejected({ code: 'missing_key', message: 'no msg.device.id (text) and no msg.topic: no key to keep state by' });
+      else next(key);
     } else if (!this.reader.async) {
       settle(this.keyFrom(this.reader.read(msg)));
     } else {

@@ -67,8 +67,14 @@ export class StateFile<S, E> {
    */
   save(snapshot: S): Promise<void> {
     if (this.saving) return this.saving;
+    let text: string;
+    try {
+      text = JSON.stringify(snapshot);
+    } catch (err) {
+      // A snapshot that does not serialize is a failed save, never an uncaught throw from a timer.
+      return Promise.reject(err as Error);
+    }
     this.rotateJournal();
-    const text = JSON.stringify(snapshot);
     this.saving = this.writeSnapshot(text).finally(() => {
       this.saving = undefined;
     });

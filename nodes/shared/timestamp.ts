@@ -5,18 +5,30 @@
  */
 import type { NodeMessage } from 'node-red';
 
+/** The largest distance from the epoch a Date can hold, in ms: beyond it no time exists. */
+const DATE_RANGE_MS = 8.64e15;
+
 /** msg.timestamp in ms, `fallback` when there is none, NaN when it cannot be read. */
 export function messageTime(msg: NodeMessage, fallback: number): number {
   const stamp = msg.timestamp as unknown;
   if (stamp === undefined || stamp === null) return fallback;
-  if (typeof stamp === 'number') return Number.isFinite(stamp) ? stamp : NaN;
+  if (typeof stamp === 'number') return Math.abs(stamp) <= DATE_RANGE_MS ? stamp : NaN;
   if (stamp instanceof Date) return stamp.getTime();
   if (typeof stamp === 'string') return Date.parse(stamp);
   return NaN;
 }
 
 export function badTimestampMessage(msg: NodeMessage): string {
-  return `msg.timestamp ${JSON.stringify(msg.timestamp)} is not a time (ms since epoch, ISO 8601 or Date)`;
+  return `msg.timestamp ${describe(msg.timestamp)} is not a time (ms since epoch, ISO 8601 or Date)`;
+}
+
+/** A short picture of a value for a message; never throws (a BigInt or a cycle is not JSON). */
+function describe(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return typeof value;
+  }
 }
 
 /** Below this a number is taken as seconds since the epoch (as ms it would be before March 1973). */

@@ -6,7 +6,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
-import { StateKeyReader } from '../shared/device';
+import { savableDevice, StateKeyReader } from '../shared/device';
 import { formatTimeOfDay } from '../shared/duration';
 import { degraded, failing, idle, StatusLine, working } from '../shared/node-status';
 import { NodeState } from '../shared/node-state';
@@ -152,7 +152,8 @@ export = function register(RED: NodeAPI): void {
         return;
       }
       state?.journal({ k: key, v: values, t: at });
-      if (msg.device !== undefined) lastDevice.set(key, msg.device);
+      const device = savableDevice(msg.device);
+      if (device !== undefined) lastDevice.set(key, device);
       emit(closed, send);
       timer.arm(aggregator.nextClose());
       status.changed();

@@ -7,12 +7,12 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
 import { degraded, failing, idle, StatusLine, working } from '../shared/node-status';
-import { deviceOf, StateKeyReader } from '../shared/device';
+import { deviceOf, savableDevice, StateKeyReader } from '../shared/device';
 import { propertyReader, readProperty, type PropertyReader } from '../shared/typed-property';
 import { describeAlert, type AlertWording } from './alert-text';
 import { applyJournal, ThresholdEngine, type AlertEvent, type EngineSnapshot, type JournalEntry } from './engine';
 import { expectedKeyList, readingName, ruleFromProperties, type ThresholdProperties } from './node-config';
-import { RuleError, Thresholds, type RuleConfig } from './rules';
+import { Thresholds, type RuleConfig } from './rules';
 import { NodeState } from '../shared/node-state';
 import { badTimestampMessage, messageTime } from '../shared/timestamp';
 
@@ -140,7 +140,8 @@ export = function register(RED: NodeAPI): void {
       try {
         thresholds = thresholdsFor(msg);
       } catch (err) {
-        reject(node, msg, err instanceof RuleError ? 'bad_threshold' : 'internal', (err as Error).message, send, done, rejection);
+        // Only msg.threshold is read here: whatever fails in it (a cycle, a BigInt) is a bad threshold.
+        reject(node, msg, 'bad_threshold', (err as Error).message, send, done, rejection);
         return;
       }
       if (measuredAt) {
@@ -156,7 +157,7 @@ export = function register(RED: NodeAPI): void {
         return;
       }
       state?.changed();
-      const device = msg.device;
+      const device = savableDevice(msg.device);
       if (device !== undefined) lastDevice.set(key, device);
       const out = routeEvents(msg);
       if (def.stateOutput) {
