@@ -84,7 +84,8 @@ describe('the editor in Chromium', () => {
     for (const [i, type] of nodes.entries()) {
       const before = await page.evaluate(() => (window as unknown as { RED: { nodes: { filterNodes(f: object): unknown[] } } }).RED.nodes.filterNodes({}).length);
       await page.locator(`#red-ui-palette-container-${CATEGORY_ID} .red-ui-palette-node[data-palette-type="${type}"]`).dragTo(workspace, {
-        targetPosition: { x: 300 + 40 * i, y: 500 + 60 * i },
+        // Four to a row, so that every node of the pack lands inside the window.
+        targetPosition: { x: 250 + 180 * (i % 4), y: 150 + 90 * Math.floor(i / 4) },
       });
       const added = await page.evaluate(
         ({ t, n }) => {
@@ -127,16 +128,21 @@ describe('the editor in Chromium', () => {
 
   it('keeps an old registry at key derivation v1 when it is opened and saved, and starts a new one at v2', async () => {
     type Red = { RED: { editor: { editConfig(n: string, t: string, id: string): void }; nodes: { node(id: string): Record<string, unknown> } } };
-    // The pattern flows' registry predates settings versions.
-    expect(await page.evaluate(() => (window as unknown as Red).RED.nodes.node('patterns.registry').settingsVersion)).toBeUndefined();
-    await page.evaluate(() => (window as unknown as Red).RED.editor.editConfig('', 'iot-device-registry', 'patterns.registry'));
+    // A registry as a flow from before settings versions has it (the shipped flows are at v2 now).
+    await page.evaluate(() =>
+      (window as unknown as { RED: { nodes: { import(n: unknown[]): unknown } } }).RED.nodes.import([
+        { id: 'old.registry', type: 'iot-device-registry', name: 'old registry', source: 'derived', devices: [], masterSource: 'env', masterEnv: 'IOT_DEVICE_MASTER_SECRET', derivedMethods: ['apikey', 'hmac'] },
+      ]),
+    );
+    expect(await page.evaluate(() => (window as unknown as Red).RED.nodes.node('old.registry').settingsVersion)).toBeUndefined();
+    await page.evaluate(() => (window as unknown as Red).RED.editor.editConfig('', 'iot-device-registry', 'old.registry'));
     await page.waitForSelector('#node-config-dialog-ok', { state: 'visible' });
     expect(await page.inputValue('#node-config-input-keyDerivation')).toBe('v1');
     await expect(page.locator('.iot-registry-derivation-v1').isVisible()).resolves.toBe(true);
     await page.click('#node-config-dialog-ok');
     await page.waitForSelector('#node-config-dialog-ok', { state: 'detached' });
     const saved = await page.evaluate(() => {
-      const n = (window as unknown as Red).RED.nodes.node('patterns.registry');
+      const n = (window as unknown as Red).RED.nodes.node('old.registry');
       return { settingsVersion: n.settingsVersion, keyDerivation: n.keyDerivation };
     });
     expect(saved).toEqual({ settingsVersion: 2, keyDerivation: 'v1' });
@@ -158,7 +164,13 @@ describe('the editor in Chromium', () => {
     await page.locator('#red-ui-clipboard-dialog-import-tabs').getByText('Examples').click();
     const examples = page.locator('div#red-ui-clipboard-dialog-import-tab-examples');
     await examples.getByText(PACKAGE, { exact: true }).click();
-    await examples.getByText(shipped[0], { exact: true }).waitFor({ state: 'visible' });
+    // The pattern flows sit in their own folder, the editor's first entry: open it as a person does.
+    const patterns = examples.getByText('patterns', { exact: true });
+    await patterns.waitFor({ state: 'visible' });
+    const firstPattern = examples.getByText(shipped.filter((name) => name.startsWith('pattern-')).sort()[0] ?? shipped[0], { exact: true });
+    if (!(await firstPattern.isVisible())) await patterns.click();
+    await firstPattern.waitFor({ state: 'visible' });
+    await page.waitForTimeout(500);
     const missing: string[] = [];
     for (const name of shipped) if (!(await examples.getByText(name, { exact: true }).isVisible())) missing.push(name);
     expect(missing).toEqual([]);
