@@ -21,7 +21,7 @@ const OUTAGE_MS = 30_000;
 const BEFORE_MS = 5_000;
 const AFTER_MS = 3_000;
 const PADDING = 'x'.repeat(4_000);
-const HEAP_CAP_MB = 64;
+const HEAP_CAP_MB = 96;
 
 const flow: FlowNode[] = [
   { id: 'outage.tab', type: 'tab', label: 'buffer outage' },
