@@ -90,9 +90,10 @@ describe('iot-device-auth sharing its state through iot-redis', () => {
     expect(outcomes(got)).toEqual(['ok', 'replayed 401']);
   });
 
-  it('shows the connection in its status: green once connected with the password from the credentials', async () => {
+  it('shows the connection in its status: idle (grey), no longer connecting, once connected with the password from the credentials', async () => {
     await start(flow({}));
-    await eventually('a green status', () => (lastStatus().fill === 'green' ? true : undefined));
+    // The pack's status convention: grey while nothing has arrived yet; yellow while connecting.
+    await eventually('a grey status', () => (lastStatus().fill === 'grey' ? true : undefined));
     expect(lastStatus().text).toBe('✓ 0 · ✗ 0');
   });
 
