@@ -461,15 +461,18 @@ function patternLoad(pattern: PatternName, ctx: Context, node: NodeRedProcess, k
     }
     case 'cloudy': {
       // One callback a device message, as Sigfox-style vendor clouds forward them.
-      const label = (d: number) => `sfx-${pad3(d + 1)}`;
-      const bodies = rounds.flatMap((k) => every.map((d) => ({ body: vendorCallback(label(d), fleet.reading(d, k), fleet.reading(d, k).time, ((k * fleet.devices + d) % 65_535) + 1), readings: 1 })));
+      // The vendor's id in its callback; stored under the vendor cloud that speaks for it.
+      const id = (d: number) => `sfx-${pad3(d + 1)}`;
+      const label = (d: number) => `vendor-cloud:${id(d)}`;
+      const bodies = rounds.flatMap((k) => every.map((d) => ({ body: vendorCallback(id(d), fleet.reading(d, k), fleet.reading(d, k).time, ((k * fleet.devices + d) % 65_535) + 1), readings: 1 })));
       return { label, prepare: http('/cloudy/callback', [bodies], CALLBACK_CONCURRENCY, (body) => vendorHeaders(keys, body)) };
     }
     case 'partners': {
       // Reports of each device's state, its reading as the latest one: REPORT_STREAMS at once,
       // each for its share of the devices one report after another, so that each device's states
       // arrive in order (requests open at the same time have none, and an Asset keeps the last).
-      const label = (d: number) => `fleetco:fc-${pad3(d + 1)}`;
+      // Stored under the partner that reports for the device.
+      const label = (d: number) => `partner-fleetco:fc-${pad3(d + 1)}`;
       const report = (k: number, devices: number[]) =>
         JSON.stringify({
           partner: 'fleetco',
@@ -485,9 +488,11 @@ function patternLoad(pattern: PatternName, ctx: Context, node: NodeRedProcess, k
     case 'double': {
       // A batch a round with every device's reading, forwarded by the partner as the simulator
       // does; each reading carries its own time, so batches need no order.
-      const label = (d: number) => `rc-${pad3(d + 1)}`;
+      // The partner's id in its batch; stored under the partner that speaks for it.
+      const id = (d: number) => `rc-${pad3(d + 1)}`;
+      const label = (d: number) => `partner-relayco:${id(d)}`;
       const batches = rounds.map((k) => ({
-        body: JSON.stringify({ partner: 'relayco', readings: every.map((d) => ({ device: label(d), time: fleet.reading(d, k).time, temperature: fleet.reading(d, k).temperature, battery: fleet.reading(d, k).battery })) }),
+        body: JSON.stringify({ partner: 'relayco', readings: every.map((d) => ({ device: id(d), time: fleet.reading(d, k).time, temperature: fleet.reading(d, k).temperature, battery: fleet.reading(d, k).battery })) }),
         readings: fleet.devices,
       }));
       return { label, prepare: http('/double/readings', [batches], BATCH_WINDOW, (body) => partnerHeaders(keys, 'partner-relayco', body)) };
