@@ -139,7 +139,9 @@ async function run(): Promise<Outcome> {
     } else if (p.time < sentAt - 20 || p.time > ackedAt + 20) {
       notAtAcceptance.push(`${key} at ${p.time - sentAt} ms after it was sent, acknowledged ${ackedAt - sentAt} ms after`);
     }
-    if (sentAt >= outageStart && sentAt < outageEnd && p.time >= outageEnd) atWriteTime.push(`${key} sent ${Math.round((outageEnd - sentAt) / 1000)} s before the store came back, stored ${Math.round((p.time - outageEnd) / 1000)} s after`);
+    // A reading sent in the last second of the outage may rightly be accepted, and stamped, after the store came
+    // back: only readings sent earlier tell their own time from the write time.
+    if (sentAt >= outageStart && sentAt < outageEnd - 1_000 && p.time >= outageEnd) atWriteTime.push(`${key} sent ${Math.round((outageEnd - sentAt) / 1000)} s before the store came back, stored ${Math.round((p.time - outageEnd) / 1000)} s after`);
   }
   const ackedDuringOutage = (w: { ackedAt: Map<number, number> }) => [...w.ackedAt.values()].filter((at) => at > outageStart + 2_000 && at < outageEnd).length;
   const timeSeries = await fetch(`${store.url}/api/v1/export?match[]=${encodeURIComponent('{__name__=~"readings_timestamp.*"}')}`).then((r) => r.text());
