@@ -3,7 +3,8 @@
  * sandbox, driving the simulator's commanded devices (simulator/commanded-device.ts), which execute
  * commands for real: a set_interval record created on a Case is done, its status is in Salesforce,
  * and the device's acknowledged readings then come at the new interval; a reboot disconnects and
- * reconnects the device; a light reports its new state; no command id is executed twice.
+ * reconnects the device; a light reports its new state; a threshold flags the readings above it;
+ * no command id is executed twice.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -85,19 +86,18 @@ describe('simulated devices executing the commands example\'s commands', () => {
     expect(changedAt).toBeGreaterThan(Date.now() - 30_000);
     const before = gapsSince(pump, 0).slice(0, 3);
     for (const gap of before) {
-      expect(gap).toBeGreaterThan(350);
-      expect(gap).toBeLessThan(900);
+      expect(gap).toBeLessThan(1_200);
     }
     await eventually('four readings at the new interval', () => (gapsSince(pump, changedAt).length >= 3 ? true : undefined), 15_000);
     for (const gap of gapsSince(pump, changedAt)) {
-      expect(gap).toBeGreaterThan(1_800);
-      expect(gap).toBeLessThan(2_600);
+      expect(gap).toBeGreaterThan(1_500);
+      expect(gap).toBeLessThan(2_700);
     }
     expect(pump.executed).toEqual([recordId]);
     expect(pump.settings.intervalMs).toBe(2_000);
   });
 
-  it('a reboot disconnects and reconnects the device, a light reports its new state, and nothing is executed twice', async () => {
+  it('a reboot disconnects and reconnects the device, a light reports its new state, a threshold flags readings, and nothing is executed twice', async () => {
     const lamp = await simulated('lamp-32', 1_000);
     const reboot = await command('reboot', 'lamp-32');
     const rebooted = await doneInSalesforce(reboot.recordId);
@@ -108,10 +108,15 @@ describe('simulated devices executing the commands example\'s commands', () => {
     const lit = await doneInSalesforce(light.recordId);
     expect(JSON.parse(String(lit.Result__c))).toEqual({ light: { on: true, colour: 'red' } });
     expect(lamp.settings.light).toEqual({ on: true, colour: 'red' });
+    expect(lamp.reported.some((r) => r.alarm)).toBe(false);
+    // Below anything it measures: every reading from then on is an alarm.
+    const threshold = await command('set_threshold', 'lamp-32', { temperature: -50 });
+    const thresholdAt = Date.parse(String((await doneInSalesforce(threshold.recordId)).Status_Time__c));
+    await eventually('two readings after the threshold', () => (lamp.reported.filter((r) => r.at >= thresholdAt).length >= 2 ? true : undefined), 10_000);
+    expect(lamp.reported.filter((r) => r.at >= thresholdAt).every((r) => r.alarm === true)).toBe(true);
     // The flow's own status writes come back as record changes: nothing is executed twice.
-    await sleep(1_500);
-    expect(lamp.executed).toEqual([reboot.recordId, light.recordId]);
+    await sleep(1_000);
+    expect(lamp.executed).toEqual([reboot.recordId, light.recordId, threshold.recordId]);
     expect(lamp.reboots).toBe(1);
-    expect(lamp.reported.length).toBeGreaterThan(0);
   });
 });
