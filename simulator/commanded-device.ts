@@ -121,11 +121,15 @@ export class CommandedDevice {
     this.schedule();
   }
 
+  /** Closed first, then the commands under way settled: an answer waiting for a PUBACK that never comes does not hold the stop. */
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    const link = this.link;
+    await link?.close();
     await this.queue;
-    await this.link?.close();
+    // A reboot under way may have connected again meanwhile.
+    if (this.link !== link) await this.link?.close();
   }
 
   private async connect(): Promise<void> {
@@ -205,6 +209,7 @@ export class CommandedDevice {
     if (this.stopped) return;
     await this.connect();
     this.reboots++;
+    if (this.stopped) return;
     this.schedule();
     await this.answer({ id, status: 'done', result: { rebooted: true, away_ms: Date.now() - started } });
   }
