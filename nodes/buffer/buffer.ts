@@ -12,7 +12,7 @@ import { mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import { reject } from '../shared/coded-error';
+import { refuseEveryInput, reject } from '../shared/coded-error';
 import { deliveryOf, outcomeOfReturned, settleDelivery, type DeliverySource, type Outcome } from '../shared/delivery';
 import { defaultKey } from '../shared/device';
 import { LogSummary } from '../shared/log-summary';
@@ -63,11 +63,8 @@ export = function register(RED: NodeAPI): void {
         keyReader = propertyReader(RED, node, def.keyProperty, def.keyPropertyType);
       }
     } catch (err) {
-      const message = (err as Error).message;
-      node.error(RED._('iot-buffer.errors.invalid-config', { message }));
-      node.status(failing(RED._('iot-buffer.status.invalid-config')));
       node.settleDelivery = () => undefined;
-      node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', message, send, done, rejection));
+      refuseEveryInput(node, 'iot-buffer', (err as Error).message, rejection);
       return;
     }
 

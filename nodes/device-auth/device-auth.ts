@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { identifyByBroker, brokerMarkOf, BROKER_PROPERTY } from '../shared/broker-identity';
-import { reject } from '../shared/coded-error';
+import { refuseEveryInput, reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
 import { deliveryOf, settleIfReturned, settleToken, DELIVERY_PROPERTY, type DeliverySource, type DeliveryToken, type Outcome } from '../shared/delivery';
 import { registryService, type DeviceRegistryService } from '../shared/device-registry-api';
@@ -140,10 +140,7 @@ export = function register(RED: NodeAPI): void {
       }
       core = new DeviceAuthCore(settings, registry, (mark) => identifyByBroker(RED, mark as never), shared ? new RedisSharedChecks(shared, node.id, settings.rate) : undefined);
     } catch (err) {
-      const message = (err as Error).message;
-      node.error(RED._('iot-device-auth.errors.invalid-config', { message }));
-      node.status(failing(RED._('iot-device-auth.status.invalid-config')));
-      node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', message, send, done, rejection));
+      refuseEveryInput(node, 'iot-device-auth', (err as Error).message, rejection);
       return;
     }
     const usesCertificates = core.settings.mode === 'x509' || (core.settings.mode === 'auto' && core.settings.accepted.has('x509'));
