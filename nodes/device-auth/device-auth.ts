@@ -22,10 +22,12 @@ import { HeldReceipts } from '../shared/held-receipts';
 import { LogSummary } from '../shared/log-summary';
 import { degraded, failing, idle, StatusLine, working, type NodeStatus } from '../shared/node-status';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
+import { migrateSettings } from '../shared/settings-version';
 import { DeviceAuthCore, refusalStatus, statusText, type AuthCode, type AuthInput, type AuthMode, type AuthOutcome, type CredentialFields } from './auth-core';
 import { answerFromProperties, CREDENTIAL_DEFAULTS, settingsFromProperties, type AnswerSettings, type DeviceAuthProperties } from './node-config';
 import { credentialPath, removeCredentials, type CredentialPath } from './scrub';
 import { RedisSharedChecks } from './shared-checks';
+import { DEVICE_AUTH_MIGRATIONS } from './migrations';
 
 type DeviceAuthNode = Node & DeliverySource;
 type Send = (msg: Array<NodeMessage | NodeMessage[] | null>) => void;
@@ -117,7 +119,9 @@ export = function register(RED: NodeAPI): void {
     let registry: DeviceRegistryService | undefined;
     let shared: SharedRedis | undefined;
     try {
-      const settings = settingsFromProperties(def);
+      const migrated = migrateSettings(def, DEVICE_AUTH_MIGRATIONS);
+      for (const note of migrated.notes) node.log(RED._(`iot-device-auth.migrated.${note}`, { from: migrated.from }));
+      const settings = settingsFromProperties(migrated.props);
       answers = answerFromProperties(def);
       registry = registryService(RED, def.registry);
       // Anonymous messages need no registry, nor do broker identities unless gateway sensors are checked.

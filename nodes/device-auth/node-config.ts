@@ -2,7 +2,7 @@
  * The editor's properties of an iot-device-auth node, turned into the core's settings, with a
  * clear error for anything that cannot work.
  */
-import { AUTH_METHODS, SECRET_METHODS, TOKEN_SKEW_SECONDS, type AuthMethod } from '../shared/device-registry-api';
+import { AUTH_METHODS, TOKEN_SKEW_SECONDS, type AuthMethod } from '../shared/device-registry-api';
 import { DEFAULT_PARSE_LIMITS } from '../shared/json-limits';
 import { choiceSetting, listSetting, numberSetting, SettingsError } from '../shared/settings';
 import type { AuthMode, AuthSettings } from './auth-core';
@@ -78,8 +78,8 @@ export function settingsFromProperties(p: DeviceAuthProperties): AuthSettings {
   const webhookContent = p.webhookContent || '{body}';
   if (webhookContent.split('{body}').length !== 2) throw new SettingsError('the webhook signed content must hold {body} exactly once');
   const rate = numberSetting(p.rate, 0, 'the rate limit', { min: 0 });
-  // Flows from before the setting accept every method they did: those of shared secrets and keys.
-  const accepted = p.accepted ?? SECRET_METHODS;
+  // Missing from a current node: the editor's default, every method (older nodes have theirs from migrations.ts).
+  const accepted = p.accepted ?? AUTH_METHODS;
   const unknown = accepted.filter((m) => !(AUTH_METHODS as readonly string[]).includes(m));
   if (unknown.length > 0) throw new SettingsError(`unknown accepted method(s) ${unknown.join(', ')}`);
   if (mode === 'auto' && accepted.length === 0) throw new SettingsError('accept at least one method');
