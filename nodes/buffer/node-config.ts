@@ -11,6 +11,7 @@ import type { RedisStoreOptions } from './redis-store';
 
 /** The buffer node's properties as saved in the flow. */
 export interface BufferProperties {
+  settingsVersion?: unknown;
   name?: string;
   backend?: string;
   dataDir?: string;
@@ -75,8 +76,6 @@ const SEGMENT_MAX = 64 * MB;
 
 export const DEFAULTS = {
   fsyncWindowMs: 5,
-  /** Flows saved before the automatic window have a number; a flow without one had 10. */
-  maxInFlight: 10,
   batchWaitMs: 1000,
   ackTimeoutS: 30,
   maxAttempts: 5,
@@ -101,7 +100,8 @@ export function bufferConfig(p: BufferProperties, credentials: BufferCredentials
   const batchSize = number(p.batchSize, 1, 'batch size', 1, 100_000);
   const queue: QueueOptions = {
     order: choice(p.order, ['fifo', 'key'] as const, 'order'),
-    maxInFlight: isAuto(p.maxInFlight) ? 'auto' : number(p.maxInFlight, DEFAULTS.maxInFlight, 'maximum in flight', 1, 1_000_000),
+    // Empty: the editor's default, automatic (a node from before it has its 10 from migrations.ts).
+    maxInFlight: isAuto(p.maxInFlight) || String(p.maxInFlight ?? '').trim() === '' ? 'auto' : number(p.maxInFlight, 0, 'maximum in flight', 1, 1_000_000),
     ratePerSecond: number(p.rate, 0, 'drain rate (messages per second)', 0, Infinity, false),
     batchSize,
     batchWaitMs: number(p.batchWait, DEFAULTS.batchWaitMs, 'batch wait (ms)', 0, 3_600_000),
