@@ -4,9 +4,9 @@
  * into messages, runs the one timer, keeps the status line, and saves state across restarts.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import { reject } from '../shared/coded-error';
+import { refuseEveryInput, reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
-import { degraded, failing, idle, StatusLine, working } from '../shared/node-status';
+import { degraded, idle, StatusLine, working } from '../shared/node-status';
 import { deviceOf, savableDevice, StateKeyReader } from '../shared/device';
 import { propertyReader, readProperty, type PropertyReader } from '../shared/typed-property';
 import { describeAlert, type AlertWording } from './alert-text';
@@ -45,12 +45,7 @@ export = function register(RED: NodeAPI): void {
       if (rule.rule !== 'silence') valueReader = propertyReader(RED, node, def.property || 'payload', def.propertyType || 'msg');
       keys = new StateKeyReader(RED, node, def.keyProperty, def.keyPropertyType);
     } catch (err) {
-      const message = (err as Error).message;
-      node.error(RED._('iot-threshold.errors.invalid-config', { message }));
-      node.status(failing(RED._('iot-threshold.status.invalid-config')));
-      node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
-        reject(node, msg, 'invalid_config', message, send, done, rejection);
-      });
+      refuseEveryInput(node, 'iot-threshold', (err as Error).message, rejection);
       return;
     }
 
