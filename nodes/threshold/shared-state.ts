@@ -134,17 +134,16 @@ export class SharedThresholdState {
       const json = row ? JSON.stringify(row) : '';
       const deadline = this.engine.keyDeadline(key);
       const stateKey = `${this.redis.prefix}:${tagOfDevice(key)}:th:${this.scope}`;
+      // Sent in the same turn as the state, so in the same write: an entry earlier than needed is
+      // harmless, and one lost (a cluster master away) is put back by the key's next reading.
+      if (deadline !== Infinity) {
+        this.roundTrips++;
+        this.commands.zadd(this.deadlinesKey, 'LT', Math.round(deadline), key).catch(() => undefined);
+      }
       let answer: [number, number, string?];
       try {
-        // Sent in the same turn as the state, so in the same write: an entry earlier than needed is harmless.
-        const pending: Array<Promise<unknown>> = [];
-        if (deadline !== Infinity) {
-          this.roundTrips++;
-          pending.push(this.commands.zadd(this.deadlinesKey, 'LT', Math.round(deadline), key));
-        }
         this.roundTrips++;
-        const stored = this.commands.iotThresholdStore(stateKey, version, json, before !== undefined && before === (json || 'null') ? '1' : '');
-        [answer] = await Promise.all([stored, ...pending]);
+        answer = await this.commands.iotThresholdStore(stateKey, version, json, before !== undefined && before === (json || 'null') ? '1' : '');
       } catch (err) {
         // The engine is ahead of what is stored: it forgets the key and asks Redis next time.
         this.engine.importKey(key, undefined, now);

@@ -258,7 +258,7 @@ export = function register(RED: NodeAPI): void {
       }
       // Stored only where no instance has stored the key yet (the engine leaves a key it holds alone).
       for (const key of expected) {
-        shared.update(key, now, () => engine.expect([key], now), () => undefined).catch((err: Error) => node.warn(err.message));
+        shared.update(key, now, () => engine.expect([key], now), () => undefined, true).catch((err: Error) => node.warn(err.message));
       }
     }
 

@@ -3,11 +3,11 @@
  * Debian's redis-server: an alert raised by one start of the flow is cleared, with the same id,
  * by the next start (a fresh runtime's nodes: nothing remembered in memory); a silence is fired
  * by the next start when the one that saw the device is gone; the connection's state shows in
- * the status; readings are refused with shared_state_unavailable while Redis cannot be used; a
+ * the status; expected keys are watched once across starts; readings are refused with shared_state_unavailable while Redis cannot be used; a
  * missing iot-redis is an invalid configuration.
  */
 import type { Node, NodeMessage } from 'node-red';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import redisNode from '../../nodes/redis/redis';
 import thresholdNode from '../../nodes/threshold/threshold';
 import { helper } from '../support/node-red';
@@ -33,9 +33,15 @@ afterEach(async () => {
 
 const OUTPUTS = ['raised', 'cleared', 'errors'];
 
+let tests = 0;
+beforeEach(() => {
+  tests++;
+});
+
+/** The flow; each test keeps its keys apart from the others' with a prefix of its own. */
 function flow(threshold: Record<string, unknown>, redisProps: Record<string, unknown> = {}): Flow {
   return [
-    { id: 'shared', type: 'iot-redis', name: 'shared state', url: redis.url, ...redisProps },
+    { id: 'shared', type: 'iot-redis', name: 'shared state', url: redis.url, prefix: `test-${tests}`, ...redisProps },
     { id: 'th', type: 'iot-threshold', redis: 'shared', rule: 'above', levels: [{ severity: 'warning', value: '80' }], outputs: 3, wires: OUTPUTS.map((n) => [n]), ...threshold },
     ...OUTPUTS.map((id) => ({ id, type: 'helper' })),
   ];
@@ -81,6 +87,19 @@ describe('iot-threshold sharing its state through iot-redis', () => {
     seen = await start(flow(silence));
     await eventually('raised by the instance that never saw it', () => (seen.raised.length === 1 ? true : undefined), 10_000);
     expect(alertOf(seen.raised[0])).toMatchObject({ key: 'gate-1', state: 'raised' });
+  });
+
+  it('watches expected keys once across starts: a device that never reported is raised once', async () => {
+    const expecting = { rule: 'silence', levels: [{ severity: 'warning', value: '1s' }], startup: 'expect', expectedKeys: 'never-seen' };
+    let seen = await start(flow(expecting));
+    await eventually('raised', () => (seen.raised.length === 1 ? true : undefined), 10_000);
+    expect(alertOf(seen.raised[0])).toMatchObject({ key: 'never-seen', state: 'raised' });
+    await helper.unload();
+
+    // The next start finds the key stored (raised): it neither starts its clock again nor raises it twice.
+    seen = await start(flow(expecting));
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    expect(seen.raised).toEqual([]);
   });
 
   it('is red without the password, and refuses readings with shared_state_unavailable', async () => {
