@@ -166,28 +166,36 @@ export class SharedThresholdState {
 
   /**
    * Claims the deadlines due by `now` (a lease, so that no other instance fires them meanwhile),
-   * fires each on the key's stored state and settles it. Resolves with the events, in order.
+   * fires each on the key's stored state and settles it. Resolves with the events of the keys
+   * fired and why others could not be (their lease runs out and they are claimed again), so that
+   * one key's failure holds back no other key's alerts.
    */
-  async fireDue(now: number): Promise<AlertEvent[]> {
+  async fireDue(now: number): Promise<{ events: AlertEvent[]; problem?: string }> {
     this.roundTrips++;
     const due = await this.commands.iotThresholdClaim(this.deadlinesKey, now, LEASE_MS, CLAIM_LIMIT);
     const lease = now + LEASE_MS;
+    let problem: string | undefined;
     const fired = await Promise.all(
       due.map(async (key) => {
-        const { events } = await this.update(
-          key,
-          now,
-          () => this.engine.tickKey(key, now),
-          () => this.engine.keyDeadline(key),
-          true,
-        ).then((done) => {
+        try {
+          const done = await this.update(
+            key,
+            now,
+            () => this.engine.tickKey(key, now),
+            () => this.engine.keyDeadline(key),
+            true,
+          );
           const next = done.after ?? Infinity;
           this.roundTrips++;
-          return this.commands.iotThresholdSettle(this.deadlinesKey, key, lease, next === Infinity ? '' : Math.round(next)).then(() => done);
-        });
-        return events;
+          // Its events go out even when settling fails: the entry is then only looked at again.
+          await this.commands.iotThresholdSettle(this.deadlinesKey, key, lease, next === Infinity ? '' : Math.round(next)).catch(() => undefined);
+          return done.events;
+        } catch (err) {
+          problem = (err as Error).message;
+          return [];
+        }
       }),
     );
-    return fired.flat();
+    return { events: fired.flat(), problem };
   }
 }

@@ -345,9 +345,13 @@ export = function register(RED: NodeAPI): void {
         shared
           .fireDue(Date.now())
           .then(
-            (events) => {
-              sharedProblem = undefined;
+            ({ events, problem }) => {
               deliverUnprompted(events);
+              if (problem === undefined) sharedProblem = undefined;
+              else {
+                if (sharedProblem === undefined) node.warn(RED._('iot-threshold.errors.deadlines-shared', { message: problem }));
+                sharedProblem = problem;
+              }
             },
             (err: Error) => {
               if (sharedProblem === undefined) node.warn(RED._('iot-threshold.errors.deadlines-shared', { message: err.message }));

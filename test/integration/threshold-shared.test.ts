@@ -75,7 +75,9 @@ const told = (...instances: Instance[]) =>
     .map((e) => `${e.key} ${e.change} ${e.severity}`);
 
 async function fireDue(at: Instance, now: number): Promise<void> {
-  at.announced.push(...(await at.shared.fireDue(now)));
+  const { events, problem } = await at.shared.fireDue(now);
+  expect(problem).toBeUndefined();
+  at.announced.push(...events);
 }
 
 afterAll(async () => {
