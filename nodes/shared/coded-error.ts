@@ -45,6 +45,7 @@ const TRANSIENT_CODES: ReadonlySet<string> = new Set([
   'io_error',
   'store_locked',
   'backend_unavailable',
+  'shared_state_unavailable',
   'closed',
 ]);
 

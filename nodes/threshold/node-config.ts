@@ -55,6 +55,8 @@ export interface ThresholdProperties {
   startup?: string;
   expectedKeys?: string;
   catchErrors?: boolean;
+  /** An iot-redis config node: the keys' state shared with the other instances running the flow. */
+  redis?: string;
   /** The reading's unit, for alert texts ("V"). */
   unit?: string;
   forecastDirection?: string;
