@@ -61,6 +61,10 @@ async function startSimulator(devices: number): Promise<Simulator> {
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
   await eventually('the simulator started', () => (simulator.output.some((l) => l.startsWith('simulating ')) ? true : undefined), 20_000);
+  // It prints nothing once its devices are connected and subscribed. A device's very first
+  // connection must have subscribed before its first command is published, or the broker (no
+  // session yet) drops it: time for that, as a person takes before creating a record.
+  await sleep(3_000);
   return simulator;
 }
 
