@@ -303,8 +303,10 @@ describe('each method', () => {
 
   it('a full replay cache refuses a new signed message as its own passing reason (503, sent again), not as the device going too fast', async () => {
     const full = new DeviceAuthCore(settings({ mode: 'hmac', replayCapacity: 1 }), sharedRegistry, noBroker);
-    expect(codeOf(await run(full, signedHttp()))).toBe('ok');
-    const refused = await run(full, signedHttp());
+    // Signed the same second: the second expires no later than the first, which made room for it.
+    const timestamp = nowSeconds();
+    expect(codeOf(await run(full, signedHttp(undefined, { timestamp })))).toBe('ok');
+    const refused = await run(full, signedHttp(undefined, { timestamp }));
     expect(refused).toMatchObject({ ok: false, code: 'replay_cache_full', status: 503, id: 'pump-1' });
     expect(refused).not.toHaveProperty('retryAfterSeconds');
     expect(isTransient('replay_cache_full')).toBe(true);
