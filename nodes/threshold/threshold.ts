@@ -8,7 +8,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { refuseEveryInput, reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
-import { degraded, idle, StatusLine, working } from '../shared/node-status';
+import { degraded, failing, idle, StatusLine, working } from '../shared/node-status';
 import { deviceOf, savableDevice, StateKeyReader } from '../shared/device';
 import { propertyReader, readProperty, type PropertyReader } from '../shared/typed-property';
 import { describeAlert, type AlertWording } from './alert-text';
