@@ -5,8 +5,8 @@
  * - ceiling: bare mqtt.js devices (QoS 1) on Debian's mosquitto, a bare mqtt.js subscriber in a
  *   process of its own feeding the @influxdata/influxdb-client WriteApi (bench/bare-subscriber.ts);
  *   no authentication, no durability;
- * - peer: the same devices and broker, Node-RED with mqtt in -> json -> node-red-contrib-influxdb
- *   "influxdb batch" (the devices publish the batch node's point objects, so the chain needs no
+ * - peer: the same devices and broker, Node-RED with mqtt in -> json -> join (arrays of up to 5,000
+ *   points, or what came in 1 s) -> node-red-contrib-influxdb "influxdb batch" (the devices publish the batch node's point objects, so the chain needs no
  *   function node: the peer is spared that work);
  * - each pattern flow as shipped: its JSON read from flows/ at run time, in a whole Node-RED
  *   process (npm start's, test/support/node-red-process.ts), driven with the pattern's own
@@ -390,13 +390,16 @@ async function preparePeer(ctx: Context): Promise<Prepared> {
     { id: 'peer.tab', type: 'tab', label: 'peer chain' },
     { id: 'peer.broker', type: 'mqtt-broker', name: 'mosquitto', broker: '127.0.0.1', port: String(broker.port), clientid: 'bench-peer-chain', autoConnect: true, usetls: false, protocolVersion: '4', keepalive: '60', cleansession: true, autoUnsubscribe: true },
     { id: 'peer.in', type: 'mqtt in', z: 'peer.tab', name: '', topic: READINGS_TOPIC, qos: '1', datatype: 'utf8', broker: 'peer.broker', nl: false, rap: true, rh: 0, inputs: 0, wires: [['peer.json']] },
-    { id: 'peer.json', type: 'json', z: 'peer.tab', name: '', property: 'payload', action: 'obj', pretty: false, wires: [['peer.batch']] },
+    { id: 'peer.json', type: 'json', z: 'peer.tab', name: '', property: 'payload', action: 'obj', pretty: false, wires: [['peer.join']] },
+    // "influxdb batch" flushes each message as one HTTP write: one per reading exhausted the sockets
+    // (connect EMFILE). An integrator batches first, as the pack's sinks do (5,000 or 1 s).
+    { id: 'peer.join', type: 'join', z: 'peer.tab', name: 'points', mode: 'custom', build: 'array', property: 'payload', propertyType: 'msg', key: 'topic', joiner: '\\n', joinerType: 'str', useparts: false, accumulate: false, timeout: '1', count: '5000', reduceRight: false, reduceExp: '', reduceInit: '', reduceInitType: '', reduceFixup: '', wires: [['peer.batch']] },
     { id: 'peer.store', type: 'influxdb', hostname: '127.0.0.1', port: String(vm.port), protocol: 'http', database: 'iot', name: 'victoria-metrics', usetls: false, influxdbVersion: '2.0', url: vm.url, timeout: 10, rejectUnauthorized: true },
     { id: 'peer.batch', type: 'influxdb batch', z: 'peer.tab', influxdb: 'peer.store', precision: '', retentionPolicy: '', name: '', database: '', precisionV18FluxV20: 'ms', retentionPolicyV18Flux: '', org: 'iot', bucket: 'bench', wires: [] },
   ];
   const { node } = await startNodeRed(ctx, 'peer', flows, { INFLUX_URL: vm.url, IOT_BENCH_PEERS: '1' });
-  // The batch node's own input: an array of points.
-  const point = (id: string, r: Reading) => JSON.stringify([{ measurement: READINGS_MEASUREMENT, tags: { device: id }, fields: { temperature: r.temperature, battery: r.battery }, timestamp: r.time }]);
+  // One of the batch node's points; the join gathers them into its input, an array of points.
+  const point = (id: string, r: Reading) => JSON.stringify({ measurement: READINGS_MEASUREMENT, tags: { device: id }, fields: { temperature: r.temperature, battery: r.battery }, timestamp: r.time });
   const senders = await mqttSenders(ctx, broker.url, plainDevices(ctx.fleet, point));
   return { ...senders, pid: node.child.pid as number, brokerPid: broker.pid, store: timeSeriesStore(vm, ctx.fleet, (d) => `pump-${pad3(d + 1)}`), finish: finishProfiled(ctx, node), output: () => node.output };
 }
@@ -548,7 +551,7 @@ const PREPARE: Record<ChainName, (ctx: Context) => Promise<Prepared>> = {
 
 export function chainLabel(chain: ChainName): string {
   if (chain === 'ceiling') return 'the ceiling: bare mqtt.js on mosquitto -> influx client WriteApi';
-  if (chain === 'peer') return 'the peer chain: core mqtt in -> json -> node-red-contrib-influxdb "influxdb batch"';
+  if (chain === 'peer') return 'the peer chain: core mqtt in -> json -> join -> node-red-contrib-influxdb "influxdb batch"';
   return PATTERN_FLOWS[chain].label;
 }
 

@@ -2,8 +2,12 @@
  * Remembers nonces, JWT ids and webhook signatures until they could no longer be accepted anyway,
  * in a fixed amount of memory: an open-addressing table of 64-bit fingerprints with an expiry
  * each (16 bytes a slot, allocated once). Expired slots are reused; when too many slots have
- * been used the table is rebuilt with the live entries only. When the live entries fill it, new
- * ones are refused ("full"): forgetting a live entry would let its message be replayed.
+ * been used the table is rebuilt with the live entries only. When the live entries fill it, the
+ * eighth that expire soonest are forgotten and their latest expiry becomes a floor: a credential
+ * that would expire by then is refused ("full"), since it could be one of those forgotten. Fresh
+ * credentials expire later than any remembered one, so a steady stream is never stopped; before,
+ * a full table refused everything until entries expired (a skew window of 300 s at 100,000
+ * entries stalled any sender above 333 signed messages a second).
  *
  * Only credentials that verified are added, so an attacker cannot fill it with made-up nonces.
  */
@@ -20,6 +24,8 @@ export class ReplayCache {
   /** Slots ever written since the last rebuild (live or expired): what probes walk through. */
   private used = 0;
   private live = 0;
+  /** Expiry of the latest forgotten entry: credentials expiring by then cannot be checked. */
+  private floor = 0;
 
   constructor(readonly capacity: number) {
     let slots = 1024;
@@ -59,9 +65,14 @@ export class ReplayCache {
       }
       slot = (slot + 1) & this.mask;
     }
+    if (until <= this.floor) return 'full';
     if (this.live >= this.capacity) {
       this.countLive(now);
-      if (this.live >= this.capacity) return 'full';
+      if (this.live >= this.capacity) {
+        this.forgetSoonest(now);
+        if (until <= this.floor) return 'full';
+        return this.check(key, until, now);
+      }
     }
     if (reusable >= 0) {
       slot = reusable;
@@ -83,10 +94,19 @@ export class ReplayCache {
     this.live = live;
   }
 
+  /** Forgets the live eighth that expires soonest (ties go too), raising the floor to their expiry. */
+  private forgetSoonest(now: number): void {
+    const expiries: number[] = [];
+    for (let i = 0; i <= this.mask; i++) if (this.low[i] !== 0 && this.until[i] > now) expiries.push(this.until[i]);
+    expiries.sort((a, b) => a - b);
+    this.floor = Math.max(this.floor, expiries[Math.max(0, Math.ceil(expiries.length / 8) - 1)]);
+    this.rebuild(now);
+  }
+
   private rebuild(now: number): void {
     const entries: Array<[number, number, number]> = [];
     for (let i = 0; i <= this.mask; i++) {
-      if (this.low[i] !== 0 && this.until[i] > now) entries.push([this.high[i], this.low[i], this.until[i]]);
+      if (this.low[i] !== 0 && this.until[i] > now && this.until[i] > this.floor) entries.push([this.high[i], this.low[i], this.until[i]]);
     }
     this.high.fill(0);
     this.low.fill(0);
