@@ -157,7 +157,7 @@ export = function register(RED: NodeAPI): void {
         return;
       }
       state?.changed();
-      const device = savableDevice(msg.device);
+      const device = savableDevice(msg.device, lastDevice.get(key));
       if (device !== undefined) lastDevice.set(key, device);
       const out = routeEvents(msg);
       if (def.stateOutput) {
