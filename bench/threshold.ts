@@ -1,10 +1,14 @@
 /**
  * iot-threshold: the pure engine over 100,000 keys (readings per second, bytes of state per key)
  * with the plain rule, the forecast rule and the anomaly rule in the same run, and the node inside
- * Node-RED fed from a loop, beside Node-RED's core rbe node in deadband mode on the same messages.
+ * Node-RED fed from a loop, beside Node-RED's core rbe node in deadband mode on the same messages;
+ * and the same plain rule with its state shared through a local redis-server, beside local state.
  */
-import { ThresholdEngine } from '../nodes/threshold/engine';
+import { connect, redisSettings } from '../nodes/redis/connection';
+import { ThresholdEngine, type AlertEvent } from '../nodes/threshold/engine';
 import type { RuleConfig } from '../nodes/threshold/rules';
+import { SharedThresholdState } from '../nodes/threshold/shared-state';
+import { startRedis } from '../test/support/services';
 import { startRuntime, type BenchNode } from './embedded-runtime';
 import { format, memoryInUse, rate, type Figure } from './measure';
 
@@ -219,6 +223,63 @@ async function benchNodes(): Promise<Figure[]> {
   }
 }
 
+const SHARED_KEYS = 10_000;
+const SHARED_READINGS = 200_000;
+/** Readings in flight at once (different keys), as many devices' messages arriving together. */
+const SHARED_IN_FLIGHT = 1_000;
+
+/**
+ * The plain rule on one instance with its state in a local redis-server (appendonly yes), each
+ * device staying with this instance: readings per second and Redis commands per reading, beside
+ * the same engine with local state on the same readings.
+ */
+async function benchSharedState(): Promise<Figure[]> {
+  const redis = await startRedis();
+  const connection = connect(redisSettings({ url: redis.url }), {});
+  try {
+    const pending: AlertEvent[] = [];
+    const engine = new ThresholdEngine(RULE, 'bench', { alert: (event) => pending.push(event) }, { localTimers: false });
+    const shared = new SharedThresholdState(connection.redis, 'bench', engine, pending);
+    const keys = Array.from({ length: SHARED_KEYS }, (_, i) => `device-${i}`);
+    const values = readings(2 * SHARED_READINGS, SHARED_KEYS);
+    const run = async (from: number) => {
+      for (let i = from; i < from + SHARED_READINGS; i += SHARED_IN_FLIGHT) {
+        const batch: Array<Promise<unknown>> = [];
+        for (let j = i; j < i + SHARED_IN_FLIGHT; j++) batch.push(shared.update(keys[j % SHARED_KEYS], j, () => engine.read(keys[j % SHARED_KEYS], values[j], j), () => undefined));
+        await Promise.all(batch);
+      }
+    };
+    await run(0); // warm-up: every key stored once, the code optimised
+    const trips = shared.roundTrips;
+    const started = process.hrtime.bigint();
+    await run(SHARED_READINGS);
+    const perSecond = SHARED_READINGS / (Number(process.hrtime.bigint() - started) / 1e9);
+    const local = new ThresholdEngine(RULE, 'bench', { alert: () => undefined });
+    const localRate = rate(2 * SHARED_READINGS, () => {
+      for (let j = 0; j < 2 * SHARED_READINGS; j++) local.read(keys[j % SHARED_KEYS], values[j], j);
+    });
+    return [
+      {
+        name: `threshold engine, plain rule, state shared in Redis: readings per second on one instance (${format(SHARED_KEYS)} keys, ${format(SHARED_IN_FLIGHT)} in flight)`,
+        value: perSecond,
+        unit: 'readings/s',
+        goal: { op: '>=', value: 30_000 },
+        note: `local state on the same readings: ${format(localRate)} readings/s`,
+      },
+      {
+        name: 'threshold engine, state shared in Redis: Redis commands per reading (a device staying with one instance)',
+        value: (shared.roundTrips - trips) / SHARED_READINGS,
+        unit: 'commands/reading',
+        goal: { op: '<=', value: 1 },
+        note: 'one Lua script (EVALSHA) per reading; ioredis sends those of one moment in one write',
+      },
+    ];
+  } finally {
+    await connection.close();
+    await redis.dispose();
+  }
+}
+
 export async function benchThreshold(): Promise<Figure[]> {
-  return [...benchEngine(), ...(await benchNodes())];
+  return [...benchEngine(), ...(await benchNodes()), ...(await benchSharedState())];
 }

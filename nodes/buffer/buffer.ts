@@ -12,7 +12,8 @@ import { mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import { reject } from '../shared/coded-error';
+import { refuseEveryInput, reject } from '../shared/coded-error';
+import { migrateSettings } from '../shared/settings-version';
 import { deliveryOf, outcomeOfReturned, settleDelivery, type DeliverySource, type Outcome } from '../shared/delivery';
 import { defaultKey } from '../shared/device';
 import { LogSummary } from '../shared/log-summary';
@@ -20,6 +21,7 @@ import { failing, idle, StatusLine, type NodeStatus } from '../shared/node-statu
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
 import { CrashRecord } from './crash-record';
 import { LocalStore } from './local-store';
+import { BUFFER_MIGRATIONS } from './migrations';
 import { encodeMessage, EncodingError, readStored, shapeProblem, storedContent, type ShapeProblem } from './message-codec';
 import { bufferConfig, type BufferConfig, type BufferCredentials, type BufferProperties } from './node-config';
 import { BufferQueue, type Delivery, type QueueStats } from './queue';
@@ -58,16 +60,15 @@ export = function register(RED: NodeAPI): void {
     let config: BufferConfig;
     let keyReader: PropertyReader | undefined;
     try {
-      config = bufferConfig(def, node.credentials ?? {}, { nodeId: node.id, userDir: RED.settings.userDir as string | undefined, hostname: hostname() });
+      const migrated = migrateSettings(def, BUFFER_MIGRATIONS);
+      for (const note of migrated.notes) node.log(RED._(`iot-buffer.migrated.${note}`, { from: migrated.from }));
+      config = bufferConfig(migrated.props, node.credentials ?? {}, { nodeId: node.id, userDir: RED.settings.userDir as string | undefined, hostname: hostname() });
       if (config.queue.order === 'key' && def.keyPropertyType && def.keyPropertyType !== 'device' && def.keyProperty) {
         keyReader = propertyReader(RED, node, def.keyProperty, def.keyPropertyType);
       }
     } catch (err) {
-      const message = (err as Error).message;
-      node.error(RED._('iot-buffer.errors.invalid-config', { message }));
-      node.status(failing(RED._('iot-buffer.status.invalid-config')));
       node.settleDelivery = () => undefined;
-      node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', message, send, done, rejection));
+      refuseEveryInput(node, 'iot-buffer', (err as Error).message, rejection);
       return;
     }
 

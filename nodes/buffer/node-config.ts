@@ -4,12 +4,14 @@
  */
 import { isAbsolute, join } from 'node:path';
 import { DEFAULT_PARSE_LIMITS, type ShapeLimits } from '../shared/json-limits';
+import { SettingsReader, SIZE_UNITS_BYTES } from '../shared/settings';
 import type { LocalStoreOptions } from './local-store';
 import type { QueueOptions } from './queue';
 import type { RedisStoreOptions } from './redis-store';
 
 /** The buffer node's properties as saved in the flow. */
 export interface BufferProperties {
+  settingsVersion?: unknown;
   name?: string;
   backend?: string;
   dataDir?: string;
@@ -66,9 +68,7 @@ export interface BufferConfig {
   redis?: RedisStoreOptions;
 }
 
-export class ConfigError extends Error {}
-
-const MB = 1024 * 1024;
+const MB = SIZE_UNITS_BYTES.MB;
 /** Redis entries read ahead with an automatic window: one read fetches this many at most. */
 const AUTO_PREFETCH = 2_000;
 const SEGMENT_MIN = MB;
@@ -76,8 +76,6 @@ const SEGMENT_MAX = 64 * MB;
 
 export const DEFAULTS = {
   fsyncWindowMs: 5,
-  /** Flows saved before the automatic window have a number; a flow without one had 10. */
-  maxInFlight: 10,
   batchWaitMs: 1000,
   ackTimeoutS: 30,
   maxAttempts: 5,
@@ -90,22 +88,10 @@ export const DEFAULTS = {
 } as const;
 
 export function bufferConfig(p: BufferProperties, credentials: BufferCredentials, context: BufferContext): BufferConfig {
-  const problems: string[] = [];
-  const number = (value: string | number | undefined, fallback: number, what: string, min: number, max = Infinity, integer = true): number => {
-    if (value === undefined || (typeof value === 'string' && value.trim() === '')) return fallback;
-    const n = typeof value === 'number' ? value : Number(value.trim());
-    if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
-      problems.push(`${what} must be ${integer ? 'a whole number' : 'a number'} ${max === Infinity ? `of at least ${min}` : `from ${min} to ${max}`} (got ${JSON.stringify(value)})`);
-      return fallback;
-    }
-    return n;
-  };
-  const choice = <T extends string>(value: string | undefined, allowed: readonly T[], what: string): T => {
-    if (value === undefined || value === '') return allowed[0];
-    if ((allowed as readonly string[]).includes(value)) return value as T;
-    problems.push(`${what} must be one of ${allowed.join(', ')} (got ${JSON.stringify(value)})`);
-    return allowed[0];
-  };
+  const settings = new SettingsReader();
+  const number = (value: string | number | undefined, fallback: number, field: string, min: number, max = Infinity, integer = true): number =>
+    settings.number(value, fallback, field, { min, max, integer });
+  const choice = <T extends string>(value: string | undefined, allowed: readonly T[], field: string): T => settings.choice(value, allowed, field);
 
   const backend = choice(p.backend, ['local', 'redis'] as const, 'backend');
   const maxBytes = backend === 'local' ? Math.round(number(p.maxSize, DEFAULTS.maxSizeMb, 'maximum size (MB)', 0, Infinity, false) * MB) : 0;
@@ -114,7 +100,8 @@ export function bufferConfig(p: BufferProperties, credentials: BufferCredentials
   const batchSize = number(p.batchSize, 1, 'batch size', 1, 100_000);
   const queue: QueueOptions = {
     order: choice(p.order, ['fifo', 'key'] as const, 'order'),
-    maxInFlight: isAuto(p.maxInFlight) ? 'auto' : number(p.maxInFlight, DEFAULTS.maxInFlight, 'maximum in flight', 1, 1_000_000),
+    // Empty: the editor's default, automatic (a node from before it has its 10 from migrations.ts).
+    maxInFlight: isAuto(p.maxInFlight) || String(p.maxInFlight ?? '').trim() === '' ? 'auto' : number(p.maxInFlight, 0, 'maximum in flight', 1, 1_000_000),
     ratePerSecond: number(p.rate, 0, 'drain rate (messages per second)', 0, Infinity, false),
     batchSize,
     batchWaitMs: number(p.batchWait, DEFAULTS.batchWaitMs, 'batch wait (ms)', 0, 3_600_000),
@@ -137,7 +124,7 @@ export function bufferConfig(p: BufferProperties, credentials: BufferCredentials
   const crashLimit = number(p.crashLimit, DEFAULTS.crashLimit, 'deaths before a message is set aside', 0, 1_000);
   const config: BufferConfig = { backend, queue, limits, crashLimit };
   if (backend === 'local') {
-    const dir = dataFolder(p.dataDir, context, problems);
+    const dir = dataFolder(p.dataDir, context, settings);
     config.local = {
       dir,
       fsyncWindowMs: number(p.fsyncWindow, DEFAULTS.fsyncWindowMs, 'fsync window (ms)', 0, 1000),
@@ -146,8 +133,8 @@ export function bufferConfig(p: BufferProperties, credentials: BufferCredentials
     config.crashFile = join(dir, 'crashes.json');
   } else {
     const url = (p.redisUrl ?? '').trim();
-    if (!/^rediss?:\/\//.test(url)) problems.push(`the Redis URL must start with redis:// or rediss:// (got ${JSON.stringify(url)})`);
-    else if (/^rediss?:\/\/[^/@]*:[^/@]+@/.test(url)) problems.push('put the Redis password in the password field (kept in the credentials), not in the URL');
+    if (!/^rediss?:\/\//.test(url)) settings.problem(`the Redis URL must start with redis:// or rediss:// (got ${JSON.stringify(url)})`);
+    else if (/^rediss?:\/\/[^/@]*:[^/@]+@/.test(url)) settings.problem('put the Redis password in the password field (kept in the credentials), not in the URL');
     config.redis = {
       url,
       username: credentials.redisUsername || undefined,
@@ -163,7 +150,7 @@ export function bufferConfig(p: BufferProperties, credentials: BufferCredentials
     // A Redis consumer counts its own deaths, on the machine it runs on.
     if (context.userDir) config.crashFile = join(context.userDir, 'iot-buffer', `${safeName(context.nodeId)}.crashes.json`);
   }
-  if (problems.length > 0) throw new ConfigError(problems.join('; '));
+  settings.check();
   return config;
 }
 
@@ -172,11 +159,11 @@ function isAuto(value: string | number | undefined): boolean {
 }
 
 /** The data folder: as configured (relative to the user directory), or <userDir>/iot-buffer/<id>. */
-function dataFolder(configured: string | undefined, context: BufferContext, problems: string[]): string {
+function dataFolder(configured: string | undefined, context: BufferContext, settings: SettingsReader): string {
   const value = configured?.trim() ?? '';
   if (value !== '' && isAbsolute(value)) return value;
   if (!context.userDir) {
-    problems.push('Node-RED has no user directory: set an absolute data folder');
+    settings.problem('Node-RED has no user directory: set an absolute data folder');
     return '';
   }
   return value === '' ? join(context.userDir, 'iot-buffer', safeName(context.nodeId)) : join(context.userDir, value);

@@ -18,7 +18,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { backoffMs } from '../shared/backoff';
-import { reject } from '../shared/coded-error';
+import { refuseEveryInput, reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
 import { DELIVERY_PROPERTY, settleDelivery, settleIfReturned, type DeliverySource, type Outcome } from '../shared/delivery';
 import { deviceOf } from '../shared/device';
@@ -74,9 +74,7 @@ export = function register(RED: NodeAPI): void {
     const bearer = node.credentials?.downlinkToken;
     const problem = 'problem' in config ? config.problem : !registry ? t('errors.no-registry') : config.downlink?.auth === 'bearer' && !bearer ? t('errors.no-token') : undefined;
     if (problem !== undefined) {
-      node.error(t('errors.invalid-config', { message: problem }));
-      node.status({ fill: 'red', shape: 'ring', text: t('status.invalid-config') });
-      node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', problem, send, done, rejection));
+      refuseEveryInput(node, 'iot-command', problem, rejection);
       return;
     }
     const settings = config as CommandSettings;

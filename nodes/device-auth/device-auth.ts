@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { identifyByBroker, brokerMarkOf, BROKER_PROPERTY } from '../shared/broker-identity';
-import { reject } from '../shared/coded-error';
+import { refuseEveryInput, reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
 import { deliveryOf, settleIfReturned, settleToken, DELIVERY_PROPERTY, type DeliverySource, type DeliveryToken, type Outcome } from '../shared/delivery';
 import { registryService, type DeviceRegistryService } from '../shared/device-registry-api';
@@ -22,10 +22,12 @@ import { HeldReceipts } from '../shared/held-receipts';
 import { LogSummary } from '../shared/log-summary';
 import { degraded, failing, idle, StatusLine, working, type NodeStatus } from '../shared/node-status';
 import { propertyReader, type PropertyReader } from '../shared/typed-property';
+import { migrateSettings } from '../shared/settings-version';
 import { DeviceAuthCore, refusalStatus, statusText, type AuthCode, type AuthInput, type AuthMode, type AuthOutcome, type CredentialFields } from './auth-core';
 import { answerFromProperties, CREDENTIAL_DEFAULTS, settingsFromProperties, type AnswerSettings, type DeviceAuthProperties } from './node-config';
 import { credentialPath, removeCredentials, type CredentialPath } from './scrub';
 import { RedisSharedChecks } from './shared-checks';
+import { DEVICE_AUTH_MIGRATIONS } from './migrations';
 
 type DeviceAuthNode = Node & DeliverySource;
 type Send = (msg: Array<NodeMessage | NodeMessage[] | null>) => void;
@@ -117,7 +119,9 @@ export = function register(RED: NodeAPI): void {
     let registry: DeviceRegistryService | undefined;
     let shared: SharedRedis | undefined;
     try {
-      const settings = settingsFromProperties(def);
+      const migrated = migrateSettings(def, DEVICE_AUTH_MIGRATIONS);
+      for (const note of migrated.notes) node.log(RED._(`iot-device-auth.migrated.${note}`, { from: migrated.from }));
+      const settings = settingsFromProperties(migrated.props);
       answers = answerFromProperties(def);
       registry = registryService(RED, def.registry);
       // Anonymous messages need no registry, nor do broker identities unless gateway sensors are checked.
@@ -140,10 +144,7 @@ export = function register(RED: NodeAPI): void {
       }
       core = new DeviceAuthCore(settings, registry, (mark) => identifyByBroker(RED, mark as never), shared ? new RedisSharedChecks(shared, node.id, settings.rate) : undefined);
     } catch (err) {
-      const message = (err as Error).message;
-      node.error(RED._('iot-device-auth.errors.invalid-config', { message }));
-      node.status(failing(RED._('iot-device-auth.status.invalid-config')));
-      node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', message, send, done, rejection));
+      refuseEveryInput(node, 'iot-device-auth', (err as Error).message, rejection);
       return;
     }
     const usesCertificates = core.settings.mode === 'x509' || (core.settings.mode === 'auto' && core.settings.accepted.has('x509'));

@@ -2,8 +2,9 @@
  * The editor's properties of an iot-device-auth node, turned into the core's settings, with a
  * clear error for anything that cannot work.
  */
-import { AUTH_METHODS, SECRET_METHODS, TOKEN_SKEW_SECONDS, type AuthMethod } from '../shared/device-registry-api';
+import { AUTH_METHODS, TOKEN_SKEW_SECONDS, type AuthMethod } from '../shared/device-registry-api';
 import { DEFAULT_PARSE_LIMITS } from '../shared/json-limits';
+import { choiceSetting, listSetting, numberSetting, SettingsError } from '../shared/settings';
 import type { AuthMode, AuthSettings } from './auth-core';
 
 export interface DeviceAuthProperties {
@@ -72,69 +73,49 @@ export const CREDENTIAL_DEFAULTS = {
 
 const MODES: readonly AuthMode[] = ['auto', 'anonymous', 'apikey', 'hmac', 'sas', 'jwt', 'webhook', 'x509', 'broker'];
 
-function number(value: string | number | undefined, fallback: number, what: string, min = 0): number {
-  if (value === undefined || value === '') return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < min) throw new Error(`${what} must be a number of at least ${min}`);
-  return n;
-}
-
-function names(text: string | undefined): string[] {
-  return (text ?? '')
-    .split(/[\s,]+/)
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-}
-
-function oneOf<T extends string>(value: string | undefined, allowed: readonly T[], fallback: T, what: string): T {
-  if (value === undefined || value === '') return fallback;
-  if (!(allowed as readonly string[]).includes(value)) throw new Error(`${what} must be one of ${allowed.join(', ')}`);
-  return value as T;
-}
-
 export function settingsFromProperties(p: DeviceAuthProperties): AuthSettings {
-  const mode = oneOf(p.method, MODES, 'auto', 'the method');
+  const mode = choiceSetting(p.method, MODES, 'auto', 'the method');
   const webhookContent = p.webhookContent || '{body}';
-  if (webhookContent.split('{body}').length !== 2) throw new Error('the webhook signed content must hold {body} exactly once');
-  const rate = number(p.rate, 0, 'the rate limit');
-  // Flows from before the setting accept every method they did: those of shared secrets and keys.
-  const accepted = p.accepted ?? SECRET_METHODS;
+  if (webhookContent.split('{body}').length !== 2) throw new SettingsError('the webhook signed content must hold {body} exactly once');
+  const rate = numberSetting(p.rate, 0, 'the rate limit', { min: 0 });
+  // Missing from a current node: the editor's default, every method (older nodes have theirs from migrations.ts).
+  const accepted = p.accepted ?? AUTH_METHODS;
   const unknown = accepted.filter((m) => !(AUTH_METHODS as readonly string[]).includes(m));
-  if (unknown.length > 0) throw new Error(`unknown accepted method(s) ${unknown.join(', ')}`);
-  if (mode === 'auto' && accepted.length === 0) throw new Error('accept at least one method');
+  if (unknown.length > 0) throw new SettingsError(`unknown accepted method(s) ${unknown.join(', ')}`);
+  if (mode === 'auto' && accepted.length === 0) throw new SettingsError('accept at least one method');
   const settings: AuthSettings = {
     mode,
     accepted: new Set(accepted as AuthMethod[]),
     policy: {
-      skewMs: number(p.skew, 300, 'the clock skew') * 1000,
-      tokenSkewMs: number(p.tokenSkew, TOKEN_SKEW_SECONDS, 'the token clock tolerance') * 1000,
-      maxLifetimeMs: number(p.maxLifetime, 3600, 'the maximum token lifetime', 1) * 1000,
-      audiences: names(p.audience),
-      algorithms: names(p.algorithms),
+      skewMs: numberSetting(p.skew, 300, 'the clock skew', { min: 0 }) * 1000,
+      tokenSkewMs: numberSetting(p.tokenSkew, TOKEN_SKEW_SECONDS, 'the token clock tolerance', { min: 0 }) * 1000,
+      maxLifetimeMs: numberSetting(p.maxLifetime, 3600, 'the maximum token lifetime', { min: 1 }) * 1000,
+      audiences: listSetting(p.audience),
+      algorithms: listSetting(p.algorithms),
       ...(p.sasResource ? { sasResource: p.sasResource } : {}),
       webhook: {
-        hash: oneOf(p.webhookHash, ['sha256', 'sha1', 'sha512'] as const, 'sha256', 'the webhook hash'),
-        encoding: oneOf(p.webhookEncoding, ['hex', 'base64'] as const, 'hex', 'the webhook encoding'),
+        hash: choiceSetting(p.webhookHash, ['sha256', 'sha1', 'sha512'] as const, 'sha256', 'the webhook hash'),
+        encoding: choiceSetting(p.webhookEncoding, ['hex', 'base64'] as const, 'hex', 'the webhook encoding'),
         prefix: p.webhookPrefix ?? '',
       },
     },
     requireJti: p.requireJti === true,
-    maxBytes: number(p.maxBytes, 65_536, 'the size limit'),
+    maxBytes: numberSetting(p.maxBytes, 65_536, 'the size limit', { min: 0 }),
     limits: {
-      maxDepth: number(p.maxDepth, DEFAULT_PARSE_LIMITS.maxDepth, 'the depth limit', 1),
-      maxKeys: number(p.maxKeys, DEFAULT_PARSE_LIMITS.maxKeys, 'the key limit', 1),
+      maxDepth: numberSetting(p.maxDepth, DEFAULT_PARSE_LIMITS.maxDepth, 'the depth limit', { min: 1 }),
+      maxKeys: numberSetting(p.maxKeys, DEFAULT_PARSE_LIMITS.maxKeys, 'the key limit', { min: 1 }),
     },
     // Property missing (an older flow): the reading's own `timestamp`, as for new nodes.
     timeField: (p.timeField ?? 'timestamp').trim(),
-    parse: oneOf(p.parse, ['auto', 'json', 'raw'] as const, 'auto', 'the body parsing'),
-    allowedFields: names(p.allowedFields),
-    scopedFields: names(p.scopedFields),
+    parse: choiceSetting(p.parse, ['auto', 'json', 'raw'] as const, 'auto', 'the body parsing'),
+    allowedFields: listSetting(p.allowedFields),
+    scopedFields: listSetting(p.scopedFields),
     webhookContent,
-    replayCapacity: number(p.replayCapacity, 100_000, 'the replay cache size', 1),
+    replayCapacity: numberSetting(p.replayCapacity, 100_000, 'the replay cache size', { min: 1 }),
   };
-  if (rate > 0) settings.rate = { perSecond: rate, burst: number(p.burst, Math.max(1, Math.ceil(rate)), 'the burst', 1) };
+  if (rate > 0) settings.rate = { perSecond: rate, burst: numberSetting(p.burst, Math.max(1, Math.ceil(rate)), 'the burst', { min: 1 }) };
   if (p.gateway) {
-    if (mode === 'anonymous') throw new Error('an anonymous source cannot be a gateway');
+    if (mode === 'anonymous') throw new SettingsError('an anonymous source cannot be a gateway');
     settings.gateway = { batchPath: (p.batchPath ?? 'readings').trim(), sensorField: (p.sensorField || 'sensor').trim(), split: p.gatewayOutput !== 'batch', scoped: p.gatewayScoped === true };
   }
   return settings;
@@ -155,9 +136,9 @@ export interface AnswerSettings {
 export const ANSWER_STATUSES = [200, 202, 204] as const;
 
 export function answerFromProperties(p: DeviceAuthProperties): AnswerSettings {
-  const mode = oneOf(p.answer, ['flow', 'stored'] as const, 'flow', 'who answers HTTP senders');
-  const status = number(p.answerStatus, 202, 'the answer status');
-  if (!(ANSWER_STATUSES as readonly number[]).includes(status)) throw new Error(`the answer status must be one of ${ANSWER_STATUSES.join(', ')}`);
-  const within = number(p.answerWithin, 30, 'the answer time', 0.001);
+  const mode = choiceSetting(p.answer, ['flow', 'stored'] as const, 'flow', 'who answers HTTP senders');
+  const status = numberSetting(p.answerStatus, 202, 'the answer status', { min: 0 });
+  if (!(ANSWER_STATUSES as readonly number[]).includes(status)) throw new SettingsError(`the answer status must be one of ${ANSWER_STATUSES.join(', ')}`);
+  const within = numberSetting(p.answerWithin, 30, 'the answer time', { min: 0.001 });
   return { mode, status, withinMs: within * 1000 };
 }

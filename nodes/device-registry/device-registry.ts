@@ -15,7 +15,7 @@ import type { Fleet } from './x509';
 import { decodeSecret, parseRecord, RecordError } from './records';
 import { DeviceRegistry } from './registry';
 import { loadRegistryFile, parseIdList } from './registry-file';
-import { REGISTRY_MIGRATIONS } from './registry-settings';
+import { REGISTRY_MIGRATIONS } from './migrations';
 import { DerivedStore, KEY_DERIVATIONS, RecordStore, type KeyDerivation } from './stores';
 
 interface ListedDevice {

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { TlsOptions } from 'node:tls';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { BROKER_PROPERTY, type BrokerIdentitySource, type BrokerMark } from '../shared/broker-identity';
-import { reject } from '../shared/coded-error';
+import { refuseEveryInput, reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
 import { DELIVERY_PROPERTY, settleIfReturned, type DeliverySource, type Outcome } from '../shared/delivery';
 import type { DeviceIdentity } from '../shared/device';
@@ -208,11 +208,8 @@ export = function register(RED: NodeAPI): void {
       answerWithinMs = def.answerWithin === undefined || def.answerWithin === '' ? 30_000 : Number(def.answerWithin) * 1000;
       if (!Number.isFinite(answerWithinMs) || answerWithinMs <= 0) throw new Error(RED._('iot-mqtt-broker.errors.bad-answer-within'));
     } catch (err) {
-      const message = (err as Error).message;
-      node.error(RED._('iot-mqtt-broker.errors.invalid-config', { message }));
-      node.status(failing(RED._('iot-mqtt-broker.status.invalid-config')));
       node.identify = () => undefined;
-      node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', message, send, done, rejection));
+      refuseEveryInput(node, 'iot-mqtt-broker', (err as Error).message, rejection);
       return;
     }
 

@@ -1,6 +1,7 @@
 /**
  * The input node's settings, read and checked, or a sentence saying what is wrong.
  */
+import { numberSetting, SettingsError, settingsOrProblem } from '../shared/settings';
 import { channelProblem } from './stream-event';
 
 export interface InProperties {
@@ -26,16 +27,19 @@ export interface InSettings {
 }
 
 export function readInConfig(props: InProperties): InSettings | { problem: string } {
+  return settingsOrProblem(() => inSettings(props));
+}
+
+function inSettings(props: InProperties): InSettings {
   const channel = (props.channel ?? '').trim();
   const problem = channelProblem(channel);
-  if (problem) return { problem };
+  if (problem) throw new SettingsError(problem);
   const initial = Number(props.replay ?? -1);
-  if (initial !== -1 && initial !== -2) return { problem: `the replay option must be -1 (new events only) or -2 (every retained event), not ${String(props.replay)}` };
+  if (initial !== -1 && initial !== -2) throw new SettingsError(`the replay option must be -1 (new events only) or -2 (every retained event), not ${String(props.replay)}`);
   const onInvalid = props.onInvalid ?? 'stop';
-  if (onInvalid !== 'stop' && onInvalid !== 'all') return { problem: `unknown choice "${onInvalid}" for a replay id that is no longer retained` };
+  if (onInvalid !== 'stop' && onInvalid !== 'all') throw new SettingsError(`unknown choice "${onInvalid}" for a replay id that is no longer retained`);
   const processed = props.processed ?? 'settled';
-  if (processed !== 'settled' && processed !== 'sent') return { problem: `unknown choice "${processed}" for when an event is processed` };
-  const seconds = props.answerWithin === undefined || props.answerWithin === '' ? 60 : Number(props.answerWithin);
-  if (!(seconds > 0 && seconds <= 86_400)) return { problem: `the flow's time to settle an event must be 1 to 86,400 seconds, not ${String(props.answerWithin)}` };
+  if (processed !== 'settled' && processed !== 'sent') throw new SettingsError(`unknown choice "${processed}" for when an event is processed`);
+  const seconds = numberSetting(props.answerWithin, 60, "the flow's time to settle an event (s)", { min: 0.001, max: 86_400 });
   return { channel, initial, onInvalid, processed, answerWithinMs: seconds * 1000, persist: props.persist !== false };
 }

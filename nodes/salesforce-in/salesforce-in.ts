@@ -15,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
 import { backoffMs } from '../shared/backoff';
-import { reject } from '../shared/coded-error';
+import { refuseEveryInput, reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
 import { DELIVERY_PROPERTY, settleIfReturned, type DeliverySource, type Outcome } from '../shared/delivery';
 import { HeldReceipts } from '../shared/held-receipts';
@@ -63,10 +63,7 @@ export = function register(RED: NodeAPI): void {
     const client = connection?.client;
     if ('problem' in config || !client || !client.apiAccess) {
       const message = 'problem' in config ? config.problem : connection?.problem ? `the connection is not usable: ${connection.problem}` : client ? 'the connection is set for Web-to forms only: choose how it logs in' : 'no Salesforce connection is selected';
-      if ('problem' in config || !connection?.problem) node.error(t('errors.invalid-config', { message }));
-      else node.warn(t('errors.invalid-config', { message }));
-      node.status({ fill: 'red', shape: 'ring', text: t('status.invalid-config') });
-      node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', message, send, done, rejection));
+      refuseEveryInput(node, 'iot-salesforce-in', message, rejection, !('problem' in config) && Boolean(connection?.problem));
       return;
     }
     const settings: InSettings = config;

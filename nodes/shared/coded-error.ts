@@ -6,6 +6,7 @@
  */
 import type { Node, NodeAPI, NodeMessage } from 'node-red';
 import { isSettled, settleDelivery } from './delivery';
+import { failing } from './node-status';
 
 export interface CodedError {
   /** Machine-readable, stable: e.g. `not_numeric`, `bad_signature`. */
@@ -44,6 +45,7 @@ const TRANSIENT_CODES: ReadonlySet<string> = new Set([
   'io_error',
   'store_locked',
   'backend_unavailable',
+  'shared_state_unavailable',
   'closed',
 ]);
 
@@ -75,4 +77,21 @@ export function reject(
   send(out);
   if (options.catchErrors) done(Object.assign(new Error(`${code}: ${message}`), { code }));
   else done();
+}
+
+/**
+ * A node whose settings cannot work: it says why once, in the log and red in its status, and
+ * refuses every message with `invalid_config` (transient: the sender may try again once the
+ * flow is fixed), so that nothing sent to it is lost silently. `namespace` is the node's message
+ * catalogue, which holds `errors.invalid-config` (with __message__) and `status.invalid-config`.
+ * `warnOnly`: the cause already said why as an error of its own (a connection not usable).
+ */
+export function refuseEveryInput(node: Node, namespace: string, message: string, options: RejectOptions, warnOnly = false): void {
+  const logged = options.RED._(`${namespace}.errors.invalid-config`, { message });
+  if (warnOnly) node.warn(logged);
+  else node.error(logged);
+  node.status(failing(options.RED._(`${namespace}.status.invalid-config`)));
+  node.on('input', (msg: NodeMessage, send: (msg: Array<NodeMessage | null>) => void, done: (err?: Error) => void) => {
+    reject(node, msg, 'invalid_config', message, send, done, options);
+  });
 }

@@ -1,6 +1,7 @@
 /**
  * From the summary node's editor properties to the aggregator's settings, checked.
  */
+import { DURATION_UNITS_MS, durationSetting, listSetting, numberSetting, SettingsError } from '../shared/settings';
 import type { WindowConfig } from './windows';
 
 /** The summary node's properties as saved in the flow. */
@@ -22,23 +23,21 @@ export interface SummaryProperties {
   catchErrors?: boolean;
 }
 
-const UNIT_MS: Record<string, number> = { s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 };
-
 /** The aggregator's settings from the editor's properties; throws a readable error. */
 export function windowConfig(p: SummaryProperties): WindowConfig {
   const mode = p.mode === 'count' ? 'count' : 'time';
-  const windowMs = Number(p.windowValue ?? 15) * (UNIT_MS[p.windowUnit ?? 'min'] ?? NaN);
-  const count = Number(p.count ?? 10);
-  if (mode === 'time' && !(windowMs > 0)) throw new Error(`window length "${String(p.windowValue)} ${String(p.windowUnit)}" is not a positive duration`);
-  if (mode === 'count' && !(Number.isInteger(count) && count >= 1)) throw new Error(`readings per window "${String(p.count)}" is not a whole number of 1 or more`);
-  const graceMs = p.timeSource === 'message' ? Number(p.graceValue ?? 0) * 1000 : 0;
-  if (!(graceMs >= 0)) throw new Error(`grace "${String(p.graceValue)}" is not a number of seconds`);
+  // Each mode checks only its own fields: a count window keeps the time fields it was saved with.
+  const windowAmount = mode === 'time' ? numberSetting(p.windowValue, 15, 'the window length', { min: 0 }) : Number(p.windowValue ?? 15);
+  const windowMs = mode === 'time' ? durationSetting(windowAmount, p.windowUnit ?? 'min', 'the window length') : windowAmount * (DURATION_UNITS_MS[p.windowUnit ?? 'min'] ?? NaN);
+  if (mode === 'time' && !(windowMs > 0)) throw new SettingsError(`the window length must be a positive duration (got ${JSON.stringify(p.windowValue)} ${String(p.windowUnit)})`);
+  const count = mode === 'count' ? numberSetting(p.count, 10, 'readings per window', { min: 1, integer: true }) : Number(p.count ?? 10);
+  const graceMs = p.timeSource === 'message' ? numberSetting(p.graceValue, 0, 'the grace (s)', { min: 0 }) * 1000 : 0;
   return {
     mode,
     windowMs,
     count,
     graceMs,
-    fields: (p.fields ?? '').split(/[\s,]+/).filter((f) => f !== ''),
+    fields: listSetting(p.fields),
     readingName: p.reading?.trim() || 'value',
   };
 }

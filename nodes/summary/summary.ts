@@ -4,11 +4,11 @@
  * every reading is journalled before the node goes on, and the open windows are snapshotted.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import { reject } from '../shared/coded-error';
+import { refuseEveryInput, reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
 import { savableDevice, StateKeyReader } from '../shared/device';
 import { formatTimeOfDay } from '../shared/duration';
-import { degraded, failing, idle, StatusLine, working } from '../shared/node-status';
+import { degraded, idle, StatusLine, working } from '../shared/node-status';
 import { NodeState } from '../shared/node-state';
 import { badTimestampMessage, messageTime } from '../shared/timestamp';
 import { propertyReader, readProperty, type PropertyReader } from '../shared/typed-property';
@@ -39,10 +39,7 @@ export = function register(RED: NodeAPI): void {
       valueReader = propertyReader(RED, node, def.property || 'payload', def.propertyType || 'msg');
       keys = new StateKeyReader(RED, node, def.keyProperty, def.keyPropertyType);
     } catch (err) {
-      const message = (err as Error).message;
-      node.error(RED._('iot-summary.errors.invalid-config', { message }));
-      node.status(failing(RED._('iot-summary.status.invalid-config')));
-      node.on('input', (msg: NodeMessage, send: Send, done: Done) => reject(node, msg, 'invalid_config', message, send, done, rejection));
+      refuseEveryInput(node, 'iot-summary', (err as Error).message, rejection);
       return;
     }
     const eventTime = def.timeSource === 'message';

@@ -212,12 +212,19 @@ export class ThresholdEngine {
   private readonly shortestLead: number;
   /** anomaly rules: each key's usual value and spread. */
   private readonly baseline: BaselineColumns | undefined;
+  private readonly localTimers: boolean;
 
+  /**
+   * @param options.localTimers false when the keys' deadlines are kept elsewhere (shared state
+   *   in Redis): nothing is put in the local heap, and tickKey() fires one key's deadlines.
+   */
   constructor(
     readonly config: RuleConfig,
     private readonly scope: string,
     private readonly listener: EngineListener,
+    options: { localTimers?: boolean } = {},
   ) {
+    this.localTimers = options.localTimers !== false;
     this.base = Thresholds.compile(config);
     this.levelCount = this.base.levelCount;
     this.silence = config.rule === 'silence';
@@ -471,26 +478,71 @@ export class ThresholdEngine {
 
   snapshot(now: number): EngineSnapshot {
     const keys: SnapshotKey[] = [];
-    for (const [key, slot] of this.slots) {
-      const runs: Array<[number, number | null]> = [];
-      for (let i = 0; i < this.levelCount; i++) {
-        const r = slot * this.levelCount + i;
-        runs.push([this.runCount[r], orNull(this.runStart[r])]);
-      }
-      keys.push([
-        key,
-        this.severitiesOf(this.mask[slot]),
-        orNull(this.since[slot]),
-        orNull(this.lastMeasured[slot]),
-        orNull(this.lastValue[slot]),
-        orNull(this.lastSampleAt[slot]),
-        orNull(this.lastSeenAt[slot]),
-        runs,
-        this.lastRaw[slot] ?? null,
-        this.trend ? this.trend.save(slot) : this.baseline ? this.baseline.save(slot) : null,
-      ]);
-    }
+    for (const [key, slot] of this.slots) keys.push(this.rowOf(key, slot));
     return { version: 1, rule: this.fingerprint, severities: [...this.severities], savedAt: now, keys };
+  }
+
+  private rowOf(key: string, slot: number): SnapshotKey {
+    const runs: Array<[number, number | null]> = [];
+    for (let i = 0; i < this.levelCount; i++) {
+      const r = slot * this.levelCount + i;
+      runs.push([this.runCount[r], orNull(this.runStart[r])]);
+    }
+    return [
+      key,
+      this.severitiesOf(this.mask[slot]),
+      orNull(this.since[slot]),
+      orNull(this.lastMeasured[slot]),
+      orNull(this.lastValue[slot]),
+      orNull(this.lastSampleAt[slot]),
+      orNull(this.lastSeenAt[slot]),
+      runs,
+      this.lastRaw[slot] ?? null,
+      this.trend ? this.trend.save(slot) : this.baseline ? this.baseline.save(slot) : null,
+    ];
+  }
+
+  /** One key's state as a snapshot row (plain JSON), or undefined when the engine has none. */
+  exportKey(key: string): SnapshotKey | undefined {
+    const slot = this.slots.get(key);
+    return slot === undefined ? undefined : this.rowOf(key, slot);
+  }
+
+  /**
+   * Sets one key's state to an exported row (undefined: no state), exactly as it was: nothing
+   * is announced and its clocks are kept. For state shared between instances, where another
+   * instance may have moved the key on.
+   */
+  importKey(key: string, row: SnapshotKey | undefined, now: number): void {
+    const held = this.slots.get(key);
+    if (held !== undefined) {
+      const top = topLevel(this.mask[held]);
+      if (top >= 0) this.activeByLevel[top]--;
+      this.free(held);
+    }
+    if (row === undefined) return;
+    const slot = this.slotFor(key);
+    this.applyRow(slot, row, this.severities, row[6] ?? NaN, now);
+  }
+
+  /** When the key next needs its deadlines fired (Infinity: none until more readings come). */
+  keyDeadline(key: string): number {
+    const slot = this.slots.get(key);
+    return slot === undefined ? Infinity : this.deadlineOf(slot, this.lastSeenAt[slot]);
+  }
+
+  /** Fires one key's deadlines that are due by `now`, in order (the local heap is not used). */
+  tickKey(key: string, now: number): void {
+    const slot = this.slots.get(key);
+    if (slot === undefined) return;
+    let at = this.deadlineOf(slot, this.lastSeenAt[slot]);
+    // Each firing moves the key's deadlines on; the bound only guards against a rule that would not.
+    for (let fired = 0; at <= now && fired <= 2 * this.levelCount + 2; fired++) {
+      this.fire(slot, at);
+      const next = this.deadlineOf(slot, at);
+      if (next <= at) break;
+      at = next;
+    }
   }
 
   /**
@@ -521,28 +573,36 @@ export class ThresholdEngine {
         });
       }
       if (!sameRule) continue;
-      const slot = this.slotFor(key);
-      this.lastMeasured[slot] = measured ?? NaN;
-      this.lastValue[slot] = value ?? NaN;
-      this.lastSampleAt[slot] = sampleAt ?? NaN;
-      this.lastSeenAt[slot] = this.silence ? now : (seenAt ?? NaN);
-      if (raw !== null) this.lastRaw[slot] = raw;
-      this.trend?.restore(slot, learnt);
-      this.baseline?.restore(slot, learnt);
-      snapshot.severities.forEach((severity, savedLevel) => {
-        const level = levelOf.get(severity);
-        const run = runs[savedLevel];
-        if (level === undefined || !run) return;
-        this.runCount[slot * this.levelCount + level] = run[0];
-        this.runStart[slot * this.levelCount + level] = run[1] ?? NaN;
-      });
-      if (mask !== 0) {
-        this.mask[slot] = mask;
-        this.since[slot] = since ?? now;
-        this.activeByLevel[topLevel(mask)]++;
-      }
-      this.schedule(slot, this.deadlineOf(slot, now));
+      this.applyRow(this.slotFor(key), [key, active, since, measured, value, sampleAt, seenAt, runs, raw, learnt], snapshot.severities, this.silence ? now : (seenAt ?? NaN), now);
     }
+  }
+
+  /** Puts a saved row into a fresh slot; `severities` are the levels the row's runs were saved for. */
+  private applyRow(slot: number, row: SnapshotKey, severities: readonly Severity[], seenAt: number, now: number): void {
+    const [, active, since, measured, value, sampleAt, , runs, raw, learnt] = row;
+    const levelOf = new Map(this.severities.map((s, i) => [s, i]));
+    let mask = 0;
+    for (const severity of active) mask |= levelOf.has(severity) ? 1 << (levelOf.get(severity) as number) : 0;
+    this.lastMeasured[slot] = measured ?? NaN;
+    this.lastValue[slot] = value ?? NaN;
+    this.lastSampleAt[slot] = sampleAt ?? NaN;
+    this.lastSeenAt[slot] = seenAt;
+    if (raw !== null) this.lastRaw[slot] = raw;
+    this.trend?.restore(slot, learnt);
+    this.baseline?.restore(slot, learnt);
+    severities.forEach((severity, savedLevel) => {
+      const level = levelOf.get(severity);
+      const run = runs[savedLevel];
+      if (level === undefined || !run) return;
+      this.runCount[slot * this.levelCount + level] = run[0];
+      this.runStart[slot * this.levelCount + level] = run[1] ?? NaN;
+    });
+    if (mask !== 0) {
+      this.mask[slot] = mask;
+      this.since[slot] = since ?? now;
+      this.activeByLevel[topLevel(mask)]++;
+    }
+    this.schedule(slot, this.deadlineOf(slot, now));
   }
 
   /**
@@ -701,7 +761,7 @@ export class ThresholdEngine {
   }
 
   private schedule(slot: number, at: number): void {
-    if (at === Infinity) return;
+    if (at === Infinity || !this.localTimers) return;
     const current = this.timerAt[slot];
     // A live entry at or before `at` will reschedule when it fires.
     if (current <= at) return;

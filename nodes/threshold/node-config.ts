@@ -16,6 +16,7 @@ import {
   type RuleKind,
   type Severity,
 } from './rules';
+import { durationSetting, listSetting, optionalNumberSetting } from '../shared/settings';
 
 /** A level row as the editor stores it: every field may be a string. */
 export interface EditorLevel {
@@ -54,6 +55,8 @@ export interface ThresholdProperties {
   startup?: string;
   expectedKeys?: string;
   catchErrors?: boolean;
+  /** An iot-redis config node: the keys' state shared with the other instances running the flow. */
+  redis?: string;
   /** The reading's unit, for alert texts ("V"). */
   unit?: string;
   forecastDirection?: string;
@@ -74,8 +77,6 @@ export interface ThresholdProperties {
 export const FORECAST_DEFAULTS = { window: '48h', minReadings: 10, minConfidence: 0.9, clearMarginPercent: 100 } as const;
 export const ANOMALY_DEFAULTS = { history: 100, warmup: 30, minDeviation: 0 } as const;
 
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 };
-
 export function ruleFromProperties(p: ThresholdProperties): RuleConfig {
   const rule = (p.rule ?? 'above') as RuleKind;
   const config: RuleConfig = {
@@ -83,7 +84,7 @@ export function ruleFromProperties(p: ThresholdProperties): RuleConfig {
     measure: p.measure === 'rate' ? 'rate' : 'value',
     rateUnitMs: p.rateUnit === 'second' ? 1000 : 60_000,
     hysteresis: p.hysteresis === 'deadband' || p.hysteresis === 'explicit' ? p.hysteresis : 'none',
-    deadband: optionalNumber(p.deadband, 'deadband') ?? 0,
+    deadband: optionalNumberSetting(p.deadband, 'deadband') ?? 0,
     levels: (p.levels ?? []).map((level) => levelFromEditor(rule, level)),
     raise: confirmation(p.raiseMode, p.raiseValue, p.raiseUnit, 'raise'),
     clear: confirmation(p.clearMode, p.clearValue, p.clearUnit, 'clear'),
@@ -106,32 +107,29 @@ export function readingName(p: ThresholdProperties): string {
 
 /** Keys expected to report from the start (silence rules): comma, space or newline separated. */
 export function expectedKeyList(text: string | undefined): string[] {
-  return (text ?? '')
-    .split(/[\s,]+/)
-    .map((k) => k.trim())
-    .filter((k) => k !== '');
+  return listSetting(text);
 }
 
 function forecastFrom(p: ThresholdProperties): ForecastConfig {
-  const target = optionalNumber(p.forecastTarget, 'forecast target');
+  const target = optionalNumberSetting(p.forecastTarget, 'forecast target');
   if (target === undefined) throw new RuleError('a forecast needs a target: the value whose crossing it predicts');
   const window = p.forecastWindow === undefined || p.forecastWindow === '' ? FORECAST_DEFAULTS.window : p.forecastWindow;
   return {
     direction: p.forecastDirection === 'above' ? 'above' : 'below',
     target,
     windowMs: toDuration(durationText(window), 'forecast window'),
-    minReadings: optionalNumber(p.forecastMinReadings, 'forecast minimum readings') ?? FORECAST_DEFAULTS.minReadings,
-    minConfidence: optionalNumber(p.forecastMinConfidence, 'forecast minimum confidence') ?? FORECAST_DEFAULTS.minConfidence,
-    clearMargin: (optionalNumber(p.forecastClearMargin, 'forecast clear margin') ?? FORECAST_DEFAULTS.clearMarginPercent) / 100,
+    minReadings: optionalNumberSetting(p.forecastMinReadings, 'forecast minimum readings') ?? FORECAST_DEFAULTS.minReadings,
+    minConfidence: optionalNumberSetting(p.forecastMinConfidence, 'forecast minimum confidence') ?? FORECAST_DEFAULTS.minConfidence,
+    clearMargin: (optionalNumberSetting(p.forecastClearMargin, 'forecast clear margin') ?? FORECAST_DEFAULTS.clearMarginPercent) / 100,
   };
 }
 
 function anomalyFrom(p: ThresholdProperties): AnomalyConfig {
   return {
-    history: optionalNumber(p.anomalyHistory, 'anomaly history') ?? ANOMALY_DEFAULTS.history,
-    warmup: optionalNumber(p.anomalyWarmup, 'anomaly warm-up') ?? ANOMALY_DEFAULTS.warmup,
+    history: optionalNumberSetting(p.anomalyHistory, 'anomaly history') ?? ANOMALY_DEFAULTS.history,
+    warmup: optionalNumberSetting(p.anomalyWarmup, 'anomaly warm-up') ?? ANOMALY_DEFAULTS.warmup,
     side: p.anomalySide === 'above' || p.anomalySide === 'below' ? p.anomalySide : 'both',
-    minDeviation: optionalNumber(p.anomalyMinDeviation, 'anomaly minimum deviation') ?? ANOMALY_DEFAULTS.minDeviation,
+    minDeviation: optionalNumberSetting(p.anomalyMinDeviation, 'anomaly minimum deviation') ?? ANOMALY_DEFAULTS.minDeviation,
   };
 }
 
@@ -150,12 +148,12 @@ function levelFromEditor(rule: RuleKind, level: EditorLevel): LevelConfig {
   } else if (rule === 'equals' || rule === 'notEquals') {
     out.value = equalityValue(level.value);
   } else {
-    out.value = optionalNumber(level.value, `${at} threshold`);
-    out.low = optionalNumber(level.low, `${at} low`);
-    out.high = optionalNumber(level.high, `${at} high`);
-    out.clear = optionalNumber(level.clear, `${at} clear`);
-    out.clearLow = optionalNumber(level.clearLow, `${at} clear low`);
-    out.clearHigh = optionalNumber(level.clearHigh, `${at} clear high`);
+    out.value = optionalNumberSetting(level.value, `${at} threshold`);
+    out.low = optionalNumberSetting(level.low, `${at} low`);
+    out.high = optionalNumberSetting(level.high, `${at} high`);
+    out.clear = optionalNumberSetting(level.clear, `${at} clear`);
+    out.clearLow = optionalNumberSetting(level.clearLow, `${at} clear low`);
+    out.clearHigh = optionalNumberSetting(level.clearHigh, `${at} clear high`);
   }
   for (const name of Object.keys(out) as (keyof LevelConfig)[]) if (out[name] === undefined) delete out[name];
   return out;
@@ -163,21 +161,14 @@ function levelFromEditor(rule: RuleKind, level: EditorLevel): LevelConfig {
 
 function confirmation(mode: string | undefined, value: string | number | undefined, unit: string | undefined, which: string): Confirmation {
   if (mode === 'count') {
-    const count = optionalNumber(value, `${which} count`);
+    const count = optionalNumberSetting(value, `${which} count`);
     return { mode: 'count', count: count ?? NaN };
   }
   if (mode === 'duration') {
-    const amount = optionalNumber(value, `${which} duration`);
-    return { mode: 'duration', ms: (amount ?? NaN) * (UNIT_MS[unit ?? 's'] ?? NaN) };
+    const amount = optionalNumberSetting(value, `${which} duration`);
+    return { mode: 'duration', ms: amount === undefined ? NaN : durationSetting(amount, unit ?? 's', `${which} duration unit`) };
   }
   return { mode: 'immediate' };
-}
-
-function optionalNumber(value: string | number | boolean | undefined, what: string): number | undefined {
-  if (value === undefined || value === '') return undefined;
-  const n = typeof value === 'number' ? value : typeof value === 'string' ? Number(value.trim()) : NaN;
-  if (!Number.isFinite(n)) throw new RuleError(`${what} is not a number: ${JSON.stringify(value)}`);
-  return n;
 }
 
 /** "42" is the number 42, "true" the boolean, anything else the text itself. */

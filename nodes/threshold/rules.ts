@@ -4,6 +4,7 @@
  */
 import type { Side } from './baseline';
 import type { Direction } from './trend';
+import { DURATION_UNITS_MS } from '../shared/settings';
 
 /** Severities in ascending order of urgency; a rule's levels are kept in this order. */
 export const SEVERITIES = ['info', 'warning', 'minor', 'major', 'critical'] as const;
@@ -378,15 +379,13 @@ function toEquality(value: unknown, where: string): EqualityValue {
   throw new RuleError(`${where} must be a number, string or boolean`);
 }
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000, d: 86_400_000 };
-
 /** Milliseconds from a number of ms or a string such as "90s", "10m", "1h". */
 export function toDuration(value: unknown, where: string): number {
   if (typeof value === 'number' && Number.isFinite(value) && value > 0) return value;
   if (typeof value === 'string') {
     const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$/.exec(value);
     if (m) {
-      const ms = Number(m[1]) * DURATION_UNITS[m[2] ?? 'ms'];
+      const ms = Number(m[1]) * DURATION_UNITS_MS[m[2] ?? 'ms'];
       if (ms > 0) return ms;
     }
   }

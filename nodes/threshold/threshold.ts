@@ -2,9 +2,11 @@
  * iot-threshold: the Node-RED side of the threshold engine. It reads the key, the value and any
  * per-message or per-device thresholds from each message, feeds the engine, turns its events
  * into messages, runs the one timer, keeps the status line, and saves state across restarts.
+ * With an iot-redis chosen, the state lives in Redis instead (shared-state.ts), shared by every
+ * instance running the same flow, and the deadlines are claimed from there.
  */
 import type { Node, NodeAPI, NodeDef, NodeMessage } from 'node-red';
-import { reject } from '../shared/coded-error';
+import { refuseEveryInput, reject } from '../shared/coded-error';
 import { DeadlineTimer } from '../shared/deadline-timer';
 import { degraded, failing, idle, StatusLine, working } from '../shared/node-status';
 import { deviceOf, savableDevice, StateKeyReader } from '../shared/device';
@@ -14,6 +16,8 @@ import { applyJournal, ThresholdEngine, type AlertEvent, type EngineSnapshot, ty
 import { expectedKeyList, readingName, ruleFromProperties, type ThresholdProperties } from './node-config';
 import { Thresholds, type RuleConfig } from './rules';
 import { NodeState } from '../shared/node-state';
+import { connectionProblem, redisService } from '../shared/redis-api';
+import { SharedThresholdState } from './shared-state';
 import { badTimestampMessage, messageTime } from '../shared/timestamp';
 
 type ThresholdDef = NodeDef & ThresholdProperties;
@@ -27,6 +31,8 @@ interface SavedState {
 }
 
 const STATUS_EVERY_MS = 500;
+/** Shared state: how often each instance looks for deadlines due (the resolution of silence and durations). */
+const SHARED_DEADLINES_EVERY_MS = 1_000;
 const OVERRIDE_CACHE_SIZE = 1000;
 const OUTPUT = { raised: 0, cleared: 1, state: 2 } as const;
 
@@ -40,17 +46,15 @@ export = function register(RED: NodeAPI): void {
     let rule: RuleConfig;
     let valueReader: PropertyReader | undefined;
     let keys: StateKeyReader;
+    const redis = redisService(RED, def.redis);
     try {
       rule = ruleFromProperties(def);
       if (rule.rule !== 'silence') valueReader = propertyReader(RED, node, def.property || 'payload', def.propertyType || 'msg');
       keys = new StateKeyReader(RED, node, def.keyProperty, def.keyPropertyType);
+      // A chosen iot-redis that is gone or invalid must not fall back to state of this instance only.
+      if (def.redis && !redis) throw new Error(RED._('iot-threshold.errors.no-redis'));
     } catch (err) {
-      const message = (err as Error).message;
-      node.error(RED._('iot-threshold.errors.invalid-config', { message }));
-      node.status(failing(RED._('iot-threshold.status.invalid-config')));
-      node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
-        reject(node, msg, 'invalid_config', message, send, done, rejection);
-      });
+      refuseEveryInput(node, 'iot-threshold', (err as Error).message, rejection);
       return;
     }
 
@@ -66,17 +70,24 @@ export = function register(RED: NodeAPI): void {
     /** Why the state could not be opened at all (then there is no NodeState to ask). */
     let notOpened: string | undefined;
 
-    const engine = new ThresholdEngine(rule, node.id, {
-      alert: (event) => pending.push(event),
-      stateChanged: (key, active, since) => state?.journal({ k: key, a: active, s: Number.isNaN(since) ? null : since }),
-    });
+    const engine = new ThresholdEngine(
+      rule,
+      node.id,
+      {
+        alert: (event) => pending.push(event),
+        stateChanged: (key, active, since) => state?.journal({ k: key, a: active, s: Number.isNaN(since) ? null : since }),
+      },
+      { localTimers: !redis },
+    );
+    const shared = redis && new SharedThresholdState(redis, node.id, engine, pending);
 
     // Raised alerts are counted in the text; the colour tells how the node itself is doing.
     const status = new StatusLine(node, currentStatus, STATUS_EVERY_MS);
 
     // --- restoring state -------------------------------------------------------------------
     const userDir = RED.settings.userDir as string | undefined;
-    if (def.persist !== false) {
+    // Shared state is kept in Redis: no file of this instance's own.
+    if (def.persist !== false && !shared) {
       const notSaved = (message: string) => {
         node.warn(RED._('iot-threshold.errors.not-saved', { message }));
         status.changed();
@@ -98,7 +109,7 @@ export = function register(RED: NodeAPI): void {
         }
       }
     }
-    if (def.startup === 'expect') engine.expect(expectedKeyList(def.expectedKeys), Date.now());
+    if (def.startup === 'expect') expectKeys(expectedKeyList(def.expectedKeys), Date.now());
     // Alerts ended by a changed rule are announced once every node of the flow is running.
     const startup = setImmediate(() => {
       deliverUnprompted();
@@ -110,8 +121,11 @@ export = function register(RED: NodeAPI): void {
     node.on('input', (msg: NodeMessage, send: Send, done: Done) => {
       try {
         if (msg.reset !== undefined && msg.reset !== false) {
-          resetFrom(msg);
-          done();
+          if (shared) resetShared(msg, send, done);
+          else {
+            resetFrom(msg);
+            done();
+          }
           return;
         }
         keys.read(
@@ -151,22 +165,43 @@ export = function register(RED: NodeAPI): void {
           return;
         }
       }
+      if (shared) {
+        shared
+          .update(
+            key,
+            now,
+            () => engine.read(key, raw, now, sampleAt, thresholds),
+            () => (def.stateOutput ? engine.status(key) : undefined),
+          )
+          .then(
+            ({ refused, events, after }) => {
+              if (refused) reject(node, msg, refused.code, `${valueName()}: ${refused.message}`, send, done, rejection);
+              else readingDone(msg, key, events, after, send, done);
+            },
+            (err: Error) => reject(node, msg, 'shared_state_unavailable', err.message, send, done, rejection),
+          );
+        return;
+      }
       const error = engine.read(key, raw, now, sampleAt, thresholds);
       if (error) {
         reject(node, msg, error.code, `${valueName()}: ${error.message}`, send, done, rejection);
         return;
       }
       state?.changed();
+      readingDone(msg, key, pending.splice(0), def.stateOutput ? engine.status(key) : undefined, send, done);
+      if (rule.raise.mode === 'duration' || rule.clear.mode === 'duration' || rule.rule === 'silence') armTimer();
+    }
+
+    function readingDone(msg: NodeMessage, key: string, events: AlertEvent[], alertState: unknown, send: Send, done: Done): void {
       const device = savableDevice(msg.device, lastDevice.get(key));
       if (device !== undefined) lastDevice.set(key, device);
-      const out = routeEvents(msg);
+      const out = routeEvents(msg, events);
       if (def.stateOutput) {
-        msg.alertState = engine.status(key);
+        msg.alertState = alertState;
         out[OUTPUT.state] = msg;
       }
       if (out.some((o) => o !== null)) send(out);
       status.changed();
-      if (rule.raise.mode === 'duration' || rule.clear.mode === 'duration' || rule.rule === 'silence') armTimer();
       done();
     }
 
@@ -192,6 +227,36 @@ export = function register(RED: NodeAPI): void {
       return compiled;
     }
 
+    /** Shared state: one key is reset in Redis; every key would need every instance's keys, so it is refused. */
+    function resetShared(msg: NodeMessage, send: Send, done: Done): void {
+      const key = keys.readNow(msg);
+      if (key === '' || !shared) {
+        reject(node, msg, 'reset_all_not_shared', RED._('iot-threshold.errors.reset-all-shared'), send, done, rejection);
+        return;
+      }
+      const now = Date.now();
+      shared.update(key, now, () => engine.reset(now, key), () => undefined).then(
+        ({ events }) => {
+          lastDevice.delete(key);
+          deliverUnprompted(events);
+          done();
+        },
+        (err: Error) => reject(node, msg, 'shared_state_unavailable', err.message, send, done, rejection),
+      );
+    }
+
+    /** silence rules: keys watched from the start, as if each had reported now. */
+    function expectKeys(expected: string[], now: number): void {
+      if (!shared) {
+        engine.expect(expected, now);
+        return;
+      }
+      // Stored only where no instance has stored the key yet (the engine leaves a key it holds alone).
+      for (const key of expected) {
+        shared.update(key, now, () => engine.expect([key], now), () => undefined, true).catch((err: Error) => node.warn(err.message));
+      }
+    }
+
     function resetFrom(msg: NodeMessage): void {
       const key = keys.readNow(msg);
       engine.reset(Date.now(), key === '' ? undefined : key);
@@ -203,10 +268,8 @@ export = function register(RED: NodeAPI): void {
 
     // --- alerts out ------------------------------------------------------------------------
     /** Attaches this reading's alert events to it (and to clones when there are several). */
-    function routeEvents(msg: NodeMessage): Array<NodeMessage | NodeMessage[] | null> {
+    function routeEvents(msg: NodeMessage, events: AlertEvent[]): Array<NodeMessage | NodeMessage[] | null> {
       const out: Array<NodeMessage | NodeMessage[] | null> = new Array(outputs).fill(null);
-      if (pending.length === 0) return out;
-      const events = pending.splice(0);
       events.forEach((event, i) => {
         const carrier = i === events.length - 1 ? msg : RED.util.cloneMessage(msg);
         carrier.alert = alertOf(event);
@@ -216,10 +279,10 @@ export = function register(RED: NodeAPI): void {
     }
 
     /** Alerts that no message brought: timers, resets, a changed rule at start. */
-    function deliverUnprompted(): void {
-      if (pending.length === 0) return;
+    function deliverUnprompted(events = pending.splice(0)): void {
+      if (events.length === 0) return;
       const out: Array<NodeMessage | NodeMessage[] | null> = new Array(outputs).fill(null);
-      for (const event of pending.splice(0)) {
+      for (const event of events) {
         const msg: NodeMessage = { _msgid: RED.util.generateId(), topic: event.key, payload: event.value };
         const device = lastDevice.get(event.key);
         if (device !== undefined) msg.device = RED.util.cloneMessage({ device } as NodeMessage).device;
@@ -266,6 +329,37 @@ export = function register(RED: NodeAPI): void {
       timer.arm(engine.nextDeadline());
     }
 
+    // Shared state: every instance looks for due deadlines; the one that claims a key fires it.
+    let sharedProblem: string | undefined;
+    let lookingForDeadlines = false;
+    const sharedDeadlines =
+      shared &&
+      setInterval(() => {
+        if (lookingForDeadlines || redis?.state !== 'ready') return;
+        lookingForDeadlines = true;
+        shared
+          .fireDue(Date.now())
+          .then(
+            ({ events, problem }) => {
+              deliverUnprompted(events);
+              if (problem === undefined) sharedProblem = undefined;
+              else {
+                if (sharedProblem === undefined) node.warn(RED._('iot-threshold.errors.deadlines-shared', { message: problem }));
+                sharedProblem = problem;
+              }
+            },
+            (err: Error) => {
+              if (sharedProblem === undefined) node.warn(RED._('iot-threshold.errors.deadlines-shared', { message: err.message }));
+              sharedProblem = err.message;
+            },
+          )
+          .finally(() => {
+            lookingForDeadlines = false;
+            status.changed();
+          });
+      }, SHARED_DEADLINES_EVERY_MS);
+    const unwatchRedis = redis?.onChange(() => status.changed());
+
     // --- status ----------------------------------------------------------------------------
     function currentStatus() {
       const counts = engine.activeCounts();
@@ -274,9 +368,13 @@ export = function register(RED: NodeAPI): void {
       for (let i = severities.length - 1; i >= 0; i--) {
         if (counts[i] > 0) parts.push(`${counts[i]} ${severities[i]}`);
       }
-      if (engine.keyCount === 0) return idle(RED._('iot-threshold.status.no-readings'));
       const keys = `${engine.keyCount.toLocaleString('en-US')} ${engine.keyCount === 1 ? 'key' : 'keys'}`;
-      const text = `${parts.length > 0 ? parts.join(', ') : RED._('iot-threshold.status.ok')} · ${keys}`;
+      const text = engine.keyCount === 0 ? RED._('iot-threshold.status.no-readings') : `${parts.length > 0 ? parts.join(', ') : RED._('iot-threshold.status.ok')} · ${keys}`;
+      // Shared state: the connection comes first (the keys counted are those this instance has seen).
+      const redisProblem = redis && connectionProblem(redis);
+      if (redisProblem) return redisProblem.fill === 'red' ? failing(`${redisProblem.text} · ${text}`) : degraded(`${redisProblem.text} · ${text}`);
+      if (sharedProblem) return degraded(`${RED._('iot-threshold.status.deadlines-shared')} · ${text}`);
+      if (engine.keyCount === 0) return idle(text);
       const unsaved = state ? state.problem : notOpened;
       return unsaved ? degraded(`${text} · ${RED._('iot-threshold.status.not-saved')}`) : working(text);
     }
@@ -289,6 +387,8 @@ export = function register(RED: NodeAPI): void {
     node.on('close', (removed: boolean, done: () => void) => {
       clearImmediate(startup);
       timer.cancel();
+      if (sharedDeadlines) clearInterval(sharedDeadlines);
+      unwatchRedis?.();
       status.stop();
       (state?.close(removed) ?? Promise.resolve()).catch((err: Error) => node.warn(err.message)).finally(done);
     });

@@ -5,6 +5,7 @@
 import type { BatcherOptions } from './batcher';
 import type { MappingOptions, TextValues } from './mapping';
 import { isPrecision, type Precision } from './timestamps';
+import { listSetting, numberSetting, SettingsError } from '../shared/settings';
 
 /** A tag row of the editor: a name and a typed input. */
 export interface TagProperty {
@@ -42,8 +43,6 @@ export interface TimeseriesProperties {
   catchErrors?: boolean;
 }
 
-export class OptionError extends Error {}
-
 export const DEFAULTS = {
   measurement: 'readings',
   valueField: 'value',
@@ -62,16 +61,16 @@ const TEXT_VALUES: readonly TextValues[] = ['skip', 'numeric', 'string'];
 
 export function mappingOptions(p: TimeseriesProperties, precision: Precision): MappingOptions {
   const timeUnit = p.timeUnit || 'ms';
-  if (!isPrecision(timeUnit)) throw new OptionError(`unknown time unit ${JSON.stringify(p.timeUnit)}`);
+  if (!isPrecision(timeUnit)) throw new SettingsError(`unknown time unit ${JSON.stringify(p.timeUnit)}`);
   const text = (p.text || 'skip') as TextValues;
-  if (!TEXT_VALUES.includes(text)) throw new OptionError(`unknown text handling ${JSON.stringify(p.text)}`);
+  if (!TEXT_VALUES.includes(text)) throw new SettingsError(`unknown text handling ${JSON.stringify(p.text)}`);
   return {
     precision,
     timeUnit,
-    integerFields: new Set(nameList(p.integerFields)),
+    integerFields: new Set(listSetting(p.integerFields)),
     text,
     valueField: p.valueField === undefined ? DEFAULTS.valueField : p.valueField.trim(),
-    tagKeys: new Set(nameList(p.tagKeys)),
+    tagKeys: new Set(listSetting(p.tagKeys)),
     // The reading's own time comes first whatever the message's time is read from; with
     // "arrival" it is left out (never stored as a value).
     timeField: p.timeType === 'field' || p.timeType === undefined ? (p.time ?? DEFAULTS.timeField).trim() : DEFAULTS.timeField,
@@ -81,15 +80,15 @@ export function mappingOptions(p: TimeseriesProperties, precision: Precision): M
 
 export function batcherOptions(p: TimeseriesProperties): BatcherOptions {
   return {
-    batchSize: whole(p.batchSize, DEFAULTS.batchSize, 'batch size', 1),
-    lingerMs: whole(p.linger, DEFAULTS.lingerMs, 'linger', 0),
-    flushIntervalMs: whole(p.flushInterval, DEFAULTS.flushIntervalMs, 'flush interval', 1),
-    maxInFlight: whole(p.maxInFlight, DEFAULTS.maxInFlight, 'requests in flight', 1),
-    maxPending: whole(p.maxPending, DEFAULTS.maxPending, 'pending points', 1),
+    batchSize: numberSetting(p.batchSize, DEFAULTS.batchSize, 'batch size', { min: 1, integer: true }),
+    lingerMs: numberSetting(p.linger, DEFAULTS.lingerMs, 'linger', { min: 0, integer: true }),
+    flushIntervalMs: numberSetting(p.flushInterval, DEFAULTS.flushIntervalMs, 'flush interval', { min: 1, integer: true }),
+    maxInFlight: numberSetting(p.maxInFlight, DEFAULTS.maxInFlight, 'requests in flight', { min: 1, integer: true }),
+    maxPending: numberSetting(p.maxPending, DEFAULTS.maxPending, 'pending points', { min: 1, integer: true }),
     retry: {
       initialDelayMs: DEFAULTS.retryInitialDelayMs,
-      maxDelayMs: whole(p.retryMaxDelay, DEFAULTS.retryMaxDelayS, 'longest retry delay', 1) * 1000,
-      giveUpAfterMs: whole(p.giveUpAfter, DEFAULTS.giveUpAfterS, 'give up after', 0) * 1000,
+      maxDelayMs: numberSetting(p.retryMaxDelay, DEFAULTS.retryMaxDelayS, 'longest retry delay', { min: 1, integer: true }) * 1000,
+      giveUpAfterMs: numberSetting(p.giveUpAfter, DEFAULTS.giveUpAfterS, 'give up after', { min: 0, integer: true }) * 1000,
     },
   };
 }
@@ -97,21 +96,6 @@ export function batcherOptions(p: TimeseriesProperties): BatcherOptions {
 /** Tag rows, checked: every row needs a name. */
 export function tagRows(rows: TagProperty[] | undefined): TagProperty[] {
   const list = rows ?? [];
-  for (const row of list) if (!row.name || !row.name.trim()) throw new OptionError('every tag needs a name');
+  for (const row of list) if (!row.name || !row.name.trim()) throw new SettingsError('every tag needs a name');
   return list.map((row) => ({ name: row.name.trim(), value: row.value ?? '', type: row.type || 'str' }));
-}
-
-/** "count, rssi" or one per line. */
-export function nameList(text: string | undefined): string[] {
-  return (text ?? '')
-    .split(/[\s,]+/)
-    .map((name) => name.trim())
-    .filter((name) => name !== '');
-}
-
-function whole(value: string | number | undefined, fallback: number, what: string, min: number): number {
-  if (value === undefined || value === '') return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new OptionError(`${what} must be a whole number of at least ${min}, not ${JSON.stringify(value)}`);
-  return n;
 }

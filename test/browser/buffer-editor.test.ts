@@ -12,6 +12,8 @@ import { NodeRedProcess } from '../support/node-red-process';
 const flows = [
   { id: 'wires.tab', type: 'tab', label: 'buffer wires' },
   { id: 'wires.buffer', type: 'iot-buffer', z: 'wires.tab', name: 'queue', maxInFlight: '10', x: 300, y: 200, wires: [['wires.delivered'], ['wires.dead'], ['wires.control'], ['wires.refused']] },
+  // As a flow from before settings versions saved it: no version, no window (it had 10 in flight).
+  { id: 'wires.old-buffer', type: 'iot-buffer', z: 'wires.tab', name: 'old queue', x: 300, y: 400, wires: [[], [], [], []] },
   ...['delivered', 'accepted', 'dead', 'control', 'refused'].map((name, i) => ({ id: `wires.${name}`, type: 'debug', z: 'wires.tab', name, active: false, x: 600, y: 100 + 60 * i, wires: [] })),
 ];
 
@@ -72,6 +74,19 @@ describe('the buffer in the editor', () => {
     // Opening and closing the dialog without switching moves nothing.
     await switchAccepted(false);
     expect(await wiresByPort()).toEqual({ 0: ['delivered'], 1: ['dead'], 2: ['control'], 3: ['refused'] });
+  });
+
+  it('keeps a node from before settings versions at 10 in flight when opened and saved, at version 2', async () => {
+    await page.locator('[id="wires.old-buffer"]').dblclick();
+    await page.waitForSelector('#node-dialog-ok', { state: 'visible' });
+    expect(await page.inputValue('#node-input-maxInFlight')).toBe('10');
+    await page.click('#node-dialog-ok');
+    await page.waitForSelector('#node-dialog-ok', { state: 'detached' });
+    const saved = await page.evaluate(() => {
+      const n = (window as unknown as { RED: { nodes: { node(id: string): { settingsVersion?: unknown; maxInFlight?: unknown } } } }).RED.nodes.node('wires.old-buffer');
+      return { settingsVersion: n.settingsVersion, maxInFlight: n.maxInFlight };
+    });
+    expect(saved).toEqual({ settingsVersion: 2, maxInFlight: '10' });
   });
 
   it('has logged no error in the page', () => {

@@ -17,7 +17,10 @@ const screenshots = join(repoRoot, 'test-results', process.env.NODE_RED_PATH ? '
 const flows = [
   { id: 'tabs.tab', type: 'tab', label: 'tabbed dialogs' },
   { id: 'tabs.registry', type: 'iot-device-registry', name: 'registry', source: 'list', devices: [{ id: 'pump-1', enabled: true }] },
+  // As a flow from before settings versions saved it: no version, no accepted methods.
+  { id: 'tabs.old-auth', type: 'iot-device-auth', z: 'tabs.tab', registry: 'tabs.registry', method: 'auto', x: 200, y: 300, wires: [[], []] },
 ];
+const SECRET_METHODS = ['apikey', 'hmac', 'sas', 'jwt', 'webhook'];
 /** Made in the editor with their defaults, as a node dropped from the palette has them. */
 const made = [
   { type: 'iot-device-auth', props: { id: 'tabs.auth', z: 'tabs.tab', registry: 'tabs.registry', method: 'apikey', x: 200, y: 100, wires: [[], []] } },
@@ -130,6 +133,22 @@ describe('iot-device-auth dialog', () => {
     await clickTab('#node-input-iot-auth-tabs', 'Answer');
     expect(await shown(['maxBytes', 'answer', 'catchErrors'])).toEqual(['answer', 'catchErrors']);
     await cancelDialog();
+  });
+
+  it('keeps a node from before settings versions accepting what it did when opened and saved; a new node starts current', async () => {
+    type Red = { RED: { nodes: { node(id: string): { settingsVersion?: unknown; accepted?: unknown } } } };
+    const acceptedBoxes = () =>
+      page.evaluate((all) => all.filter((m) => (document.getElementById(`node-input-accepted-${m}`) as HTMLInputElement).checked), [...SECRET_METHODS, 'x509']);
+    await openDialog('tabs.old-auth');
+    expect(await acceptedBoxes()).toEqual(SECRET_METHODS);
+    await page.click('#node-dialog-ok');
+    await page.waitForSelector('#node-dialog-ok', { state: 'detached' });
+    const saved = await page.evaluate(() => {
+      const n = (window as unknown as Red).RED.nodes.node('tabs.old-auth');
+      return { settingsVersion: n.settingsVersion, accepted: n.accepted };
+    });
+    expect(saved).toEqual({ settingsVersion: 2, accepted: SECRET_METHODS });
+    expect(await page.evaluate(() => (window as unknown as Red).RED.nodes.node('tabs.auth').settingsVersion)).toBe(2);
   });
 
   it('shows only the chosen method credentials, and changes them when the method changes', async () => {

@@ -302,6 +302,7 @@ const cases: Record<string, Record<string, FieldCases>> = {
   },
   'iot-threshold': {
     property: { invalid: [{ property: 'payload[', propertyType: 'msg' }], valid: [{ property: 'payload', propertyType: 'msg' }] },
+    redis: { invalid: [{ redis: BAD_REDIS }, { redis: 'v.nowhere' }], valid: [{ redis: '' }, { redis: REDIS }] },
     levels: {
       invalid: [
         { levels: [{ severity: 'warning', value: 'abc' }] },

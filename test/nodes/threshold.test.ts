@@ -236,7 +236,7 @@ describe('iot-threshold node', () => {
     const out = collect('errors');
     await send({ payload: 1 });
     expect((out.errors[0].error as { code: string; message: string }).code).toBe('invalid_config');
-    expect((out.errors[0].error as { message: string }).message).toMatch(/threshold is not a number/);
+    expect((out.errors[0].error as { message: string }).message).toMatch(/threshold must be a number/);
     expect(lastStatus()).toEqual({ fill: 'red', shape: 'ring', text: 'invalid configuration' });
   });
 

@@ -3,7 +3,9 @@
  * headers with their raw copies, query parameters with the URLs they appear in, plain properties.
  */
 import { describe, expect, it } from 'vitest';
-import { settingsFromProperties } from '../../nodes/device-auth/node-config';
+import { DEVICE_AUTH_MIGRATIONS } from '../../nodes/device-auth/migrations';
+import { settingsFromProperties, type DeviceAuthProperties } from '../../nodes/device-auth/node-config';
+import { migrateSettings } from '../../nodes/shared/settings-version';
 import { credentialPath, removeCredentials, type CredentialPath } from '../../nodes/device-auth/scrub';
 
 const path = (segments: string[]) => credentialPath(segments) as CredentialPath;
@@ -15,8 +17,25 @@ describe('device-auth settings', () => {
     expect(settings.policy).toMatchObject({ skewMs: 300_000, tokenSkewMs: 30_000, maxLifetimeMs: 3_600_000, audiences: [], webhook: { hash: 'sha256', encoding: 'hex', prefix: '' } });
     expect(settings.rate).toBeUndefined();
     expect(settings.gateway).toBeUndefined();
-    expect([...settings.accepted]).toEqual(['apikey', 'hmac', 'sas', 'jwt', 'webhook']);
+    expect([...settings.accepted]).toEqual(['apikey', 'hmac', 'sas', 'jwt', 'webhook', 'x509']);
     expect(settings.scopedFields).toEqual([]);
+  });
+
+  // Nodes as flows saved them: before settings versions (1), and now (2).
+  const V1_NODE: DeviceAuthProperties = { id: 'auth', type: 'iot-device-auth', registry: 'registry', method: 'auto', skew: '300', wires: [[], []] };
+  it.each<[string, DeviceAuthProperties, string[], string[]]>([
+    ['a node from before versions accepts what it always did: secrets and keys, no certificate', V1_NODE, ['apikey', 'hmac', 'sas', 'jwt', 'webhook'], ['accepted-kept-secret-methods']],
+    ['a node from before versions that chose its methods keeps them', { ...V1_NODE, accepted: ['hmac', 'x509'] }, ['hmac', 'x509'], []],
+    ['a current node keeps its choice', { ...V1_NODE, settingsVersion: 2, accepted: ['jwt'] }, ['jwt'], []],
+  ])('%s', (_, node, accepted, notes) => {
+    const migrated = migrateSettings(node, DEVICE_AUTH_MIGRATIONS);
+    expect(migrated.notes).toEqual(notes);
+    expect(migrated.props.settingsVersion).toBe(2);
+    expect([...settingsFromProperties(migrated.props).accepted]).toEqual(accepted);
+  });
+
+  it('refuses settings from a newer pack', () => {
+    expect(() => migrateSettings({ ...V1_NODE, settingsVersion: 3 }, DEVICE_AUTH_MIGRATIONS)).toThrow(/version 3, newer than this version of the pack knows \(2\)/);
   });
 
   it('reads lists, rates and gateways', () => {

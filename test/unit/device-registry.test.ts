@@ -14,7 +14,7 @@ import { Lockout } from '../../nodes/device-registry/lockout';
 import { DerivedStore, RecordStore, derivedApiKey, derivedKey } from '../../nodes/device-registry/stores';
 import { signSas, parseSas } from '../../nodes/device-registry/sas';
 import { signWebhook } from '../../nodes/device-registry/webhook';
-import { REGISTRY_MIGRATIONS } from '../../nodes/device-registry/registry-settings';
+import { REGISTRY_MIGRATIONS } from '../../nodes/device-registry/migrations';
 import { migrateSettings } from '../../nodes/shared/settings-version';
 import type { Presented, Verdict, VerifyPolicy } from '../../nodes/shared/device-registry-api';
 import { deviceJwt, hmacSigned, keyPairs, nowSeconds, unsignedJwt } from '../support/device-credentials';

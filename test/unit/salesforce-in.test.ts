@@ -157,7 +157,7 @@ describe('settings', () => {
     [{ channel: '/event/A__e', replay: '0' }, /-1 .* or -2/],
     [{ channel: '/event/A__e', onInvalid: 'skip' }, /unknown choice "skip"/],
     [{ channel: '/event/A__e', processed: 'later' }, /unknown choice "later"/],
-    [{ channel: '/event/A__e', answerWithin: '0' }, /1 to 86,400 seconds/],
+    [{ channel: '/event/A__e', answerWithin: '0' }, /settle an event \(s\) must be a number from 0.001 to 86400 \(got "0"\)/],
   ])('refuses %j', (props, problem) => {
     const config = readInConfig(props);
     expect('problem' in config ? config.problem : '').toMatch(problem);

@@ -146,7 +146,7 @@ describe('editor properties', () => {
   });
 
   it('refuses settings that cannot run', () => {
-    expect(() => windowConfig({ mode: 'time', windowValue: '0' })).toThrow(/not a positive duration/);
+    expect(() => windowConfig({ mode: 'time', windowValue: '0' })).toThrow(/must be a positive duration/);
     expect(() => windowConfig({ mode: 'count', count: '2.5' })).toThrow(/whole number/);
   });
 });

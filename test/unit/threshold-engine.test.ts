@@ -470,3 +470,48 @@ describe('threshold rules: validation', () => {
     expect(Thresholds.withOverrides(rule, [{ warning: '2h' }]).silenceAfter(0)).toBe(7_200_000);
   });
 });
+
+describe('one key at a time (state shared between instances)', () => {
+  const shared = (rule: RuleConfig) => {
+    const events: AlertEvent[] = [];
+    const engine = new ThresholdEngine(rule, 'node-1', { alert: (e) => events.push(e) }, { localTimers: false });
+    return { engine, events };
+  };
+
+  it('hands a key from one engine to another as plain JSON: the episode goes on with its id, no event on import', () => {
+    const rule = config({ raise: { mode: 'count', count: 2 }, levels: [{ severity: 'warning', value: 80 }, { severity: 'critical', value: 90 }] });
+    const a = shared(rule);
+    const b = shared(rule);
+    a.engine.read('pump-1', 85, 0);
+    a.engine.read('pump-1', 95, 1_000);
+    b.engine.importKey('pump-1', JSON.parse(JSON.stringify(a.engine.exportKey('pump-1'))), 2_000);
+    expect(b.events).toEqual([]);
+    b.engine.read('pump-1', 96, 2_000);
+    b.engine.read('pump-1', 10, 3_000);
+    expect([...a.events, ...b.events].map(describeEvent)).toEqual(['raised warning', 'escalated critical', 'cleared critical']);
+    expect(new Set([...a.events, ...b.events].map((e) => e.id)).size).toBe(1);
+    expect(b.engine.status('pump-1').state).toBe('normal');
+    b.engine.importKey('pump-1', undefined, 4_000);
+    expect(b.engine.exportKey('pump-1')).toBeUndefined();
+    expect(b.engine.keyCount).toBe(0);
+  });
+
+  it('keeps no local timers, and fires one key\'s deadlines in order with tickKey', () => {
+    const { engine, events } = shared(config({ rule: 'silence', levels: [{ severity: 'warning', value: 10_000 }, { severity: 'critical', value: 30_000 }] }));
+    engine.read('gate-1', 'hello', 0);
+    engine.read('gate-2', 'hello', 0);
+    expect(engine.nextDeadline()).toBe(Infinity);
+    expect(engine.keyDeadline('gate-1')).toBe(10_000);
+    expect(engine.keyDeadline('nobody')).toBe(Infinity);
+    engine.tickKey('gate-1', 9_999);
+    expect(events).toEqual([]);
+    engine.tickKey('gate-1', 40_000);
+    expect(events.map((e) => `${e.key} ${describeEvent(e)} at ${e.at}`)).toEqual(['gate-1 raised warning at 10000', 'gate-1 escalated critical at 30000']);
+    expect(engine.keyDeadline('gate-1')).toBe(Infinity);
+    // An imported row keeps its clock (a restore would restart it).
+    const { engine: other, events: heard } = shared(config({ rule: 'silence', levels: [{ severity: 'warning', value: 10_000 }] }));
+    other.importKey('gate-2', engine.exportKey('gate-2'), 50_000);
+    other.tickKey('gate-2', 50_000);
+    expect(heard.map((e) => `${e.key} ${describeEvent(e)} at ${e.at}`)).toEqual(['gate-2 raised warning at 10000']);
+  });
+});

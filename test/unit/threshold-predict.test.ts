@@ -349,7 +349,7 @@ describe('forecast and anomaly: validation and editor properties', () => {
       side: 'below',
       minDeviation: 2.5,
     });
-    expect(() => ruleFromProperties({ rule: 'anomaly', anomalyHistory: 'long', levels: [{ severity: 'warning', value: '4' }] })).toThrow(/anomaly history is not a number/);
+    expect(() => ruleFromProperties({ rule: 'anomaly', anomalyHistory: 'long', levels: [{ severity: 'warning', value: '4' }] })).toThrow(/anomaly history must be a number/);
   });
 
   it('words lead times as people say them', () => {

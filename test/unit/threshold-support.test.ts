@@ -100,7 +100,7 @@ describe('editor properties to rule', () => {
   });
 
   it('rejects what cannot run, saying why', () => {
-    expect(() => ruleFromProperties({ rule: 'above', levels: [{ severity: 'warning', value: 'x' }] })).toThrow(/warning threshold is not a number/);
+    expect(() => ruleFromProperties({ rule: 'above', levels: [{ severity: 'warning', value: 'x' }] })).toThrow(/warning threshold must be a number/);
     expect(() => ruleFromProperties({ rule: 'above', levels: [] })).toThrow(/at least one/);
     expect(() => ruleFromProperties({ rule: 'above', levels: [{ severity: 'warning', value: '1' }], raiseMode: 'count', raiseValue: '0' })).toThrow(/whole number/);
     expect(() => ruleFromProperties({ rule: 'silence', levels: [{ severity: 'warning', value: 'soon' }] })).toThrow(/positive duration/);

@@ -2,7 +2,8 @@
  * The writer node's editor properties to options (nodes/timeseries-out/node-config.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { batcherOptions, mappingOptions, nameList, OptionError, tagRows } from '../../nodes/timeseries-out/node-config';
+import { SettingsError } from '../../nodes/shared/settings';
+import { batcherOptions, mappingOptions, tagRows } from '../../nodes/timeseries-out/node-config';
 
 describe('writer options', () => {
   it('has the defaults the issue asks for', () => {
@@ -50,12 +51,12 @@ describe('writer options', () => {
     [() => mappingOptions({ text: 'maybe' }, 'ms'), /text handling/],
     [() => tagRows([{ name: ' ', value: 'x', type: 'str' }]), /needs a name/],
   ])('refuses bad values (%#)', (build, message) => {
-    expect(build).toThrow(OptionError);
+    expect(build).toThrow(SettingsError);
     expect(build).toThrow(message);
   });
 
-  it('trims tag rows and name lists', () => {
+  it('trims tag rows and reads name lists', () => {
     expect(tagRows([{ name: ' site ', value: 'plant-1', type: '' }])).toEqual([{ name: 'site', value: 'plant-1', type: 'str' }]);
-    expect(nameList(' a, b ,,c ')).toEqual(['a', 'b', 'c']);
+    expect(mappingOptions({ integerFields: ' a, b ,,c ' }, 'ms').integerFields).toEqual(new Set(['a', 'b', 'c']));
   });
 });
