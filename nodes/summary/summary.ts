@@ -149,7 +149,7 @@ export = function register(RED: NodeAPI): void {
         return;
       }
       state?.journal({ k: key, v: values, t: at });
-      const device = savableDevice(msg.device);
+      const device = savableDevice(msg.device, lastDevice.get(key));
       if (device !== undefined) lastDevice.set(key, device);
       emit(closed, send);
       timer.arm(aggregator.nextClose());

@@ -193,7 +193,7 @@ export = function register(RED: NodeAPI): void {
     }
 
     function readingDone(msg: NodeMessage, key: string, events: AlertEvent[], alertState: unknown, send: Send, done: Done): void {
-      const device = savableDevice(msg.device);
+      const device = savableDevice(msg.device, lastDevice.get(key));
       if (device !== undefined) lastDevice.set(key, device);
       const out = routeEvents(msg, events);
       if (def.stateOutput) {
