@@ -230,13 +230,14 @@ export = function register(RED: NodeAPI): void {
   });
 
   // The editor's CSV import and export of the device list (list-csv.ts): the format is defined once,
-  // here on the server. They read and write text only, nothing of a deployed registry.
-  const csvRoute = (handle: (body: Record<string, unknown>) => unknown) => (req: { body?: unknown }, res: { json(v: unknown): void; status(code: number): { json(v: unknown): void } }) => {
+  // here on the server. They read and write text only, nothing of a deployed registry. A CSV that
+  // is refused is an answer for the person who gave it ({ problem }), not a failed request.
+  const csvRoute = (handle: (body: Record<string, unknown>) => unknown) => (req: { body?: unknown }, res: { json(v: unknown): void }) => {
     try {
       res.json(handle((req.body ?? {}) as Record<string, unknown>));
     } catch (err) {
       if (!(err instanceof RegistryFileError)) throw err;
-      res.status(400).json({ error: err.message });
+      res.json({ problem: err.message });
     }
   };
   RED.httpAdmin.post(

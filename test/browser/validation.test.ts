@@ -610,7 +610,7 @@ describe('editor validation of every checked field', () => {
     expect(await flowNodeState(auth)).toEqual({ valid: true, errors: [], triangle: false });
     await page.evaluate((id) => (window as unknown as { RED: { editor: { editConfig(n: string, t: string, id: string): void } } }).RED.editor.editConfig('', 'iot-device-registry', id), REGISTRY);
     await page.waitForSelector('#node-config-dialog-ok', { state: 'visible' });
-    await page.locator('#node-config-input-device-list .iot-d-id').first().fill('pump 1 !');
+    await page.locator('#node-config-device-table .iot-d-id').first().fill('pump 1 !');
     await page.click('#node-config-dialog-ok');
     await page.waitForSelector('#node-config-dialog-ok', { state: 'detached' });
     const registry = await page.evaluate((id) => {
