@@ -100,10 +100,34 @@ export class MqttLink {
     });
   }
 
-  /** Connects (waiting through refused connections while the broker is not up yet); rejects when the broker refuses the device. */
-  static async open(url: string, options: Pick<IClientOptions, 'clientId' | 'username' | 'password'>): Promise<MqttLink> {
-    const client = await mqtt.connectAsync(url, { ...options, clean: false, reconnectPeriod: 1_000, connectTimeout: 10_000 });
-    return new MqttLink(client);
+  /**
+   * Connects (waiting through refused connections while the broker is not up yet); rejects when the
+   * broker refuses the device. `onMessage` listens before the CONNACK: a persistent session's kept
+   * messages follow it at once, and a listener added later would miss them.
+   */
+  static open(url: string, options: Pick<IClientOptions, 'clientId' | 'username' | 'password'>, onMessage?: (topic: string, payload: Buffer) => void): Promise<MqttLink> {
+    return new Promise((resolve, reject) => {
+      const client = mqtt.connect(url, { ...options, clean: false, reconnectPeriod: 1_000, connectTimeout: 10_000 });
+      if (onMessage) client.on('message', onMessage);
+      // As mqtt.connectAsync settles: connected (or ended) resolves, an error rejects.
+      const settled = () => {
+        client.off('connect', connected);
+        client.off('end', connected);
+        client.off('error', failed);
+      };
+      const connected = () => {
+        settled();
+        resolve(new MqttLink(client));
+      };
+      const failed = (err: Error) => {
+        settled();
+        client.end();
+        reject(err);
+      };
+      client.on('connect', connected);
+      client.on('end', connected);
+      client.on('error', failed);
+    });
   }
 
   /** Publishes at QoS 1: true once acknowledged, false when the link was closed before. */
