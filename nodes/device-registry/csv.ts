@@ -111,3 +111,9 @@ export function parseCsv(text: string): CsvTable {
   }
   return { header, rows };
 }
+
+/** Records as RFC 4180 text that parseCsv reads back: a field is quoted only when it holds a comma, a quote or a line break; lines end in CRLF. */
+export function formatCsv(records: readonly (readonly string[])[]): string {
+  const field = (value: string) => (/[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value);
+  return records.map((fields) => `${fields.map(field).join(',')}\r\n`).join('');
+}

@@ -14,7 +14,8 @@ import { fleetFiles, loadFleets, type FleetSetting } from './fleets';
 import type { Fleet } from './x509';
 import { decodeSecret, parseRecord, RecordError } from './records';
 import { DeviceRegistry } from './registry';
-import { loadRegistryFile, parseIdList } from './registry-file';
+import { listFromCsv, listToCsv, type ListedDevice as ListRow } from './list-csv';
+import { loadRegistryFile, parseIdList, RegistryFileError } from './registry-file';
 import { REGISTRY_MIGRATIONS } from './migrations';
 import { DerivedStore, KEY_DERIVATIONS, RecordStore, type KeyDerivation } from './stores';
 
@@ -227,4 +228,29 @@ export = function register(RED: NodeAPI): void {
       masterSecret: { type: 'password' },
     },
   });
+
+  // The editor's CSV import and export of the device list (list-csv.ts): the format is defined once,
+  // here on the server. They read and write text only, nothing of a deployed registry. A CSV that
+  // is refused is an answer for the person who gave it ({ problem }), not a failed request.
+  const csvRoute = (handle: (body: Record<string, unknown>) => unknown) => (req: { body?: unknown }, res: { json(v: unknown): void }) => {
+    try {
+      res.json(handle((req.body ?? {}) as Record<string, unknown>));
+    } catch (err) {
+      if (!(err instanceof RegistryFileError)) throw err;
+      res.json({ problem: err.message });
+    }
+  };
+  RED.httpAdmin.post(
+    '/iot-device-registry/csv/import',
+    RED.auth.needsPermission('iot-device-registry.read'),
+    csvRoute((body) => ({ devices: listFromCsv(typeof body.text === 'string' ? body.text : '') })),
+  );
+  RED.httpAdmin.post(
+    '/iot-device-registry/csv/export',
+    RED.auth.needsPermission('iot-device-registry.read'),
+    csvRoute((body) => {
+      if (!Array.isArray(body.devices)) throw new RegistryFileError('no device list to export');
+      return { text: listToCsv(body.devices as ListRow[]) };
+    }),
+  );
 };

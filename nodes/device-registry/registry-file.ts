@@ -16,7 +16,8 @@ import { RecordStore } from './stores';
 export type RegistryFormat = 'json' | 'csv';
 
 const JSON_FIELDS = new Set(['id', 'enabled', 'methods', 'apiKeyHash', 'publicKey', 'algorithms', 'certificates', 'gateway', 'topics', 'publishTopics', 'subscribeTopics', 'meta']);
-const CSV_COLUMNS = new Set([...JSON_FIELDS].filter((f) => f !== 'topics'));
+/** In the order a written CSV has them. */
+export const CSV_COLUMNS = new Set([...JSON_FIELDS].filter((f) => f !== 'topics'));
 /** Named in errors as secrets a file may not hold, rather than as unknown fields. */
 const SECRET_FIELDS = new Set(['secret', 'apiKey']);
 const MAX_PROBLEMS = 5;
@@ -81,7 +82,7 @@ export function parseRegistryText(text: string, format: RegistryFormat): DeviceR
   return records;
 }
 
-function checkColumns(header: string[]): void {
+export function checkColumns(header: string[]): void {
   if (!header.includes('id')) throw new RegistryFileError('line 1: the header needs an id column');
   try {
     checkFields(header, CSV_COLUMNS, 'line 1');

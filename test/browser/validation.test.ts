@@ -142,8 +142,11 @@ const cases: Record<string, Record<string, FieldCases>> = {
         { source: 'list', devices: [{ id: 'pump-1', meta: '[1, 2]' }] },
         { source: 'list', devices: [{ id: '' }] },
         { source: 'list', devices: [{ id: 'cam-1', certificates: 'not a fingerprint' }] },
+        { source: 'list', devices: [{ id: 'pump-1', methods: 'apikey password' }] },
+        { source: 'list', devices: [{ id: 'pump-1', gateway: 'gw 1' }] },
+        { source: 'list', devices: [{ id: 'pump-1', gateway: 'pump-1' }] },
       ],
-      valid: [{ source: 'list', devices: [] }, { source: 'list', devices: [{ id: 'pump-1', meta: '{"site":"north"}' }, { id: 'gw-2:s1' }] }, { source: 'file', file: '/data/devices.csv', devices: [{ id: 'pump 1 !' }] }],
+      valid: [{ source: 'list', devices: [] }, { source: 'list', devices: [{ id: 'pump-1', meta: '{"site":"north"}', methods: 'apikey x509', gateway: 'gw-2:s1' }, { id: 'gw-2:s1' }] }, { source: 'file', file: '/data/devices.csv', devices: [{ id: 'pump 1 !' }] }],
     },
     file: { invalid: [{ source: 'file', file: '' }, { source: 'file', file: '   ' }], valid: [{ source: 'file', file: 'devices.csv' }, { source: 'list', file: '' }] },
     masterEnv: {
@@ -611,7 +614,7 @@ describe('editor validation of every checked field', () => {
     expect(await flowNodeState(auth)).toEqual({ valid: true, errors: [], triangle: false });
     await page.evaluate((id) => (window as unknown as { RED: { editor: { editConfig(n: string, t: string, id: string): void } } }).RED.editor.editConfig('', 'iot-device-registry', id), REGISTRY);
     await page.waitForSelector('#node-config-dialog-ok', { state: 'visible' });
-    await page.locator('#node-config-input-device-list .iot-d-id').first().fill('pump 1 !');
+    await page.locator('#node-config-device-table .iot-d-id').first().fill('pump 1 !');
     await page.click('#node-config-dialog-ok');
     await page.waitForSelector('#node-config-dialog-ok', { state: 'detached' });
     const registry = await page.evaluate((id) => {
